@@ -1,0 +1,92 @@
+"""The ``mapguard`` command line: parse, call one library function, print.
+
+Every user-caused error (:class:`protocols.errors.InputError`) becomes one line on stderr and exit
+code 2; nothing is left half-written because every output goes through an atomic rename.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from protocols.errors import InputError
+
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """Click group that turns :class:`InputError` into ``mapguard: error: ...`` and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            click.echo(f"mapguard: error: {exc}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("mapguard: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mapguard", prog_name="mapguard")
+def cli() -> None:
+    """Restrict a classifier to authorized domains (MAP) and prove ownership of stolen copies."""
+
+
+# ---- shared options (defined once) -------------------------------------------------------------
+def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(fn)
+
+
+def force_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--force", is_flag=True, help="Overwrite existing outputs.")(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(fn)
+
+
+def device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--device", default=None, help="torch device (default: cuda if available, else cpu)."
+    )(fn)
+
+
+def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(fn)
+
+
+def unsafe_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--unsafe-pickle",
+        is_flag=True,
+        help="Allow loading pickled models (can run arbitrary code; only for trusted files).",
+    )(fn)
+
+
+DATA_HELP = "Data: builtin:NAME (mnist, mnistm, optdigits, svhnlike, syn) or an ImageFolder path."
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def out_path(value: str) -> Path:
+    return Path(value)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
+
+    cli.main(prog_name="mapguard")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Library functions behind the CLI commands (one call per command; the CLI only prints).
+
+Example:
+    >>> # train_source("builtin:mnist", arch="vgg_small", out="model.pt", epochs=10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mapguard import __version__
+from mapguard._device import default_device
+from mapguard._errors import ModelFileError
+from mapguard._progress import console
+from mapguard.checkpoint import ModelMeta, load_any_model, save_checkpoint
+from mapguard.training import TrainConfig, accuracy, check_compatible, train_model
+from protocols.fileio import check_writable
+
+__all__ = [
+    "evaluate_model",
+    "model_num_classes",
+    "render_accuracy_table",
+    "train_source",
+]
+
+
+def train_source(
+    data_spec: str,
+    *,
+    arch: str,
+    out: str | Path,
+    epochs: int = 10,
+    lr: float = 0.05,
+    batch_size: int = 64,
+    seed: int = 0,
+    force: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy."""
+    from mapguard.data import load_data
+    from mapguard.models import create_model
+
+    check_writable(out, force=force)  # fail before spending minutes on training
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    train = load_data(data_spec, split="train", seed=0, progress=progress)
+    test = load_data(data_spec, split="test", seed=0, progress=progress)
+    torch.manual_seed(seed)  # parameter init; the library never seeds elsewhere
+    model = create_model(arch, num_classes=len(train.classes))
+    t0 = time.perf_counter()
+    dev = default_device(device)
+    train_model(model, train, config=cfg, device=dev, progress=progress)
+    seconds = time.perf_counter() - t0
+    acc = accuracy(model, test, device=dev)
+    meta = ModelMeta(
+        arch=arch,
+        num_classes=len(train.classes),
+        classes=tuple(train.classes),
+        extra={
+            "trained_on": data_spec,
+            "train_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+            "test_accuracy": f"{acc:.6f}",
+            "tool": f"mapguard {__version__}",
+        },
+    )
+    meta = save_checkpoint(model.cpu(), meta, out, force=force)
+    return {
+        "out": str(out),
+        "arch": arch,
+        "data": data_spec,
+        "test_accuracy": acc,
+        "seconds": seconds,
+        "weights_sha256": meta.weights_sha256,
+    }
+
+
+def model_num_classes(model: nn.Module, meta: ModelMeta | None) -> int:
+    """Class count from the metadata, or from one probe query for self-describing formats."""
+    if meta is not None:
+        return meta.num_classes
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, 32, 32))
+    except Exception as exc:  # noqa: BLE001 - a foreign model failing on 3x32x32 input
+        raise ModelFileError(f"model does not accept 3x32x32 images ({str(exc)[:120]})") from None
+    if out.ndim != 2:
+        raise ModelFileError(f"model output has shape {tuple(out.shape)}, expected [N, classes]")
+    return int(out.shape[1])
+
+
+def evaluate_model(
+    model_path: str | Path,
+    data_specs: list[str],
+    *,
+    split: str = "test",
+    reference: str | Path | None = None,
+    source: str | None = None,
+    allow_unsafe: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Accuracy on each data spec; with ``reference`` also before/after, drops and ST-D."""
+    from mapguard.data import load_data
+    from mapguard.metrics import protection_metrics
+
+    dev = default_device(device)
+    model, meta = load_any_model(model_path, allow_unsafe=allow_unsafe)
+    k = model_num_classes(model, meta)
+    ref = load_any_model(reference, allow_unsafe=allow_unsafe)[0] if reference else None
+    rows: dict[str, dict[str, float]] = {}
+    for spec in data_specs:
+        data = load_data(spec, split=split, progress=progress)
+        check_compatible(k, data)
+        row = {"accuracy": accuracy(model.to(dev), data, device=dev)}
+        if ref is not None:
+            row["reference_accuracy"] = accuracy(ref.to(dev), data, device=dev)
+        rows[spec] = row
+    report: dict[str, Any] = {"model": str(model_path), "split": split, "accuracy": rows}
+    if ref is not None and source is not None:
+        if source not in rows:
+            raise ModelFileError(f"--source '{source}' must also be given as --data")
+        pairs = {s: (r["reference_accuracy"], r["accuracy"]) for s, r in rows.items()}
+        sb, sa = pairs.pop(source)
+        m = protection_metrics(
+            source=source,
+            source_before=sb,
+            source_after=sa,
+            targets=pairs,
+            others={},
+            pruned_fraction=float("nan")
+            if meta is None
+            else float(meta.extra.get("pruned_fraction", "nan")),
+            num_classes=k,
+        )
+        report["metrics"] = {**m.to_dict(), "pruned_fraction": None}
+    return report
+
+
+def render_accuracy_table(report: dict[str, Any]) -> None:
+    """Print an accuracy table (rich) for :func:`evaluate_model`'s report."""
+    from rich.table import Table
+
+    rows = report["accuracy"]
+    has_ref = any("reference_accuracy" in r for r in rows.values())
+    table = Table(title=f"{report['model']} ({report['split']} split)")
+    table.add_column("data")
+    if has_ref:
+        table.add_column("reference", justify="right")
+    table.add_column("accuracy", justify="right")
+    for spec, r in rows.items():
+        cells = [spec]
+        if has_ref:
+            cells.append(f"{r['reference_accuracy']:.2%}")
+        cells.append(f"{r['accuracy']:.2%}")
+        table.add_row(*cells)
+    console.print(table)
+    st = report.get("metrics", {}).get("st_d")
+    if st is not None:
+        console.print(f"ST-D: {st:.3f}")
