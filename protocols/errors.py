@@ -7,7 +7,13 @@ traceback.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SchemaError", "SignatureError", "OutputExistsError"]
+__all__ = [
+    "CommitmentError",
+    "InputError",
+    "OutputExistsError",
+    "SchemaError",
+    "SignatureError",
+]
 
 
 class InputError(ValueError):
@@ -24,3 +30,7 @@ class SignatureError(InputError):
 
 class OutputExistsError(InputError):
     """An output path exists and overwriting was not requested."""
+
+
+class CommitmentError(InputError):
+    """Revealed values do not open a published commitment, or contradict it."""

@@ -6,7 +6,8 @@ overwritten unless ``force=True``.
 Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> atomic_write_bytes(d / "x.bin", b"abc")
+    >>> atomic_write_bytes(d / "x.bin", b"abc").name
+    'x.bin'
     >>> (d / "x.bin").read_bytes()
     b'abc'
 """
