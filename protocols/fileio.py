@@ -40,24 +40,31 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
     return p
 
 
+def _default_mode() -> int:
+    """0o666 minus the process umask, as ``open()`` would create a file."""
+    current = os.umask(0)
+    os.umask(current)
+    return 0o666 & ~current
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike[str], *, force: bool = False, mode: int | None = None
 ) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. The file gets
+    ``mode`` (e.g. ``0o600`` for secrets, kept from creation on) or the umask default.
     """
     target = check_writable(path, force=force)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    final_mode = _default_mode() if mode is None else mode
     try:
-        if mode is not None:
-            os.chmod(tmp_path, mode)
+        os.chmod(tmp_path, final_mode if mode is not None else 0o600)
         yield tmp_path
-        if mode is not None:
-            os.chmod(tmp_path, mode)
+        os.chmod(tmp_path, final_mode)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
