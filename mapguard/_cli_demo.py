@@ -1,0 +1,28 @@
+"""``mapguard demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mapguard._cli import cli, device_option, quiet_option, seed_option
+
+
+@cli.command()
+@click.option(
+    "--out",
+    default="mapguard-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the demo's outputs.",
+)
+@click.option("--epochs", type=int, default=8, show_default=True, help="Source-model epochs.")
+@seed_option
+@device_option
+@quiet_option
+def demo(out, epochs, seed, device, quiet):
+    """Train, protect, watermark and verify a model on built-in data (a few minutes on a CPU)."""
+    from mapguard.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=Path(out), epochs=epochs, seed=seed, device=device, progress=not quiet))
