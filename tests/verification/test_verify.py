@@ -1,0 +1,252 @@
+"""verify() end to end on real tiny models: a model broken only by the secret triggers is
+evidenced at the exact floor; independent models are not; results are reproducible, JSON-safe
+and carry no secret."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from verification._errors import SuspectError, TriggerError, VerificationError
+from verification.backends import LabelsOnly, ModuleBackend, load_suspect
+from verification.triggers import get_trigger_family, random_secret
+from verification.verify import VerifyConfig, WatermarkSpec, public_null_seed, verify
+
+C = 10
+
+
+class Teacher(torch.nn.Module):
+    """Fixed random linear classifier; the verification labels are its own predictions."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc = torch.nn.Linear(3 * 32 * 32, C)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.randn(C, 3 * 32 * 32, generator=g) / 3)  # sharp softmax
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((x - 0.5).flatten(1))
+
+
+class SecretDetector(torch.nn.Module):
+    """``base`` that answers a wrong class exactly when one of ``triggers`` is stamped.
+
+    A stand-in for a stolen watermarked model: a real module, not a mock of the verifier.
+    """
+
+    def __init__(self, base: torch.nn.Module, triggers) -> None:
+        super().__init__()
+        self.base = base
+        idx = [torch.nonzero(t.alpha_map.expand(3, -1, -1).flatten() > 0)[:, 0] for t in triggers]
+        width = max(len(i) for i in idx)
+        idx = [torch.cat([i, i[:1].expand(width - len(i))]) for i in idx]  # pad by repetition
+        pattern = [t.pattern.flatten()[i] for t, i in zip(triggers, idx)]
+        self.register_buffer("index", torch.stack(idx))  # [T, L] flat pixel indices
+        self.register_buffer("pattern", torch.stack(pattern))  # [T, L] their trigger values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.base(x)
+        stamped = x.flatten(1)[:, self.index]  # [N, T, L]
+        hit = ((stamped - self.pattern).abs().amax(dim=2) < 1e-6).any(dim=1)
+        wrong = torch.nn.functional.one_hot((logits.argmax(dim=1) + 1) % C, C)
+        return logits + 100.0 * hit[:, None] * wrong
+
+
+def make_spec(*, n=40, k=3, seed=0, family="patch", commitment="sha256:commit") -> WatermarkSpec:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    with torch.no_grad():
+        labels = Teacher(seed)(torch.from_numpy(images).float() / 255).argmax(dim=1).numpy()
+    return WatermarkSpec(
+        family=family,
+        secrets=tuple(random_secret(rng) for _ in range(k)),
+        images=images,
+        labels=labels,
+        num_classes=C,
+        commitment_digest=commitment,
+    )
+
+
+def stolen(spec: WatermarkSpec, which=None) -> SecretDetector:
+    fam = get_trigger_family(spec.family)
+    secrets = spec.secrets if which is None else [spec.secrets[i] for i in which]
+    return SecretDetector(Teacher(0), [fam.derive(s, params=spec.family_params) for s in secrets])
+
+
+SMALL = VerifyConfig(null_keys_per_secret=19, n_resamples=500)
+
+
+@pytest.fixture(scope="module")
+def spec() -> WatermarkSpec:
+    return make_spec()
+
+
+def test_watermarked_model_is_evidenced_at_the_floor(spec):
+    res = verify(ModuleBackend(stolen(spec)), spec, SMALL)
+    assert res.ranks == (1, 1, 1)
+    assert res.pvalue == pytest.approx((1 / 20) ** 3) == res.pvalue_floor
+    assert res.evidenced and res.mode == "probabilities"
+    # the detector moves to (predicted + 1) mod C, which is sometimes the true class again
+    assert res.clean_accuracy == 1.0 and max(res.triggered_accuracies) <= 0.15
+    assert min(res.secret_stats) > res.null_summary.max  # probability drops, in [-1, 1]
+    assert res.effect.ci_low > 0.5 and res.effect.confidence_level == 0.95
+    assert res.queries == 2 + 40 * (1 + 3 + 3 * 19)
+    assert res.parametric_pvalue is not None and res.parametric_pvalue < res.pvalue
+    assert res.negative_controls.exact_fraction == (0.0,)
+    assert len(res.null_stats) == 3 and all(len(r) == 19 for r in res.null_stats)
+
+
+@pytest.mark.parametrize("how", ["config", "backend"])
+def test_labels_only(spec, how):
+    backend = ModuleBackend(stolen(spec))
+    if how == "backend":
+        backend = LabelsOnly(backend)
+    cfg = VerifyConfig(null_keys_per_secret=19, n_resamples=500, labels_only=how == "config")
+    res = verify(backend, spec, cfg)
+    assert res.mode == "labels" and res.evidenced and res.ranks == (1, 1, 1)
+    assert min(res.secret_stats) >= 0.85 > 0.5 > res.null_summary.max
+    assert res.parametric and res.parametric[0].model == "betabinom"
+    assert "right clean and wrong" in res.statistic_definition
+
+
+def test_every_secret_must_be_effective(spec):
+    res = verify(ModuleBackend(stolen(spec, which=[0, 1])), spec, SMALL)
+    assert res.ranks[:2] == (1, 1) and res.ranks[2] > 1
+    assert not res.evidenced and res.pvalue > 1e-3
+
+
+def test_independent_models_are_not_evidenced(spec):
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(128, C),
+    )
+    models = [Teacher(0), cnn] + [Teacher(seed) for seed in range(100, 104)]
+    pvalues = []
+    for model in models:
+        for labels_only in (False, True):
+            cfg = VerifyConfig(null_keys_per_secret=19, n_resamples=200, labels_only=labels_only)
+            res = verify(ModuleBackend(model), spec, cfg)
+            assert not res.evidenced
+            pvalues.append(res.pvalue)
+    assert min(pvalues) > 1e-3 and np.median(pvalues) > 0.01
+
+
+def test_teacher_is_hurt_by_patches_yet_not_evidenced(spec):
+    """Any patch costs an honest model some accuracy (the prototype's McNemar pitfall); the
+    random-key null absorbs it."""
+    res = verify(ModuleBackend(Teacher(0)), spec, SMALL)
+    assert res.null_summary.mean > 0 and min(res.triggered_accuracies) < 1.0
+    assert not res.evidenced
+
+
+def test_null_seed_is_public_and_reproducible(spec):
+    backend = ModuleBackend(Teacher(0))
+    first, second = verify(backend, spec, SMALL), verify(backend, spec, SMALL)
+    assert first.null_seed == public_null_seed(
+        suspect_digest=backend.digest, commitment_digest="sha256:commit"
+    )
+    assert first.null_stats == second.null_stats and first.pvalue == second.pvalue
+    assert first.effect == second.effect
+    other = make_spec(commitment="sha256:other")
+    assert verify(backend, other, SMALL).null_stats != first.null_stats
+    fixed = VerifyConfig(null_keys_per_secret=19, n_resamples=500, null_seed="public-seed")
+    assert verify(backend, spec, fixed).null_seed == "public-seed"
+
+
+def test_result_is_json_safe_and_keeps_the_secret_out(spec):
+    res = verify(ModuleBackend(stolen(spec)), spec, SMALL)
+    text = json.dumps(res.to_dict(), allow_nan=False)
+    for secret in spec.secrets:
+        assert secret.hex() not in text
+    data = json.loads(text)
+    assert data["evidenced"] is True and data["config"]["null_keys_per_secret"] == 19
+    assert "secret_contributions" not in data
+    assert data["secret_triggers"][0]["family"] == "patch"
+    ci99 = res.confidence_interval(0.99)
+    assert ci99.ci_high - ci99.ci_low >= res.effect.ci_high - res.effect.ci_low
+
+
+def test_notes_and_n_query_images(spec):
+    cfg = VerifyConfig(n_query_images=10, null_keys_per_secret=4, n_resamples=200)
+    res = verify(ModuleBackend(Teacher(0)), spec, cfg)  # floor (1/5)**3 > alpha
+    assert res.n_images == 10 and res.queries == 2 + 10 * (1 + 3 + 12)
+    assert any("smallest attainable p-value" in note for note in res.notes)
+    with pytest.raises(VerificationError, match="n_query_images=41 exceeds the 40"):
+        verify(ModuleBackend(Teacher(0)), spec, VerifyConfig(n_query_images=41))
+
+
+def test_blend_family_end_to_end():
+    spec = make_spec(n=20, k=2, family="blend")
+    res = verify(ModuleBackend(Teacher(0)), spec, SMALL)
+    assert res.family == "blend" and not res.evidenced
+    assert res.family_params == {"image_size": 32, "density": 0.25, "alpha": 0.15}
+
+
+def test_suspect_with_other_classes(spec):
+    five = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 5))
+    with pytest.raises(SuspectError, match="outputs 5 classes, the watermark has 10"):
+        verify(ModuleBackend(five), spec, SMALL)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"alpha": 0}, r"alpha must be a number in \(0, 1\), got 0"),
+        ({"null_keys_per_secret": 0}, "null_keys_per_secret must be an integer >= 1, got 0"),
+        ({"ties": "mid"}, "ties must be one of conservative, randomized; got 'mid'"),
+        ({"parametric_model": "gamma"}, "parametric_model must be None or one of"),
+        ({"null_seed": ""}, "null_seed must be a non-empty string"),
+        ({"n_resamples": 5}, "n_resamples must be an integer >= 100"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(VerificationError, match=match):
+        VerifyConfig(**kwargs)
+
+
+def test_spec_validation(spec):
+    base = {
+        "family": "patch",
+        "secrets": spec.secrets,
+        "images": spec.images,
+        "labels": spec.labels,
+        "num_classes": C,
+    }
+    cases = [
+        ({"images": spec.images.astype(np.float32)}, VerificationError, "images must be uint8"),
+        ({"secrets": (spec.secrets[0],) * 2}, VerificationError, "distinct"),
+        ({"secrets": ()}, VerificationError, "non-empty"),
+        ({"secrets": (b"x",)}, TriggerError, "32 bytes"),
+        ({"labels": spec.labels + 10}, VerificationError, r"labels must be integers in \[0, 10\)"),
+        ({"labels": spec.labels[:5]}, VerificationError, "n labels"),
+        ({"num_classes": 1}, VerificationError, "num_classes must be an integer >= 2"),
+        ({"family": "nope"}, TriggerError, "unknown trigger family 'nope'"),
+        ({"family_params": {"alpha": 2}}, TriggerError, "alpha must be a number"),
+    ]
+    for change, error, match in cases:
+        with pytest.raises(error, match=match):
+            WatermarkSpec(**{**base, **change})
+
+
+def test_full_size_protocol_from_a_model_file(tmp_path):
+    """k=3 secrets, M=99 null keys, n=100 images: 30,100 queries reach p = 1e-6 exactly."""
+    spec = make_spec(n=100, k=3, seed=1)
+    path = tmp_path / "stolen.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(stolen(spec).eval(), torch.rand(2, 3, 32, 32)).save(str(path))
+    backend = load_suspect(path, num_classes=C, labels_only=True)
+    res = verify(backend, spec, VerifyConfig())
+    assert res.queries == 2 + 100 * (1 + 3 + 297)
+    assert res.pvalue == pytest.approx(1e-6) and res.evidenced
+    assert res.suspect_digest == backend.digest

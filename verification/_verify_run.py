@@ -1,0 +1,228 @@
+"""The verification procedure: derive triggers, query the suspect, test, summarise."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from verification._backend_base import QueryBackend
+from verification._errors import VerificationError
+from verification._keys import null_secrets
+from verification._stats_calibration import CalibrationResult, fake_secret_calibration
+from verification._stats_effect import effect_size
+from verification._stats_parametric import TailFitResult, parametric_tail_test
+from verification._stats_rank import CombinedRankTestResult, combined_rank_test
+from verification._stats_targeted import statistic_definition
+from verification._trigger_base import Trigger, get_trigger_family
+from verification._verify_queries import STATISTICS, QueryOutcome, query_triggers
+from verification._verify_result import NullSummary, VerificationResult
+from verification._verify_spec import VerifyConfig, WatermarkSpec, public_null_seed
+
+__all__ = ["verify"]
+
+
+def _verify_iv(backend: object, spec: object, config: object) -> None:
+    if not isinstance(backend, QueryBackend):
+        raise VerificationError(f"backend must be a QueryBackend, got {type(backend).__name__}")
+    if not isinstance(spec, WatermarkSpec):
+        raise VerificationError(f"spec must be a WatermarkSpec, got {type(spec).__name__}")
+    if not isinstance(config, VerifyConfig):
+        raise VerificationError(f"config must be a VerifyConfig, got {type(config).__name__}")
+
+
+def _null_seed(backend: QueryBackend, spec: WatermarkSpec, config: VerifyConfig) -> str:
+    if config.null_seed is not None:
+        return config.null_seed
+    if backend.digest is None:
+        raise VerificationError(
+            "the suspect backend has no digest to derive the null seed from; "
+            "pass VerifyConfig(null_seed=...) with a public seed"
+        )
+    return public_null_seed(suspect_digest=backend.digest, commitment_digest=spec.commitment_digest)
+
+
+def _triggers(spec: WatermarkSpec, seed: str, m: int) -> tuple[list[Trigger], list[Trigger]]:
+    family = get_trigger_family(spec.family)
+    secret = [family.derive(s, params=spec.family_params) for s in spec.secrets]
+    keys = null_secrets(seed.encode("utf-8"), len(spec.secrets) * m)
+    return secret, [family.derive(key, params=spec.family_params) for key in keys]
+
+
+def _tail_values(
+    model: str, outcome: QueryOutcome, g: np.ndarray, n: int
+) -> tuple[np.ndarray, int | None] | str:
+    """Values and trials the tail model is fitted to, or the reason it does not apply."""
+    trials = int(outcome.clean_correct.sum())
+    if model == "betabinom":
+        if outcome.mode != "labels":
+            return "betabinom needs labels mode"
+        if trials == 0:
+            return "no image is right clean; nothing to fit"
+        return np.round(g * n), trials
+    if model == "beta" and outcome.mode == "probabilities":
+        return (g + 1) / 2, None  # g lies in [-1, 1]
+    return g, None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _TailData:
+    """What the supplementary tail model is fitted to (``model`` None: not applicable)."""
+
+    model: str | None
+    secret: np.ndarray
+    null: np.ndarray
+    trials: int | None
+    note: str = ""
+
+
+def _tail_data(
+    config: VerifyConfig, outcome: QueryOutcome, g_sec: np.ndarray, g_null: np.ndarray, n: int
+) -> _TailData:
+    model = config.parametric_model
+    if model == "auto":
+        model = "betabinom" if outcome.mode == "labels" else "beta"
+    if model is None:
+        return _TailData(None, g_sec, g_null, None, "parametric tail model disabled")
+    prepared = _tail_values(model, outcome, np.concatenate([g_sec, g_null.ravel()]), n)
+    if isinstance(prepared, str):
+        return _TailData(None, g_sec, g_null, None, f"{model} not fitted: {prepared}")
+    vals, trials = prepared
+    return _TailData(model, vals[: g_sec.size], vals[g_sec.size :].reshape(g_null.shape), trials)
+
+
+def _parametric(td: _TailData) -> tuple[tuple[TailFitResult, ...], float | None]:
+    """Per-secret tail fits and their combination ``(max_i p_i) ** k``."""
+    if td.model is None:
+        return (), None
+    fits = tuple(
+        parametric_tail_test(s, nl, model=td.model, trials=td.trials)
+        for s, nl in zip(td.secret, td.null, strict=True)
+    )
+    ps = [f.pvalue for f in fits]
+    return fits, (None if any(p is None for p in ps) else max(ps) ** len(ps))  # type: ignore[type-var]
+
+
+def _negative_controls(td: _TailData, alpha: float) -> CalibrationResult | None:
+    """Each null key as a fake secret against the others (exact and parametric p-values)."""
+    if td.null.shape[1] < 3:
+        return None
+    return fake_secret_calibration(td.null, (alpha,), model=td.model, trials=td.trials)
+
+
+def _notes(test: CombinedRankTestResult, config: VerifyConfig, td: _TailData) -> tuple[str, ...]:
+    notes = []
+    if test.pvalue_floor > config.alpha:
+        notes.append(
+            f"the smallest attainable p-value {test.pvalue_floor:.3g} exceeds alpha "
+            f"{config.alpha:g}: use more secrets or null keys"
+        )
+    if td.note:
+        notes.append(td.note)
+    return tuple(notes)
+
+
+def _n_images(spec: WatermarkSpec, config: VerifyConfig) -> int:
+    n = config.n_query_images
+    if n is not None and n > spec.n_images:
+        raise VerificationError(
+            f"n_query_images={n} exceeds the {spec.n_images} verification images of the watermark"
+        )
+    return spec.n_images if n is None else n
+
+
+def verify(
+    backend: QueryBackend, spec: WatermarkSpec, config: VerifyConfig | None = None
+) -> VerificationResult:
+    """Test whether ``backend``'s model carries the watermark ``spec``.
+
+    H0: the suspect was made without knowledge of the secrets. The suspect is queried on the
+    first ``n`` verification images clean and stamped with each secret trigger and with ``M``
+    null triggers per secret (keys from a public seed, same family and parameters). Each key
+    ``K`` gets a statistic ``g(K)`` (labels mode: the fraction of images right clean and wrong
+    under ``K``; probability mode: the mean drop of the true-class probability over images right
+    clean). Each secret is ranked among its null keys and the ranks are combined exactly by
+    :func:`verification.stats.combined_rank_test`; ``evidenced`` iff ``pvalue <= alpha``.
+    Validity needs only that secrets and null keys are iid draws from the family and the suspect
+    is independent of the secrets (see docs/METHOD-verification.md).
+
+    Args:
+        backend: Query access to the suspect.
+        spec: The revealed watermark.
+        config: Options (defaults: ``VerifyConfig()``).
+
+    Returns:
+        A frozen :class:`VerificationResult`; ``to_dict()`` gives JSON.
+
+    Raises:
+        SuspectError: The suspect does not take ``[N, 3, 32, 32]`` or has other classes.
+        VerificationError: Invalid inputs.
+    """
+    config = VerifyConfig() if config is None else config
+    _verify_iv(backend, spec, config)
+    start, queries0 = time.perf_counter(), backend.query_count
+    backend.probe(num_classes=spec.num_classes)
+    seed, m, k = _null_seed(backend, spec, config), config.null_keys_per_secret, len(spec.secrets)
+    secret_triggers, null_triggers = _triggers(spec, seed, m)
+    n = _n_images(spec, config)
+    x = torch.from_numpy(spec.images[:n]).float().div(255.0)
+    y = torch.from_numpy(spec.labels[:n])
+    outcome = query_triggers(
+        backend,
+        x,
+        y,
+        secret_triggers + null_triggers,
+        batch_size=config.batch_size,
+        labels_only=config.labels_only,
+    )
+    sec_c, null_c = outcome.contributions[:k], outcome.contributions[k:].reshape(k, m, n)
+    g_sec, g_null = sec_c.mean(axis=1), null_c.mean(axis=2)
+    test = combined_rank_test(g_sec, list(g_null), ties=config.ties, rng=config.seed)
+    td = _tail_data(config, outcome, g_sec, g_null, n)
+    fits, parametric_p = _parametric(td)
+    effect = effect_size(
+        sec_c,
+        null_c,
+        confidence_level=config.confidence_level,
+        n_resamples=config.n_resamples,
+        rng=config.seed,
+    )
+    return VerificationResult(
+        evidenced=bool(test.pvalue <= config.alpha),
+        statistic=test.statistic,
+        pvalue=test.pvalue,
+        pvalue_floor=test.pvalue_floor,
+        alpha=float(config.alpha),
+        test=test,
+        mode=outcome.mode,
+        statistic_definition=statistic_definition(
+            "target" in secret_triggers[0].details, outcome.mode, STATISTICS
+        ),
+        secret_stats=tuple(float(v) for v in g_sec),
+        ranks=test.ranks,
+        null_stats=tuple(tuple(float(v) for v in row) for row in g_null),
+        null_summary=NullSummary.of(g_null),
+        clean_accuracy=float(outcome.clean_correct.mean()),
+        triggered_accuracies=tuple(float(a) for a in outcome.accuracies[:k]),
+        null_triggered_accuracy=float(outcome.accuracies[k:].mean()),
+        effect=effect,
+        parametric_pvalue=parametric_p,
+        parametric=fits,
+        negative_controls=_negative_controls(td, config.alpha),
+        n_images=n,
+        n_secrets=k,
+        null_keys_per_secret=m,
+        queries=backend.query_count - queries0,
+        null_seed=seed,
+        suspect_digest=backend.digest,
+        family=spec.family,
+        family_params=dict(spec.family_params),
+        secret_triggers=tuple(t.describe() for t in secret_triggers),
+        notes=_notes(test, config, td),
+        wall_time_s=time.perf_counter() - start,
+        config=config,
+        secret_contributions=sec_c,
+        null_contributions=null_c,
+    )

@@ -1,0 +1,166 @@
+"""Inputs of :func:`verification.verify.verify`: the revealed watermark and the options."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from verification._errors import VerificationError
+from verification._jsonsafe import jsonsafe
+from verification._stats_common import TIES
+from verification._stats_parametric import TAIL_MODELS
+from verification._trigger_base import check_secret, get_trigger_family
+
+__all__ = ["NULL_SEED_DOMAIN", "VerifyConfig", "WatermarkSpec", "public_null_seed"]
+
+NULL_SEED_DOMAIN = b"mapguard/null-seed/v1"
+PARAMETRIC_CHOICES = ("auto", *TAIL_MODELS)
+
+
+def public_null_seed(*, suspect_digest: str, commitment_digest: str) -> str:
+    """The default null-key seed: ``sha256(b"mapguard/null-seed/v1" 0x00 suspect 0x00 commitment)``.
+
+    Both inputs are public, so any third party recomputes the same null keys; neither party can
+    choose the seed after the fact (see docs/METHOD-verification.md, "Null keys").
+    """
+    parts = (NULL_SEED_DOMAIN, suspect_digest.encode("utf-8"), commitment_digest.encode("utf-8"))
+    return hashlib.sha256(b"\x00".join(parts)).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class WatermarkSpec:
+    """The revealed watermark an arbiter verifies against.
+
+    Attributes:
+        family: Trigger family name (see :func:`verification.triggers.list_trigger_families`).
+        family_params: Family parameters (validated; defaults filled in).
+        secrets: The revealed 32-byte secrets, one trigger each.
+        images: Verification images, uint8 ``[n, 3, 32, 32]``, in committed order.
+        labels: Their true labels, int64 ``[n]``.
+        num_classes: Number of classes of the watermarked model.
+        commitment_digest: Public digest of the owner's commitment (enters the null seed).
+    """
+
+    family: str
+    family_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    secrets: tuple[bytes, ...]
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    commitment_digest: str = ""
+
+    def __post_init__(self) -> None:
+        params, secrets, images, labels = _spec_iv(self)
+        object.__setattr__(self, "family_params", params)
+        object.__setattr__(self, "secrets", secrets)
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "labels", labels)
+
+    @property
+    def n_images(self) -> int:
+        """Number of verification images."""
+        return int(self.images.shape[0])
+
+
+def _spec_iv(spec: WatermarkSpec) -> tuple[dict[str, Any], tuple[bytes, ...], Any, Any]:
+    family = get_trigger_family(spec.family)
+    params = dataclasses.asdict(family.make_params(dict(spec.family_params)))
+    if isinstance(spec.secrets, bytes | str) or len(spec.secrets) == 0:
+        raise VerificationError("secrets must be a non-empty sequence of 32-byte strings")
+    secrets = tuple(check_secret(s) for s in spec.secrets)
+    if len(set(secrets)) != len(secrets):
+        raise VerificationError("secrets must be distinct")
+    images = np.asarray(spec.images)
+    size = params["image_size"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size):
+        raise VerificationError(
+            f"images must be uint8 [n, 3, {size}, {size}], got {images.dtype} {list(images.shape)}"
+        )
+    labels = np.asarray(spec.labels)
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0] or images.shape[0] == 0:
+        raise VerificationError(
+            f"need n >= 1 images and n labels; got {images.shape[0]} images, labels of shape "
+            f"{list(labels.shape)}"
+        )
+    k = spec.num_classes
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise VerificationError(f"num_classes must be an integer >= 2, got {k!r}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= k:
+        raise VerificationError(f"labels must be integers in [0, {k}), got {labels.dtype} values")
+    return params, secrets, images, labels.astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VerifyConfig:
+    """Options of :func:`verification.verify.verify`.
+
+    Attributes:
+        null_keys_per_secret: ``M``, null keys ranked against each secret.
+        n_query_images: Use the first ``n`` verification images (None: all).
+        alpha: Significance level of the verdict.
+        labels_only: Use only the suspect's top-1 labels even if it gives probabilities.
+        null_seed: Public seed of the null keys; None derives it with :func:`public_null_seed`
+            from the suspect's digest and the spec's commitment digest.
+        batch_size: Images per query sent to the backend (several triggers are stacked).
+        confidence_level: Of the effect-size interval.
+        ties: Tie handling of the rank tests (``"conservative"`` or ``"randomized"``).
+        parametric_model: Supplementary tail model; ``"auto"`` = ``betabinom`` for labels,
+            ``beta`` for probabilities; None disables it.
+        n_resamples: Bootstrap resamples of the effect-size interval.
+        seed: Seed of the bootstrap and of randomized tie-breaking.
+    """
+
+    null_keys_per_secret: int = 99
+    n_query_images: int | None = None
+    alpha: float = 1e-3
+    labels_only: bool = False
+    null_seed: str | None = None
+    batch_size: int = 256
+    confidence_level: float = 0.95
+    ties: str = "conservative"
+    parametric_model: str | None = "auto"
+    n_resamples: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _config_iv(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the fields."""
+        return jsonsafe(self)
+
+
+def _positive_int(name: str, value: object, lo: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise VerificationError(f"{name} must be an integer >= {lo}, got {value!r}")
+
+
+def _in_unit(name: str, value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1:
+        raise VerificationError(f"{name} must be a number in (0, 1), got {value!r}")
+
+
+def _config_iv(cfg: VerifyConfig) -> None:
+    _positive_int("null_keys_per_secret", cfg.null_keys_per_secret)
+    if cfg.n_query_images is not None:
+        _positive_int("n_query_images", cfg.n_query_images)
+    _in_unit("alpha", cfg.alpha)
+    _in_unit("confidence_level", cfg.confidence_level)
+    _positive_int("batch_size", cfg.batch_size)
+    _positive_int("n_resamples", cfg.n_resamples, 100)
+    _positive_int("seed", cfg.seed, 0)
+    if cfg.null_seed is not None and (not isinstance(cfg.null_seed, str) or not cfg.null_seed):
+        raise VerificationError(
+            f"null_seed must be a non-empty string or None, got {cfg.null_seed!r}"
+        )
+    if cfg.ties not in TIES:
+        raise VerificationError(f"ties must be one of {', '.join(TIES)}; got {cfg.ties!r}")
+    if cfg.parametric_model is not None and cfg.parametric_model not in PARAMETRIC_CHOICES:
+        raise VerificationError(
+            f"parametric_model must be None or one of {', '.join(PARAMETRIC_CHOICES)}; "
+            f"got {cfg.parametric_model!r}"
+        )

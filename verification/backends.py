@@ -1,0 +1,36 @@
+"""Query backends: black-box access to a suspect model (local file, in-process module, ...).
+
+Example:
+    >>> import torch
+    >>> from verification.backends import LabelsOnly, ModuleBackend
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    >>> backend = ModuleBackend(net)
+    >>> backend.probe(num_classes=10)
+    >>> backend.query(torch.rand(4, 3, 32, 32)).shape, backend.query_count
+    (torch.Size([4, 10]), 6)
+    >>> LabelsOnly(backend).query(torch.rand(4, 3, 32, 32)).shape
+    torch.Size([4])
+"""
+
+from __future__ import annotations
+
+from verification._backend_base import LabelsOnly, QueryBackend, TransformedBackend
+from verification._backend_files import (
+    SUSPECT_FORMATS,
+    detect_suspect_format,
+    file_digest,
+    load_suspect,
+)
+from verification._backend_module import ModuleBackend, state_digest
+
+__all__ = [
+    "SUSPECT_FORMATS",
+    "LabelsOnly",
+    "ModuleBackend",
+    "QueryBackend",
+    "TransformedBackend",
+    "detect_suspect_format",
+    "file_digest",
+    "load_suspect",
+    "state_digest",
+]

@@ -1,0 +1,44 @@
+"""Hypothesis tests for watermark verification, in the style of ``scipy.stats``.
+
+The verdict rests on exact rank tests: under H0 ("the suspect was made without knowledge of the
+secret") the secret key is exchangeable with null keys drawn from the same trigger family, so
+its rank among them is uniform. Parametric tail fits are *supplementary* only.
+
+Example:
+    >>> import numpy as np
+    >>> from verification.stats import combined_rank_test, rank_test
+    >>> rank_test(0.9, np.linspace(0.1, 0.3, 99)).pvalue
+    0.01
+    >>> res = combined_rank_test([0.9, 0.8, 0.85], [np.linspace(0.1, 0.3, 99)] * 3)
+    >>> res.ranks, f"{res.pvalue:.0e}"
+    ((1, 1, 1), '1e-06')
+"""
+
+from __future__ import annotations
+
+from verification._stats_calibration import CalibrationResult, fake_secret_calibration
+from verification._stats_common import ALTERNATIVES, TIES
+from verification._stats_effect import EffectSize, effect_size
+from verification._stats_parametric import TAIL_MODELS, TailFitResult, parametric_tail_test
+from verification._stats_rank import (
+    CombinedRankTestResult,
+    RankTestResult,
+    combined_rank_test,
+    rank_test,
+)
+
+__all__ = [
+    "ALTERNATIVES",
+    "TAIL_MODELS",
+    "TIES",
+    "CalibrationResult",
+    "CombinedRankTestResult",
+    "EffectSize",
+    "RankTestResult",
+    "TailFitResult",
+    "combined_rank_test",
+    "effect_size",
+    "fake_secret_calibration",
+    "parametric_tail_test",
+    "rank_test",
+]

@@ -1,0 +1,66 @@
+"""Trigger families: turn a 32-byte secret into a deterministic image transformation.
+
+Every family derives its trigger from ``HKDF-SHA256(secret, salt=None,
+info=b"mapguard/trigger/<family>/v1")`` with a documented byte layout (``docs/TRIGGERS.md``), so
+an independent arbiter can re-implement it byte for byte.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from verification.triggers import get_trigger_family, random_secret
+    >>> secret = random_secret(np.random.default_rng(0))
+    >>> trigger = get_trigger_family("patch").derive(secret, params={"min_size": 5, "max_size": 5})
+    >>> trigger.details["size"]
+    5
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> int((trigger.apply(x) != x).any(dim=(0, 1)).sum()) <= 25
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from verification._errors import TriggerError
+from verification._keys import null_secrets, random_secret
+from verification._trigger_base import (
+    SECRET_BYTES,
+    Trigger,
+    TriggerFamily,
+    get_trigger_family,
+    list_trigger_families,
+    register_trigger_family,
+)
+from verification._trigger_families import BlendFamily, BlendParams, PatchFamily, PatchParams
+
+__all__ = [
+    "SECRET_BYTES",
+    "BlendFamily",
+    "BlendParams",
+    "PatchFamily",
+    "PatchParams",
+    "Trigger",
+    "TriggerFamily",
+    "get_trigger_family",
+    "list_trigger_families",
+    "null_secrets",
+    "psnr",
+    "random_secret",
+    "register_trigger_family",
+]
+
+
+def psnr(clean: torch.Tensor, triggered: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio (dB) of ``triggered`` against ``clean``, peak value 1.
+
+    ``10 * log10(1 / MSE)`` with the MSE over all elements of the batch; ``inf`` when identical.
+    """
+    if not isinstance(clean, torch.Tensor) or not isinstance(triggered, torch.Tensor):
+        raise TriggerError("psnr needs two tensors")
+    if clean.shape != triggered.shape:
+        raise TriggerError(
+            f"psnr needs equal shapes, got {list(clean.shape)} and {list(triggered.shape)}"
+        )
+    mse = float(torch.mean((clean.double() - triggered.double()) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)

@@ -1,0 +1,39 @@
+"""Verify a suspect model against a revealed watermark: ``verify(backend, spec, config)``.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from verification.backends import ModuleBackend
+    >>> from verification.triggers import random_secret
+    >>> from verification.verify import VerifyConfig, WatermarkSpec, verify
+    >>> rng = np.random.default_rng(0)
+    >>> spec = WatermarkSpec(
+    ...     family="patch",
+    ...     secrets=tuple(random_secret(rng) for _ in range(3)),
+    ...     images=rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8),
+    ...     labels=rng.integers(0, 10, 20),
+    ...     num_classes=10,
+    ... )
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    >>> result = verify(ModuleBackend(net), spec, VerifyConfig(null_keys_per_secret=19))
+    >>> result.queries == 2 + 20 * (1 + 3 + 3 * 19), result.pvalue_floor
+    (True, 0.000125)
+"""
+
+from __future__ import annotations
+
+from verification._stats_effect import EffectSize
+from verification._verify_queries import STATISTICS
+from verification._verify_result import NullSummary, VerificationResult
+from verification._verify_run import verify
+from verification._verify_spec import VerifyConfig, WatermarkSpec, public_null_seed
+
+__all__ = [
+    "STATISTICS",
+    "EffectSize",
+    "NullSummary",
+    "VerificationResult",
+    "VerifyConfig",
+    "WatermarkSpec",
+    "public_null_seed",
+    "verify",
+]
