@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 
 import numpy as np
@@ -133,6 +134,36 @@ def _n_images(spec: WatermarkSpec, config: VerifyConfig) -> int:
     return spec.n_images if n is None else n
 
 
+def _query_shuffled(
+    backend: QueryBackend,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    triggers: list[Trigger],
+    seed: str,
+    config: VerifyConfig,
+) -> QueryOutcome:
+    """Query the triggers in an order drawn from the public seed, return them in list order.
+
+    Interleaving secret and null triggers means a suspect whose answers drift over time (rate
+    limits, warm-up, a stateful endpoint) cannot treat the secrets differently from the null keys
+    by their position. For a deterministic suspect the order changes nothing.
+    """
+    digest = hashlib.sha256(b"mapguard/query-order/v1\x00" + seed.encode("utf-8")).digest()
+    order = np.random.default_rng(int.from_bytes(digest[:8], "big")).permutation(len(triggers))
+    outcome = query_triggers(
+        backend,
+        x,
+        y,
+        [triggers[i] for i in order],
+        batch_size=config.batch_size,
+        labels_only=config.labels_only,
+    )
+    back = np.argsort(order)
+    return dataclasses.replace(
+        outcome, contributions=outcome.contributions[back], accuracies=outcome.accuracies[back]
+    )
+
+
 def verify(
     backend: QueryBackend, spec: WatermarkSpec, config: VerifyConfig | None = None
 ) -> VerificationResult:
@@ -169,14 +200,7 @@ def verify(
     n = _n_images(spec, config)
     x = torch.from_numpy(spec.images[:n]).float().div(255.0)
     y = torch.from_numpy(spec.labels[:n])
-    outcome = query_triggers(
-        backend,
-        x,
-        y,
-        secret_triggers + null_triggers,
-        batch_size=config.batch_size,
-        labels_only=config.labels_only,
-    )
+    outcome = _query_shuffled(backend, x, y, secret_triggers + null_triggers, seed, config)
     sec_c, null_c = outcome.contributions[:k], outcome.contributions[k:].reshape(k, m, n)
     g_sec, g_null = sec_c.mean(axis=1), null_c.mean(axis=2)
     test = combined_rank_test(g_sec, list(g_null), ties=config.ties, rng=config.seed)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from verification._errors import SuspectError, TriggerError, VerificationError
-from verification.backends import LabelsOnly, ModuleBackend, load_suspect
+from verification.backends import LabelsOnly, ModuleBackend, QueryBackend, load_suspect
 from verification.triggers import get_trigger_family, random_secret
 from verification.verify import VerifyConfig, WatermarkSpec, public_null_seed, verify
 
@@ -250,3 +250,25 @@ def test_full_size_protocol_from_a_model_file(tmp_path):
     assert res.queries == 2 + 100 * (1 + 3 + 297)
     assert res.pvalue == pytest.approx(1e-6) and res.evidenced
     assert res.suspect_digest == backend.digest
+
+
+class DriftingSuspect(QueryBackend):
+    """An innocent model behind a flaky endpoint: its first triggered batch is all wrong."""
+
+    def __init__(self) -> None:
+        super().__init__(digest="sha256:drifting")
+        self.teacher, self.calls = Teacher(0), 0
+
+    def predict(self, batch):
+        self.calls += 1  # call 1: probe, call 2: clean images, call 3: first triggered batch
+        labels = self.teacher(batch).argmax(dim=1)
+        return (labels + 1) % C if self.calls == 3 else labels
+
+
+def test_drifting_suspect_cannot_single_out_the_secrets(spec):
+    """Secret and null triggers are queried in a public random order; were the three secrets
+    queried first (one batch of 3 x 40 images), this endpoint would give p = (1/20)**3."""
+    cfg = VerifyConfig(null_keys_per_secret=19, n_resamples=200, batch_size=120)
+    res = verify(DriftingSuspect(), spec, cfg)
+    assert res.mode == "labels" and not res.evidenced
+    assert sorted(res.ranks) != [1, 1, 1]
