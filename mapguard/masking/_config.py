@@ -1,0 +1,119 @@
+"""``MaskConfig``: every option of the mask learner, validated once, serialisable."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mapguard._errors import ConfigError
+
+__all__ = ["GRANULARITIES", "MaskConfig"]
+
+GRANULARITIES = ("weight", "channel")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskConfig:
+    """Options of :func:`mapguard.masking.learn_mask` (see ``docs/METHOD.md`` for the objective).
+
+    Attributes:
+        epochs: passes over the (first) keep source.
+        lr: Adam learning rate on the mask scores.
+        batch_size: images per source per step (global batch; split across DDP ranks).
+        keep_weight: weight of the keep term ``KL(original || masked)`` on keep batches.
+        degrade_weight: weight of the bounded degrade term on degrade batches.
+        degrade_cap: per-sample cross-entropy cap of the degrade term.
+        prune_weight: weight of the regulariser ``pruned fraction``.
+        bn_weight: weight of the optional BatchNorm-statistics keep term (0 = off).
+        temperature: softmax temperature of the keep KL.
+        threshold: a weight is kept when its score is above this value.
+        init_score: initial score of every mask entry (above ``threshold`` = all ones).
+        granularity: ``"weight"`` (one bit per weight) or ``"channel"`` (per output channel).
+        exclude: fnmatch patterns of parameter or module names that are never masked.
+        update_bn: let BatchNorm running statistics adapt (train mode; off by default).
+        max_steps_per_epoch: cap on steps per epoch (``None`` = a full pass).
+        cache_teacher: precompute the original model's logits on fixed keep sets once.
+        seed: seed of every shuffle.
+    """
+
+    epochs: int = 4
+    lr: float = 1e-2
+    batch_size: int = 64
+    keep_weight: float = 1.0
+    degrade_weight: float = 1.0
+    degrade_cap: float = 5.0
+    prune_weight: float = 1.0
+    bn_weight: float = 0.0
+    temperature: float = 1.0
+    threshold: float = 0.5
+    init_score: float = 1.0
+    granularity: str = "weight"
+    exclude: tuple[str, ...] = ()
+    update_bn: bool = False
+    max_steps_per_epoch: int | None = None
+    cache_teacher: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("lr", "degrade_cap", "temperature"):
+            _positive(name, getattr(self, name))
+        for name in ("keep_weight", "degrade_weight", "prune_weight", "bn_weight"):
+            _non_negative(name, getattr(self, name))
+        if self.keep_weight == 0 and self.degrade_weight == 0:
+            raise ConfigError("keep_weight and degrade_weight cannot both be 0")
+        _non_negative("threshold", self.threshold)
+        if not self.init_score > self.threshold:
+            raise ConfigError(
+                f"init_score ({self.init_score}) must exceed threshold ({self.threshold}) "
+                "so that the mask starts all ones"
+            )
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError(
+                f"unknown granularity {self.granularity!r}; "
+                f"choose one of: {', '.join(GRANULARITIES)}"
+            )
+        if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
+            raise ConfigError(f"exclude must be a tuple of name patterns, got {self.exclude!r}")
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        steps = self.max_steps_per_epoch
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ConfigError(f"max_steps_per_epoch must be None or an integer >= 1, got {steps!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["exclude"] = list(self.exclude)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MaskConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown mask option(s): {', '.join(unknown)}")
+        values = dict(data)
+        if "exclude" in values:
+            values["exclude"] = tuple(values["exclude"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> MaskConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return MaskConfig.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,60 @@
+"""Distributed helpers: the learner runs unchanged under ``torchrun`` (DDP; gloo/nccl)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "dist_info", "init_distributed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size of an initialised process group (single process otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        )
+    return DistInfo()
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); else no-op.
+
+    The backend is nccl when CUDA is available, gloo otherwise. On CUDA each process uses
+    ``cuda:LOCAL_RANK``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return dist_info()
+
+
+def device_for(info: DistInfo, requested: torch.device) -> torch.device:
+    """Each DDP process drives its own GPU; CPU stays CPU."""
+    if info.active and requested.type == "cuda":
+        return torch.device("cuda", info.local_rank)
+    return requested
