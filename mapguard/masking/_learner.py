@@ -261,6 +261,7 @@ def learn_mask(
         device_for(info, default_device(str(device) if device else None)),
         info,
     )
+    t0 = time.perf_counter()  # the time includes caching the teacher's logits
     keeps_p = _prepare(keeps, run, labels_only=False)
     degrades_p = _prepare(degrades, run, labels_only=True)
     steps = cfg.max_steps_per_epoch or keeps[0].steps_per_epoch(cfg.batch_size)
@@ -270,7 +271,6 @@ def learn_mask(
     iters = [_endless(s, cfg.batch_size, info) for s in keeps_p + degrades_p]
     iters += [_endless(t.source, cfg.batch_size, info) for t in run.terms if t.source is not None]
     history, images, total_steps = [], 0, 0
-    t0 = time.perf_counter()
     try:
         with progress_bar(
             "learning mask", total=cfg.epochs * steps, enabled=progress and info.is_main

@@ -1,0 +1,143 @@
+"""``mapguard protect``: restrict a model to its authorized source domain."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from mapguard._cli import (
+    DATA_HELP,
+    cli,
+    device_option,
+    echo_json,
+    force_option,
+    json_option,
+    quiet_option,
+    seed_option,
+)
+from mapguard._errors import ConfigError
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses, else kept as a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--source", required=True, help=f"Authorized source data. {DATA_HELP}")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    help="Unauthorized target data (repeatable).",
+)
+@click.option(
+    "--keep", "keeps", multiple=True, help="Further authorized data to preserve (repeatable)."
+)
+@click.option("--method", default="map", show_default=True, help="Protection method: map, ntl, ...")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Protected checkpoint.")
+@click.option("--mask-out", type=click.Path(dir_okay=False), help="Bit-packed mask file.")
+@click.option("--metrics-out", type=click.Path(dir_okay=False), help="Metrics JSON.")
+@click.option(
+    "--export", "export_path", type=click.Path(dir_okay=False), help="torch.export archive (.pt2)."
+)
+@click.option("--epochs", type=int, help="Epochs over the source data (method default).")
+@click.option("--lr", type=float, help="Learning rate (method default).")
+@click.option("--batch-size", type=int, help="Batch size per domain (method default).")
+@click.option(
+    "--granularity", type=click.Choice(["weight", "channel"]), help="MAP mask granularity."
+)
+@click.option("--exclude", multiple=True, help="MAP: layer name pattern never masked (repeatable).")
+@click.option(
+    "--option",
+    "-o",
+    "extra",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Further method option, e.g. -o keep_weight=10.",
+)
+@seed_option
+@force_option
+@device_option
+@quiet_option
+@json_option
+def protect(
+    model,
+    source,
+    targets,
+    keeps,
+    method,
+    out,
+    mask_out,
+    metrics_out,
+    export_path,
+    epochs,
+    lr,
+    batch_size,
+    granularity,
+    exclude,
+    extra,
+    seed,
+    force,
+    device,
+    quiet,
+    as_json,
+):
+    """Protect MODEL: keep its accuracy on --source, make it fail on every --target."""
+    from mapguard.protect import protect as run_protect
+
+    options = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "granularity": granularity,
+        "exclude": list(exclude) or None,
+    }
+    options = {k: v for k, v in options.items() if v is not None} | _parse_options(extra)
+    report = run_protect(
+        model,
+        source=source,
+        targets=list(targets),
+        keep=list(keeps),
+        method=method,
+        out=out,
+        mask_out=mask_out,
+        metrics_out=metrics_out,
+        export=export_path,
+        options=options,
+        seed=seed,
+        force=force,
+        device=device,
+        progress=not quiet,
+    )
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    _print_summary(report)
+
+
+def _print_summary(report) -> None:  # noqa: ANN001
+    m = report.metrics
+    click.echo(f"{report.method}: source {m.source} {m.source_before:.2%} -> {m.source_after:.2%}")
+    for name, (b, a) in m.targets.items():
+        click.echo(f"  target {name}: {b:.2%} -> {a:.2%}")
+    for name, (b, a) in m.others.items():
+        click.echo(f"  other  {name}: {b:.2%} -> {a:.2%}")
+    st = m.st_d
+    st_text = "n/a" if st is None else f"{st:.3f}"
+    click.echo(f"pruned {m.pruned_fraction:.2%}, ST-D {st_text}, {report.seconds:.0f} s")
+    for kind, path in report.outputs.items():
+        click.echo(f"  {kind}: {path}")

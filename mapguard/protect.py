@@ -1,0 +1,434 @@
+"""``protect``: restrict a trained model to its authorized source domain (library side of
+``mapguard protect``).
+
+A protection *method* turns (model, source data, target data) into a protected plain model. Methods
+live in a registry: ``"map"`` (mask learning, :mod:`mapguard.masking`) and ``"ntl"`` (the NTL
+baseline, :mod:`mapguard.ntl`). Adding one is a single registration::
+
+    @register_method("my-method", description="...")
+    def my_method(inputs: MethodInputs) -> MethodOutput: ...
+
+(built-in methods also list their module in ``_METHOD_MODULES`` so that they load on demand).
+
+Example:
+    >>> "map" in list_methods() and "ntl" in list_methods()
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from mapguard import __version__
+from mapguard._device import default_device
+from mapguard._errors import ConfigError
+from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from mapguard.masking import (
+    Mask,
+    MaskConfig,
+    TensorSource,
+    init_distributed,
+    learn_mask,
+    maskable_weights,
+    save_mask,
+)
+from mapguard.metrics import ProtectionMetrics, protection_metrics
+from mapguard.training import accuracy, check_compatible
+from protocols.fileio import atomic_path, atomic_write_text, check_writable
+
+if TYPE_CHECKING:
+    from mapguard.data import ImageSet
+
+__all__ = [
+    "MethodInputs",
+    "MethodOutput",
+    "ProtectReport",
+    "export_program",
+    "list_methods",
+    "protect",
+    "register_method",
+]
+
+METRICS_SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MethodInputs:
+    """What a protection method receives (data are the *train* splits)."""
+
+    model: nn.Module
+    meta: ModelMeta
+    source: ImageSet
+    targets: tuple[ImageSet, ...]
+    keep: tuple[ImageSet, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+    progress: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MethodOutput:
+    """What a protection method returns."""
+
+    model: nn.Module
+    config: Mapping[str, Any]
+    seconds: float
+    images_per_second: float = float("nan")
+    mask: Mask | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    run: Callable[[MethodInputs], MethodOutput]
+    description: str
+    learns_mask: bool
+    validate: Callable[[Mapping[str, Any], int], object] | None
+
+
+_METHODS: dict[str, _Method] = {}
+_METHOD_MODULES = ("mapguard.ntl",)
+
+
+def register_method(
+    name: str,
+    *,
+    description: str = "",
+    learns_mask: bool = True,
+    validate: Callable[[Mapping[str, Any], int], object] | None = None,
+) -> Callable[[Callable[[MethodInputs], MethodOutput]], Callable[[MethodInputs], MethodOutput]]:
+    """Register a protection method ``fn(MethodInputs) -> MethodOutput`` under ``name``.
+
+    ``learns_mask`` says whether its output carries a :class:`~mapguard.masking.Mask` (and whether
+    the model must have Conv/Linear weights to mask); ``validate(options, seed)`` checks the
+    method's options before any data is loaded (raise :class:`ConfigError`).
+    """
+
+    def deco(fn: Callable[[MethodInputs], MethodOutput]) -> Callable[[MethodInputs], MethodOutput]:
+        if name in _METHODS:
+            raise ValueError(f"protection method '{name}' is already registered")
+        _METHODS[name] = _Method(
+            name=name,
+            run=fn,
+            description=description or (fn.__doc__ or "").strip().split("\n")[0],
+            learns_mask=learns_mask,
+            validate=validate,
+        )
+        return fn
+
+    return deco
+
+
+def _ensure_methods() -> None:
+    import importlib
+
+    for module in _METHOD_MODULES:
+        importlib.import_module(module)
+
+
+def list_methods() -> dict[str, str]:
+    """Registered protection methods and their one-line descriptions."""
+    _ensure_methods()
+    return {n: _METHODS[n].description for n in sorted(_METHODS)}
+
+
+def get_method(name: str) -> _Method:
+    """The registered method ``name`` (ConfigError listing the valid names otherwise)."""
+    _ensure_methods()
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method '{name}'; choose one of: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+# ---- the MAP method -----------------------------------------------------------------------------
+def map_config(options: Mapping[str, Any], seed: int) -> MaskConfig:
+    """The :class:`MaskConfig` for ``options`` (unknown keys are an error)."""
+    return MaskConfig.from_dict({"seed": seed, **options})
+
+
+@register_method(
+    "map",
+    description="MAP: learn a binary mask over the frozen weights (source-available)",
+    validate=lambda options, seed: map_config(options, seed),
+)
+def protect_map(inputs: MethodInputs) -> MethodOutput:
+    """Learn a mask keeping ``source`` (+ ``keep``) and degrading every target; bake it in."""
+    cfg = map_config(inputs.options, inputs.seed)
+    keep = [
+        TensorSource(d.floats(), d.labels, seed=cfg.seed + i, name=d.name)
+        for i, d in enumerate((inputs.source, *inputs.keep))
+    ]
+    degrade = [
+        TensorSource(d.floats(), d.labels, seed=cfg.seed + 100 + i, name=d.name)
+        for i, d in enumerate(inputs.targets)
+    ]
+    result = learn_mask(
+        inputs.model,
+        keep=keep,
+        degrade=degrade,
+        config=cfg,
+        device=inputs.device,
+        progress=inputs.progress,
+    )
+    return MethodOutput(
+        model=result.apply(inputs.model),
+        config=cfg.to_dict(),
+        seconds=result.seconds,
+        images_per_second=result.images_per_second,
+        mask=result.mask,
+        info={"history": list(result.history), "world_size": result.world_size},
+    )
+
+
+# ---- protect ------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ProtectReport:
+    """Outcome of :func:`protect` (what the metrics JSON holds, plus the protected model)."""
+
+    method: str
+    metrics: ProtectionMetrics
+    config: Mapping[str, Any]
+    seconds: float
+    method_seconds: float
+    images_per_second: float
+    outputs: dict[str, str]
+    model: nn.Module = field(repr=False)
+    mask: Mask | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the metrics file's content)."""
+        return {
+            "schema_version": METRICS_SCHEMA_VERSION,
+            "kind": "mapguard-protect-metrics",
+            "tool": f"mapguard {__version__}",
+            "method": self.method,
+            "metrics": self.metrics.to_dict(),
+            "config": dict(self.config),
+            "seconds": self.seconds,
+            "method_seconds": self.method_seconds,
+            "images_per_second": self.images_per_second,
+            "mask_sha256": self.mask.sha256 if self.mask is not None else None,
+            "outputs": self.outputs,
+        }
+
+
+def _check_outputs(
+    paths: Mapping[str, str | os.PathLike[str] | None], force: bool
+) -> dict[str, Path]:
+    chosen = {k: Path(v) for k, v in paths.items() if v is not None}
+    seen: dict[Path, str] = {}
+    for kind, p in chosen.items():
+        key = p.resolve()
+        if key in seen:
+            raise ConfigError(f"--{seen[key]} and --{kind} both name '{p}'")
+        seen[key] = kind
+        check_writable(p, force=force)
+    return chosen
+
+
+def _load_sets(specs: Sequence[str], split: str, k: int, progress: bool) -> list[ImageSet]:
+    from mapguard.data import load_data
+
+    sets = [load_data(s, split=split, progress=progress) for s in specs]
+    for d in sets:
+        check_compatible(k, d)
+    return sets
+
+
+def _check_roles(source: str, targets: Sequence[str], keep: Sequence[str]) -> None:
+    from mapguard.data import parse_data_spec
+
+    if not targets:
+        raise ConfigError("give at least one --target")
+    norm = {s: str(parse_data_spec(s)) for s in (source, *targets, *keep)}
+    for t in targets:
+        if norm[t] == norm[source]:
+            raise ConfigError(f"source and target are the same data ('{source}')")
+    for k in keep:
+        if norm[k] in {norm[t] for t in targets}:
+            raise ConfigError(f"'{k}' is given both as --keep and as --target")
+    if len({norm[t] for t in targets}) != len(targets):
+        raise ConfigError("the same --target is given twice")
+
+
+def _same_images(a: ImageSet, b: ImageSet) -> bool:
+    return a.images.shape == b.images.shape and torch.equal(a.images, b.images)
+
+
+def _other_specs(source: str, targets: Sequence[str], keep: Sequence[str]) -> list[str]:
+    from mapguard.data import list_domains, parse_data_spec
+
+    used = {str(parse_data_spec(s)) for s in (source, *targets)}
+    specs = [f"builtin:{d}" for d in list_domains() if f"builtin:{d}" not in used]
+    specs += [
+        k for k in keep if str(parse_data_spec(k)) not in {str(parse_data_spec(s)) for s in specs}
+    ]
+    return specs
+
+
+def _accuracies(
+    model: nn.Module, sets: Mapping[str, ImageSet], device: torch.device
+) -> dict[str, float]:
+    model.to(device).eval()
+    return {name: accuracy(model, data, device=device) for name, data in sets.items()}
+
+
+def protect(
+    model_path: str | os.PathLike[str],
+    *,
+    source: str,
+    targets: Sequence[str],
+    keep: Sequence[str] = (),
+    method: str = "map",
+    out: str | os.PathLike[str],
+    mask_out: str | os.PathLike[str] | None = None,
+    metrics_out: str | os.PathLike[str] | None = None,
+    export: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    force: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> ProtectReport:
+    """Protect the model at ``model_path`` against ``targets`` and write the outputs.
+
+    Accuracies are measured on the *test* splits: source, every target, and every other built-in
+    domain with the same classes (plus the ``keep`` domains). Options are method-specific (for
+    ``"map"`` any :class:`~mapguard.masking.MaskConfig` field, e.g. ``{"epochs": 4}``).
+    Every output path is checked before any work; outputs are written atomically, only by rank 0
+    under ``torchrun``.
+
+    Raises:
+        ConfigError: bad method/options/roles (e.g. source == target). ModelFileError: bad model or
+        class mismatch. DataError: bad data. TrainingError: NaN loss. OutputExistsError.
+    """
+    t0 = time.perf_counter()
+    chosen = _check_outputs(
+        {"out": out, "mask-out": mask_out, "metrics-out": metrics_out, "export": export}, force
+    )
+    meth = get_method(method)
+    if mask_out is not None and not meth.learns_mask:
+        raise ConfigError(f"method '{method}' learns no mask; drop --mask-out")
+    _check_roles(source, targets, keep)
+    options = dict(options or {})
+    if meth.validate is not None:
+        meth.validate(options, seed)
+    model, meta = load_checkpoint(model_path)
+    if meth.learns_mask:
+        maskable_weights(model, exclude=tuple(options.get("exclude", ())))
+    k = meta.num_classes
+    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, progress)
+    keep_tr = _load_sets(keep, "train", k, progress)
+    for spec, t in zip(targets, tgt_tr):
+        if _same_images(src_tr, t):
+            raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
+    others = _other_specs(source, targets, keep)
+    tests = dict(
+        zip(
+            [source, *targets, *others],
+            _load_sets([source, *targets, *others], "test", k, progress),
+        )
+    )
+    info = init_distributed()
+    dev = default_device(device)
+    before = _accuracies(model, tests, dev)
+    inputs = MethodInputs(
+        model=model,
+        meta=meta,
+        source=src_tr,
+        targets=tuple(tgt_tr),
+        keep=tuple(keep_tr),
+        options=options,
+        seed=seed,
+        device=dev,
+        progress=progress,
+    )
+    result = meth.run(inputs)
+    after = _accuracies(result.model, tests, dev)
+    metrics = protection_metrics(
+        source=source,
+        source_before=before[source],
+        source_after=after[source],
+        targets={t: (before[t], after[t]) for t in targets},
+        others={o: (before[o], after[o]) for o in others},
+        pruned_fraction=result.mask.pruned_fraction if result.mask is not None else 0.0,
+        num_classes=k,
+    )
+    report = ProtectReport(
+        method=method,
+        metrics=metrics,
+        config=result.config,
+        seconds=time.perf_counter() - t0,
+        method_seconds=result.seconds,
+        images_per_second=result.images_per_second,
+        outputs={kind: str(p) for kind, p in chosen.items()},
+        model=result.model.cpu(),
+        mask=result.mask,
+    )
+    if info.is_main:
+        _write_outputs(report, meta, chosen, source=source, targets=targets, force=force)
+    return report
+
+
+def _write_outputs(
+    report: ProtectReport,
+    meta: ModelMeta,
+    paths: Mapping[str, Path],
+    *,
+    source: str,
+    targets: Sequence[str],
+    force: bool,
+) -> None:
+    """Mask, metrics and export first; the checkpoint (which records the mask digest) last."""
+    mask_sha = report.mask.sha256 if report.mask is not None else ""
+    if "mask-out" in paths and report.mask is not None:
+        save_mask(report.mask, paths["mask-out"], force=force)
+    if "export" in paths:
+        export_program(report.model, paths["export"], force=force)
+    extra = {
+        **meta.extra,
+        "method": report.method,
+        "pruned_fraction": f"{report.metrics.pruned_fraction:.6f}",
+        "source": source,
+        "targets": json.dumps(list(targets)),
+        "mask_sha256": mask_sha,
+        "original_weights_sha256": meta.weights_sha256,
+        "protect_config": json.dumps(dict(report.config), sort_keys=True),
+        "tool": f"mapguard {__version__}",
+    }
+    saved = save_checkpoint(
+        report.model, dataclasses.replace(meta, extra=extra), paths["out"], force=force
+    )
+    if "metrics-out" in paths:
+        doc = report.to_dict() | {
+            "protected_weights_sha256": saved.weights_sha256,
+            "original_weights_sha256": meta.weights_sha256,
+        }
+        atomic_write_text(
+            paths["metrics-out"], json.dumps(doc, indent=2, sort_keys=True) + "\n", force=force
+        )
+
+
+def export_program(model: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Save ``model`` as a ``torch.export`` archive (.pt2) with a dynamic batch dimension.
+
+    The archive runs with plain PyTorch (``torch.export.load(path).module()(x)``), no mapguard.
+    """
+    model = model.cpu().eval()
+    example = (torch.zeros(2, 3, 32, 32),)
+    program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
+    with atomic_path(path, force=force) as tmp:
+        torch.export.save(program, str(tmp))
+    return Path(path)

@@ -1,0 +1,38 @@
+"""The learner under ``torchrun`` with 2 CPU processes (gloo) matches one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mapguard.masking import load_mask
+
+HERE = Path(__file__).parent
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    sys.path.insert(0, str(HERE))
+    try:
+        from _ddp_worker import run
+    finally:
+        sys.path.remove(str(HERE))
+    torch.manual_seed(123)  # the worker seeds its own model; global state must not matter
+    single = run()
+    out = tmp_path / "mask.bin"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HERE / "_ddp_worker.py"), str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "world=2" in done.stdout and f"images={single.images}" in done.stdout
+    ddp = load_mask(out)
+    assert single.pruned_fraction > 0.005  # the mask moved away from all-ones ...
+    a = torch.cat([~layer.bits.flatten() for layer in single.mask.layers])
+    b = torch.cat([~layer.bits.flatten() for layer in ddp.layers])
+    iou = float((a & b).sum() / (a | b).sum())
+    assert iou > 0.98, iou  # ... and both runs pruned the same weights (float-sum order aside)
+    assert abs(ddp.pruned_fraction - single.pruned_fraction) < 1e-3

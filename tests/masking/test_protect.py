@@ -1,0 +1,196 @@
+"""``mapguard protect``: outputs, the plain-PyTorch export, bad input (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from mapguard._cli import cli
+from mapguard.checkpoint import ModelMeta, file_sha256, load_checkpoint, save_checkpoint
+from mapguard.masking import apply_mask, load_mask
+from mapguard.models import create_model, register_model
+
+QUICK = ["-o", "max_steps_per_epoch=4", "--epochs", "1", "--batch-size", "32", "--quiet"]
+
+
+def invoke(*args):
+    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def protected(tiny_checkpoint, tmp_path_factory):
+    """One CLI run writing every output."""
+    d = tmp_path_factory.mktemp("protect")
+    paths = {k: d / f"{k}" for k in ("protected.pt", "mask.bin", "metrics.json", "protected.pt2")}
+    res = invoke(
+        "protect", tiny_checkpoint, "--source", "builtin:mnist", "--target", "builtin:mnistm",
+        "--out", paths["protected.pt"], "--mask-out", paths["mask.bin"],
+        "--metrics-out", paths["metrics.json"], "--export", paths["protected.pt2"],
+        "-o", "lr=0.2", *QUICK,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return paths, res.output
+
+
+def test_outputs_are_consistent(tiny_checkpoint, protected):
+    paths, output = protected
+    original, _ = load_checkpoint(tiny_checkpoint)
+    model, meta = load_checkpoint(paths["protected.pt"])
+    mask = load_mask(paths["mask.bin"])
+    assert meta.arch == "vgg_tiny" and meta.extra["method"] == "map"
+    assert meta.extra["mask_sha256"] == file_sha256(paths["mask.bin"])
+    assert json.loads(meta.extra["targets"]) == ["builtin:mnistm"]
+    assert float(meta.extra["pruned_fraction"]) == pytest.approx(mask.pruned_fraction, abs=1e-6)
+    rebuilt = apply_mask(original, mask)  # the mask file reproduces the protected weights
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values())
+    )
+    assert "target builtin:mnistm" in output and "ST-D" in output
+
+
+def test_metrics_json_reports_every_domain(protected):
+    doc = json.loads(protected[0]["metrics.json"].read_text())
+    m = doc["metrics"]
+    assert doc["method"] == "map" and doc["schema_version"] == "1"
+    assert set(m["targets"]) == {"builtin:mnistm"}
+    assert set(m["others"]) == {"builtin:optdigits", "builtin:svhnlike", "builtin:syn"}
+    for row in [*m["targets"].values(), *m["others"].values()]:
+        assert row["drop"] == pytest.approx(row["before"] - row["after"])
+    assert m["source_drop"] == pytest.approx(m["source_before"] - m["source_after"])
+    assert 0 < m["pruned_fraction"] < 1 and doc["config"]["max_steps_per_epoch"] == 4
+    assert doc["mask_sha256"] == file_sha256(protected[0]["mask.bin"])
+
+
+def test_export_runs_with_plain_pytorch_only(protected, tmp_path):
+    paths = protected[0]
+    model, _ = load_checkpoint(paths["protected.pt"])
+    x = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    torch.save({"x": x, "expected": expected}, tmp_path / "io.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["mapguard"] = None  # any attempt to import mapguard now fails
+        import torch
+        io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
+        m = torch.export.load({str(paths["protected.pt2"])!r}).module()
+        out = m(io["x"])
+        assert torch.allclose(out, io["expected"], atol=1e-5), (out - io["expected"]).abs().max()
+        assert m(io["x"][:1]).shape == (1, 10)
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_ntl_method_runs_and_refuses_a_mask_output(tiny_checkpoint, tmp_path):
+    out = tmp_path / "ntl.pt"
+    res = invoke(
+        "protect", tiny_checkpoint, "--source", "builtin:mnist", "--target", "builtin:mnistm",
+        "--method", "ntl", "--out", out, *QUICK,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(out)[1].extra["method"] == "ntl"
+    res = invoke(
+        "protect", tiny_checkpoint, "--source", "builtin:mnist", "--target", "builtin:mnistm",
+        "--method", "ntl", "--out", tmp_path / "x.pt", "--mask-out", tmp_path / "m.bin", *QUICK,
+    )  # fmt: skip
+    assert res.exit_code == 2 and "learns no mask" in res.output
+
+
+class _NoLayers(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.adaptive_avg_pool1d(x.flatten(1).unsqueeze(1), 10).squeeze(1)
+
+
+@register_model("test_no_conv_linear")
+def _no_layers(*, num_classes: int) -> nn.Module:
+    return _NoLayers()
+
+
+def _checkpoint(tmp_path, name, model, arch, num_classes=10):
+    path = tmp_path / name
+    save_checkpoint(
+        model,
+        ModelMeta(arch=arch, num_classes=num_classes, classes=tuple(map(str, range(num_classes)))),
+        path,
+    )
+    return path
+
+
+def _nan_model(tiny_model):
+    import copy
+
+    m = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        m[1][0].weight[0, 0, 0, 0] = float("nan")
+    return m
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("same", "same data"),
+        ("classes", "5 classes"),
+        ("no-layers", "no Conv/Linear"),
+        ("nan", "NaN"),
+        ("method", "unknown method 'mapp'"),
+        ("option", "unknown mask option"),
+        ("keep-is-target", "both as --keep and as --target"),
+        ("same-path", "both name"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(case, match, tiny_checkpoint, tiny_model, tmp_path):
+    model = tiny_checkpoint
+    args = ["--source", "builtin:mnist", "--target", "builtin:mnistm"]
+    extra = []
+    if case == "same":
+        args = ["--source", "builtin:mnist", "--target", "builtin:mnist"]
+    elif case == "classes":
+        model = _checkpoint(
+            tmp_path, "c5.pt", create_model("vgg_tiny", num_classes=5), "vgg_tiny", 5
+        )
+    elif case == "no-layers":
+        model = _checkpoint(
+            tmp_path, "nl.pt", create_model("test_no_conv_linear"), "test_no_conv_linear"
+        )
+    elif case == "nan":
+        model = _checkpoint(tmp_path, "nan.pt", _nan_model(tiny_model), "vgg_tiny")
+    elif case == "method":
+        extra = ["--method", "mapp"]
+    elif case == "option":
+        extra = ["-o", "keep_wieght=3"]
+    elif case == "keep-is-target":
+        extra = ["--keep", "builtin:mnistm"]
+    elif case == "same-path":
+        extra = ["--metrics-out", tmp_path / "out" / "p.pt"]
+    (tmp_path / "out").mkdir()
+    res = invoke("protect", model, *args, "--out", tmp_path / "out" / "p.pt",
+                 "--mask-out", tmp_path / "out" / "m.bin", *extra, *QUICK)  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert match in res.output and res.output.startswith("mapguard: error:")
+    assert len(res.output.strip().splitlines()) == 1
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_existing_output_is_refused_before_any_work(tiny_checkpoint, tmp_path):
+    out = tmp_path / "p.pt"
+    out.write_bytes(b"keep me")
+    res = invoke("protect", tiny_checkpoint, "--source", "builtin:mnist", "--target",
+                 "builtin:does-not-matter", "--out", out)  # fmt: skip
+    assert res.exit_code == 2 and "exists" in res.output
+    assert out.read_bytes() == b"keep me"
