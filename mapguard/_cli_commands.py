@@ -1,3 +1,4 @@
 """Imports every command module so each registers itself on :data:`mapguard._cli.cli`."""
 
 from mapguard import _cli_models  # noqa: F401
+from mapguard import _cli_report  # noqa: F401

@@ -1,0 +1,191 @@
+"""Turn loaded :class:`Evidence` into the template's context: sections of labelled cells.
+
+Every number comes from :meth:`Sources.num` (a named field of a loaded file). Values the report
+computes itself (digests of files, the environment) are plain text cells without a ``field``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mapguard.report._cells import Cell, Sources
+from mapguard.report._custody import custody, limitations, reproduce
+from mapguard.report._evidence import Evidence
+from mapguard.report._layout import CALIBRATION
+from mapguard.report._results import figures, results
+from mapguard.report._rows import Row, result_cell, text, tool
+from mapguard.report._sources import UNSIGNED, SignatureCheck
+
+__all__ = ["build_context"]
+
+
+def build_context(
+    evidence: Evidence, *, generated: str, report_command: Sequence[str]
+) -> dict[str, Any]:
+    """The template context of a report on ``evidence``."""
+    docs = {"result": evidence.result.predicate, "commitment": evidence.commitment.predicate}
+    if evidence.watermark is not None:
+        docs["watermark"] = evidence.watermark
+    s = Sources(docs)
+    return {
+        "generated": generated,
+        "banners": _banners(evidence),
+        "summary": _summary(s),
+        "checks": evidence.checks,
+        "parties": _parties(s, evidence),
+        "models": _models(s),
+        "commitment": _commitment(s, evidence),
+        "embedding": _embedding(s, evidence),
+        "protocol": _protocol(s),
+        "results": results(s),
+        "figures": figures(s),
+        "custody": custody(s, evidence, generated),
+        "reproduce": reproduce(s, evidence, report_command),
+        "limitations": limitations(evidence),
+    }
+
+
+def _banners(evidence: Evidence) -> list[dict[str, str]]:
+    banners = [
+        {
+            "level": "danger",
+            "text": f"UNVERIFIED: the {c.role} '{c.name}' did not pass its check ({c.status}: "
+            f"{c.detail}). Nothing it states is established by this report.",
+        }
+        for c in evidence.failed_checks
+    ]
+    if evidence.result.check.status == UNSIGNED:
+        banners.append(
+            {
+                "level": "warning",
+                "text": f"UNSIGNED: the verification result '{evidence.result.check.name}' is "
+                "plain JSON without a signature; its numbers are reproduced as found, but nobody "
+                "vouches for them. Run `mapguard verify` with --key for a signed result.",
+            }
+        )
+    return banners
+
+
+def _summary(s: Sources) -> dict[str, Any]:
+    return {
+        "evidenced": s.get("result:verdict") == "evidenced",
+        "verdict": s.num("result:verdict", "text"),
+        "pvalue": s.num("result:test.pvalue", "pvalue"),
+        "alpha": s.num("result:test.alpha", "pvalue"),
+        "queries": s.num("result:queries_used", "int"),
+        "n_secrets": result_cell(s, "n_secrets", "int"),
+        "null_keys": result_cell(s, "null_keys_per_secret", "int"),
+        "suspect": s.num("result:suspect.name", "text"),
+        "suspect_sha256": s.num("result:suspect.sha256", "text"),
+        "protected": s.num("commitment:model.name", "text"),
+        "committed": s.num("commitment:created", "text"),
+        "owner": s.num("commitment:owner_key_fingerprint", "text"),
+        "effect": s.num("result:effect.estimate"),
+        "ci_low": s.num("result:effect.ci_low"),
+        "ci_high": s.num("result:effect.ci_high"),
+        "confidence_level": s.num("result:effect.confidence_level", "percent"),
+    }
+
+
+def _signer(check: SignatureCheck) -> Cell:
+    if check.verified and check.signer:
+        return text(check.signer, mono=True)
+    return text(f"{check.status}: {check.detail}")
+
+
+def _parties(s: Sources, evidence: Evidence) -> list[Row]:
+    rows = [
+        Row("Owner (key named in the commitment)", s.num("commitment:owner_key_fingerprint")),
+        Row("Commitment signed by", _signer(evidence.commitment.check)),
+        Row("Verification result signed by", _signer(evidence.result.check)),
+    ]
+    if evidence.watermark is not None:
+        rows.append(
+            Row("Owner key named in the watermark file", s.num("watermark:owner_key_fingerprint"))
+        )
+    rows += [
+        Row(f"Public key file '{k.file.name}'", text(k.fingerprint, mono=True))
+        for k in evidence.keys
+    ]
+    holder = "not identified by these files; the suspect is identified by its SHA-256 (Models)"
+    rows.append(Row("Holder of the suspect model", text(holder)))
+    return rows
+
+
+def _models(s: Sources) -> list[dict[str, Cell]]:
+    return [
+        {
+            "role": text("Protected model (committed by the owner)"),
+            "name": s.num("commitment:model.name", "text"),
+            "format": s.num("commitment:model.format", "text"),
+            "size": s.num(s.first(*CALIBRATION["model_size"]), "int"),
+            "sha256": s.num("commitment:model.sha256", "text"),
+        },
+        {
+            "role": text("Suspect model (tested)"),
+            "name": s.num("result:suspect.name", "text"),
+            "format": s.num("result:suspect.format", "text"),
+            "size": result_cell(s, "suspect_size", "int"),
+            "sha256": s.num("result:suspect.sha256", "text"),
+        },
+    ]
+
+
+def _commitment(s: Sources, evidence: Evidence) -> list[Row]:
+    check = evidence.commitment.check
+    digest = evidence.commitment_digest or "n/a (a bare predicate, not a statement)"
+    rows = [
+        Row("Created (as stated by the signer)", s.num("commitment:created", "text")),
+        Row("Statement digest (SHA-256, computed at report time)", text(digest, mono=True)),
+        Row(
+            "Digest the verification result refers to",
+            s.num("result:watermark.commitment_digest", "text"),
+        ),
+        Row("Signature status at report time", text(f"{check.status}: {check.detail}")),
+        Row("Committed protected model (SHA-256)", s.num("commitment:model.sha256", "text")),
+    ]
+    for part in ("secret", "trigger", "verification_set"):
+        algorithm = s.get(f"commitment:commitments.{part}.algorithm")
+        label = f"Commitment to the {part.replace('_', ' ')} ({algorithm})"
+        rows.append(Row(label, s.num(f"commitment:commitments.{part}.digest", "text")))
+    rows.append(Row("Written by", text(tool(s, "commitment"))))
+    return rows
+
+
+def _embedding(s: Sources, evidence: Evidence) -> dict[str, Any]:
+    calibration = s.flatten("watermark:calibration") if s.has("watermark:calibration") else ()
+    return {
+        "method": s.num("commitment:method.name", "text"),
+        "method_params": [Row(k, c) for k, c in s.flatten("commitment:method.parameters")],
+        "family": s.num("commitment:trigger_family.name", "text"),
+        "family_params": [Row(k, c) for k, c in s.flatten("commitment:trigger_family.parameters")],
+        "plan": [Row(k, c) for k, c in s.flatten("commitment:verification")],
+        "calibration": [Row(k, c) for k, c in calibration],
+        "watermark_given": evidence.watermark is not None,
+    }
+
+
+def _protocol(s: Sources) -> list[Row]:
+    return [
+        Row("Trigger family", result_cell(s, "family", "text")),
+        Row("Query mode", s.num("result:query_mode", "text")),
+        Row("Queries sent to the suspect (controls included)", s.num("result:queries_used", "int")),
+        Row("Verification images per trigger (n)", s.num("result:test.n", "int")),
+        Row("Secrets (the owner's triggers)", result_cell(s, "n_secrets", "int")),
+        Row("Random keys per secret (the null, M)", result_cell(s, "null_keys_per_secret", "int")),
+        Row("Statistic g of one trigger", result_cell(s, "statistic_definition", "text")),
+        Row("Test", s.num("result:test.method", "text")),
+        Row("Alternative", s.num("result:test.alternative", "text")),
+        Row("Significance level (alpha)", s.num("result:test.alpha", "pvalue")),
+        Row("Smallest attainable p-value", result_cell(s, "pvalue_floor", "pvalue")),
+        Row("Public seed of the random keys", result_cell(s, "null_seed", "text")),
+        Row("Negative controls", text(_CONTROLS)),
+    ]
+
+
+_CONTROLS = (
+    "the suspect is queried with random keys of the same family (the null); each random key is "
+    "also tested as if it were the secret (fake secrets), which should give p <= alpha for at "
+    "most a fraction alpha of them"
+)

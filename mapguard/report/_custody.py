@@ -1,0 +1,148 @@
+"""Chain of custody, the commands to reproduce, and the limitations of a report."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from mapguard.report._cells import Sources
+from mapguard.report._evidence import Evidence
+from mapguard.report._layout import RESULT
+from mapguard.report._rows import Row, text, tool
+
+__all__ = ["custody", "limitations", "reproduce"]
+
+_PACKAGES = (
+    "mapguard",
+    "torch",
+    "numpy",
+    "scipy",
+    "cryptography",
+    "matplotlib",
+    "jinja2",
+    "weasyprint",
+)
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def custody(s: Sources, evidence: Evidence, generated: str) -> dict[str, Any]:
+    """Input files with digests, timestamps, tools and the environment of this report."""
+    env = [Row("Python", text(sys.version.split()[0])), Row("Platform", text(platform.platform()))]
+    env += [Row(name, text(_version(name))) for name in _PACKAGES]
+    recorded = s.first(*RESULT["environment"])
+    timestamps = [
+        Row("Commitment created", s.num("commitment:created", "text")),
+        Row("Verification result created", s.num("result:created", "text")),
+        Row("Report generated", text(generated)),
+    ]
+    tools = [
+        Row("Commitment written by", text(tool(s, "commitment"))),
+        Row("Verification performed by", text(tool(s, "result"))),
+        Row("Report written by", text(f"mapguard {_version('mapguard')}")),
+    ]
+    if evidence.watermark is not None:
+        timestamps.insert(1, Row("Watermark file created", s.num("watermark:created", "text")))
+        tools.insert(1, Row("Watermark file written by", text(tool(s, "watermark"))))
+    return {
+        "files": evidence.files,
+        "timestamps": timestamps,
+        "tools": tools,
+        "environment": env,
+        "verify_environment": [Row(k, c) for k, c in s.flatten(recorded)] if recorded else [],
+    }
+
+
+def reproduce(
+    s: Sources, evidence: Evidence, report_command: Sequence[str]
+) -> list[dict[str, str]]:
+    """The shell commands that re-check and re-run everything in the report."""
+    keys = [k.file.path for k in evidence.keys] or ["owner.pub"]
+    wm = evidence.watermark_file.path if evidence.watermark_file else "owner.wm"
+    check = [
+        [
+            "mapguard",
+            "check",
+            evidence.commitment.file.path,
+            "--pubkey",
+            keys[0],
+            "--watermark",
+            wm,
+        ],
+        ["mapguard", "check", evidence.result.file.path, "--pubkey", keys[-1]],
+    ]
+    return [
+        {
+            "title": "Compare the digests of the input files with the chain of custody",
+            "command": shlex.join(["sha256sum", *(f.path for f in evidence.files)]),
+        },
+        {
+            "title": "Check the signatures, and that the watermark file opens the commitment",
+            "command": "\n".join(shlex.join(c) for c in check),
+        },
+        {
+            "title": "Re-run the verification on the suspect file (the random keys come from a "
+            "public seed, so the same files give the same result)",
+            "command": _verify_command(s, wm),
+        },
+        {"title": "Re-create this report", "command": shlex.join(report_command)},
+    ]
+
+
+def _verify_command(s: Sources, wm: str) -> str:
+    recorded = s.first(*RESULT["command"])
+    if recorded:
+        value = s.get(recorded)
+        return shlex.join(map(str, value)) if isinstance(value, list) else str(value)
+    args = ["mapguard", "verify", str(s.get("result:suspect.name")), "--watermark", wm]
+    if s.get("result:query_mode") == "labels":
+        args.append("--labels-only")
+    args += [
+        "--queries",
+        str(s.get("result:queries_used")),
+        "--alpha",
+        repr(s.get("result:test.alpha")),
+    ]
+    null_keys = s.first(*RESULT["null_keys_per_secret"])
+    if null_keys:
+        args += ["--null-keys", str(s.get(null_keys))]
+    return shlex.join([*args, "--key", "owner.key", "--out", "result.json"])
+
+
+def limitations(evidence: Evidence) -> list[str]:
+    """What the report does not establish."""
+    items = [
+        "The test answers one question: could the suspect have been made without knowledge of the "
+        "owner's secret (the null hypothesis)? The p-value is the probability, under that "
+        "hypothesis, of a result at least this extreme. It is not the probability that the "
+        "suspect was copied, and it does not show who copied it, when, or how.",
+        "Its validity rests on the secret trigger being exchangeable with random triggers of the "
+        "same family, i.e. on the secret having been drawn at random and committed to before the "
+        "suspect existed. The commitment's time is the signer's own statement; an independent "
+        "time-stamp (e.g. a transparency-log entry) would corroborate it.",
+        "A signature shows that the holder of the private key signed the file; who holds that key "
+        "must be established separately (e.g. by the owner publishing the key fingerprint).",
+        "The result concerns the suspect file with the SHA-256 shown. A deployed service may run a "
+        "different model than a file obtained from it.",
+        "A 'not evidenced' verdict does not show independence: fine-tuning, pruning, "
+        "distillation or a labels-only interface can weaken the watermark, and few queries "
+        "limit the power.",
+        "Parametric p-values, where shown, are supplementary; the verdict uses the exact rank "
+        "test.",
+    ]
+    if not evidence.result.check.verified:
+        items.insert(
+            0,
+            "The verification result's signature was not verified: its numbers are "
+            "reproduced as found in the file, not vouched for.",
+        )
+    return items
