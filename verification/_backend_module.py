@@ -21,7 +21,7 @@ def state_digest(module: torch.nn.Module) -> str:
         arr = tensor.detach().cpu().contiguous()
         header = f"{name}\x00{arr.dtype}\x00{list(arr.shape)}\x00".encode()
         digest.update(header)
-        digest.update(np.ascontiguousarray(arr.view(torch.uint8).numpy()).tobytes())
+        digest.update(np.ascontiguousarray(arr.reshape(-1).view(torch.uint8).numpy()).tobytes())
     return "sha256:" + digest.hexdigest()
 
 
