@@ -1,0 +1,113 @@
+"""``AttackConfig``: the options of every attack kind, validated once; unset fields take the kind's
+defaults (see :func:`AttackConfig.resolve`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mapguard._errors import ConfigError
+
+__all__ = ["AttackConfig"]
+
+
+def _check_number(name: str, value: object, *, lo: float, hi: float, lo_open: bool, hi_open: bool):
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and math.isfinite(float(value))  # type: ignore[arg-type]
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ConfigError(f"{name} must be a number in {left}{lo:g}, {hi:g}{right}, got {value!r}")
+
+
+def _check_int(name: str, value: object, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackConfig:
+    """Options of :func:`mapguard.attacks.attack`; ``None`` means "the attack kind's default".
+
+    Attributes:
+        fraction: Share of the given data the attacker uses, in ``(0, 1]``.
+        n_images: Number of data images the attacker uses (overrides ``fraction``).
+        amount: Pruning amount in ``[0, 1)``: share of each layer's weights (``prune``) or of the
+            last convolution's channels (``fine-prune``) set to zero.
+        epochs: Training epochs over the attacker's data.
+        lr: Peak learning rate (SGD with momentum 0.9, one-cycle schedule).
+        batch_size: Training batch size.
+        weight_decay: SGD weight decay.
+        temperature: Distillation temperature (``distill``, ``distill-arch``).
+        noise_scale: ``regrow``: std of the noise written into zeroed weights, relative to the
+            std of the layer's non-zero weights.
+        arch: Student architecture (``distill-arch``; optional for ``extract``).
+        augment: Random shifts and brightness/contrast jitter while training.
+    """
+
+    fraction: float | None = None
+    n_images: int | None = None
+    amount: float | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    temperature: float | None = None
+    noise_scale: float | None = None
+    arch: str | None = None
+    augment: bool | None = None
+
+    def __post_init__(self) -> None:
+        _config_iv(self)
+
+    def resolve(self, defaults: Mapping[str, Any]) -> AttackConfig:
+        """A copy with every unset field taken from ``defaults`` (then the global defaults)."""
+        values = {**_GLOBAL_DEFAULTS, **dict(defaults)}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown attack option(s): {', '.join(unknown)}")
+        filled = {k: v for k, v in values.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **filled)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The set fields as a JSON-ready dict (unset ones left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttackConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown attack option(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+_GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 64, "weight_decay": 5e-4, "augment": True}
+
+
+def _config_iv(cfg: AttackConfig) -> None:
+    if cfg.fraction is not None:
+        _check_number("fraction", cfg.fraction, lo=0, hi=1, lo_open=True, hi_open=False)
+    if cfg.amount is not None:
+        _check_number("amount", cfg.amount, lo=0, hi=1, lo_open=False, hi_open=True)
+    if cfg.lr is not None:
+        _check_number("lr", cfg.lr, lo=0, hi=10, lo_open=True, hi_open=False)
+    if cfg.weight_decay is not None:
+        _check_number("weight_decay", cfg.weight_decay, lo=0, hi=1, lo_open=False, hi_open=False)
+    if cfg.temperature is not None:
+        _check_number("temperature", cfg.temperature, lo=0, hi=1e3, lo_open=True, hi_open=False)
+    if cfg.noise_scale is not None:
+        _check_number("noise_scale", cfg.noise_scale, lo=0, hi=1e3, lo_open=False, hi_open=False)
+    for name in ("n_images", "epochs", "batch_size"):
+        if getattr(cfg, name) is not None:
+            _check_int(name, getattr(cfg, name), 1)
+    if cfg.arch is not None and (not isinstance(cfg.arch, str) or not cfg.arch):
+        raise ConfigError(f"arch must be a model name, got {cfg.arch!r}")
+    if cfg.augment is not None and not isinstance(cfg.augment, bool):
+        raise ConfigError(f"augment must be true or false, got {cfg.augment!r}")
