@@ -2,3 +2,4 @@
 
 from mapguard import _cli_models  # noqa: F401
 from mapguard import _cli_report  # noqa: F401
+from mapguard import _cli_synthesize  # noqa: F401

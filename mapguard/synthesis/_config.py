@@ -1,0 +1,94 @@
+"""``SynthesisConfig``: every option of pseudo-source synthesis, validated once, serialisable."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mapguard._errors import ConfigError
+
+__all__ = ["SynthesisConfig"]
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):  # type: ignore[operator]
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_int(name: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthesisConfig:
+    """Options of :func:`mapguard.synthesis.synthesize` (formulas in ``docs/METHOD-free.md``).
+
+    Attributes:
+        steps: Adam steps per batch of images.
+        lr: Adam learning rate (cosine-annealed to 0) on the image logits.
+        batch_size: images optimised together; BatchNorm statistics are matched per batch, so
+            a batch should hold several images of every class.
+        resolution: side of the optimised logit grid, bilinearly upscaled to 32 (32 = full res).
+        ce_weight: weight of the cross-entropy towards each image's assigned class.
+        bn_weight: weight of the BatchNorm-statistics loss (ignored for models without BN).
+        first_bn_scale: extra factor on the first BatchNorm layer's distance.
+        tv_weight: weight of the squared total variation of the 32x32 image.
+        l2_weight: weight of the mean squared pixel value (a dark-background prior).
+        diversity_weight: weight of the within-class similarity penalty on penultimate features.
+        jitter: maximum random shift (pixels) applied before every forward pass.
+        init_level: mean grey level of the start images (shared across the 3 channels).
+        init_noise: standard deviation (in logit units) of the shared-channel start noise.
+    """
+
+    steps: int = 400
+    lr: float = 0.1
+    batch_size: int = 100
+    resolution: int = 16
+    ce_weight: float = 1.0
+    bn_weight: float = 1.0
+    first_bn_scale: float = 5.0
+    tv_weight: float = 1.0
+    l2_weight: float = 0.0
+    diversity_weight: float = 0.0
+    jitter: int = 2
+    init_level: float = 0.15
+    init_noise: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_int("steps", self.steps, low=1)
+        _check_int("batch_size", self.batch_size, low=1)
+        _check_int("jitter", self.jitter, low=0)
+        if self.resolution not in (4, 8, 16, 32):
+            raise ConfigError(f"resolution must be one of 4, 8, 16, 32, got {self.resolution!r}")
+        _check_number("lr", self.lr, positive=True)
+        for name in ("ce_weight", "bn_weight", "first_bn_scale", "tv_weight", "l2_weight"):
+            _check_number(name, getattr(self, name), positive=False)
+        _check_number("diversity_weight", self.diversity_weight, positive=False)
+        _check_number("init_noise", self.init_noise, positive=False)
+        if not (isinstance(self.init_level, (int, float)) and 0.0 < self.init_level < 1.0):
+            raise ConfigError(
+                f"init_level must lie strictly between 0 and 1, got {self.init_level!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every option."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SynthesisConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown synthesis option(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> SynthesisConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return SynthesisConfig.from_dict({**self.to_dict(), **changes})
