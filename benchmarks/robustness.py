@@ -91,6 +91,7 @@ class Budget:
     arch: str
     source_epochs: int
     embed: Mapping[str, Any]
+    embed_mask: Mapping[str, Any]
     n_embed: int | None
     attacks: tuple[AttackRun, ...]
     auth_attacks: tuple[AttackRun, ...]
@@ -109,6 +110,8 @@ def _attack_plan(
         for kind in ("ftll", "ftal", "rtal"):
             opts = {"fraction": frac, "epochs": epochs, "lr": 0.01}
             runs.append(AttackRun(f"{kind}-{int(frac * 100)}%", kind, opts, seeds))
+    strong = {"fraction": 0.1, "epochs": ft_epochs, "lr": 0.05}
+    runs.append(AttackRun("ftal-10%-lr0.05", "ftal", strong, ft_seeds))
     runs += [AttackRun(f"prune-{a}%", "prune", {"amount": a / 100}) for a in (30, 50, 70)]
     runs += [
         AttackRun("fine-prune", "fine-prune", {"amount": 0.5, "fraction": 0.1, **ft}, ft_seeds),
@@ -119,7 +122,7 @@ def _attack_plan(
         AttackRun(
             "extract",
             "extract",
-            {k: v for k, v in distill.items() if k != "temperature"},
+            {**{k: v for k, v in distill.items() if k != "temperature"}, "lr": 0.05},
             ft_seeds[:1],
         ),  # fmt: skip
         AttackRun(
@@ -163,13 +166,21 @@ QUICK = Budget(
     arch="vgg_tiny",
     source_epochs=4,
     embed={"null_keys_per_secret": 19, "n_verification": 40, "export": False},
-    n_embed=2000,
+    # the watermark tests' short recipe for vgg_tiny (tests/watermark/conftest.py)
+    embed_mask={
+        "epochs": 3,
+        "lr": 0.05,
+        "batch_size": 32,
+        "keep_weight": 10.0,
+        "temperature": 4.0,
+    },  # fmt: skip
+    n_embed=1200,
     attacks=_attack_plan(
         ft_epochs=5,
         ft_seeds=(0, 1),
         big_epochs=2,
-        distill={"fraction": 0.5, "epochs": 4, "lr": 0.05, "temperature": 4.0},
-        distill_arch={"fraction": 0.25, "epochs": 3, "lr": 0.05, "temperature": 4.0},
+        distill={"fraction": 0.5, "epochs": 4, "lr": 0.01, "temperature": 4.0},
+        distill_arch={"fraction": 0.25, "epochs": 3, "lr": 0.01, "temperature": 4.0},
     ),  # fmt: skip
     auth_attacks=_auth_plan(5, (0,)),
     independent=_independent(True),
@@ -179,13 +190,14 @@ FULL = Budget(
     arch="vgg_tiny",
     source_epochs=8,
     embed={"export": False},
+    embed_mask={},
     n_embed=None,
     attacks=_attack_plan(
         ft_epochs=10,
         ft_seeds=(0, 1, 2),
         big_epochs=5,
-        distill={"fraction": 1.0, "epochs": 10, "lr": 0.05, "temperature": 4.0},
-        distill_arch={"fraction": 1.0, "epochs": 10, "lr": 0.05, "temperature": 4.0},
+        distill={"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0},
+        distill_arch={"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0},
     ),  # fmt: skip
     auth_attacks=_auth_plan(10, (0, 1, 2)),
     independent=_independent(False),
@@ -281,8 +293,10 @@ def watermark(run: Path, source: Path, budget: Budget, overrides: Mapping[str, A
         return out
     if not (run / "owner.key").exists():
         keys.generate_keypair(run / "owner")
-    cfg = EmbedConfig.from_dict({**budget.embed, **overrides}) if (budget.embed or overrides) \
-        else EmbedConfig()  # fmt: skip
+    base = EmbedConfig()
+    cfg = base.replace(**budget.embed, mask=base.mask.replace(**budget.embed_mask))
+    if overrides:
+        cfg = EmbedConfig.from_dict({**cfg.to_dict(), **overrides})
     train = load_data(SOURCE, split="train", progress=False)
     if budget.n_embed is not None:
         train = train.take(budget.n_embed, seed=0)

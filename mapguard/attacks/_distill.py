@@ -17,7 +17,10 @@ from mapguard.models import create_model
 
 __all__ = ["distill", "distill_arch", "extract", "fresh_student"]
 
-_DISTILL = {"fraction": 1.0, "epochs": 10, "lr": 0.05, "temperature": 4.0}
+#: Soft-label defaults. The KL term is scaled by T^2 (Hinton et al.), which makes its gradient up
+#: to T times a cross-entropy's: at T = 4 a peak lr of 0.05 killed a vgg_small student (10%
+#: accuracy) while 0.01 reached 94% (vgg_tiny teacher, 1,000 images, 3 epochs).
+_DISTILL = {"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0}
 
 
 def fresh_student(ctx: AttackContext, arch: str) -> nn.Module:
