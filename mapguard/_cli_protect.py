@@ -41,7 +41,6 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     "--target",
     "targets",
     multiple=True,
-    required=True,
     help="Unauthorized target data (repeatable).",
 )
 @click.option(

@@ -37,6 +37,7 @@ from mapguard.masking import (
     Mask,
     MaskConfig,
     TensorSource,
+    device_for,
     init_distributed,
     learn_mask,
     maskable_weights,
@@ -96,10 +97,11 @@ class _Method:
     description: str
     learns_mask: bool
     validate: Callable[[Mapping[str, Any], int], object] | None
+    needs_target: bool = True
 
 
 _METHODS: dict[str, _Method] = {}
-_METHOD_MODULES = ("mapguard.ntl",)
+_METHOD_MODULES = ("mapguard.ntl", "mapguard.sfmap")
 
 
 def register_method(
@@ -108,12 +110,14 @@ def register_method(
     description: str = "",
     learns_mask: bool = True,
     validate: Callable[[Mapping[str, Any], int], object] | None = None,
+    needs_target: bool = True,
 ) -> Callable[[Callable[[MethodInputs], MethodOutput]], Callable[[MethodInputs], MethodOutput]]:
     """Register a protection method ``fn(MethodInputs) -> MethodOutput`` under ``name``.
 
     ``learns_mask`` says whether its output carries a :class:`~mapguard.masking.Mask` (and whether
     the model must have Conv/Linear weights to mask); ``validate(options, seed)`` checks the
-    method's options before any data is loaded (raise :class:`ConfigError`).
+    method's options before any data is loaded (raise :class:`ConfigError`); ``needs_target=False``
+    lets it run without ``--target`` (data-free methods; given targets are then only evaluated).
     """
 
     def deco(fn: Callable[[MethodInputs], MethodOutput]) -> Callable[[MethodInputs], MethodOutput]:
@@ -125,6 +129,7 @@ def register_method(
             description=description or (fn.__doc__ or "").strip().split("\n")[0],
             learns_mask=learns_mask,
             validate=validate,
+            needs_target=needs_target,
         )
         return fn
 
@@ -247,20 +252,29 @@ def _load_sets(specs: Sequence[str], split: str, k: int, progress: bool) -> list
     return sets
 
 
-def _check_roles(source: str, targets: Sequence[str], keep: Sequence[str]) -> None:
-    from mapguard.data import parse_data_spec
-
-    if not targets:
+def _check_roles(
+    source: str, targets: Sequence[str], keep: Sequence[str], *, need_targets: bool = True
+) -> None:
+    if not targets and need_targets:
         raise ConfigError("give at least one --target")
-    norm = {s: str(parse_data_spec(s)) for s in (source, *targets, *keep)}
+    norm = {s: _norm(s) for s in (source, *targets, *keep)}
     for t in targets:
         if norm[t] == norm[source]:
             raise ConfigError(f"source and target are the same data ('{source}')")
     for k in keep:
         if norm[k] in {norm[t] for t in targets}:
             raise ConfigError(f"'{k}' is given both as --keep and as --target")
+        if norm[k] == norm[source]:
+            raise ConfigError(f"--keep '{k}' is the source already")
     if len({norm[t] for t in targets}) != len(targets):
         raise ConfigError("the same --target is given twice")
+
+
+def _norm(spec: str) -> str:
+    from mapguard.data import parse_data_spec
+
+    parsed = parse_data_spec(spec)
+    return str(parsed.path.resolve()) if parsed.path is not None else str(parsed)
 
 
 def _same_images(a: ImageSet, b: ImageSet) -> bool:
@@ -268,14 +282,11 @@ def _same_images(a: ImageSet, b: ImageSet) -> bool:
 
 
 def _other_specs(source: str, targets: Sequence[str], keep: Sequence[str]) -> list[str]:
-    from mapguard.data import list_domains, parse_data_spec
+    from mapguard.data import list_domains
 
-    used = {str(parse_data_spec(s)) for s in (source, *targets)}
+    used = {_norm(s) for s in (source, *targets)}
     specs = [f"builtin:{d}" for d in list_domains() if f"builtin:{d}" not in used]
-    specs += [
-        k for k in keep if str(parse_data_spec(k)) not in {str(parse_data_spec(s)) for s in specs}
-    ]
-    return specs
+    return specs + [k for k in keep if _norm(k) not in {_norm(s) for s in specs}]
 
 
 def _accuracies(
@@ -315,60 +326,31 @@ def protect(
         class mismatch. DataError: bad data. TrainingError: NaN loss. OutputExistsError.
     """
     t0 = time.perf_counter()
-    chosen = _check_outputs(
-        {"out": out, "mask-out": mask_out, "metrics-out": metrics_out, "export": export}, force
-    )
+    paths = {"out": out, "mask-out": mask_out, "metrics-out": metrics_out, "export": export}
+    chosen = _check_outputs(paths, force)
     meth = get_method(method)
     if mask_out is not None and not meth.learns_mask:
         raise ConfigError(f"method '{method}' learns no mask; drop --mask-out")
-    _check_roles(source, targets, keep)
+    _check_roles(source, targets, keep, need_targets=meth.needs_target)
     options = dict(options or {})
     if meth.validate is not None:
-        meth.validate(options, seed)
+        meth.validate(options, seed)  # bad options fail before any data is loaded
     model, meta = load_checkpoint(model_path)
     if meth.learns_mask:
         maskable_weights(model, exclude=tuple(options.get("exclude", ())))
-    k = meta.num_classes
-    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, progress)
-    keep_tr = _load_sets(keep, "train", k, progress)
-    for spec, t in zip(targets, tgt_tr):
-        if _same_images(src_tr, t):
-            raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
-    others = _other_specs(source, targets, keep)
-    tests = dict(
-        zip(
-            [source, *targets, *others],
-            _load_sets([source, *targets, *others], "test", k, progress),
-        )
-    )
+    data = _load_all(source, targets, keep, meta.num_classes, progress)
     info = init_distributed()
-    dev = default_device(device)
-    before = _accuracies(model, tests, dev)
+    dev = device_for(info, default_device(device))
+    before = _accuracies(model, data.tests, dev)
     inputs = MethodInputs(
-        model=model,
-        meta=meta,
-        source=src_tr,
-        targets=tuple(tgt_tr),
-        keep=tuple(keep_tr),
-        options=options,
-        seed=seed,
-        device=dev,
-        progress=progress,
-    )
+        model=model, meta=meta, source=data.source, targets=data.targets, keep=data.keep,
+        options=options, seed=seed, device=dev, progress=progress,
+    )  # fmt: skip
     result = meth.run(inputs)
-    after = _accuracies(result.model, tests, dev)
-    metrics = protection_metrics(
-        source=source,
-        source_before=before[source],
-        source_after=after[source],
-        targets={t: (before[t], after[t]) for t in targets},
-        others={o: (before[o], after[o]) for o in others},
-        pruned_fraction=result.mask.pruned_fraction if result.mask is not None else 0.0,
-        num_classes=k,
-    )
+    after = _accuracies(result.model, data.tests, dev)
     report = ProtectReport(
         method=method,
-        metrics=metrics,
+        metrics=_metrics(source, targets, before, after, result, meta.num_classes),
         config=result.config,
         seconds=time.perf_counter() - t0,
         method_seconds=result.seconds,
@@ -380,6 +362,41 @@ def protect(
     if info.is_main:
         _write_outputs(report, meta, chosen, source=source, targets=targets, force=force)
     return report
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Data:
+    source: ImageSet
+    targets: tuple[ImageSet, ...]
+    keep: tuple[ImageSet, ...]
+    tests: dict[str, ImageSet]
+
+
+def _load_all(
+    source: str, targets: Sequence[str], keep: Sequence[str], k: int, progress: bool
+) -> _Data:
+    """Train splits of source/targets/keep, test splits of those plus every other domain."""
+    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, progress)
+    for spec, t in zip(targets, tgt_tr):
+        if _same_images(src_tr, t):
+            raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
+    keep_tr = _load_sets(keep, "train", k, progress)
+    names = [source, *targets, *_other_specs(source, targets, keep)]
+    tests = dict(zip(names, _load_sets(names, "test", k, progress)))
+    return _Data(source=src_tr, targets=tuple(tgt_tr), keep=tuple(keep_tr), tests=tests)
+
+
+def _metrics(source, targets, before, after, result, num_classes) -> ProtectionMetrics:  # noqa: ANN001
+    others = [n for n in before if n != source and n not in targets]
+    return protection_metrics(
+        source=source,
+        source_before=before[source],
+        source_after=after[source],
+        targets={t: (before[t], after[t]) for t in targets},
+        others={o: (before[o], after[o]) for o in others},
+        pruned_fraction=result.mask.pruned_fraction if result.mask is not None else 0.0,
+        num_classes=num_classes,
+    )
 
 
 def _write_outputs(

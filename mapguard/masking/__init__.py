@@ -19,12 +19,13 @@ Example:
 """
 
 from mapguard.masking._config import GRANULARITIES, MaskConfig
-from mapguard.masking._distributed import DistInfo, dist_info, init_distributed
+from mapguard.masking._distributed import DistInfo, device_for, dist_info, init_distributed
 from mapguard.masking._learner import EpochInfo, MaskResult, learn_mask
 from mapguard.masking._mask import Mask, MaskLayer, apply_mask, load_mask, save_mask
 from mapguard.masking._objectives import (
     BNStatistics,
     BoundedDegrade,
+    KeepAgreement,
     KeepKL,
     ObjectiveTerm,
     PrunedFraction,
@@ -44,6 +45,7 @@ __all__ = [
     "BoundedDegrade",
     "DistInfo",
     "EpochInfo",
+    "KeepAgreement",
     "KeepKL",
     "Mask",
     "MaskConfig",
@@ -58,6 +60,7 @@ __all__ = [
     "apply_mask",
     "bn_distance",
     "bounded_cross_entropy",
+    "device_for",
     "dist_info",
     "init_distributed",
     "keep_kl",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mapguard._errors import ConfigError
+from mapguard.masking._optim import OPTIMIZERS
 
 __all__ = ["GRANULARITIES", "MaskConfig"]
 
@@ -34,6 +35,8 @@ class MaskConfig:
         lr: Adam learning rate on the mask scores.
         batch_size: images per source per step (global batch; split across DDP ranks).
         keep_weight: weight of the keep term ``KL(original || masked)`` on keep batches.
+        keep_ce_weight: weight of the label-free agreement term ``CE(masked, argmax original)``
+            on keep batches (0 = off).
         degrade_weight: weight of the bounded degrade term on degrade batches.
         degrade_cap: per-sample cross-entropy cap of the degrade term.
         prune_weight: weight of the regulariser ``pruned fraction``.
@@ -42,6 +45,7 @@ class MaskConfig:
         threshold: a weight is kept when its score is above this value.
         init_score: initial score of every mask entry (above ``threshold`` = all ones).
         granularity: ``"weight"`` (one bit per weight) or ``"channel"`` (per output channel).
+        optimizer: ``"adam"`` or ``"layer-adam"`` (per-tensor second moment, see ``_optim.py``).
         exclude: fnmatch patterns of parameter or module names that are never masked.
         update_bn: let BatchNorm running statistics adapt (train mode; off by default).
         max_steps_per_epoch: cap on steps per epoch (``None`` = a full pass).
@@ -50,9 +54,10 @@ class MaskConfig:
     """
 
     epochs: int = 4
-    lr: float = 1e-2
+    lr: float = 5e-2
     batch_size: int = 64
-    keep_weight: float = 1.0
+    keep_weight: float = 10.0
+    keep_ce_weight: float = 0.0
     degrade_weight: float = 1.0
     degrade_cap: float = 5.0
     prune_weight: float = 1.0
@@ -61,6 +66,7 @@ class MaskConfig:
     threshold: float = 0.5
     init_score: float = 1.0
     granularity: str = "weight"
+    optimizer: str = "layer-adam"
     exclude: tuple[str, ...] = ()
     update_bn: bool = False
     max_steps_per_epoch: int | None = None
@@ -74,7 +80,13 @@ class MaskConfig:
             raise ConfigError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
         for name in ("lr", "degrade_cap", "temperature"):
             _positive(name, getattr(self, name))
-        for name in ("keep_weight", "degrade_weight", "prune_weight", "bn_weight"):
+        for name in (
+            "keep_weight",
+            "keep_ce_weight",
+            "degrade_weight",
+            "prune_weight",
+            "bn_weight",
+        ):
             _non_negative(name, getattr(self, name))
         if self.keep_weight == 0 and self.degrade_weight == 0:
             raise ConfigError("keep_weight and degrade_weight cannot both be 0")
@@ -88,6 +100,10 @@ class MaskConfig:
             raise ConfigError(
                 f"unknown granularity {self.granularity!r}; "
                 f"choose one of: {', '.join(GRANULARITIES)}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
             )
         if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
             raise ConfigError(f"exclude must be a tuple of name patterns, got {self.exclude!r}")

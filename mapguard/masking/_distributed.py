@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "dist_info", "init_distributed"]
+__all__ = ["DistInfo", "device_for", "dist_info", "init_distributed"]
 
 
 @dataclass(frozen=True, kw_only=True)

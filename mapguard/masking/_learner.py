@@ -22,11 +22,13 @@ from mapguard.masking._objectives import (
     BNRecorder,
     BNStatistics,
     BoundedDegrade,
+    KeepAgreement,
     KeepKL,
     ObjectiveTerm,
     PrunedFraction,
     StepView,
 )
+from mapguard.masking._optim import make_optimizer
 from mapguard.masking._parametrize import MaskedModel, MaskScores, maskable_weights
 from mapguard.masking._sources import Batch, BatchSource
 
@@ -99,6 +101,8 @@ def _default_terms(cfg: MaskConfig) -> list[ObjectiveTerm]:
         BoundedDegrade(cfg.degrade_weight, cfg.degrade_cap),
         PrunedFraction(cfg.prune_weight),
     ]
+    if cfg.keep_ce_weight > 0:
+        terms.append(KeepAgreement(cfg.keep_ce_weight))
     if cfg.bn_weight > 0:
         terms.append(BNStatistics(cfg.bn_weight))
     return terms
@@ -130,7 +134,7 @@ class _Run:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.masked, device_ids=ids, broadcast_buffers=False)
         self.bn = BNRecorder(self.masked.original) if any(t.name == "bn" for t in terms) else None
-        self.opt = torch.optim.Adam(self.scores.parameters(), lr=cfg.lr)
+        self.opt = make_optimizer(cfg.optimizer, self.scores.parameters(), cfg.lr)
 
     @torch.no_grad()
     def teach(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,45 +258,17 @@ def learn_mask(
     keeps, degrades = _as_tuple(keep, "keep"), _as_tuple(degrade, "degrade")
     info = dist_info()
     digest = weights_digest(model.state_dict())
-    run = _Run(
-        model,
-        cfg,
-        _default_terms(cfg) + list(extra_terms),
-        device_for(info, default_device(str(device) if device else None)),
-        info,
-    )
+    dev = device_for(info, default_device(str(device) if device else None))
+    run = _Run(model, cfg, _default_terms(cfg) + list(extra_terms), dev, info)
     t0 = time.perf_counter()  # the time includes caching the teacher's logits
     keeps_p = _prepare(keeps, run, labels_only=False)
     degrades_p = _prepare(degrades, run, labels_only=True)
-    steps = cfg.max_steps_per_epoch or keeps[0].steps_per_epoch(cfg.batch_size)
-    if steps is None:
-        raise ConfigError(f"keep source '{keeps[0].name}' is endless: set max_steps_per_epoch")
-    steps = min(steps, keeps[0].steps_per_epoch(cfg.batch_size) or steps)
-    iters = [_endless(s, cfg.batch_size, info) for s in keeps_p + degrades_p]
-    iters += [_endless(t.source, cfg.batch_size, info) for t in run.terms if t.source is not None]
-    history, images, total_steps = [], 0, 0
+    steps = _steps_per_epoch(keeps[0], cfg)
     try:
         with progress_bar(
             "learning mask", total=cfg.epochs * steps, enabled=progress and info.is_main
         ) as bar:
-            for epoch in range(cfg.epochs):
-                sums: dict[str, float] = {}
-                for i in range(steps):
-                    batches = [next(it) for it in iters]
-                    k, d = len(keeps_p), len(degrades_p)
-                    vals = run.step(batches[:k], batches[k : k + d], batches[k + d :], epoch, i)
-                    images += sum(b.x.shape[0] for b in batches) * info.world_size
-                    sums = {n: sums.get(n, 0.0) + v for n, v in vals.items()}
-                    bar.advance()
-                total_steps += steps
-                record = {n: v / steps for n, v in sums.items()}
-                record |= {
-                    "epoch": epoch + 1,
-                    "pruned_fraction": float(run.scores.pruned_fraction().detach()),
-                }
-                history.append(record)
-                if _stop(callbacks, epoch, steps, record, run, digest):
-                    break
+            history, images = _fit(run, keeps_p, degrades_p, steps, callbacks, digest, bar)
     finally:
         if run.bn is not None:
             run.bn.close()
@@ -304,12 +280,45 @@ def learn_mask(
         mask=run.current_mask(digest),
         config=cfg,
         history=tuple(history),
-        steps=total_steps,
+        steps=steps * len(history),
         seconds=seconds,
         images=images,
         world_size=info.world_size,
         buffers=buffers,
     )
+
+
+def _steps_per_epoch(first_keep: BatchSource, cfg: MaskConfig) -> int:
+    full = first_keep.steps_per_epoch(cfg.batch_size)
+    if full is None and cfg.max_steps_per_epoch is None:
+        raise ConfigError(f"keep source '{first_keep.name}' is endless: set max_steps_per_epoch")
+    return min(s for s in (full, cfg.max_steps_per_epoch) if s is not None)
+
+
+def _fit(run, keeps, degrades, steps, callbacks, digest, bar) -> tuple[list[dict[str, float]], int]:  # noqa: ANN001
+    """The epoch loop: one batch from every source per step; callbacks after each epoch."""
+    info, cfg = run.info, run.cfg
+    iters = [_endless(s, cfg.batch_size, info) for s in (*keeps, *degrades)]
+    iters += [_endless(t.source, cfg.batch_size, info) for t in run.terms if t.source is not None]
+    k, d = len(keeps), len(degrades)
+    history, images = [], 0
+    for epoch in range(cfg.epochs):
+        sums: dict[str, float] = {}
+        for i in range(steps):
+            batch = [next(it) for it in iters]
+            vals = run.step(batch[:k], batch[k : k + d], batch[k + d :], epoch, i)
+            images += sum(b.x.shape[0] for b in batch) * info.world_size
+            sums = {n: sums.get(n, 0.0) + v for n, v in vals.items()}
+            bar.advance()
+        record = {n: v / steps for n, v in sums.items()}
+        record |= {
+            "epoch": epoch + 1,
+            "pruned_fraction": float(run.scores.pruned_fraction().detach()),
+        }
+        history.append(record)
+        if _stop(callbacks, epoch, steps, record, run, digest):
+            break
+    return history, images
 
 
 def _stop(callbacks, epoch, steps, record, run, digest) -> bool:  # noqa: ANN001

@@ -25,7 +25,7 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class MaskLayer:
 
     name: str
     weight_shape: tuple[int, ...]
-    bits: torch.Tensor
+    bits: torch.Tensor = field(repr=False)
 
     @property
     def kept_weights(self) -> int:

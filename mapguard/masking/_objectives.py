@@ -21,6 +21,7 @@ from mapguard.masking._sources import Batch, BatchSource
 __all__ = [
     "BNStatistics",
     "BoundedDegrade",
+    "KeepAgreement",
     "KeepKL",
     "ObjectiveTerm",
     "PrunedFraction",
@@ -94,6 +95,22 @@ class KeepKL(ObjectiveTerm):
 
     def value(self, view: StepView) -> torch.Tensor:
         return keep_kl(view.keep_logits, view.teacher_logits, self.temperature)
+
+
+class KeepAgreement(ObjectiveTerm):
+    """Keep the original's decisions: ``mean CE(masked(x), argmax original(x))`` (label-free).
+
+    Unlike the KL, whose gradient vanishes at the all-ones start, this term has a first-order
+    gradient from step 0, so weights the source relies on are defended before they are pruned.
+    """
+
+    name = "keep_ce"
+
+    def __init__(self, weight: float = 1.0) -> None:
+        self.weight = weight
+
+    def value(self, view: StepView) -> torch.Tensor:
+        return F.cross_entropy(view.keep_logits.float(), view.teacher_logits.argmax(1))
 
 
 class BoundedDegrade(ObjectiveTerm):

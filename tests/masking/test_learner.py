@@ -112,7 +112,7 @@ def test_callback_can_stop_and_sees_the_current_mask(tiny_model, sources):
         progress=False,
     )
     assert len(result.history) == 1 and result.steps == 6
-    assert seen[0][0] == 1 and seen[0][1] == pytest.approx(seen[0][2])
+    assert seen[0][0] == 1 and seen[0][1] == pytest.approx(seen[0][2], abs=1e-6)
 
 
 class _ExtraTerm(ObjectiveTerm):
