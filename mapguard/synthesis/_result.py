@@ -81,7 +81,8 @@ class SynthesisResult:
         return self.images.to(torch.float32).div_(255.0)
 
     def split(self, held_out: float, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index tensors ``(train, held_out)``, stratified by label (each part gets every class).
+        """Index tensors ``(train, held_out)``, stratified by label (every class with two or more
+        images gives at least one to each part).
 
         Raises:
             DataError: ``held_out`` outside ``(0, 1)`` or too few images to split.
@@ -93,7 +94,7 @@ class SynthesisResult:
         for c in range(self.num_classes):
             members = torch.nonzero(self.labels == c).flatten()
             members = members[torch.randperm(len(members), generator=gen)]
-            k = round(held_out * len(members))
+            k = max(1, round(held_out * len(members))) if len(members) > 1 else 0
             test.append(members[:k])
             train.append(members[k:])
         tr, te = torch.cat(train).sort().values, torch.cat(test).sort().values
