@@ -1,0 +1,165 @@
+"""``EmbedConfig``: every option of :func:`mapguard.watermark.embed`, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mapguard._errors import ConfigError
+from mapguard.masking import MaskConfig
+from verification import _stats_targeted  # noqa: F401  (registers the targeted_patch family)
+from verification.triggers import get_trigger_family
+
+__all__ = ["DEFAULT_MASK", "NEGATIVE_TEACHERS", "EmbedConfig"]
+
+NEGATIVE_TEACHERS = ("clean", "stamped")
+
+#: The mask-learning recipe of the watermark (docs/METHOD-watermark.md says how it was chosen):
+#: scores start just above the threshold (0.55 > 0.5) so that a weight flips after a few
+#: consistent steps and the keep term reacts at once, instead of thousands of weights crossing
+#: together after ``(1.0 - 0.5) / lr`` steps; ``prune_weight`` is set per model from
+#: ``EmbedConfig.prune_cost``; the degrade term is off (the targeted term does the work).
+DEFAULT_MASK = MaskConfig(
+    epochs=8,
+    lr=1e-2,
+    batch_size=64,
+    keep_weight=10.0,
+    temperature=4.0,
+    degrade_weight=0.0,
+    prune_weight=0.0,
+    init_score=0.55,
+    seed=0,
+)
+
+
+def _int_at_least(name: str, value: object, lo: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
+
+
+def _non_negative(name: str, value: object) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or float(value) < 0:  # type: ignore[arg-type]
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig:
+    """Options of :func:`mapguard.watermark.embed`.
+
+    Attributes:
+        n_secrets: ``k``, independent secrets embedded in the one mask.
+        null_keys_per_secret: ``M``, null keys each secret is ranked against at verification
+            (committed; ``k = 3, M = 99`` gives a smallest p-value of ``1e-6``).
+        n_verification: Verification images reserved from the held-out split (queries per key).
+        family: Trigger family (``verification.triggers.list_trigger_families()``).
+        min_size, max_size: Patch side range of the family (pixels).
+        margin: Patches keep this distance from the borders (``targeted_patch`` only).
+        target_weight: Weight of the targeted term (targeted families only).
+        shared_target: All secrets (and, at verification, all null keys) target one class, drawn
+            before the secrets and published as the family parameter ``target``; otherwise each
+            key derives its own target class.
+        hard_negatives: Share of negatives that copy a secret trigger's place (jittered) with a
+            random pattern.
+        prune_cost: Cost of pruning one weight: the mask's ``prune_weight`` is set to
+            ``prune_cost * number of masked weights`` (None: keep ``mask.prune_weight``). With
+            Adam every score moves at about ``lr`` whatever its gradient's size; a constant
+            per-weight cost means only weights with a strong, consistent push get pruned.
+        negative_teacher: ``"clean"``: images stamped with random keys are held to the original
+            model's outputs on the clean image; ``"stamped"``: on the stamped image.
+        mask: The mask-learning options (epochs, lr, weights, ...).
+        alpha: Significance level of the self-check run at the end of embedding.
+        export: Also write the protected model as a ``torch.export`` archive.
+        seed: Seed of shuffles, negative keys and the verification-set draw (never the secrets,
+            which always come from the OS CSPRNG).
+    """
+
+    n_secrets: int = 3
+    null_keys_per_secret: int = 99
+    n_verification: int = 50
+    family: str = "targeted_patch"
+    min_size: int = 7
+    max_size: int = 9
+    margin: int = 0
+    target_weight: float = 5.0
+    shared_target: bool = False
+    hard_negatives: float = 0.0
+    negative_teacher: str = "stamped"
+    prune_cost: float | None = 6e-4
+    mask: MaskConfig = field(default=DEFAULT_MASK)
+    alpha: float = 1e-3
+    export: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _int_at_least("n_secrets", self.n_secrets, 1)
+        _int_at_least("null_keys_per_secret", self.null_keys_per_secret, 1)
+        _int_at_least("n_verification", self.n_verification, 1)
+        _int_at_least("seed", self.seed, 0)
+        _non_negative("target_weight", self.target_weight)
+        _non_negative("hard_negatives", self.hard_negatives)
+        if self.hard_negatives > 1:
+            raise ConfigError(f"hard_negatives must be at most 1, got {self.hard_negatives!r}")
+        if self.negative_teacher not in NEGATIVE_TEACHERS:
+            raise ConfigError(
+                f"negative_teacher must be one of {', '.join(NEGATIVE_TEACHERS)}; "
+                f"got {self.negative_teacher!r}"
+            )
+        if self.prune_cost is not None:
+            _non_negative("prune_cost", self.prune_cost)
+        if not isinstance(self.mask, MaskConfig):
+            raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
+        if not isinstance(self.alpha, float | int) or not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
+        self.family_params(10)  # validates family name and patch sizes
+
+    def family_params(self, num_classes: int, target: int = -1) -> dict[str, Any]:
+        """The validated, complete parameters of the trigger family for ``num_classes``.
+
+        ``target`` is the shared target class (only with ``shared_target``)."""
+        family = get_trigger_family(self.family)
+        raw: dict[str, Any] = {"min_size": self.min_size, "max_size": self.max_size}
+        if self.targeted():
+            raw |= {"num_classes": num_classes, "margin": self.margin, "target": target}
+        elif self.margin or self.shared_target:
+            raise ConfigError(
+                f"family '{self.family}' has no margin or target; use a targeted family"
+            )
+        try:
+            return dataclasses.asdict(family.make_params(raw))
+        except TypeError as exc:
+            raise ConfigError(
+                f"family '{self.family}' does not take {sorted(raw)}: {exc}"
+            ) from None
+
+    def targeted(self) -> bool:
+        """Whether the family derives a target class per key."""
+        family = get_trigger_family(self.family)
+        return "num_classes" in {f.name for f in dataclasses.fields(family.params_type)}
+
+    def replace(self, **changes: Any) -> EmbedConfig:
+        """A copy with ``changes`` applied (validated); ``epochs=`` changes the mask's epochs."""
+        if "epochs" in changes:
+            changes["mask"] = changes.get("mask", self.mask).replace(epochs=changes.pop("epochs"))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the mask options nested)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["mask"] = self.mask.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EmbedConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown embed option(s): {', '.join(unknown)}")
+        values = dict(data)
+        if "mask" in values and not isinstance(values["mask"], MaskConfig):
+            values["mask"] = MaskConfig.from_dict(values["mask"])
+        return cls(**values)

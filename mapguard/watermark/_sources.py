@@ -1,0 +1,218 @@
+"""Batch sources and the objective term of the watermark embedding.
+
+- :class:`NegativeKeySource` (a *keep* source): source images, each stamped with a fresh random
+  key of the trigger family, held to the original model's outputs on the clean image. This makes
+  the protected model ignore the family in general, so that only the secret keys break it.
+- :class:`SecretTriggerSource`: source images stamped with the secret triggers (round-robin), as
+  the *degrade* source (true labels) and, for a targeted family, the source of
+  :class:`TargetTerm` (labels = each secret's target class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mapguard._errors import ConfigError
+from mapguard.masking import Batch, BatchSource, ObjectiveTerm, StepView
+from verification.triggers import Trigger, TriggerFamily, random_secret
+
+__all__ = [
+    "NegativeKeySource",
+    "SecretTriggerSource",
+    "TargetTerm",
+    "stack_triggers",
+    "stamp",
+]
+
+
+def stack_triggers(triggers: Sequence[Trigger]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend weights ``[T, 1, H, W]`` and patterns ``[T, 3, H, W]`` of ``triggers``."""
+    return (
+        torch.stack([t.alpha_map for t in triggers]),
+        torch.stack([t.pattern for t in triggers]),
+    )
+
+
+def stamp(x: torch.Tensor, alpha: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+    """``(1 - A) * x + A * P`` per image (the same formula as :meth:`Trigger.apply`)."""
+    return torch.lerp(x, pattern.expand_as(x), alpha.expand_as(x))
+
+
+def _order(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=gen)
+    for start in range(0, max(n - batch_size, 0) + 1, batch_size):
+        yield order[start : start + batch_size]
+
+
+class NegativeKeySource(BatchSource):
+    """Source images with fresh random keys of ``family``, held to the original's outputs.
+
+    Keys are drawn from a seeded generator (they are public negatives, not secrets), a new one per
+    image and step. The teacher is the original model on the *clean* image (``clean_teacher``:
+    the protected model must ignore random keys) or on the stamped image (it must react to them
+    as the original did).
+
+    Args:
+        x: Source images ``[N, 3, H, W]`` in ``[0, 1]``.
+        family: The trigger family of the secrets.
+        params: Its parameters.
+        seed: Seed of the keys and the shuffle.
+        clean_teacher: Hold stamped images to the original's outputs on the clean image.
+        hard: Secret triggers to imitate: a ``hard_fraction`` of the images get, instead of a
+            family key, a random pattern at a secret trigger's place shifted by up to
+            ``jitter`` pixels (teaches the mask the secret *pattern*, not just its place).
+        hard_fraction: Share of hard negatives.
+        jitter: Largest shift of a hard negative (pixels).
+    """
+
+    name = "negative-keys"
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        family: TriggerFamily,
+        params: Mapping[str, Any],
+        *,
+        seed: int,
+        clean_teacher: bool = True,
+        hard: Sequence[Trigger] = (),
+        hard_fraction: float = 0.0,
+        jitter: int = 2,
+    ) -> None:
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise ConfigError(f"negative-key source needs images [N, 3, H, W], got {list(x.shape)}")
+        self.x, self.family, self.params, self.seed = x, family, dict(params), seed
+        self.clean_teacher = clean_teacher
+        self.hard = [
+            (int(t.details["row"]), int(t.details["col"]), int(t.details["size"])) for t in hard
+        ]
+        self.hard_fraction = hard_fraction if self.hard else 0.0
+        self.jitter, self.side = jitter, int(x.shape[-1])
+        self.teacher: torch.Tensor | None = None
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, self.x.shape[0] // batch_size)
+
+    @torch.no_grad()
+    def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
+        if not self.clean_teacher:
+            return self  # the learner runs the original on each stamped batch
+        self.teacher = torch.cat(
+            [teacher(self.x[i : i + 512]).float().cpu() for i in range(0, self.x.shape[0], 512)]
+        )
+        return self
+
+    def batches(
+        self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        if self.clean_teacher and self.teacher is None:
+            raise ConfigError("negative-key source needs cached teacher logits (cache_teacher)")
+        rng = np.random.default_rng([self.seed, epoch])
+        share = batch_size // world_size
+        for idx in _order(self.x.shape[0], batch_size, self.seed, epoch):
+            alpha, pattern = self._draw(rng, len(idx))
+            part = slice(rank * share, (rank + 1) * share)
+            xs = stamp(self.x[idx], alpha, pattern)[part]
+            teacher = self.teacher[idx][part] if self.teacher is not None else None
+            yield Batch(xs, None, teacher)
+
+    def _draw(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blend weights and patterns of ``n`` negatives (family keys and hard negatives)."""
+        n_hard = int(rng.binomial(n, self.hard_fraction)) if self.hard_fraction else 0
+        keys = [random_secret(rng) for _ in range(n - n_hard)]
+        alpha, pattern = stack_triggers([self.family.derive(k, params=self.params) for k in keys])
+        if n_hard:
+            a, p = zip(*(self._hard_one(rng) for _ in range(n_hard)))
+            alpha, pattern = (
+                torch.cat([alpha, torch.stack(a)]),
+                torch.cat([pattern, torch.stack(p)]),
+            )
+        perm = torch.from_numpy(rng.permutation(n))
+        return alpha[perm], pattern[perm]
+
+    def _hard_one(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        row, col, size = self.hard[int(rng.integers(len(self.hard)))]
+        r = int(np.clip(row + rng.integers(-self.jitter, self.jitter + 1), 0, self.side - size))
+        c = int(np.clip(col + rng.integers(-self.jitter, self.jitter + 1), 0, self.side - size))
+        alpha = torch.zeros(1, self.side, self.side)
+        pattern = torch.zeros(3, self.side, self.side)
+        alpha[0, r : r + size, c : c + size] = 1.0
+        bits = rng.integers(0, 2, size=(3, size, size)).astype(np.float32)
+        pattern[:, r : r + size, c : c + size] = torch.from_numpy(bits)
+        return alpha, pattern
+
+
+class SecretTriggerSource(BatchSource):
+    """Source images stamped with the secret triggers, in turn; labels true or the targets.
+
+    Args:
+        x: Source images ``[N, 3, H, W]``.
+        y: Their true labels ``[N]``.
+        triggers: The secret triggers.
+        seed: Shuffle seed.
+        targets: If given, each image's label is its trigger's target class instead.
+        name: Source name.
+        placeholder: Yield one image per batch: the learner needs a degrade source even when
+            the degrade term's weight is 0, and its images would be computed for nothing.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        triggers: Sequence[Trigger],
+        *,
+        seed: int,
+        targets: Sequence[int] | None = None,
+        name: str = "secret-triggers",
+        placeholder: bool = False,
+    ) -> None:
+        if not triggers:
+            raise ConfigError("need at least one secret trigger")
+        self.x, self.y, self.seed, self.name = x, y, seed, name
+        self.alpha, self.pattern = stack_triggers(triggers)
+        self.targets = None if targets is None else torch.tensor(list(targets), dtype=torch.int64)
+        self.placeholder = placeholder
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, self.x.shape[0] // batch_size)
+
+    def batches(
+        self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        k = self.alpha.shape[0]
+        share = batch_size // world_size
+        part = slice(rank * share, (rank + 1) * share)
+        for idx in _order(self.x.shape[0], batch_size, self.seed, epoch):
+            which = (torch.arange(len(idx)) + epoch) % k
+            xs = stamp(self.x[idx], self.alpha[which], self.pattern[which])
+            ys = self.y[idx] if self.targets is None else self.targets[which]
+            if self.placeholder:
+                part = slice(rank, rank + 1)
+            yield Batch(xs[part], ys[part], None)
+
+
+class TargetTerm(ObjectiveTerm):
+    """Send secret-triggered images to their secret's target class: ``mean CE(masked(x), t)``.
+
+    The per-sample cross-entropy is floored at ``floor`` (no gradient once an image is sent
+    confidently enough), so the term stops pulling on the mask when its job is done.
+    """
+
+    name = "target"
+
+    def __init__(self, weight: float, source: SecretTriggerSource, *, floor: float = 0.05) -> None:
+        if source.targets is None:
+            raise ConfigError("the target term needs a source labelled with target classes")
+        self.weight, self.source, self.floor = weight, source, floor
+
+    def value(self, view: StepView) -> torch.Tensor:
+        logits, batch = view.extra[self.name]
+        ce = F.cross_entropy(logits.float(), batch.y.to(logits.device), reduction="none")
+        return ce.clamp(min=self.floor).mean()

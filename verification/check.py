@@ -1,0 +1,280 @@
+"""Check a signed commitment or verification result: signature first, then schema, then content.
+
+``check(file, pubkey, watermark=None)`` runs, in order and stopping at the first failure (so no
+unauthenticated byte is ever interpreted):
+
+1. ``signature``: the file is a DSSE envelope signed by ``pubkey``;
+2. ``schema``: its payload is an in-toto Statement v1 whose predicate validates against the schema
+   of its type (``commitment-predicate-v1`` or ``result-predicate-v1``);
+3. ``subject``: the statement's subject digest is the model it speaks about (the protected model
+   of a commitment, the suspect of a result) and, with ``artifact``, the digest of that file;
+4. with ``watermark`` (the revealed owner's file): ``watermark``: the file opens and its own
+   signature verifies with ``pubkey``; ``commitment``: it belongs to this statement and every
+   committed digest opens to the revealed secrets, trigger parameters and verification set;
+   ``triggers``: the recorded triggers are the ones the secrets derive; ``verification set``:
+   the inline images match their digest.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from protocols import keys, statements, dsse
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> info = keys.generate_keypair(d / "k")
+    >>> check(d / "missing.json", info.public_path).ok
+    False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocols import canonical, dsse, keys, openings, statements
+from protocols.errors import InputError
+from verification import _stats_targeted  # noqa: F401  (registers the targeted family)
+from verification._trigger_base import get_trigger_family
+from verification.watermark_file import WatermarkFile, decode_verification_set, read_watermark
+
+__all__ = ["CheckItem", "CheckResult", "check"]
+
+_KINDS = {
+    statements.COMMITMENT_PREDICATE_TYPE: "commitment",
+    statements.RESULT_PREDICATE_TYPE: "result",
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckItem:
+    """One check: its name, whether it held, and what was found."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckResult:
+    """Outcome of :func:`check`.
+
+    Attributes:
+        ok: Every check held (and at least the signature, schema and subject were checked).
+        kind: ``"commitment"``, ``"result"`` or ``"unknown"`` (if the signature failed).
+        items: The checks run, in order; the last one failed if ``ok`` is false.
+        signer: Fingerprint of ``pubkey``.
+        statement_digest: SHA-256 of the signed statement (the commitment digest), once known.
+        subjects: ``(name, sha256)`` of each subject, once the statement is authenticated.
+    """
+
+    ok: bool
+    kind: str
+    items: tuple[CheckItem, ...]
+    signer: str
+    statement_digest: str | None = None
+    subjects: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+class _Failed(Exception):
+    """Internal: a check did not hold (message = detail)."""
+
+
+@dataclasses.dataclass
+class _Run:
+    items: list[CheckItem] = dataclasses.field(default_factory=list)
+
+    def step(self, name: str, fn: Callable[[], str]) -> None:
+        try:
+            detail = fn()
+        except (_Failed, InputError) as exc:
+            self.items.append(CheckItem(name=name, ok=False, detail=str(exc)))
+            raise _Failed(str(exc)) from None
+        self.items.append(CheckItem(name=name, ok=True, detail=detail))
+
+
+def _public_key(pubkey: str | os.PathLike[str] | Ed25519PublicKey) -> Ed25519PublicKey:
+    return pubkey if isinstance(pubkey, Ed25519PublicKey) else keys.load_public_key(pubkey)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise InputError(f"cannot read '{path}': {exc.strerror}") from None
+    return h.hexdigest()
+
+
+def check(
+    file: str | os.PathLike[str],
+    pubkey: str | os.PathLike[str] | Ed25519PublicKey,
+    watermark: str | os.PathLike[str] | None = None,
+    *,
+    passphrase: bytes | None = None,
+    artifact: str | os.PathLike[str] | None = None,
+) -> CheckResult:
+    """Check a signed commitment or result file (see the module docstring for the steps).
+
+    Args:
+        file: ``commitment.dsse.json`` or a signed ``result.json``.
+        pubkey: The owner's (or arbiter's) public key: a ``.pub`` path or a key object.
+        watermark: The revealed watermark file, to check that the commitment opens to it.
+        passphrase: Passphrase of an encrypted watermark file.
+        artifact: The model file the statement is about, to compare its digest with the subject.
+
+    Returns:
+        :class:`CheckResult`; problems with ``file`` or ``watermark`` content are failed checks,
+        never exceptions.
+
+    Raises:
+        InputError: ``pubkey`` cannot be loaded.
+    """
+    key = _public_key(pubkey)
+    signer = keys.fingerprint(key)
+    run, state = _Run(), _State()
+    try:
+        run.step("signature", lambda: _signature(Path(file), key, state))
+        run.step("schema", lambda: _schema(state))
+        run.step("subject", lambda: _subject(state, artifact))
+        if watermark is not None:
+            run.step("watermark", lambda: _watermark(watermark, key, passphrase, state))
+            for name, fn in _WATERMARK_CHECKS[state.kind]:
+                run.step(name, lambda fn=fn: fn(state))
+        ok = True
+    except _Failed:
+        ok = False
+    return CheckResult(
+        ok=ok,
+        kind=state.kind,
+        items=tuple(run.items),
+        signer=signer,
+        statement_digest=state.digest,
+        subjects=state.subjects,
+    )
+
+
+@dataclasses.dataclass
+class _State:
+    payload: bytes = b""
+    statement: dict[str, Any] = dataclasses.field(default_factory=dict)
+    kind: str = "unknown"
+    digest: str | None = None
+    subjects: tuple[tuple[str, str], ...] = ()
+    wm: WatermarkFile | None = None
+
+
+def _signature(path: Path, key: Ed25519PublicKey, state: _State) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _Failed(f"cannot read '{path}': {exc.strerror or exc}") from None
+    envelope = dsse.parse_envelope(data, source=f"'{path}'")
+    state.payload = dsse.verify_envelope(
+        envelope, key, expected_payload_type=statements.PAYLOAD_TYPE
+    )
+    return f"DSSE signature by {keys.fingerprint(key)} verifies"
+
+
+def _schema(state: _State) -> str:
+    statement = canonical.loads(state.payload, source="signed statement")
+    statements.validate_statement(statement)
+    kind = _KINDS.get(statement["predicateType"])
+    if kind is None:
+        raise _Failed(f"predicate type {statement['predicateType']!r} is not checked here")
+    state.statement, state.kind = statement, kind
+    state.digest = statements.statement_digest(statement)
+    state.subjects = tuple((s["name"], s["digest"]["sha256"]) for s in statement["subject"])
+    return f"in-toto Statement v1 with a valid {kind} predicate"
+
+
+def _subject(state: _State, artifact: str | os.PathLike[str] | None) -> str:
+    predicate = state.statement["predicate"]
+    named = (
+        predicate["model"]["sha256"]
+        if state.kind == "commitment"
+        else predicate["suspect"]["sha256"]
+    )
+    digests = [d for _, d in state.subjects]
+    if digests[0] != named:
+        raise _Failed(f"subject digest {digests[0]} is not the predicate's model {named}")
+    if artifact is None:
+        return f"subject {named}"
+    actual = _file_sha256(Path(artifact))
+    if actual not in digests:
+        raise _Failed(f"'{artifact}' has sha256 {actual}, not a subject of this statement")
+    return f"'{artifact}' is the subject ({actual})"
+
+
+def _watermark(
+    path: str | os.PathLike[str], key: Ed25519PublicKey, passphrase: bytes | None, state: _State
+) -> str:
+    state.wm = read_watermark(path, passphrase=passphrase, public_key=key)
+    return f"watermark file signed by {state.wm.signer}"
+
+
+def _belongs(state: _State) -> str:
+    wm = state.wm
+    assert wm is not None  # set by the previous step
+    if wm.commitment_digest != state.digest:
+        raise _Failed(
+            f"the watermark belongs to commitment {wm.commitment_digest}, not this one "
+            f"({state.digest})"
+        )
+    openings.check_openings(state.statement["predicate"], wm.plain())
+    return "every committed digest opens to the revealed values"
+
+
+def _triggers(state: _State) -> str:
+    wm = state.wm
+    assert wm is not None
+    doc = wm.document
+    family = get_trigger_family(doc["trigger_family"]["name"])
+    params = dict(doc["trigger_family"]["parameters"])
+    for i, entry in enumerate(doc["secrets"]):
+        derived = family.derive(bytes.fromhex(entry["secret"]), params=params)
+        recorded = dict(entry["trigger"])
+        if recorded.get("fingerprint") != derived.fingerprint() or dict(
+            recorded.get("details", {})
+        ) != dict(derived.details):
+            raise _Failed(f"secret {i}: the recorded trigger is not the one the secret derives")
+    return f"{len(doc['secrets'])} triggers re-derived from their secrets"
+
+
+def _verification_set(state: _State) -> str:
+    wm = state.wm
+    assert wm is not None
+    images, _ = decode_verification_set(wm.document["verification_set"])
+    return f"{images.shape[0]} inline images match their digest"
+
+
+def _result_link(state: _State) -> str:
+    wm = state.wm
+    assert wm is not None
+    linked = state.statement["predicate"]["watermark"]
+    if linked["commitment_digest"] != wm.commitment_digest:
+        raise _Failed(
+            f"the result is for commitment {linked['commitment_digest']}, the watermark for "
+            f"{wm.commitment_digest}"
+        )
+    if linked["model_sha256"] != wm.model_sha256:
+        raise _Failed("the result names another protected model than the watermark")
+    return "the result refers to this watermark's commitment"
+
+
+_WATERMARK_CHECKS: Mapping[str, tuple[tuple[str, Callable[[_State], str]], ...]] = {
+    "commitment": (
+        ("commitment", _belongs),
+        ("triggers", _triggers),
+        ("verification set", _verification_set),
+    ),
+    "result": (("commitment", _result_link),),
+}
