@@ -18,7 +18,7 @@ trigger; in probability mode, the mean over images right clean and not of the ta
 secret's target class scores high on it, while a random key of the family scores high only if the
 suspect happens to send *that* key's patch to *that* key's class. The test stays exact: the
 target is part of the derived trigger, so the secret and the null keys are still exchangeable
-under H0 (see docs/METHOD-watermark.md).
+under H0 (see docs/METHOD.md, section 3).
 
 Example:
     >>> import numpy as np

@@ -177,7 +177,7 @@ def verify(
     clean). Each secret is ranked among its null keys and the ranks are combined exactly by
     :func:`verification.stats.combined_rank_test`; ``evidenced`` iff ``pvalue <= alpha``.
     Validity needs only that secrets and null keys are iid draws from the family and the suspect
-    is independent of the secrets (see docs/METHOD-verification.md).
+    is independent of the secrets (see docs/METHOD.md, section 4).
 
     Args:
         backend: Query access to the suspect.

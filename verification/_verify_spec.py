@@ -25,7 +25,7 @@ def public_null_seed(*, suspect_digest: str, commitment_digest: str) -> str:
     """The default null-key seed: ``sha256(b"mapguard/null-seed/v1" 0x00 suspect 0x00 commitment)``.
 
     Both inputs are public, so any third party recomputes the same null keys; neither party can
-    choose the seed after the fact (see docs/METHOD-verification.md, "Null keys").
+    choose the seed after the fact (see docs/METHOD.md, section 4, "Null keys").
     """
     parts = (NULL_SEED_DOMAIN, suspect_digest.encode("utf-8"), commitment_digest.encode("utf-8"))
     return hashlib.sha256(b"\x00".join(parts)).hexdigest()

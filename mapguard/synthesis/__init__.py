@@ -1,7 +1,7 @@
 """Pseudo-source synthesis: recover training-like images from a trained classifier alone.
 
 :func:`synthesize` inverts the model (DeepInversion-style, low-resolution parameterisation;
-``docs/METHOD-free.md``); the neighbour-domain families (:func:`list_families`,
+``docs/METHOD.md, section 2``); the neighbour-domain families (:func:`list_families`,
 :func:`create_family`, :func:`register_family`) turn pseudo-source images into label-preserving
 domain shifts for DF-MAP; :func:`write_synthesis` stores a result with a picture grid.
 

@@ -27,7 +27,7 @@ def _check_int(name: str, value: object, *, low: int) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class SynthesisConfig:
-    """Options of :func:`mapguard.synthesis.synthesize` (formulas in ``docs/METHOD-free.md``).
+    """Options of :func:`mapguard.synthesis.synthesize` (formulas in ``docs/METHOD.md, section 2``).
 
     Attributes:
         steps: Adam steps per batch of images.

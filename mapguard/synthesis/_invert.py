@@ -7,7 +7,7 @@ Each batch of images is ``x = sigmoid(upsample_bilinear(z))`` for learnable logi
     + div * mean within-class cosine similarity of penultimate features
 
 where ``d_l`` is the distance between the batch statistics of BatchNorm layer ``l``'s input and
-its running statistics (Yin et al., CVPR 2020). See ``docs/METHOD-free.md``.
+its running statistics (Yin et al., CVPR 2020). See ``docs/METHOD.md, section 2``.
 """
 
 from __future__ import annotations
