@@ -153,6 +153,9 @@ def embed(
     )
     accs = ", ".join(f"{a:.2%}" for a in res.secret_trigger_accuracy)
     click.echo(f"secret-trigger acc.   {accs}")
+    if res.target_rate is not None:
+        rates = ", ".join(f"{r:.2%}" for r in res.target_rate)
+        click.echo(f"sent to target class  {rates}")
     click.echo(f"random-key accuracy   {res.random_key_accuracy:.2%}")
     click.echo(
         f"self-check (labels)   p = {sc['pvalue']:.3g} with {sc['queries']} queries "

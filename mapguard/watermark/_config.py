@@ -17,13 +17,15 @@ __all__ = ["DEFAULT_MASK", "NEGATIVE_TEACHERS", "EmbedConfig"]
 
 NEGATIVE_TEACHERS = ("clean", "stamped")
 
-#: The mask-learning recipe of the watermark (docs/METHOD-watermark.md says how it was chosen):
+#: The mask-learning recipe of the watermark (docs/METHOD.md, section 3 says how it was chosen):
 #: scores start just above the threshold (0.55 > 0.5) so that a weight flips after a few
 #: consistent steps and the keep term reacts at once, instead of thousands of weights crossing
 #: together after ``(1.0 - 0.5) / lr`` steps; ``prune_weight`` is set per model from
-#: ``EmbedConfig.prune_cost``; the degrade term is off (the targeted term does the work).
+#: ``EmbedConfig.prune_cost``; the degrade term is off (the targeted term does the work);
+#: ``layer-adam`` (one second moment per tensor) keeps the gradient's size within a layer, which
+#: plain Adam throws away (measured: -0.2 vs -1.1 points, ranks 1/1/1 vs 2/2/7 on vgg_small).
 DEFAULT_MASK = MaskConfig(
-    epochs=8,
+    epochs=4,
     lr=1e-2,
     batch_size=64,
     keep_weight=10.0,
@@ -31,6 +33,7 @@ DEFAULT_MASK = MaskConfig(
     degrade_weight=0.0,
     prune_weight=0.0,
     init_score=0.55,
+    optimizer="layer-adam",
     seed=0,
 )
 
@@ -81,8 +84,8 @@ class EmbedConfig:
     null_keys_per_secret: int = 99
     n_verification: int = 50
     family: str = "targeted_patch"
-    min_size: int = 7
-    max_size: int = 9
+    min_size: int = 8
+    max_size: int = 10
     margin: int = 0
     target_weight: float = 5.0
     shared_target: bool = False
