@@ -82,7 +82,7 @@ class EmbedConfig:
 
     n_secrets: int = 3
     null_keys_per_secret: int = 99
-    n_verification: int = 50
+    n_verification: int = 40
     family: str = "targeted_patch"
     min_size: int = 8
     max_size: int = 10

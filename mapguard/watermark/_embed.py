@@ -331,7 +331,9 @@ def _method(cfg: EmbedConfig, inp: _Inputs) -> dict[str, Any]:
     params: dict[str, Any] = {
         "mask": {k: v for k, v in cfg.mask.to_dict().items() if k != "seed"},
         "negative_keys": "fresh random key of the family per image and step, held to the "
-        "original model's outputs on the clean image",
+        f"original model's outputs on the {cfg.negative_teacher} image",
+        "hard_negatives": cfg.hard_negatives,
+        "prune_cost": cfg.prune_cost,
         "target_weight": cfg.target_weight if cfg.targeted() else 0.0,
         "arch": inp.meta.arch,
     }

@@ -126,13 +126,10 @@ class NegativeKeySource(BatchSource):
         """Blend weights and patterns of ``n`` negatives (family keys and hard negatives)."""
         n_hard = int(rng.binomial(n, self.hard_fraction)) if self.hard_fraction else 0
         keys = [random_secret(rng) for _ in range(n - n_hard)]
-        alpha, pattern = stack_triggers([self.family.derive(k, params=self.params) for k in keys])
-        if n_hard:
-            a, p = zip(*(self._hard_one(rng) for _ in range(n_hard)))
-            alpha, pattern = (
-                torch.cat([alpha, torch.stack(a)]),
-                torch.cat([pattern, torch.stack(p)]),
-            )
+        parts = [self.family.derive(k, params=self.params) for k in keys]
+        pairs = [(t.alpha_map, t.pattern) for t in parts]
+        pairs += [self._hard_one(rng) for _ in range(n_hard)]
+        alpha, pattern = (torch.stack(list(p)) for p in zip(*pairs))
         perm = torch.from_numpy(rng.permutation(n))
         return alpha[perm], pattern[perm]
 
