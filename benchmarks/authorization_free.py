@@ -177,7 +177,7 @@ def run_df(bench: Bench, src: str, seed: int) -> dict[str, Any]:
         return bench.done[key]
     model = bench.model(src)
     before = bench.accuracies(model)
-    cfg = FreeConfig(steps_per_epoch=40, synthesis_seed=0)
+    cfg = FreeConfig(synthesis_seed=0)
     mcfg = MaskConfig.from_dict({**DF_DEFAULTS, "seed": seed})
     t0 = time.perf_counter()
     out = data_free_mask(model, mask_config=mcfg, config=cfg, progress=False)

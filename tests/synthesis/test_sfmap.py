@@ -24,13 +24,6 @@ from mapguard.synthesis import SynthesisConfig
 from mapguard.training import accuracy
 
 
-@pytest.fixture(scope="module")
-def optdigits():
-    train = load_data("builtin:optdigits", split="train", progress=False)
-    test = load_data("builtin:optdigits", split="test", progress=False)
-    return train, test
-
-
 def _mask(model, fill: bool) -> Mask:
     params = dict(model.named_parameters())
     layers = tuple(
@@ -154,34 +147,34 @@ def test_neighbour_source_is_deterministic_and_labels_clean_predictions(mnist_sm
 
 
 TINY_FREE = FreeConfig(
-    n_pseudo=60, synthesis=SynthesisConfig(steps=60, batch_size=30), steps_per_epoch=8
+    n_pseudo=60, synthesis=SynthesisConfig(steps=60, batch_size=30), steps_per_epoch=4
 )
-TINY_MASK = MaskConfig(epochs=4, batch_size=32, lr=0.01, keep_weight=5.0, optimizer="adam")
 
 
 @pytest.fixture(scope="module")
-def mnistm_test():
-    return load_data("builtin:mnistm", split="test", progress=False).take(400, seed=0)
+def mnistm():
+    train = load_data("builtin:mnistm", split="train", progress=False).take(1200, seed=0)
+    test = load_data("builtin:mnistm", split="test", progress=False).take(400, seed=0)
+    return train, test
 
 
-@pytest.mark.benchmark  # tiny-run thresholds still being tuned; failed at stop (see issue #4 note)
-def test_tiny_sf_map_lowers_target_and_keeps_source(tiny_model, mnist_small, optdigits) -> None:
+def test_tiny_sf_map_lowers_target_and_keeps_source(tiny_model, mnist_small, mnistm) -> None:
     source_test = mnist_small[1]
-    before_s, before_t = accuracy(tiny_model, source_test), accuracy(tiny_model, optdigits[1])
+    before_s, before_t = accuracy(tiny_model, source_test), accuracy(tiny_model, mnistm[1])
     out = source_free_mask(
         tiny_model,
-        target=optdigits[0],
-        mask_config=TINY_MASK,
+        target=mnistm[0],
+        mask_config=MaskConfig(epochs=6, batch_size=32),
         config=TINY_FREE,
         cache=False,
         progress=False,
     )
     protected = apply_mask(tiny_model, out.mask)
-    after_s, after_t = accuracy(protected, source_test), accuracy(protected, optdigits[1])
-    assert before_t >= 0.4  # an informative pair to start with (tiny model: ~60 %)
-    assert after_t <= before_t - 0.15, (before_t, after_t)
-    # stated bound for this tiny, 3-epoch model and 60 pseudo-source images: <= 8 points lost
-    assert after_s >= before_s - 0.08, (before_s, after_s)
+    after_s, after_t = accuracy(protected, source_test), accuracy(protected, mnistm[1])
+    assert before_t >= 0.3  # an informative pair to start with (tiny model: ~41 %)
+    assert after_t <= before_t - 0.12, (before_t, after_t)
+    # stated bound for this tiny 3-epoch model and 60 pseudo-source images: <= 4 points lost
+    assert after_s >= before_s - 0.04, (before_s, after_s)
     assert len(out.held_out_kl) == len(out.learned.history) == len(out.degrade_accuracy)
     kl = out.held_out_kl
     if out.within_threshold:  # the rule's own record explains the choice
@@ -190,23 +183,20 @@ def test_tiny_sf_map_lowers_target_and_keeps_source(tiny_model, mnist_small, opt
         assert kl[out.chosen_epoch - 1] == min(kl) > TINY_FREE.stop_kl
 
 
-@pytest.mark.benchmark  # tiny-run thresholds still being tuned; failed at stop (see issue #4 note)
-def test_tiny_df_map_lowers_unseen_domain_and_keeps_source(
-    tiny_model, mnist_small, mnistm_test
-) -> None:
+def test_tiny_df_map_lowers_unseen_domain_and_keeps_source(tiny_model, mnist_small, mnistm) -> None:
     source_test = mnist_small[1]
-    before_s, before_t = accuracy(tiny_model, source_test), accuracy(tiny_model, mnistm_test)
+    before_s, before_t = accuracy(tiny_model, source_test), accuracy(tiny_model, mnistm[1])
     out = data_free_mask(
         tiny_model,
-        mask_config=TINY_MASK,
+        mask_config=MaskConfig(epochs=4, batch_size=32, lr=0.02),
         config=dataclasses.replace(TINY_FREE, steps_per_epoch=10),
         cache=False,
         progress=False,
     )
     protected = apply_mask(tiny_model, out.mask)
-    after_s, after_t = accuracy(protected, source_test), accuracy(protected, mnistm_test)
+    after_s, after_t = accuracy(protected, source_test), accuracy(protected, mnistm[1])
     assert after_t <= before_t - 0.10, (before_t, after_t)  # a domain it never saw
-    assert after_s >= before_s - 0.05, (before_s, after_s)  # stated bound: <= 5 points lost
+    assert after_s >= before_s - 0.04, (before_s, after_s)  # stated bound: <= 4 points lost
 
 
 def test_sf_map_without_target_is_a_config_error(tiny_model) -> None:
