@@ -50,6 +50,9 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--models-dir", default="runs/authorization/models")
     ap.add_argument("--map-results", help="results JSON of benchmarks/authorization.py")
     ap.add_argument("--out", default="runs/authorization_free")
+    ap.add_argument(
+        "--report-only", action="store_true", help="print the tables of the runs done so far"
+    )
     return ap.parse_args()
 
 
@@ -294,10 +297,33 @@ def print_synthesis(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def report(bench: Bench, args: argparse.Namespace) -> None:
+    """Tables from the finished runs only (nothing is trained or learned)."""
+    rows = list(bench.done.values())
+    order = {d: i for i, d in enumerate(bench.all_domains)}
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (order[r["source"]], [order.get(t, 9) for t in r.get("targets", [])], r["key"])
+
+    synth = sorted((r for r in rows if r["kind"] == "synthesis"), key=key)
+    sf = sorted((r for r in rows if r["kind"] == "sf-map"), key=key)
+    df = sorted((r for r in rows if r["kind"] == "df-map"), key=key)
+    print(f"(finished runs in {bench.out / 'runs.jsonl'}: {len(synth)} syntheses, "
+          f"{len(sf)} SF-MAP, {len(df)} DF-MAP)")  # fmt: skip
+    print_synthesis(synth)
+    if sf:
+        print_sf(sf, _load_map(args.map_results))
+    if df:
+        print_df(df)
+
+
 def main() -> None:
     args = _args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     bench = Bench(args)
+    if args.report_only:
+        report(bench, args)
+        return
     seeds = args.seeds[:1] if args.quick else args.seeds
     synth, sf, df = [], [], []
     for src in bench.domains:  # first seed of everything first: early results, then more seeds
