@@ -122,6 +122,10 @@ def protect(
         device=device,
         progress=not quiet,
     )
+    from mapguard.masking import dist_info
+
+    if not dist_info().is_main:  # under torchrun only rank 0 reports
+        return
     if as_json:
         echo_json(report.to_dict())
         return

@@ -211,6 +211,7 @@ class ProtectReport:
     outputs: dict[str, str]
     model: nn.Module = field(repr=False)
     mask: Mask | None = field(default=None, repr=False)
+    info: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the metrics file's content)."""
@@ -226,6 +227,7 @@ class ProtectReport:
             "images_per_second": self.images_per_second,
             "mask_sha256": self.mask.sha256 if self.mask is not None else None,
             "outputs": self.outputs,
+            "method_info": dict(self.info),
         }
 
 
@@ -358,6 +360,7 @@ def protect(
         outputs={kind: str(p) for kind, p in chosen.items()},
         model=result.model.cpu(),
         mask=result.mask,
+        info=result.info,
     )
     if info.is_main:
         _write_outputs(report, meta, chosen, source=source, targets=targets, force=force)

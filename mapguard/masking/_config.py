@@ -126,7 +126,9 @@ class MaskConfig:
         if unknown:
             raise ConfigError(f"unknown mask option(s): {', '.join(unknown)}")
         values = dict(data)
-        if "exclude" in values:
+        if isinstance(values.get("exclude"), str):
+            values["exclude"] = (values["exclude"],)
+        elif "exclude" in values:
             values["exclude"] = tuple(values["exclude"])
         return cls(**values)
 

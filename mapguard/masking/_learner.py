@@ -143,34 +143,8 @@ class _Run:
     def step(
         self, keeps: list[Batch], degrades: list[Batch], extras: list[Batch], epoch: int, step: int
     ) -> dict[str, float]:
-        parts = [b.x for b in keeps + degrades + extras]
-        sizes = [p.shape[0] for p in parts]
-        n_keep = sum(sizes[: len(keeps)])
-        if self.bn is not None:
-            self.bn.start(n_keep)
-        logits = self.net(torch.cat(parts).to(self.device, non_blocking=True))
-        chunks = list(torch.split(logits, sizes))
-        keep_logits = torch.cat(chunks[: len(keeps)])
-        deg_logits = torch.cat(chunks[len(keeps) : len(keeps) + len(degrades)])
-        teacher = torch.cat(
-            [b.teacher.to(self.device) if b.teacher is not None else self.teach(b.x) for b in keeps]
-        )
-        labels = torch.cat([self._labels(b) for b in degrades])
-        extra_terms = [t for t in self.terms if t.source is not None]
-        view = StepView(
-            keep_logits=keep_logits,
-            teacher_logits=teacher,
-            degrade_logits=deg_logits,
-            degrade_labels=labels,
-            pruned_fraction=self.scores.pruned_fraction(),
-            bn_stats=tuple(self.bn.stats) if self.bn is not None else (),
-            extra={
-                t.name: (c, b)
-                for t, c, b in zip(extra_terms, chunks[len(keeps) + len(degrades) :], extras)
-            },
-            epoch=epoch,
-            step=step,
-        )
+        """One optimisation step; returns the value of every term (and the total ``loss``)."""
+        view = self._view(keeps, degrades, extras, epoch, step)
         values = {t.name: t.value(view) for t in self.terms if t.weight != 0}
         loss = sum(t.weight * values[t.name] for t in self.terms if t.weight != 0)
         if not self.info.active and not torch.isfinite(loss):
@@ -182,6 +156,33 @@ class _Run:
         self._check_grads(epoch, step)
         self.opt.step()
         return {k: float(v.detach()) for k, v in values.items()} | {"loss": float(loss.detach())}
+
+    def _view(
+        self, keeps: list[Batch], degrades: list[Batch], extras: list[Batch], epoch: int, step: int
+    ) -> StepView:
+        """All batches through the masked model in one forward pass, split back per role."""
+        parts = [b.x for b in keeps + degrades + extras]
+        sizes = [p.shape[0] for p in parts]
+        if self.bn is not None:
+            self.bn.start(sum(sizes[: len(keeps)]))
+        logits = self.net(torch.cat(parts).to(self.device, non_blocking=True))
+        chunks = list(torch.split(logits, sizes))
+        k, d = len(keeps), len(degrades)
+        teacher = [
+            b.teacher.to(self.device) if b.teacher is not None else self.teach(b.x) for b in keeps
+        ]
+        extra_terms = [t for t in self.terms if t.source is not None]
+        return StepView(
+            keep_logits=torch.cat(chunks[:k]),
+            teacher_logits=torch.cat(teacher),
+            degrade_logits=torch.cat(chunks[k : k + d]),
+            degrade_labels=torch.cat([self._labels(b) for b in degrades]),
+            pruned_fraction=self.scores.pruned_fraction(),
+            bn_stats=tuple(self.bn.stats) if self.bn is not None else (),
+            extra={t.name: (c, b) for t, c, b in zip(extra_terms, chunks[k + d :], extras)},
+            epoch=epoch,
+            step=step,
+        )
 
     def _labels(self, batch: Batch) -> torch.Tensor:
         if batch.y is not None:

@@ -79,7 +79,7 @@ def test_learning_lowers_target_accuracy_and_keeps_source(
     tiny_model, sources, mnist_small, mnistm_small
 ):
     keep, degrade = sources
-    cfg = MaskConfig(epochs=3, batch_size=64, max_steps_per_epoch=12, lr=0.05, keep_weight=3.0)
+    cfg = MaskConfig(epochs=2, batch_size=32, max_steps_per_epoch=10)  # default objective
     result = learn_mask(tiny_model, keep=keep, degrade=degrade, config=cfg, progress=False)
     protected = result.apply(tiny_model)
     src_before, src_after = (
@@ -93,6 +93,16 @@ def test_learning_lowers_target_accuracy_and_keeps_source(
     assert tgt_before > 0.3
     assert tgt_after < tgt_before - 0.1, (tgt_before, tgt_after)
     assert src_after > src_before - 0.1, (src_before, src_after)
+
+
+def test_several_targets_and_keeps_are_drawn_every_step(tiny_model, sources, mnistm_small):
+    keep, degrade = sources
+    noise = TensorSource(torch.rand(64, 3, 32, 32), torch.zeros(64, dtype=torch.long), seed=4)
+    cfg = FAST.replace(epochs=1, max_steps_per_epoch=3)
+    result = learn_mask(
+        tiny_model, keep=[keep, keep], degrade=[degrade, noise], config=cfg, progress=False
+    )
+    assert result.images == 3 * 4 * 32
 
 
 def test_callback_can_stop_and_sees_the_current_mask(tiny_model, sources):
@@ -187,6 +197,7 @@ def test_bad_config_names_the_bad_value(changes, match):
 def test_config_round_trips_through_a_dict():
     cfg = MaskConfig(epochs=3, exclude=("1.0*",), granularity="channel")
     assert MaskConfig.from_dict(cfg.to_dict()) == cfg
+    assert MaskConfig.from_dict({"exclude": "1.0*"}).exclude == ("1.0*",)
     with pytest.raises(ConfigError, match="unknown mask option"):
         MaskConfig.from_dict({"epoch": 3})
 

@@ -69,6 +69,8 @@ def test_metrics_json_reports_every_domain(protected):
     assert m["source_drop"] == pytest.approx(m["source_before"] - m["source_after"])
     assert 0 < m["pruned_fraction"] < 1 and doc["config"]["max_steps_per_epoch"] == 4
     assert doc["mask_sha256"] == file_sha256(protected[0]["mask.bin"])
+    info = doc["method_info"]
+    assert info["world_size"] == 1 and [h["epoch"] for h in info["history"]] == [1]
 
 
 def test_export_runs_with_plain_pytorch_only(protected, tmp_path):
@@ -194,3 +196,34 @@ def test_existing_output_is_refused_before_any_work(tiny_checkpoint, tmp_path):
                  "builtin:does-not-matter", "--out", out)  # fmt: skip
     assert res.exit_code == 2 and "exists" in res.output
     assert out.read_bytes() == b"keep me"
+
+
+RECORDED = []
+
+
+def _record(inputs):
+    from mapguard.protect import MethodOutput
+
+    RECORDED.append(inputs)
+    return MethodOutput(model=inputs.model, config={"echo": True}, seconds=0.0)
+
+
+def test_a_registered_method_gets_every_role(tiny_checkpoint, tmp_path):
+    from mapguard.protect import list_methods, protect, register_method
+
+    if "test-record" not in list_methods():
+        register_method("test-record", description="records its inputs", learns_mask=False)(_record)
+    report = protect(
+        tiny_checkpoint, source="builtin:mnist", targets=["builtin:mnistm", "builtin:syn"],
+        keep=["builtin:optdigits"], method="test-record", out=tmp_path / "p.pt", seed=7,
+        options={"anything": 1}, progress=False,
+    )  # fmt: skip
+    inputs = RECORDED[-1]
+    assert inputs.source.name == "builtin:mnist" and inputs.source.split == "train"
+    assert [t.name for t in inputs.targets] == ["builtin:mnistm", "builtin:syn"]
+    assert [k.name for k in inputs.keep] == ["builtin:optdigits"] and inputs.seed == 7
+    m = report.metrics
+    assert set(m.targets) == {"builtin:mnistm", "builtin:syn"}
+    assert set(m.others) == {"builtin:optdigits", "builtin:svhnlike"}
+    assert m.st_d == 0.0 and m.source_drop == 0.0  # an unchanged model degrades nothing
+    assert load_checkpoint(tmp_path / "p.pt")[1].extra["method"] == "test-record"
