@@ -156,7 +156,10 @@ def embed(
     if res.target_rate is not None:
         rates = ", ".join(f"{r:.2%}" for r in res.target_rate)
         click.echo(f"sent to target class  {rates}")
-    click.echo(f"random-key accuracy   {res.random_key_accuracy:.2%}")
+    click.echo(
+        f"random-key accuracy   {res.random_key_accuracy_before:.2%} -> "
+        f"{res.random_key_accuracy:.2%} (original -> protected)"
+    )
     click.echo(
         f"self-check (labels)   p = {sc['pvalue']:.3g} with {sc['queries']} queries "
         f"(ranks {sc['ranks']})"

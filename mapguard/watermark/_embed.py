@@ -56,6 +56,7 @@ class EmbedResult:
         secret_trigger_accuracy: Protected model on held-out images with each secret trigger.
         target_rate: Fraction of those sent to the secret's target class (targeted families).
         random_key_accuracy: Protected model under random keys of the family (mean).
+        random_key_accuracy_before: The original model under the same random keys.
         pruned_fraction: Fraction of weights the mask removed.
         self_check: Public summary of verifying the protected model itself (labels only).
         seconds: Wall time.
@@ -72,6 +73,7 @@ class EmbedResult:
     secret_trigger_accuracy: tuple[float, ...]
     target_rate: tuple[float, ...] | None
     random_key_accuracy: float
+    random_key_accuracy_before: float
     pruned_fraction: float
     self_check: Mapping[str, Any]
     seconds: float
@@ -251,13 +253,16 @@ def _evaluate(
     alpha, pattern = stack_triggers(
         [family.derive(random_secret(rng), params=params) for _ in range(x.shape[0])]
     )
-    random_acc = float((_labels(protected, stamp(x, alpha, pattern), device) == y).float().mean())
+    xr = stamp(x, alpha, pattern)
+    random_acc = float((_labels(protected, xr, device) == y).float().mean())
+    random_before = float((_labels(inp.model, xr, device) == y).float().mean())
     return {
         "clean_accuracy_before": before,
         "clean_accuracy_after": after,
         "secret_trigger_accuracy": tuple(secret_acc),
         "target_rate": tuple(target_rate) if target_rate else None,
         "random_key_accuracy": random_acc,
+        "random_key_accuracy_before": random_before,
         "psnr_db": float(np.mean(psnrs)),
     }
 
