@@ -9,6 +9,8 @@ A pair is *informative* when the unprotected target accuracy is >= 25% (chance i
     python benchmarks/authorization.py [--quick] [--methods map,ntl] [--out results.json]
         [--run-dir runs/authorization] [--models-dir DIR] [--pairs mnist:mnistm,...]
 
+Each finished (pair, method) row is kept under ``RUN_DIR/pairs`` and reused when the benchmark is
+run again (``--fresh`` redoes them), so an interrupted run resumes where it stopped.
 ``--quick`` trains two source models briefly and runs 4 informative pairs with a reduced budget
 (a few minutes on 2 cores); the default runs all 20 pairs with the methods' default budgets.
 """
@@ -95,6 +97,9 @@ def run_pair(
 ) -> dict[str, Any]:
     out = Path(args.run_dir) / "pairs" / f"{src}-{tgt}"
     out.mkdir(parents=True, exist_ok=True)
+    done = out / f"{method}-{'quick' if args.quick else 'full'}-s{args.seed}.row.json"
+    if done.exists() and not args.fresh:
+        return json.loads(done.read_text())  # finished by an earlier, interrupted invocation
     t0 = time.perf_counter()
     report = protect(
         source_model(src, args, budget), source=f"builtin:{src}", targets=[f"builtin:{tgt}"],
@@ -103,7 +108,7 @@ def run_pair(
     )  # fmt: skip
     m = report.metrics
     tb, ta = m.targets[f"builtin:{tgt}"]
-    return {
+    row = {
         "source": src, "target": tgt, "method": method,
         "source_before": m.source_before, "source_after": m.source_after,
         "target_before": tb, "target_after": ta, "informative": tb >= INFORMATIVE,
@@ -113,6 +118,8 @@ def run_pair(
         "st_d": m.st_d, "pruned_fraction": m.pruned_fraction,
         "method_seconds": report.method_seconds, "wall_seconds": time.perf_counter() - t0,
     }  # fmt: skip
+    atomic_write_text(done, json.dumps(row, indent=2) + "\n", force=True)
+    return row
 
 
 def _finetune_images_per_second(model, x, y, *, steps: int, batch_size: int) -> float:  # noqa: ANN001
@@ -242,6 +249,7 @@ def main() -> None:
     ap.add_argument("--arch", default="vgg_small")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="Redo pairs finished by an earlier run.")
     args = ap.parse_args()
     budget = QUICK if args.quick else FULL
     t0 = time.perf_counter()
