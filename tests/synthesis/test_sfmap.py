@@ -158,7 +158,6 @@ def mnistm():
     return train, test
 
 
-@pytest.mark.benchmark  # unverified at stop under load; run with -m benchmark (issue #4 note)
 def test_tiny_sf_map_lowers_target_and_keeps_source(tiny_model, mnist_small, mnistm) -> None:
     source_test = mnist_small[1]
     before_s, before_t = accuracy(tiny_model, source_test), accuracy(tiny_model, mnistm[1])
@@ -184,7 +183,6 @@ def test_tiny_sf_map_lowers_target_and_keeps_source(tiny_model, mnist_small, mni
         assert kl[out.chosen_epoch - 1] == min(kl) > TINY_FREE.stop_kl
 
 
-@pytest.mark.benchmark  # unverified at stop under load; run with -m benchmark (issue #4 note)
 def test_tiny_df_map_lowers_unseen_domain_and_keeps_source(tiny_model, mnist_small, mnistm) -> None:
     source_test = mnist_small[1]
     before_s, before_t = accuracy(tiny_model, source_test), accuracy(tiny_model, mnistm[1])
