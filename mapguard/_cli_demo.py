@@ -17,7 +17,7 @@ from mapguard._cli import cli, device_option, quiet_option, seed_option
     type=click.Path(file_okay=False),
     help="Directory for the demo's outputs.",
 )
-@click.option("--epochs", type=int, default=8, show_default=True, help="Source-model epochs.")
+@click.option("--epochs", type=int, default=4, show_default=True, help="Source-model epochs.")
 @seed_option
 @device_option
 @quiet_option
