@@ -234,7 +234,7 @@ def print_sf(rows: list[dict[str, Any]], baselines: dict[tuple[str, str, str], d
         if info and std is not None and ntl.get("st_d") is not None:
             compared += 1
             beats += std >= ntl["st_d"]
-        others = ", ".join(f"{d[:4]} {r['after'][d]:.0%}" for d in r["after"] if d not in (s, t))
+        others = ", ".join(f"{d} {r['after'][d]:.0%}" for d in r["after"] if d not in (s, t))
         verdict = ("yes" if ok else "no") if info else "(uninformative)"
         print(
             f"| {s} | {t} | {r['before'][s]:.1%} | {r['after'][s]:.1%} | {drop:.1f} "

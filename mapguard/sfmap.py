@@ -85,6 +85,11 @@ class FreeConfig:
         n_pseudo: pseudo-source images to synthesise (train + held-out).
         held_out: fraction of them kept aside for the stopping rule.
         keep_augment: augment the pseudo-source keep batches (shifts, brightness/contrast).
+        keep_mixup: fraction of every keep batch replaced by mixtures ``l*a + (1-l)*b`` of two
+            pseudo-source images (``l ~ U(0.3, 0.7)``): images between classes, near the
+            decision boundaries the confident pseudo-source never visits.
+        stop_mixup: the stopping rule's held-out set also holds such mixtures of held-out images
+            (4 per image, fixed), so its KL sees the boundaries too.
         steps_per_epoch: mask-learning steps per epoch, i.e. how often the stopping rule is
             checked (``None``: one pass over the target data for SF-MAP, 40 for DF-MAP).
         stop_kl: largest held-out ``KL_T(original || masked)`` an accepted epoch may have.
@@ -104,6 +109,8 @@ class FreeConfig:
     n_pseudo: int = 200
     held_out: float = 0.2
     keep_augment: bool = True
+    keep_mixup: float = 0.0
+    stop_mixup: bool = False
     steps_per_epoch: int | None = 20
     stop_kl: float = 0.15
     stop_temperature: float = 1.0
@@ -121,6 +128,8 @@ class FreeConfig:
             or self.n_pseudo < 4
         ):
             raise ConfigError(f"n_pseudo must be an integer >= 4, got {self.n_pseudo!r}")
+        if not (isinstance(self.keep_mixup, (int, float)) and 0.0 <= self.keep_mixup <= 1.0):
+            raise ConfigError(f"keep_mixup must be a fraction in [0, 1], got {self.keep_mixup!r}")
         if not (isinstance(self.held_out, float) and 0.0 < self.held_out < 1.0):
             raise ConfigError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
         spe = self.steps_per_epoch
@@ -342,13 +351,14 @@ class PseudoSource(BatchSource):
         seed: int = 0,
         augment: bool = False,
         teacher: torch.Tensor | None = None,
+        mixup: float = 0.0,
     ) -> None:
         if x.ndim != 4 or len(x) == 0:
             raise ConfigError(
                 f"pseudo-source needs a non-empty [N, C, H, W] tensor, got {tuple(x.shape)}"
             )
         self.x, self.steps, self.seed = x, steps_per_epoch, seed
-        self.augment, self.teacher = augment, teacher
+        self.augment, self.teacher, self.mixup = augment, teacher, mixup
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return self.steps
@@ -363,17 +373,33 @@ class PseudoSource(BatchSource):
             gen = _step_generator(self.seed, epoch, step)
             idx = _draw(len(self.x), batch_size, gen)
             x = augment_batch(self.x[idx], gen) if self.augment else self.x[idx]
+            if self.mixup > 0:
+                x = mix_pairs(x, int(round(self.mixup * len(x))), gen)
             part = slice(rank * share, (rank + 1) * share)
-            teacher = None if self.teacher is None or self.augment else self.teacher[idx][part]
+            fresh = self.augment or self.mixup > 0  # teacher logits computed per batch
+            teacher = None if self.teacher is None or fresh else self.teacher[idx][part]
             yield Batch(x[part], None, teacher)
 
     @torch.no_grad()
     def with_teacher(self, teacher) -> PseudoSource:  # noqa: ANN001
-        if self.augment:  # logits of augmented images are computed per batch
+        if self.augment or self.mixup > 0:  # logits of changed images are computed per batch
             return self
         x = self.x
         logits = torch.cat([teacher(x[i : i + 512]).float().cpu() for i in range(0, len(x), 512)])
         return PseudoSource(x, steps_per_epoch=self.steps, seed=self.seed, teacher=logits)
+
+
+def mix_pairs(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Replace the first ``k`` rows of ``x`` by ``l*x_i + (1-l)*x_j`` (random partner ``j``,
+    ``l ~ U(0.3, 0.7)`` per row); the rest are unchanged."""
+    k = min(k, len(x))
+    if k == 0 or len(x) < 2:
+        return x
+    partner = torch.randint(0, len(x), (k,), generator=gen)
+    lam = 0.3 + 0.4 * torch.rand(k, 1, 1, 1, generator=gen)
+    out = x.clone()
+    out[:k] = lam * x[:k] + (1 - lam) * x[partner]
+    return out
 
 
 def _draw(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
@@ -592,7 +618,13 @@ def source_free_mask(
         probes.append((tx[probe], ty[probe]))
         degrade.append(TensorSource(tx[fit], ty[fit], seed=mcfg.seed + 1 + i, name=f"target{i}"))
     steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // mcfg.batch_size)
-    keep = PseudoSource(x[train], steps_per_epoch=steps, seed=mcfg.seed, augment=cfg.keep_augment)
+    keep = PseudoSource(
+        x[train],
+        steps_per_epoch=steps,
+        seed=mcfg.seed,
+        augment=cfg.keep_augment,
+        mixup=cfg.keep_mixup,
+    )
     probe = DegradeProbe(net, torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes]))
     stop = _stopper(net, x[held], cfg, probe, pseudo.num_classes)
     learned = _learn(net, keep, degrade, mcfg, stop, callbacks, dev, progress)
@@ -619,6 +651,9 @@ def _stopper(
     net: nn.Module, held: torch.Tensor, cfg: FreeConfig, probe: DegradeProbe | None, k: int
 ) -> HeldOutKLStop:
     goal = cfg.degrade_goal if cfg.degrade_goal is not None else 2.0 / k
+    if cfg.stop_mixup:
+        gen = _step_generator(cfg.synthesis_seed, 0x57)
+        held = torch.cat([held, *(mix_pairs(held, len(held), gen) for _ in range(4))])
     return HeldOutKLStop(
         net,
         held,
@@ -687,7 +722,11 @@ def data_free_mask(
     hook = _FeatureShiftHook(conv) if conv is not None else None
     try:
         keep = PseudoSource(
-            x[train], steps_per_epoch=steps, seed=mcfg.seed, augment=cfg.keep_augment
+            x[train],
+            steps_per_epoch=steps,
+            seed=mcfg.seed,
+            augment=cfg.keep_augment,
+            mixup=cfg.keep_mixup,
         )
         degrade = NeighbourSource(
             x[train],

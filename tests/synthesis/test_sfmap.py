@@ -212,8 +212,33 @@ def test_sf_map_without_target_is_a_config_error(tiny_model) -> None:
         ({"stop_kl": 0}, "stop_kl"),
         ({"families": ("downsample",)}, "downsample"),
         ({"steps_per_epoch": 0}, "steps_per_epoch"),
+        ({"keep_mixup": 1.5}, "keep_mixup"),
     ],
 )
 def test_bad_free_options(change, needle) -> None:
     with pytest.raises(ConfigError, match=needle):
         FreeConfig(**change)
+
+
+def test_mix_pairs_mixes_only_the_first_rows_inside_the_pair_hull() -> None:
+    from mapguard.sfmap import mix_pairs
+
+    x = torch.rand(8, 3, 4, 4)
+    a = mix_pairs(x, 3, torch.Generator().manual_seed(1))
+    b = mix_pairs(x, 3, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(a[3:], x[3:]) and not torch.equal(a[:3], x[:3])
+    # every mixed row is l*x_i + (1-l)*x_j with l in [0.3, 0.7]: within the pixelwise hull
+    lo, hi = x.min(dim=0).values, x.max(dim=0).values
+    assert bool((a[:3] >= lo - 1e-6).all() and (a[:3] <= hi + 1e-6).all())
+    assert torch.equal(mix_pairs(x, 0, torch.Generator()), x)
+
+
+def test_pseudo_source_with_mixup_computes_teacher_logits_per_batch(tiny_model) -> None:
+    from mapguard.sfmap import PseudoSource
+
+    x = torch.rand(16, 3, 32, 32)
+    src = PseudoSource(x, steps_per_epoch=2, seed=0, mixup=0.5)
+    assert src.with_teacher(tiny_model) is src  # mixed images have no precomputed logits
+    batches = list(src.batches(epoch=1, batch_size=8))
+    assert len(batches) == 2 and all(b.teacher is None for b in batches)
+    assert not any(any(torch.equal(row, xi) for xi in x) for row in batches[0].x[:4])
