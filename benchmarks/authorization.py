@@ -129,7 +129,12 @@ def _finetune_images_per_second(model, x, y, *, steps: int, batch_size: int) -> 
     net = copy.deepcopy(model).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
-    it = batches(x, y, batch_size=batch_size, generator=gen, drop_last=True)
+
+    def endless():  # noqa: ANN202 - as many passes over the data as the steps need
+        while True:
+            yield from batches(x, y, batch_size=batch_size, generator=gen, drop_last=True)
+
+    it = endless()
     t0, n = time.perf_counter(), 0
     for _ in range(steps):
         xb, yb = next(it)
