@@ -30,7 +30,7 @@ class DemoConfig:
     Attributes:
         protect_options: ``protect`` options of the MAP step (the default MAP budget is 4 full
             epochs; the demo learns for ``epochs x max_steps_per_epoch`` steps).
-        embed_epochs: Mask-learning epochs of the watermark embedding (default recipe: 4).
+        embed_epochs: Mask-learning epochs of the watermark embedding (the default recipe: 4).
         independent_arch, independent_epochs: The independently trained control model.
     """
 
@@ -45,7 +45,7 @@ class DemoConfig:
     protect_options: Mapping[str, Any] = field(
         default_factory=lambda: {"epochs": 2, "max_steps_per_epoch": 40}
     )
-    embed_epochs: int = 2
+    embed_epochs: int = 4
     independent_arch: str = "vgg_tiny"
     independent_epochs: int = 4
 
