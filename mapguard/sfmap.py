@@ -130,6 +130,8 @@ class FreeConfig:
             raise ConfigError(f"n_pseudo must be an integer >= 4, got {self.n_pseudo!r}")
         if not (isinstance(self.keep_mixup, (int, float)) and 0.0 <= self.keep_mixup <= 1.0):
             raise ConfigError(f"keep_mixup must be a fraction in [0, 1], got {self.keep_mixup!r}")
+        if not isinstance(self.stop_mixup, bool):
+            raise ConfigError(f"stop_mixup must be true or false, got {self.stop_mixup!r}")
         if not (isinstance(self.held_out, float) and 0.0 < self.held_out < 1.0):
             raise ConfigError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
         spe = self.steps_per_epoch

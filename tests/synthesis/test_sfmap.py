@@ -213,6 +213,7 @@ def test_sf_map_without_target_is_a_config_error(tiny_model) -> None:
         ({"families": ("downsample",)}, "downsample"),
         ({"steps_per_epoch": 0}, "steps_per_epoch"),
         ({"keep_mixup": 1.5}, "keep_mixup"),
+        ({"stop_mixup": "yes"}, "stop_mixup"),
     ],
 )
 def test_bad_free_options(change, needle) -> None:
