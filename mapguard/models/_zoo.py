@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torchvision
 from torch import nn
 
 from mapguard.models._registry import register_model
@@ -66,6 +65,8 @@ def vgg_tiny(*, num_classes: int) -> nn.Module:
 @register_model("resnet18")
 def resnet18(*, num_classes: int) -> nn.Module:
     """torchvision ResNet-18 with a 3x3 stride-1 stem and no max-pool (CIFAR-style)."""
+    import torchvision  # imported on demand: it takes seconds, and most archs do not need it
+
     m = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     m.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
     m.maxpool = nn.Identity()
@@ -75,6 +76,8 @@ def resnet18(*, num_classes: int) -> nn.Module:
 @register_model("vgg11_bn")
 def vgg11_bn(*, num_classes: int) -> nn.Module:
     """torchvision VGG-11-BN; the 7x7 adaptive pool becomes 1x1 for 32x32 inputs."""
+    import torchvision
+
     m = torchvision.models.vgg11_bn(weights=None, num_classes=num_classes)
     m.avgpool = nn.AdaptiveAvgPool2d(1)
     m.classifier = nn.Sequential(
@@ -86,6 +89,8 @@ def vgg11_bn(*, num_classes: int) -> nn.Module:
 @register_model("mobilenet_v3_small")
 def mobilenet_v3_small(*, num_classes: int) -> nn.Module:
     """torchvision MobileNetV3-Small with a stride-1 stem so 32x32 inputs keep spatial extent."""
+    import torchvision
+
     m = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes)
     stem = m.features[0][0]
     m.features[0][0] = nn.Conv2d(3, stem.out_channels, 3, stride=1, padding=1, bias=False)
