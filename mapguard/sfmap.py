@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from mapguard._checks import check_int, check_number
 from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.masking import (
@@ -122,45 +122,22 @@ class FreeConfig:
     synthesis_seed: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.n_pseudo, bool)
-            or not isinstance(self.n_pseudo, int)
-            or self.n_pseudo < 4
-        ):
-            raise ConfigError(f"n_pseudo must be an integer >= 4, got {self.n_pseudo!r}")
+        check_int("n_pseudo", self.n_pseudo, low=4)
         if not (isinstance(self.keep_mixup, (int, float)) and 0.0 <= self.keep_mixup <= 1.0):
             raise ConfigError(f"keep_mixup must be a fraction in [0, 1], got {self.keep_mixup!r}")
         if not isinstance(self.stop_mixup, bool):
             raise ConfigError(f"stop_mixup must be true or false, got {self.stop_mixup!r}")
         if not (isinstance(self.held_out, float) and 0.0 < self.held_out < 1.0):
             raise ConfigError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
-        spe = self.steps_per_epoch
-        if spe is not None and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
-            raise ConfigError(f"steps_per_epoch must be None or an integer >= 1, got {spe!r}")
-        if not (
-            isinstance(self.stop_kl, (int, float))
-            and self.stop_kl > 0
-            and math.isfinite(self.stop_kl)
-        ):
-            raise ConfigError(f"stop_kl must be a positive number, got {self.stop_kl!r}")
-        t = self.stop_temperature
-        if not (isinstance(t, (int, float)) and t > 0 and math.isfinite(t)):
-            raise ConfigError(f"stop_temperature must be a positive number, got {t!r}")
-        if (
-            isinstance(self.patience, bool)
-            or not isinstance(self.patience, int)
-            or self.patience < 1
-        ):
-            raise ConfigError(f"patience must be an integer >= 1, got {self.patience!r}")
+        if self.steps_per_epoch is not None:
+            check_int("steps_per_epoch", self.steps_per_epoch, low=1)
+        check_number("stop_kl", self.stop_kl, positive=True)
+        check_number("stop_temperature", self.stop_temperature, positive=True)
+        check_int("patience", self.patience, low=1)
         goal = self.degrade_goal
         if goal is not None and not (isinstance(goal, (int, float)) and 0.0 <= goal <= 1.0):
             raise ConfigError(f"degrade_goal must be None or a fraction in [0, 1], got {goal!r}")
-        if (
-            isinstance(self.probe_size, bool)
-            or not isinstance(self.probe_size, int)
-            or self.probe_size < 1
-        ):
-            raise ConfigError(f"probe_size must be an integer >= 1, got {self.probe_size!r}")
+        check_int("probe_size", self.probe_size, low=1)
         families = tuple(self.families)
         known = {*list_families(), FeatureStyleShift.name}
         bad = [f for f in families if f not in known]

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mapguard._checks import check_int
 from mapguard._errors import ConfigError
 
 __all__ = ["AttackConfig"]
@@ -23,11 +24,6 @@ def _check_number(name: str, value: object, *, lo: float, hi: float, lo_open: bo
     if not ok:
         left, right = "(" if lo_open else "[", ")" if hi_open else "]"
         raise ConfigError(f"{name} must be a number in {left}{lo:g}, {hi:g}{right}, got {value!r}")
-
-
-def _check_int(name: str, value: object, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +102,7 @@ def _config_iv(cfg: AttackConfig) -> None:
         _check_number("noise_scale", cfg.noise_scale, lo=0, hi=1e3, lo_open=False, hi_open=False)
     for name in ("n_images", "epochs", "batch_size"):
         if getattr(cfg, name) is not None:
-            _check_int(name, getattr(cfg, name), 1)
+            check_int(name, getattr(cfg, name), low=1)
     if cfg.arch is not None and (not isinstance(cfg.arch, str) or not cfg.arch):
         raise ConfigError(f"arch must be a model name, got {cfg.arch!r}")
     if cfg.augment is not None and not isinstance(cfg.augment, bool):

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mapguard._checks import check_int, check_number
 from mapguard._errors import ConfigError
 
 __all__ = ["SynthesisConfig"]
-
-
-def _check_number(name: str, value: object, *, positive: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= 0 if positive else value < 0):  # type: ignore[operator]
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def _check_int(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,16 +49,16 @@ class SynthesisConfig:
     init_noise: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_int("steps", self.steps, low=1)
-        _check_int("batch_size", self.batch_size, low=1)
-        _check_int("jitter", self.jitter, low=0)
+        check_int("steps", self.steps, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_int("jitter", self.jitter, low=0)
         if self.resolution not in (4, 8, 16, 32):
             raise ConfigError(f"resolution must be one of 4, 8, 16, 32, got {self.resolution!r}")
-        _check_number("lr", self.lr, positive=True)
+        check_number("lr", self.lr, positive=True)
         for name in ("ce_weight", "bn_weight", "first_bn_scale", "tv_weight", "l2_weight"):
-            _check_number(name, getattr(self, name), positive=False)
-        _check_number("diversity_weight", self.diversity_weight, positive=False)
-        _check_number("init_noise", self.init_noise, positive=False)
+            check_number(name, getattr(self, name), positive=False)
+        check_number("diversity_weight", self.diversity_weight, positive=False)
+        check_number("init_noise", self.init_noise, positive=False)
         if not (isinstance(self.init_level, (int, float)) and 0.0 < self.init_level < 1.0):
             raise ConfigError(
                 f"init_level must lie strictly between 0 and 1, got {self.init_level!r}"
