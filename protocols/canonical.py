@@ -26,7 +26,7 @@ import rfc8785
 
 from protocols._jsonvalue import check_jsonable, loads_strict
 from protocols.errors import InputError, SchemaError
-from protocols.fileio import atomic_write_bytes
+from protocols.fileio import atomic_write_bytes, read_input
 
 __all__ = [
     "canonical_bytes",
@@ -76,16 +76,7 @@ def loads(data: bytes | str, *, source: str = "JSON document") -> Any:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read and strictly parse a JSON file (see :func:`loads`)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"file '{p}' not found") from None
-    except IsADirectoryError:
-        raise InputError(f"'{p}' is a directory, expected a JSON file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read '{p}': {exc.strerror}") from None
-    return loads_strict(data, source=f"'{p}'")
+    return loads_strict(read_input(path, "JSON"), source=f"'{Path(path)}'")
 
 
 def write_json(

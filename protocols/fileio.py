@@ -22,7 +22,7 @@ from pathlib import Path
 
 from protocols.errors import InputError, OutputExistsError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable", "read_input"]
 
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -89,3 +89,17 @@ def atomic_write_text(
 ) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"), force=force, mode=mode)
+
+
+def read_input(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of an input file; a missing, directory or unreadable path is an
+    :class:`~protocols.errors.InputError` naming ``what`` the file was meant to be."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} file '{p}' not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} file '{p}' is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file '{p}': {exc.strerror}") from None

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols.errors import InputError
-from protocols.fileio import atomic_write_bytes, check_writable
+from protocols.fileio import atomic_write_bytes, check_writable, read_input
 
 __all__ = [
     "FINGERPRINT_PREFIX",
@@ -125,17 +125,6 @@ def generate_keypair(
     )
 
 
-def _read_key_file(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} file '{path}' not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} file '{path}' is a directory") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} file '{path}': {exc.strerror}") from None
-
-
 def load_private_key(
     path: str | os.PathLike[str], *, passphrase: bytes | None = None
 ) -> Ed25519PrivateKey:
@@ -146,7 +135,7 @@ def load_private_key(
             needed but not given (or given for an unencrypted key), or a wrong passphrase.
     """
     p = Path(path)
-    data = _read_key_file(p, "private key")
+    data = read_input(p, "private key")
     if passphrase is not None and (not isinstance(passphrase, bytes) or not passphrase):
         raise InputError("passphrase must be non-empty bytes")
     encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
@@ -171,7 +160,7 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
         InputError: missing/unreadable file, not a PEM public key, or not Ed25519.
     """
     p = Path(path)
-    data = _read_key_file(p, "public key")
+    data = read_input(p, "public key")
     if b"PRIVATE KEY-----" in data:
         raise InputError(f"'{p}' holds a private key; pass the public key (.pub) file")
     try:

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from protocols import canonical, dsse, keys, schemas, secretbox
 from protocols.errors import InputError, SchemaError, SignatureError
+from protocols.fileio import read_input
 from verification._errors import VerificationError
 from verification._verify_spec import WatermarkSpec
 
@@ -313,16 +314,9 @@ def read_watermark(
         InputError: the file is missing or unreadable, plus everything :func:`open_watermark`
             raises.
     """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"watermark file '{p}' not found") from None
-    except IsADirectoryError:
-        raise InputError(f"watermark file '{p}' is a directory") from None
-    except OSError as exc:
-        raise InputError(f"cannot read watermark file '{p}': {exc.strerror}") from None
-    return open_watermark(data, passphrase=passphrase, public_key=public_key, source=f"'{p}'")
+    data = read_input(path, "watermark")
+    source = f"'{Path(path)}'"
+    return open_watermark(data, passphrase=passphrase, public_key=public_key, source=source)
 
 
 def watermark_spec(wm: WatermarkFile) -> WatermarkSpec:
