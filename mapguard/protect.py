@@ -38,6 +38,7 @@ from mapguard.masking import (
     MaskConfig,
     TensorSource,
     device_for,
+    finish_distributed,
     init_distributed,
     learn_mask,
     maskable_weights,
@@ -364,6 +365,7 @@ def protect(
     )
     if info.is_main:
         _write_outputs(report, meta, chosen, source=source, targets=targets, force=force)
+    finish_distributed()  # every rank waits for rank 0's writes before leaving the group
     return report
 
 

@@ -19,7 +19,13 @@ Example:
 """
 
 from mapguard.masking._config import GRANULARITIES, MaskConfig
-from mapguard.masking._distributed import DistInfo, device_for, dist_info, init_distributed
+from mapguard.masking._distributed import (
+    DistInfo,
+    device_for,
+    dist_info,
+    finish_distributed,
+    init_distributed,
+)
 from mapguard.masking._learner import EpochInfo, MaskResult, learn_mask
 from mapguard.masking._mask import Mask, MaskLayer, apply_mask, load_mask, save_mask
 from mapguard.masking._objectives import (
@@ -62,6 +68,7 @@ __all__ = [
     "bounded_cross_entropy",
     "device_for",
     "dist_info",
+    "finish_distributed",
     "init_distributed",
     "keep_kl",
     "learn_mask",

@@ -6,7 +6,14 @@ import sys
 
 import torch
 
-from mapguard.masking import MaskConfig, TensorSource, init_distributed, learn_mask, save_mask
+from mapguard.masking import (
+    MaskConfig,
+    TensorSource,
+    finish_distributed,
+    init_distributed,
+    learn_mask,
+    save_mask,
+)
 from mapguard.models import create_model
 
 CONFIG = MaskConfig(epochs=2, batch_size=32, max_steps_per_epoch=5, lr=0.05, init_score=0.6)
@@ -32,3 +39,4 @@ if __name__ == "__main__":
     if info.is_main:
         save_mask(result.mask, sys.argv[1])
         print(f"world={result.world_size} images={result.images}")
+    finish_distributed()
