@@ -51,9 +51,26 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--map-results", help="results JSON of benchmarks/authorization.py")
     ap.add_argument("--out", default="runs/authorization_free")
     ap.add_argument(
+        "--mask-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a MaskConfig default of both methods (JSON value), e.g. init_score=2.0",
+    )
+    ap.add_argument(
         "--report-only", action="store_true", help="print the tables of the runs done so far"
     )
-    return ap.parse_args()
+    args = ap.parse_args()
+    args.overrides = {}
+    for item in args.mask_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--mask-option wants KEY=VALUE, got '{item}'")
+        try:
+            args.overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            args.overrides[key] = value
+    return args
 
 
 class Bench:
@@ -165,7 +182,7 @@ def run_sf(bench: Bench, src: str, tgt: str, seed: int) -> dict[str, Any]:
     model = bench.model(src)
     before = bench.accuracies(model)
     cfg = FreeConfig(synthesis_seed=0)
-    mcfg = MaskConfig.from_dict({**SF_DEFAULTS, "seed": seed})
+    mcfg = MaskConfig.from_dict({**SF_DEFAULTS, **bench.args.overrides, "seed": seed})
     target = load_data(f"builtin:{tgt}", split="train", progress=False)
     t0 = time.perf_counter()
     out = source_free_mask(model, target=target, mask_config=mcfg, config=cfg, progress=False)
@@ -181,7 +198,7 @@ def run_df(bench: Bench, src: str, seed: int) -> dict[str, Any]:
     model = bench.model(src)
     before = bench.accuracies(model)
     cfg = FreeConfig(synthesis_seed=0)
-    mcfg = MaskConfig.from_dict({**DF_DEFAULTS, "seed": seed})
+    mcfg = MaskConfig.from_dict({**DF_DEFAULTS, **bench.args.overrides, "seed": seed})
     t0 = time.perf_counter()
     out = data_free_mask(model, mask_config=mcfg, config=cfg, progress=False)
     seconds = time.perf_counter() - t0

@@ -280,12 +280,23 @@ def train_cached(path: Path, ind: Independent) -> Path:
     return path
 
 
-def watermark(run: Path, source: Path, budget: Budget, overrides: Mapping[str, Any]) -> Path:
-    """Embed (once) a watermark into ``source``; returns the output folder."""
+def watermark(
+    run: Path,
+    source: Path,
+    budget: Budget,
+    overrides: Mapping[str, Any],
+    secret_seed: int | None = None,
+) -> Path:
+    """Embed (once) a watermark into ``source``; returns the output folder.
+
+    ``secret_seed`` (benchmark only, for paired comparisons of recipes): draw the secrets from a
+    seeded generator instead of the OS CSPRNG. A real watermark never does this.
+    """
     from mapguard.watermark import EmbedConfig, embed
 
-    tag = hashlib.sha256(json.dumps(dict(overrides), sort_keys=True).encode()).hexdigest()[:8]
-    out = run / ("wm" if not overrides else f"wm-{tag}")  # one folder per embedding recipe
+    keyed = dict(overrides) | ({"secret_seed": secret_seed} if secret_seed is not None else {})
+    tag = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:8]
+    out = run / ("wm" if not keyed else f"wm-{tag}")  # one folder per recipe (and secret seed)
     if (out / "owner.wm").exists():
         return out
     if not (run / "owner.key").exists():
@@ -293,14 +304,21 @@ def watermark(run: Path, source: Path, budget: Budget, overrides: Mapping[str, A
     base = EmbedConfig()
     cfg = base.replace(**budget.embed, mask=base.mask.replace(**budget.embed_mask))
     if overrides:
-        cfg = EmbedConfig.from_dict({**cfg.to_dict(), **overrides})
+        data = cfg.to_dict()
+        for key, value in overrides.items():  # "mask.KEY" sets one mask option
+            if key.startswith("mask."):
+                data["mask"] = {**data["mask"], key[len("mask.") :]: value}
+            else:
+                data[key] = value
+        cfg = EmbedConfig.from_dict(data)
     train = load_data(SOURCE, split="train", progress=False)
     if budget.n_embed is not None:
         train = train.take(budget.n_embed, seed=0)
     test = load_data(SOURCE, split="test", progress=False)
     t0 = time.perf_counter()
+    rng = None if secret_seed is None else np.random.default_rng([0x5EC, secret_seed])
     embed(source, (train, test), keys.load_private_key(run / "owner.key"), cfg, out=out,
-          progress=False)  # fmt: skip
+          progress=False, secret_rng=rng)  # fmt: skip
     log(f"embedded watermark in {time.perf_counter() - t0:.0f} s")
     return out
 
@@ -613,7 +631,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override an EmbedConfig field (JSON value), e.g. target_weight=2",
+        help="override an EmbedConfig field (JSON value), e.g. target_weight=2 or "
+        "mask.weight_noise=0.1",
+    )
+    ap.add_argument(
+        "--secret-seed",
+        type=int,
+        help="benchmark only: seeded secrets, so that two recipes can be compared on one draw",
+    )
+    ap.add_argument(
+        "--attacks", nargs="+", metavar="LABEL", help="only these rows of the attack table"
     )
     ap.add_argument("--skip-auth", action="store_true", help="skip the authorization part")
     ap.add_argument("--from-results", help="only re-render table and plot from a results JSON")
@@ -637,16 +664,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return render(json.loads(Path(args.from_results).read_text()), args, None)
     torch.set_num_threads(1 if args.quick else min(4, torch.get_num_threads()))
     budget = QUICK if args.quick else FULL
+    if args.attacks:
+        known = {a.label for a in budget.attacks}
+        unknown = sorted(set(args.attacks) - known)
+        if unknown:
+            raise SystemExit(f"unknown attack label(s) {unknown}; known: {sorted(known)}")
+        chosen = tuple(a for a in budget.attacks if a.label in args.attacks)
+        budget = dataclasses.replace(budget, attacks=chosen)
     run = Path(args.run_dir or ("runs/robustness-quick" if args.quick else "runs/robustness"))
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     src = Independent("source", SOURCE, budget.arch, budget.source_n_train, budget.source_epochs, 0)
     source = train_cached(run / "source.pt", src)
-    wm_dir = watermark(run, source, budget, _overrides(args.embed_option))
+    wm_dir = watermark(run, source, budget, _overrides(args.embed_option), args.secret_seed)
     wm = read_watermark(wm_dir / "owner.wm")
     spec, m = watermark_spec(wm), wm.null_keys_per_secret
     test = load_data(SOURCE, split="test", progress=False)
     results: dict[str, Any] = {"quick": args.quick, "alpha": ALPHA, "null_keys_per_secret": m,
+                               "secret_seed": args.secret_seed, "watermark_dir": str(wm_dir),
                                "n_secrets": wm.n_secrets, "n_images": spec.n_images,
                                "embed": json.loads((wm_dir / "metrics.json").read_text()),
                                "embed_config": json.loads((wm_dir / "embed-config.json")

@@ -31,6 +31,7 @@ from mapguard.masking._mask import Mask, MaskLayer, apply_mask, load_mask, save_
 from mapguard.masking._objectives import (
     BNStatistics,
     BoundedDegrade,
+    FeatureTap,
     KeepAgreement,
     KeepKL,
     ObjectiveTerm,
@@ -39,6 +40,7 @@ from mapguard.masking._objectives import (
     bn_distance,
     bounded_cross_entropy,
     keep_kl,
+    linear_inputs,
 )
 from mapguard.masking._parametrize import MaskedModel, MaskScores, maskable_weights
 from mapguard.masking._sources import Batch, BatchSource, TensorSource
@@ -51,6 +53,7 @@ __all__ = [
     "BoundedDegrade",
     "DistInfo",
     "EpochInfo",
+    "FeatureTap",
     "KeepAgreement",
     "KeepKL",
     "Mask",
@@ -72,6 +75,7 @@ __all__ = [
     "init_distributed",
     "keep_kl",
     "learn_mask",
+    "linear_inputs",
     "load_mask",
     "maskable_weights",
     "save_mask",

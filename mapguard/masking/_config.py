@@ -48,6 +48,10 @@ class MaskConfig:
         optimizer: ``"adam"`` or ``"layer-adam"`` (per-tensor second moment, see ``_optim.py``).
         exclude: fnmatch patterns of parameter or module names that are never masked.
         update_bn: let BatchNorm running statistics adapt (train mode; off by default).
+        weight_noise: relative standard deviation of multiplicative Gaussian noise put on every
+            masked weight in each learning step, ``w * (1 + weight_noise * eps)``, so that the
+            mask's effect must hold in a neighbourhood of the weights (e.g. after a thief's
+            fine-tuning); 0 = off. The protected model itself carries no noise.
         max_steps_per_epoch: cap on steps per epoch (``None`` = a full pass).
         cache_teacher: precompute the original model's logits on fixed keep sets once.
         seed: seed of every shuffle.
@@ -69,6 +73,7 @@ class MaskConfig:
     optimizer: str = "layer-adam"
     exclude: tuple[str, ...] = ()
     update_bn: bool = False
+    weight_noise: float = 0.0
     max_steps_per_epoch: int | None = None
     cache_teacher: bool = True
     seed: int = 0
@@ -86,6 +91,7 @@ class MaskConfig:
             "degrade_weight",
             "prune_weight",
             "bn_weight",
+            "weight_noise",
         ):
             _non_negative(name, getattr(self, name))
         if self.keep_weight == 0 and self.degrade_weight == 0:

@@ -22,6 +22,7 @@ from mapguard.masking._objectives import (
     BNRecorder,
     BNStatistics,
     BoundedDegrade,
+    FeatureTap,
     KeepAgreement,
     KeepKL,
     ObjectiveTerm,
@@ -128,12 +129,20 @@ class _Run:
         ).to(device)
         on_device = next(model.parameters()).device == device
         self.teacher = (model if on_device else copy.deepcopy(model).to(device)).eval()
-        self.masked = MaskedModel(self.teacher, self.scores, update_bn=cfg.update_bn).train()
+        self.masked = MaskedModel(
+            self.teacher,
+            self.scores,
+            update_bn=cfg.update_bn,
+            weight_noise=cfg.weight_noise,
+            seed=cfg.seed + 7919 * info.rank,
+        ).train()
         self.net: nn.Module = self.masked
         if info.active:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.masked, device_ids=ids, broadcast_buffers=False)
         self.bn = BNRecorder(self.masked.original) if any(t.name == "bn" for t in terms) else None
+        wants = any(t.needs_features and t.weight != 0 for t in terms)
+        self.tap = FeatureTap(self.masked.original) if wants else None
         self.opt = make_optimizer(cfg.optimizer, self.scores.parameters(), cfg.lr)
 
     @torch.no_grad()
@@ -165,13 +174,21 @@ class _Run:
         sizes = [p.shape[0] for p in parts]
         if self.bn is not None:
             self.bn.start(sum(sizes[: len(keeps)]))
+        if self.tap is not None:
+            self.tap.start()
         logits = self.net(torch.cat(parts).to(self.device, non_blocking=True))
+        features = self.tap.stop() if self.tap is not None else ()
         chunks = list(torch.split(logits, sizes))
         k, d = len(keeps), len(degrades)
         teacher = [
             b.teacher.to(self.device) if b.teacher is not None else self.teach(b.x) for b in keeps
         ]
         extra_terms = [t for t in self.terms if t.source is not None]
+        ends = torch.tensor(sizes).cumsum(0).tolist()
+        rows = {
+            t.name: slice(ends[k + d + i] - sizes[k + d + i], ends[k + d + i])
+            for i, t in enumerate(extra_terms)
+        }
         return StepView(
             keep_logits=torch.cat(chunks[:k]),
             teacher_logits=torch.cat(teacher),
@@ -180,6 +197,8 @@ class _Run:
             pruned_fraction=self.scores.pruned_fraction(),
             bn_stats=tuple(self.bn.stats) if self.bn is not None else (),
             extra={t.name: (c, b) for t, c, b in zip(extra_terms, chunks[k + d :], extras)},
+            features=features,
+            rows=rows,
             epoch=epoch,
             step=step,
         )
@@ -271,8 +290,9 @@ def learn_mask(
         ) as bar:
             history, images = _fit(run, keeps_p, degrades_p, steps, callbacks, digest, bar)
     finally:
-        if run.bn is not None:
-            run.bn.close()
+        for recorder in (run.bn, run.tap):
+            if recorder is not None:
+                recorder.close()
     seconds = time.perf_counter() - t0
     buffers = None
     if cfg.update_bn:

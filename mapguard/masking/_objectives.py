@@ -21,6 +21,7 @@ from mapguard.masking._sources import Batch, BatchSource
 __all__ = [
     "BNStatistics",
     "BoundedDegrade",
+    "FeatureTap",
     "KeepAgreement",
     "KeepKL",
     "ObjectiveTerm",
@@ -29,6 +30,7 @@ __all__ = [
     "bn_distance",
     "bounded_cross_entropy",
     "keep_kl",
+    "linear_inputs",
 ]
 
 
@@ -43,6 +45,11 @@ class StepView:
     pruned_fraction: torch.Tensor
     bn_stats: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ...] = ()
     extra: dict[str, tuple[torch.Tensor, Batch]] = field(default_factory=dict)
+    #: Inputs of every ``nn.Linear`` (in module order) in the masked forward pass, all images
+    #: concatenated; recorded only when a term sets ``needs_features``.
+    features: tuple[torch.Tensor, ...] = ()
+    #: Rows of each extra term's images in the concatenated batch (index ``features`` with it).
+    rows: dict[str, slice] = field(default_factory=dict)
     epoch: int = 0
     step: int = 0
 
@@ -53,6 +60,8 @@ class ObjectiveTerm(ABC):
     name: str = "term"
     weight: float = 1.0
     source: BatchSource | None = None
+    #: Ask the learner to record the masked model's Linear-layer inputs (``StepView.features``).
+    needs_features: bool = False
 
     @abstractmethod
     def value(self, view: StepView) -> torch.Tensor:
@@ -173,3 +182,50 @@ class BNRecorder:
     def close(self) -> None:
         for h in self._handles:
             h.remove()
+
+
+class FeatureTap:
+    """Forward pre-hooks recording the input of every ``nn.Linear`` while switched on.
+
+    The learner switches it on only around the masked forward pass, so teacher passes through
+    the same modules are not recorded.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        self.on = False
+        self.inputs: list[torch.Tensor] = []
+        self._handles = [m.register_forward_pre_hook(self._hook) for m in self.layers]
+
+    def _hook(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if self.on:
+            self.inputs.append(args[0].flatten(1))
+
+    def start(self) -> None:
+        self.on, self.inputs = True, []
+
+    def stop(self) -> tuple[torch.Tensor, ...]:
+        out, self.on, self.inputs = tuple(self.inputs), False, []
+        return out
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+@torch.no_grad()
+def linear_inputs(
+    model: nn.Module, x: torch.Tensor, *, batch_size: int = 512
+) -> tuple[torch.Tensor, ...]:
+    """The inputs of every ``nn.Linear`` of ``model`` (eval mode) on ``x``, on the CPU."""
+    tap = FeatureTap(model)
+    device = next(model.parameters()).device
+    parts: list[tuple[torch.Tensor, ...]] = []
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            tap.start()
+            model(x[i : i + batch_size].to(device))
+            parts.append(tuple(f.float().cpu() for f in tap.stop()))
+    finally:
+        tap.close()
+    return tuple(torch.cat(layer) for layer in zip(*parts))

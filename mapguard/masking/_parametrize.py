@@ -118,12 +118,23 @@ class MaskedModel(nn.Module):
     :func:`~torch.func.functional_call`, so nothing about the caller's model changes (values,
     ``requires_grad`` flags, ``.grad``), and DistributedDataParallel sees only the scores. BatchNorm
     stays in eval mode (frozen running statistics) unless ``update_bn`` is set, in which case a
-    private copy of the model is used so the caller's buffers are untouched too.
+    private copy of the model is used so the caller's buffers are untouched too. With
+    ``weight_noise`` each training forward pass multiplies the masked weights by
+    ``1 + weight_noise * N(0, 1)`` (seeded generator; eval passes are noise-free).
     """
 
-    def __init__(self, original: nn.Module, scores: MaskScores, *, update_bn: bool = False) -> None:
+    def __init__(
+        self,
+        original: nn.Module,
+        scores: MaskScores,
+        *,
+        update_bn: bool = False,
+        weight_noise: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
-        self.update_bn = update_bn
+        self.update_bn, self.weight_noise, self.seed = update_bn, float(weight_noise), seed
+        self._gen: torch.Generator | None = None
         self._frozen = (copy.deepcopy(original) if update_bn else original,)
         self.scores = scores
         params = dict(self.original.named_parameters())
@@ -144,6 +155,16 @@ class MaskedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = {n: p.detach() for n, p in self.original.named_parameters()}
+        noisy = self.training and self.weight_noise > 0
         for name, mask in self.scores.masks().items():
-            params[name] = params[name] * mask
+            w = params[name]
+            if noisy:
+                w = w * (1.0 + self.weight_noise * self._noise(w))
+            params[name] = w * mask
         return functional_call(self.original, params, (x,), strict=False)
+
+    def _noise(self, w: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like ``w`` from a generator seeded once per model."""
+        if self._gen is None or self._gen.device != w.device:
+            self._gen = torch.Generator(device=w.device).manual_seed(self.seed)
+        return torch.randn(w.shape, generator=self._gen, device=w.device, dtype=w.dtype)

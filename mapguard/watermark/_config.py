@@ -62,6 +62,10 @@ class EmbedConfig:
         min_size, max_size: Patch side range of the family (pixels).
         margin: Patches keep this distance from the borders (``targeted_patch`` only).
         target_weight: Weight of the targeted term (targeted families only).
+        feature_weight: Weight of the feature term (targeted families only): the inputs of the
+            model's Linear layers on secret-triggered images are pulled to the original's mean
+            inputs for the target class on clean images, so that the trigger behaviour lives in
+            the task's features rather than in the current head (docs/METHOD.md §3).
         shared_target: All secrets (and, at verification, all null keys) target one class, drawn
             before the secrets and published as the family parameter ``target``; otherwise each
             key derives its own target class.
@@ -88,6 +92,7 @@ class EmbedConfig:
     max_size: int = 10
     margin: int = 0
     target_weight: float = 5.0
+    feature_weight: float = 0.0
     shared_target: bool = False
     hard_negatives: float = 0.0
     negative_teacher: str = "stamped"
@@ -103,6 +108,7 @@ class EmbedConfig:
         _int_at_least("n_verification", self.n_verification, 1)
         _int_at_least("seed", self.seed, 0)
         _non_negative("target_weight", self.target_weight)
+        _non_negative("feature_weight", self.feature_weight)
         _non_negative("hard_negatives", self.hard_negatives)
         if self.hard_negatives > 1:
             raise ConfigError(f"hard_negatives must be at most 1, got {self.hard_negatives!r}")
@@ -118,6 +124,10 @@ class EmbedConfig:
         if not isinstance(self.alpha, float | int) or not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
         self.family_params(10)  # validates family name and patch sizes
+        if self.feature_weight > 0 and not self.targeted():
+            raise ConfigError(
+                f"feature_weight needs a targeted trigger family; '{self.family}' is not"
+            )
 
     def family_params(self, num_classes: int, target: int = -1) -> dict[str, Any]:
         """The validated, complete parameters of the trigger family for ``num_classes``.

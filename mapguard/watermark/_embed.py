@@ -23,9 +23,11 @@ from mapguard.training import predict_logits
 from mapguard.watermark import _files as files
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
+    FeatureTargetTerm,
     NegativeKeySource,
     SecretTriggerSource,
     TargetTerm,
+    class_feature_means,
     stack_triggers,
     stamp,
 )
@@ -182,11 +184,14 @@ def _learn(
     degrade = SecretTriggerSource(
         x, y, triggers, seed=seed + 2, placeholder=cfg.mask.degrade_weight == 0
     )
-    extra = []
-    if cfg.targeted() and cfg.target_weight > 0:
+    extra: list[Any] = []
+    if cfg.targeted() and (cfg.target_weight > 0 or cfg.feature_weight > 0):
         targets = [int(t.details["target"]) for t in triggers]
         src = SecretTriggerSource(x, y, triggers, seed=seed + 3, targets=targets, name="targets")
         extra.append(TargetTerm(cfg.target_weight, src))
+    if cfg.feature_weight > 0:
+        means = class_feature_means(inp.model, x, y, inp.meta.num_classes)
+        extra.append(FeatureTargetTerm(cfg.feature_weight, means))
     return learn_mask(
         inp.model,
         keep=keep,

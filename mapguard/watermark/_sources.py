@@ -18,13 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from mapguard._errors import ConfigError
-from mapguard.masking import Batch, BatchSource, ObjectiveTerm, StepView
+from mapguard.masking import Batch, BatchSource, ObjectiveTerm, StepView, linear_inputs
 from verification.triggers import Trigger, TriggerFamily, random_secret
 
 __all__ = [
+    "FeatureTargetTerm",
     "NegativeKeySource",
     "SecretTriggerSource",
     "TargetTerm",
+    "class_feature_means",
     "stack_triggers",
     "stamp",
 ]
@@ -213,3 +215,71 @@ class TargetTerm(ObjectiveTerm):
         logits, batch = view.extra[self.name]
         ce = F.cross_entropy(logits.float(), batch.y.to(logits.device), reduction="none")
         return ce.clamp(min=self.floor).mean()
+
+
+def class_feature_means(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, ...]:
+    """Per Linear layer, the original's mean input ``[K, D]`` over the images of each class
+    that it classifies correctly (all images of the class if it gets none right)."""
+    feats = linear_inputs(model, x)
+    if not feats:
+        raise ConfigError("feature_weight needs a model with at least one nn.Linear layer")
+    pred = feats[-1] @ model.get_submodule(_last_linear(model)).weight.detach().float().cpu().T
+    right = pred.argmax(1) == y.cpu()
+    means = []
+    for f in feats:
+        rows = []
+        for c in range(num_classes):
+            pick = (y == c) & right
+            if not bool(pick.any()):
+                pick = y == c
+            if not bool(pick.any()):
+                raise ConfigError(f"feature_weight: no training image of class {c}")
+            rows.append(f[pick].mean(0))
+        means.append(torch.stack(rows))
+    return tuple(means)
+
+
+def _last_linear(model: torch.nn.Module) -> str:
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+class FeatureTargetTerm(ObjectiveTerm):
+    """Tie the secret triggers to the task's own features.
+
+    The masked model's input to every ``nn.Linear`` on a secret-triggered image is pulled to the
+    original's mean input for the trigger's target class on clean images:
+    ``mean_l mean_i ||f_l(x_i) - mu_l[t_i]||^2 / mean_c ||mu_l[c]||^2``. The logit-level
+    :class:`TargetTerm` only asks for the target class under the *current* head; a head re-drawn
+    and trained on clean data (RTAL), or a student that copies the clean-data features, maps
+    target-class features to the target class whatever the head.
+
+    It reads the images and rows of the term named ``of`` (the :class:`TargetTerm`), so it costs
+    no extra forward pass.
+    """
+
+    name = "target_features"
+    needs_features = True
+
+    def __init__(self, weight: float, means: Sequence[torch.Tensor], *, of: str = "target") -> None:
+        if not means:
+            raise ConfigError("the feature term needs class means of at least one layer")
+        self.weight, self.of = weight, of
+        self.means = [m.float() for m in means]
+        self.scales = [float((m**2).sum(1).mean().clamp_min(1e-12)) for m in self.means]
+
+    def value(self, view: StepView) -> torch.Tensor:
+        _, batch = view.extra[self.of]
+        rows = view.rows[self.of]
+        if len(view.features) != len(self.means):
+            raise ConfigError(
+                f"the model has {len(view.features)} Linear layers, the class means "
+                f"{len(self.means)}"
+            )
+        total = torch.zeros((), device=view.features[0].device)
+        for feats, mu, scale in zip(view.features, self.means, self.scales):
+            f = feats[rows].float()
+            target = mu.to(f.device)[batch.y.to(f.device)]
+            total = total + ((f - target) ** 2).sum(1).mean() / scale
+        return total / len(self.means)

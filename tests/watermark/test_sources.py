@@ -8,7 +8,14 @@ import torch
 
 from mapguard.masking import StepView
 from mapguard.watermark._config import EmbedConfig
-from mapguard.watermark._sources import NegativeKeySource, SecretTriggerSource, TargetTerm, stamp
+from mapguard.watermark._sources import (
+    FeatureTargetTerm,
+    NegativeKeySource,
+    SecretTriggerSource,
+    TargetTerm,
+    class_feature_means,
+    stamp,
+)
 from verification.triggers import get_trigger_family, random_secret
 
 FAMILY = get_trigger_family("targeted_patch")
@@ -107,5 +114,44 @@ def test_config_validation_names_the_bad_value():
         EmbedConfig(n_secrets=0)
     with pytest.raises(ValueError, match="margin"):
         EmbedConfig(family="patch", margin=2)
+    with pytest.raises(ValueError, match="feature_weight needs a targeted"):
+        EmbedConfig(family="patch", feature_weight=1.0)
+    with pytest.raises(ValueError, match="feature_weight"):
+        EmbedConfig(feature_weight=-1.0)
     cfg = EmbedConfig().replace(epochs=2)
     assert cfg.mask.epochs == 2 and EmbedConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_class_feature_means_average_each_class_of_the_linear_inputs(tiny_model, mnist_small):
+    x, y = mnist_small[0].floats()[:200], mnist_small[0].labels[:200]
+    means = class_feature_means(tiny_model, x, y, 10)
+    linears = [m for m in tiny_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.shape) for m in means] == [(10, lin.in_features) for lin in linears]
+    with torch.no_grad():
+        feats = tiny_model[1][:-1](tiny_model[0](x))  # the input of the last Linear
+        right = tiny_model(x).argmax(1) == y
+    c = int(y[0])
+    assert torch.allclose(means[-1][c], feats[(y == c) & right].mean(0), atol=1e-5)
+
+
+def test_feature_term_is_zero_at_the_target_means_and_grows_away_from_them():
+    src = SecretTriggerSource(
+        torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), _triggers(2), seed=0,
+        targets=[3, 7],
+    )  # fmt: skip
+    batch = next(src.batches(epoch=0, batch_size=4))
+    means = (torch.rand(10, 6), torch.rand(10, 2))
+    term = FeatureTargetTerm(1.0, means)
+    logits = torch.zeros(4, 10)
+    at_target = tuple(torch.cat([torch.zeros(2, m.shape[1]), m[batch.y]]) for m in means)
+
+    def view(features):
+        return StepView(
+            keep_logits=logits, teacher_logits=logits, degrade_logits=logits,
+            degrade_labels=batch.y, pruned_fraction=torch.tensor(0.0),
+            extra={"target": (logits, batch)}, features=features, rows={"target": slice(2, 6)},
+        )  # fmt: skip
+
+    assert float(term.value(view(at_target))) == pytest.approx(0.0, abs=1e-7)
+    away = tuple(f + 0.5 for f in at_target)
+    assert float(term.value(view(away))) > 0.1
