@@ -199,6 +199,7 @@ class _Run:
             extra={t.name: (c, b) for t, c, b in zip(extra_terms, chunks[k + d :], extras)},
             features=features,
             rows=rows,
+            model=None if self.info.active else self.masked,
             epoch=epoch,
             step=step,
         )

@@ -50,6 +50,9 @@ class StepView:
     features: tuple[torch.Tensor, ...] = ()
     #: Rows of each extra term's images in the concatenated batch (index ``features`` with it).
     rows: dict[str, slice] = field(default_factory=dict)
+    #: The masked model itself (a ``MaskedModel``) for terms that need further passes, e.g.
+    #: with simulated weight changes; ``None`` under DistributedDataParallel.
+    model: nn.Module | None = None
     epoch: int = 0
     step: int = 0
 

@@ -69,6 +69,10 @@ class EmbedConfig:
         shared_target: All secrets (and, at verification, all null keys) target one class, drawn
             before the secrets and published as the family parameter ``target``; otherwise each
             key derives its own target class.
+        finetune_step: Relative size of a simulated fine-tuning step (0 = off; targeted families
+            only): the targeted term is also applied after every masked weight moves by
+            ``finetune_step * ||W||`` along the clean-data descent direction of a fresh batch,
+            so that the trigger behaviour survives a thief's fine-tuning (docs/METHOD.md §3).
         hard_negatives: Share of negatives that copy a secret trigger's place (jittered) with a
             random pattern.
         prune_cost: Cost of pruning one weight: the mask's ``prune_weight`` is set to
@@ -93,6 +97,7 @@ class EmbedConfig:
     margin: int = 0
     target_weight: float = 5.0
     feature_weight: float = 0.0
+    finetune_step: float = 0.0
     shared_target: bool = False
     hard_negatives: float = 0.0
     negative_teacher: str = "stamped"
@@ -109,6 +114,7 @@ class EmbedConfig:
         _int_at_least("seed", self.seed, 0)
         _non_negative("target_weight", self.target_weight)
         _non_negative("feature_weight", self.feature_weight)
+        _non_negative("finetune_step", self.finetune_step)
         _non_negative("hard_negatives", self.hard_negatives)
         if self.hard_negatives > 1:
             raise ConfigError(f"hard_negatives must be at most 1, got {self.hard_negatives!r}")
@@ -124,10 +130,9 @@ class EmbedConfig:
         if not isinstance(self.alpha, float | int) or not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
         self.family_params(10)  # validates family name and patch sizes
-        if self.feature_weight > 0 and not self.targeted():
-            raise ConfigError(
-                f"feature_weight needs a targeted trigger family; '{self.family}' is not"
-            )
+        for name in ("feature_weight", "finetune_step"):
+            if getattr(self, name) > 0 and not self.targeted():
+                raise ConfigError(f"{name} needs a targeted trigger family; '{self.family}' is not")
 
     def family_params(self, num_classes: int, target: int = -1) -> dict[str, Any]:
         """The validated, complete parameters of the trigger family for ``num_classes``.

@@ -23,6 +23,7 @@ from mapguard.training import predict_logits
 from mapguard.watermark import _files as files
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
+    AnticipatedTargetTerm,
     FeatureTargetTerm,
     NegativeKeySource,
     SecretTriggerSource,
@@ -192,6 +193,13 @@ def _learn(
     if cfg.feature_weight > 0:
         means = class_feature_means(inp.model, x, y, inp.meta.num_classes)
         extra.append(FeatureTargetTerm(cfg.feature_weight, means))
+    if cfg.finetune_step > 0:  # same weight as the targeted term, after a simulated FT step
+        extra.append(
+            AnticipatedTargetTerm(
+                cfg.target_weight, x, y, step=cfg.finetune_step, seed=seed + 4,
+                batch_size=cfg.mask.batch_size,
+            )
+        )  # fmt: skip
     return learn_mask(
         inp.model,
         keep=keep,

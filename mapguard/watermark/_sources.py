@@ -22,6 +22,7 @@ from mapguard.masking import Batch, BatchSource, ObjectiveTerm, StepView, linear
 from verification.triggers import Trigger, TriggerFamily, random_secret
 
 __all__ = [
+    "AnticipatedTargetTerm",
     "FeatureTargetTerm",
     "NegativeKeySource",
     "SecretTriggerSource",
@@ -283,3 +284,55 @@ class FeatureTargetTerm(ObjectiveTerm):
             target = mu.to(f.device)[batch.y.to(f.device)]
             total = total + ((f - target) ** 2).sum(1).mean() / scale
         return total / len(self.means)
+
+
+class AnticipatedTargetTerm(ObjectiveTerm):
+    """The targeted term after a simulated fine-tuning step by the thief.
+
+    Each step draws a batch of clean labelled source images, takes the gradient ``g_l`` of the
+    masked model's cross-entropy on them with respect to every masked weight, and evaluates the
+    :class:`TargetTerm` loss on the secret-triggered images of the term named ``of`` with every
+    masked weight moved to ``w_l * m_l - step * ||w_l|| * g_l / ||g_l||`` (pruned weights regrow,
+    as in real fine-tuning). The step is a constant (first order): the mask learns to keep the
+    trigger behaviour where clean-data fine-tuning would take the weights.
+
+    Single process only (the learner gives terms no model under DistributedDataParallel).
+    """
+
+    name = "target_after_ft"
+
+    def __init__(
+        self,
+        weight: float,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        step: float,
+        seed: int,
+        batch_size: int = 64,
+        of: str = "target",
+        floor: float = 0.05,
+    ) -> None:
+        if step <= 0:
+            raise ConfigError(f"the simulated fine-tuning step must be positive, got {step!r}")
+        self.weight, self.x, self.y, self.step = weight, x, y, float(step)
+        self.batch_size, self.of, self.floor = batch_size, of, floor
+        self.gen = torch.Generator().manual_seed(seed)
+        self._norms: dict[str, torch.Tensor] | None = None
+
+    def value(self, view: StepView) -> torch.Tensor:
+        model = view.model
+        if model is None:
+            raise ConfigError("finetune_step needs a single-process embedding (no torchrun)")
+        _, batch = view.extra[self.of]
+        device = view.keep_logits.device
+        idx = torch.randint(self.x.shape[0], (self.batch_size,), generator=self.gen)
+        grads = model.weight_gradients(self.x[idx].to(device), self.y[idx].to(device))
+        if self._norms is None:
+            self._norms = {n: model.original.get_parameter(n).detach().norm() for n in grads}
+        offsets = {
+            n: -self.step * self._norms[n] * g / g.norm().clamp_min(1e-12) for n, g in grads.items()
+        }
+        logits = model(batch.x.to(device), offsets)
+        ce = F.cross_entropy(logits.float(), batch.y.to(device), reduction="none")
+        return ce.clamp(min=self.floor).mean()

@@ -9,6 +9,7 @@ import torch
 from mapguard.masking import StepView
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
+    AnticipatedTargetTerm,
     FeatureTargetTerm,
     NegativeKeySource,
     SecretTriggerSource,
@@ -118,6 +119,8 @@ def test_config_validation_names_the_bad_value():
         EmbedConfig(family="patch", feature_weight=1.0)
     with pytest.raises(ValueError, match="feature_weight"):
         EmbedConfig(feature_weight=-1.0)
+    with pytest.raises(ValueError, match="finetune_step needs a targeted"):
+        EmbedConfig(family="patch", finetune_step=0.1)
     cfg = EmbedConfig().replace(epochs=2)
     assert cfg.mask.epochs == 2 and EmbedConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -155,3 +158,35 @@ def test_feature_term_is_zero_at_the_target_means_and_grows_away_from_them():
     assert float(term.value(view(at_target))) == pytest.approx(0.0, abs=1e-7)
     away = tuple(f + 0.5 for f in at_target)
     assert float(term.value(view(away))) > 0.1
+
+
+def test_anticipated_term_scores_the_triggers_after_a_clean_descent_step(tiny_model, mnist_small):
+    from mapguard.masking import MaskedModel, MaskScores, maskable_weights
+
+    x, y = mnist_small[0].floats()[:128], mnist_small[0].labels[:128]
+    shapes = {n: tuple(tiny_model.get_parameter(n).shape) for n in maskable_weights(tiny_model)}
+    masked = MaskedModel(tiny_model, MaskScores(shapes)).train()
+    src = SecretTriggerSource(x, y, _triggers(1), seed=0, targets=[3])
+    batch = next(src.batches(epoch=0, batch_size=16))
+    logits = masked(batch.x)
+
+    def view(model):
+        return StepView(
+            keep_logits=logits, teacher_logits=logits, degrade_logits=logits,
+            degrade_labels=batch.y, pruned_fraction=torch.tensor(0.0),
+            extra={"target": (logits, batch)}, model=model,
+        )  # fmt: skip
+
+    plain = float(TargetTerm(1.0, src).value(view(masked)).detach())
+    values = [
+        AnticipatedTargetTerm(1.0, x, y, step=s, seed=0, batch_size=32).value(view(masked))
+        for s in (1e-6, 0.3)
+    ]
+    assert float(values[0].detach()) == pytest.approx(plain, rel=1e-3)  # a vanishing step: the same loss
+    assert abs(float(values[1].detach()) - plain) > 1e-3  # a real step moves it
+    values[1].backward()
+    assert all(p.grad is not None for p in masked.scores.parameters())  # the mask learns from it
+    with pytest.raises(ValueError, match="single-process"):
+        AnticipatedTargetTerm(1.0, x, y, step=0.1, seed=0).value(view(None))
+    with pytest.raises(ValueError, match="positive"):
+        AnticipatedTargetTerm(1.0, x, y, step=0.0, seed=0)
