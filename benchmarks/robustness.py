@@ -303,14 +303,7 @@ def watermark(
         keys.generate_keypair(run / "owner")
     base = EmbedConfig()
     cfg = base.replace(**budget.embed, mask=base.mask.replace(**budget.embed_mask))
-    if overrides:
-        data = cfg.to_dict()
-        for key, value in overrides.items():  # "mask.KEY" sets one mask option
-            if key.startswith("mask."):
-                data["mask"] = {**data["mask"], key[len("mask.") :]: value}
-            else:
-                data[key] = value
-        cfg = EmbedConfig.from_dict(data)
+    cfg = cfg.with_options(overrides)  # "mask.KEY" sets one mask option
     train = load_data(SOURCE, split="train", progress=False)
     if budget.n_embed is not None:
         train = train.take(budget.n_embed, seed=0)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
 from mapguard._cli import (
@@ -14,24 +11,10 @@ from mapguard._cli import (
     echo_json,
     force_option,
     json_option,
+    parse_options,
     quiet_option,
     seed_option,
 )
-from mapguard._errors import ConfigError
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses, else kept as a string."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
 
 
 @cli.command()
@@ -105,7 +88,7 @@ def protect(
         "granularity": granularity,
         "exclude": list(exclude) or None,
     }
-    options = {k: v for k, v in options.items() if v is not None} | _parse_options(extra)
+    options = {k: v for k, v in options.items() if v is not None} | parse_options(extra)
     report = run_protect(
         model,
         source=source,

@@ -13,6 +13,7 @@ from mapguard._cli import (
     echo_json,
     force_option,
     json_option,
+    parse_options,
     quiet_option,
     seed_option,
     unsafe_option,
@@ -87,6 +88,14 @@ def keygen(out, passphrase_file, force, as_json):
 @click.option("--secrets", "n_secrets", type=int, default=None, help="Number of secrets k.")
 @click.option("--null-keys", type=int, default=None, help="Null keys per secret M (committed).")
 @click.option("--no-export", is_flag=True, help="Do not write the protected.pt2 export.")
+@click.option(
+    "--option",
+    "-o",
+    "extra",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Further recipe option (EmbedConfig field, or mask.FIELD), e.g. -o mask.weight_noise=0.",
+)
 @passphrase_option
 @seed_option
 @force_option
@@ -102,6 +111,7 @@ def embed(
     n_secrets,
     null_keys,
     no_export,
+    extra,
     passphrase_file,
     seed,
     force,
@@ -129,7 +139,7 @@ def embed(
         )
         if v is not None
     }
-    cfg = EmbedConfig().replace(**changes)
+    cfg = EmbedConfig().replace(**changes).with_options(parse_options(extra))
     res = run_embed(
         model,
         data_spec,

@@ -164,6 +164,22 @@ class EmbedConfig:
             changes["mask"] = changes.get("mask", self.mask).replace(epochs=changes.pop("epochs"))
         return dataclasses.replace(self, **changes)
 
+    def with_options(self, options: Mapping[str, Any]) -> EmbedConfig:
+        """A copy with ``options`` applied: field names, or ``mask.FIELD`` for a mask option
+        (e.g. ``{"target_weight": 2, "mask.weight_noise": 0.1}``); unknown names are an error."""
+        data = self.to_dict()
+        mask = dict(data["mask"])
+        for key, value in options.items():
+            if key.startswith("mask."):
+                name = key[len("mask.") :]
+                if name not in mask:
+                    raise ConfigError(f"unknown mask option '{name}'; known: {', '.join(mask)}")
+                mask[name] = value
+            else:
+                data[key] = value
+        data["mask"] = mask
+        return EmbedConfig.from_dict(data)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the mask options nested)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -182,7 +182,9 @@ def test_anticipated_term_scores_the_triggers_after_a_clean_descent_step(tiny_mo
         AnticipatedTargetTerm(1.0, x, y, step=s, seed=0, batch_size=32).value(view(masked))
         for s in (1e-6, 0.3)
     ]
-    assert float(values[0].detach()) == pytest.approx(plain, rel=1e-3)  # a vanishing step: the same loss
+    assert float(values[0].detach()) == pytest.approx(
+        plain, rel=1e-3
+    )  # a vanishing step: the same loss
     assert abs(float(values[1].detach()) - plain) > 1e-3  # a real step moves it
     values[1].backward()
     assert all(p.grad is not None for p in masked.scores.parameters())  # the mask learns from it
@@ -190,3 +192,11 @@ def test_anticipated_term_scores_the_triggers_after_a_clean_descent_step(tiny_mo
         AnticipatedTargetTerm(1.0, x, y, step=0.1, seed=0).value(view(None))
     with pytest.raises(ValueError, match="positive"):
         AnticipatedTargetTerm(1.0, x, y, step=0.0, seed=0)
+
+
+def test_with_options_sets_fields_and_mask_fields():
+    cfg = EmbedConfig().with_options({"target_weight": 2.0, "mask.weight_noise": 0.05})
+    assert cfg.target_weight == 2.0 and cfg.mask.weight_noise == 0.05
+    assert cfg.mask.lr == EmbedConfig().mask.lr  # the other mask options stay
+    with pytest.raises(ValueError, match="unknown mask option"):
+        EmbedConfig().with_options({"mask.nope": 1})
