@@ -49,6 +49,13 @@ def force_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--force", is_flag=True, help="Overwrite existing outputs.")(fn)
 
 
+def extra_options(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--option/-o KEY=VALUE`` (repeatable) into the ``extra`` argument; see parse_options."""
+    return click.option(
+        "--option", "-o", "extra", multiple=True, metavar="KEY=VALUE", help=help_text
+    )
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(fn)
 

@@ -9,6 +9,7 @@ from mapguard._cli import (
     cli,
     device_option,
     echo_json,
+    extra_options,
     force_option,
     json_option,
     parse_options,
@@ -43,14 +44,7 @@ from mapguard._cli import (
     "--granularity", type=click.Choice(["weight", "channel"]), help="MAP mask granularity."
 )
 @click.option("--exclude", multiple=True, help="MAP: layer name pattern never masked (repeatable).")
-@click.option(
-    "--option",
-    "-o",
-    "extra",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Further method option, e.g. -o keep_weight=10.",
-)
+@extra_options("Further method option, e.g. -o keep_weight=10.")
 @seed_option
 @force_option
 @device_option

@@ -11,6 +11,7 @@ from mapguard._cli import (
     cli,
     device_option,
     echo_json,
+    extra_options,
     force_option,
     json_option,
     parse_options,
@@ -88,14 +89,7 @@ def keygen(out, passphrase_file, force, as_json):
 @click.option("--secrets", "n_secrets", type=int, default=None, help="Number of secrets k.")
 @click.option("--null-keys", type=int, default=None, help="Null keys per secret M (committed).")
 @click.option("--no-export", is_flag=True, help="Do not write the protected.pt2 export.")
-@click.option(
-    "--option",
-    "-o",
-    "extra",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Further recipe option (EmbedConfig field, or mask.FIELD), e.g. -o mask.weight_noise=0.",
-)
+@extra_options("Further recipe option (EmbedConfig field or mask.FIELD), e.g. -o target_weight=2.")
 @passphrase_option
 @seed_option
 @force_option
