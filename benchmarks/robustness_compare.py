@@ -58,28 +58,31 @@ def table(recipes: dict[str, list[dict[str, Any]]]) -> str:
             for row in r["attacks"] + r["transforms"]:
                 if row["label"] not in labels:
                     labels.append(row["label"])
-    totals = {name: [0, 0, 0] for name in names}
+    totals = {name: {"attacks": [0, 0, 0], "transforms": [0, 0, 0]} for name in names}
     for label in labels:
         cells = []
         for name in names:
-            rows = [
-                row
-                for r in recipes[name]
-                for row in r["attacks"] + r["transforms"]
-                if row["label"] == label
-            ]
-            cells.append(_cell(rows, alpha) if rows else "—")
-            if rows and label != "none (watermarked)":
-                t = totals[name]
-                t[0] += sum(row["labels"]["pvalue"] <= alpha for row in rows)
-                t[1] += sum(row["probs"]["pvalue"] <= alpha for row in rows)
-                t[2] += len(rows)
+            rows = {
+                part: [row for r in recipes[name] for row in r[part] if row["label"] == label]
+                for part in ("attacks", "transforms")
+            }
+            both = rows["attacks"] + rows["transforms"]
+            cells.append(_cell(both, alpha) if both else "—")
+            if label == "none (watermarked)":
+                continue
+            for part, part_rows in rows.items():
+                t = totals[name][part]
+                t[0] += sum(row["labels"]["pvalue"] <= alpha for row in part_rows)
+                t[1] += sum(row["probs"]["pvalue"] <= alpha for row in part_rows)
+                t[2] += len(part_rows)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **evidenced, all rows (labels · probs)** | "
-        + " | ".join(f"**{t[0]}/{t[2]} · {t[1]}/{t[2]}**" for t in totals.values())
-        + " |"
-    )
+    for part in ("attacks", "transforms"):
+        counts = [totals[name][part] for name in names]
+        lines.append(
+            f"| **evidenced, {part} (labels · probs)** | "
+            + " | ".join(f"**{t[0]}/{t[2]} · {t[1]}/{t[2]}**" for t in counts)
+            + " |"
+        )
     fps = []
     for name in names:
         ind = [row for r in recipes[name] for row in r["independent"]]

@@ -76,6 +76,9 @@ class EmbedConfig:
             only): the targeted term is also applied after every masked weight moves by
             ``finetune_step * ||W||`` along the clean-data descent direction of a fresh batch,
             so that the trigger behaviour survives a thief's fine-tuning (docs/METHOD.md §3).
+        augment: Probability that a secret-triggered or negative-key training image first goes
+            through a random query-time transform (JPEG, blur, resize, noise; ranges in
+            ``AUGMENT_RANGES``), so that the behaviour survives a thief's preprocessing (0 = off).
         hard_negatives: Share of negatives that copy a secret trigger's place (jittered) with a
             random pattern.
         prune_cost: Cost of pruning one weight: the mask's ``prune_weight`` is set to
@@ -101,6 +104,7 @@ class EmbedConfig:
     target_weight: float = 5.0
     feature_weight: float = 0.0
     finetune_step: float = 0.0
+    augment: float = 0.0
     shared_target: bool = False
     hard_negatives: float = 0.0
     negative_teacher: str = "stamped"
@@ -118,6 +122,8 @@ class EmbedConfig:
         _non_negative("target_weight", self.target_weight)
         _non_negative("feature_weight", self.feature_weight)
         _non_negative("finetune_step", self.finetune_step)
+        if not isinstance(self.augment, float | int) or not 0 <= self.augment <= 1:
+            raise ConfigError(f"augment must be a probability in [0, 1], got {self.augment!r}")
         _non_negative("hard_negatives", self.hard_negatives)
         if self.hard_negatives > 1:
             raise ConfigError(f"hard_negatives must be at most 1, got {self.hard_negatives!r}")

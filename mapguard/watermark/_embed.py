@@ -18,12 +18,20 @@ from torch import nn
 from mapguard._device import default_device
 from mapguard._errors import ConfigError, DataError, ModelFileError
 from mapguard.checkpoint import ModelMeta, file_sha256, load_checkpoint, save_checkpoint
-from mapguard.masking import MaskConfig, MaskResult, TensorSource, learn_mask, maskable_weights
+from mapguard.masking import (
+    BatchSource,
+    MaskConfig,
+    MaskResult,
+    TensorSource,
+    learn_mask,
+    maskable_weights,
+)
 from mapguard.training import predict_logits
 from mapguard.watermark import _files as files
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
     AnticipatedTargetTerm,
+    AugmentedSource,
     FeatureTargetTerm,
     NegativeKeySource,
     SecretTriggerSource,
@@ -170,18 +178,18 @@ def _learn(
     x, y = inp.train.floats(), inp.train.labels
     family = get_trigger_family(cfg.family)
     seed = cfg.mask.seed
-    keep = [
-        TensorSource(x, seed=seed, name="source"),
-        NegativeKeySource(
-            x,
-            family,
-            params,
-            seed=seed + 1,
-            clean_teacher=cfg.negative_teacher == "clean",
-            hard=triggers,
-            hard_fraction=cfg.hard_negatives,
-        ),
-    ]
+    negatives: BatchSource = NegativeKeySource(
+        x,
+        family,
+        params,
+        seed=seed + 1,
+        clean_teacher=cfg.negative_teacher == "clean",
+        hard=triggers,
+        hard_fraction=cfg.hard_negatives,
+    )
+    if cfg.augment > 0:
+        negatives = AugmentedSource(negatives, cfg.augment, seed=seed + 5)
+    keep = [TensorSource(x, seed=seed, name="source"), negatives]
     degrade = SecretTriggerSource(
         x, y, triggers, seed=seed + 2, placeholder=cfg.mask.degrade_weight == 0
     )
@@ -189,7 +197,10 @@ def _learn(
     if cfg.targeted() and (cfg.target_weight > 0 or cfg.feature_weight > 0):
         targets = [int(t.details["target"]) for t in triggers]
         src = SecretTriggerSource(x, y, triggers, seed=seed + 3, targets=targets, name="targets")
-        extra.append(TargetTerm(cfg.target_weight, src))
+        term = TargetTerm(cfg.target_weight, src)
+        if cfg.augment > 0:
+            term.source = AugmentedSource(src, cfg.augment, seed=seed + 6)
+        extra.append(term)
     if cfg.feature_weight > 0:
         means = class_feature_means(inp.model, x, y, inp.meta.num_classes)
         extra.append(FeatureTargetTerm(cfg.feature_weight, means))

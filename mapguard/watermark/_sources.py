@@ -23,6 +23,7 @@ from verification.triggers import Trigger, TriggerFamily, random_secret
 
 __all__ = [
     "AnticipatedTargetTerm",
+    "AugmentedSource",
     "FeatureTargetTerm",
     "NegativeKeySource",
     "SecretTriggerSource",
@@ -336,3 +337,56 @@ class AnticipatedTargetTerm(ObjectiveTerm):
         logits = model(batch.x.to(device), offsets)
         ce = F.cross_entropy(logits.float(), batch.y.to(device), reduction="none")
         return ce.clamp(min=self.floor).mean()
+
+
+#: Families and parameter ranges of :class:`AugmentedSource` (a thief's likely preprocessing).
+AUGMENT_RANGES: dict[str, tuple[str, float, float]] = {
+    "jpeg": ("quality", 20, 90),
+    "blur": ("sigma", 0.3, 1.2),
+    "resize": ("scale", 0.5, 0.9),
+    "noise": ("std", 0.02, 0.15),
+}
+
+
+class AugmentedSource(BatchSource):
+    """``inner``'s batches with each image, with probability ``prob``, passed through a random
+    query-time transform (:data:`AUGMENT_RANGES`; parameters drawn uniformly, JPEG quality an
+    integer), so that the behaviour learned on them survives a thief's preprocessing.
+
+    Labels and cached teacher logits are passed through unchanged (the learner computes the
+    teacher on the transformed images when the batch carries none).
+    """
+
+    def __init__(self, inner: BatchSource, prob: float, *, seed: int) -> None:
+        if not 0 <= prob <= 1:
+            raise ConfigError(f"augmentation probability must be in [0, 1], got {prob!r}")
+        self.inner, self.prob, self.seed = inner, float(prob), seed
+        self.name = inner.name
+
+    def steps_per_epoch(self, batch_size: int) -> int | None:
+        return self.inner.steps_per_epoch(batch_size)
+
+    def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
+        self.inner = self.inner.with_teacher(teacher)
+        return self
+
+    def batches(
+        self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        from verification.transforms import make_transform
+
+        rng = np.random.default_rng([self.seed, epoch, rank])
+        families = sorted(AUGMENT_RANGES)
+        for batch in self.inner.batches(
+            epoch=epoch, batch_size=batch_size, rank=rank, world_size=world_size
+        ):
+            x = batch.x.clone()
+            for i in np.flatnonzero(rng.random(x.shape[0]) < self.prob):
+                family = families[int(rng.integers(len(families)))]
+                param, lo, hi = AUGMENT_RANGES[family]
+                value = rng.uniform(lo, hi)
+                value = int(round(value)) if family == "jpeg" else float(value)
+                extra = {"seed": int(rng.integers(2**31))} if family == "noise" else {}
+                t = make_transform(family, **{param: value}, **extra)
+                x[i : i + 1] = t(x[i : i + 1])
+            yield Batch(x, batch.y, batch.teacher)

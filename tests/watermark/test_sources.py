@@ -10,6 +10,7 @@ from mapguard.masking import StepView
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
     AnticipatedTargetTerm,
+    AugmentedSource,
     FeatureTargetTerm,
     NegativeKeySource,
     SecretTriggerSource,
@@ -200,3 +201,24 @@ def test_with_options_sets_fields_and_mask_fields():
     assert cfg.mask.lr == EmbedConfig().mask.lr  # the other mask options stay
     with pytest.raises(ValueError, match="unknown mask option"):
         EmbedConfig().with_options({"mask.nope": 1})
+
+
+def test_augmented_source_transforms_a_share_of_images_and_keeps_labels():
+    x = torch.rand(64, 3, 32, 32)
+    src = SecretTriggerSource(x, torch.zeros(64, dtype=torch.long), _triggers(2), seed=0,
+                              targets=[3, 7])  # fmt: skip
+    plain = list(src.batches(epoch=0, batch_size=32))
+    aug = AugmentedSource(src, 0.5, seed=1)
+    assert aug.name == src.name and aug.steps_per_epoch(32) == src.steps_per_epoch(32)
+    got = list(aug.batches(epoch=0, batch_size=32))
+    again = list(aug.batches(epoch=0, batch_size=32))
+    assert len(got) == len(plain) == 2
+    changed = torch.cat([(g.x - p.x).abs().flatten(1).amax(1) > 1e-6 for g, p in zip(got, plain)])
+    assert 16 <= int(changed.sum()) <= 48  # about half of the 64 images
+    for g, p, a in zip(got, plain, again):
+        assert torch.equal(g.y, p.y) and torch.equal(g.x, a.x)  # labels kept; seeded
+        assert g.x.min() >= 0 and g.x.max() <= 1 and g.x.shape == p.x.shape
+    off = AugmentedSource(src, 0.0, seed=1).batches(epoch=0, batch_size=32)
+    assert all(torch.equal(g.x, p.x) for g, p in zip(off, plain))
+    with pytest.raises(ValueError, match="augment"):
+        EmbedConfig(augment=1.5)
