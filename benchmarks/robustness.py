@@ -395,16 +395,19 @@ def independent_rows(
     return rows
 
 
-def authorization_rows(run: Path, source: Path, budget: Budget) -> dict[str, Any]:
+def authorization_rows(
+    run: Path, source: Path, budget: Budget, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     from mapguard.protect import protect
 
-    out = run / "map" / "protected.pt"
-    metrics = run / "map" / "metrics.json"
+    options = {**budget.protect_options, **(extra or {})}
+    tag = hashlib.sha256(json.dumps(extra or {}, sort_keys=True).encode()).hexdigest()[:8]
+    folder = run / ("map" if not extra else f"map-{tag}")  # one folder per protect recipe
+    out, metrics = folder / "protected.pt", folder / "metrics.json"
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         protect(source, source=SOURCE, targets=[TARGET], method="map", out=out,
-                metrics_out=metrics, options=dict(budget.protect_options), force=True,
-                progress=False)  # fmt: skip
+                metrics_out=metrics, options=options, force=True, progress=False)  # fmt: skip
     tests = {d: load_data(d, split="test", progress=False) for d in (SOURCE, TARGET)}
     data: dict[str, Any] = {}
 
@@ -422,7 +425,8 @@ def authorization_rows(run: Path, source: Path, budget: Budget) -> dict[str, Any
     ref = AttackRun("target-ft-100", "target-ft", {"n_images": 100, "epochs": 20}, (0,), TARGET)
     path, _ = attacked_cached(run, source, ref, 0, data, "auth-unprotected")
     rows.append(row("unprotected + target-ft-100", "target-ft", 0, path))
-    return {"rows": rows, "protect_metrics": json.loads(metrics.read_text())["metrics"]}
+    return {"rows": rows, "protect_options": options,
+            "protect_metrics": json.loads(metrics.read_text())["metrics"]}  # fmt: skip
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -635,6 +639,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--attacks", nargs="+", metavar="LABEL", help="only these rows of the attack table"
     )
+    ap.add_argument(
+        "--protect-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="authorization part: override a MAP option (JSON value), e.g. weight_noise=0.1",
+    )
     ap.add_argument("--skip-auth", action="store_true", help="skip the authorization part")
     ap.add_argument("--from-results", help="only re-render table and plot from a results JSON")
     return ap.parse_args(argv)
@@ -692,7 +703,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["summary"] = summarise(results["attacks"], results["transforms"],
                                    results["independent"])  # fmt: skip
     if not args.skip_auth:
-        results["authorization"] = authorization_rows(run, source, budget)
+        extra = _overrides(args.protect_option)
+        results["authorization"] = authorization_rows(run, source, budget, extra)
         results["per_auth"] = group_auth(results["authorization"]["rows"])
     results["seconds"] = time.perf_counter() - t0
     results["machine"] = {
