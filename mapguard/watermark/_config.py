@@ -68,14 +68,17 @@ class EmbedConfig:
         feature_weight: Weight of the feature term (targeted families only): the inputs of the
             model's Linear layers on secret-triggered images are pulled to the original's mean
             inputs for the target class on clean images, so that the trigger behaviour lives in
-            the task's features rather than in the current head (docs/METHOD.md §3).
+            the task's features rather than in the current head. Measured without gain; off
+            (docs/METHOD.md §3).
         shared_target: All secrets (and, at verification, all null keys) target one class, drawn
             before the secrets and published as the family parameter ``target``; otherwise each
             key derives its own target class.
         finetune_step: Relative size of a simulated fine-tuning step (0 = off; targeted families
             only): the targeted term is also applied after every masked weight moves by
             ``finetune_step * ||W||`` along the clean-data descent direction of a fresh batch,
-            so that the trigger behaviour survives a thief's fine-tuning (docs/METHOD.md §3).
+            meant to make the trigger behaviour survive a thief's fine-tuning. Measured: 0.1
+            collapsed the tiny model, 0.02 cost accuracy for less than ``mask.weight_noise``
+            gives; off (docs/METHOD.md §3).
         augment: Probability that a secret-triggered or negative-key training image first goes
             through a random query-time transform (JPEG, blur, resize, noise; ranges in
             ``AUGMENT_RANGES``), so that the behaviour survives a thief's preprocessing (0 = off;
