@@ -294,16 +294,17 @@ def watermark(
     """
     from mapguard.watermark import EmbedConfig, embed
 
-    keyed = dict(overrides) | ({"secret_seed": secret_seed} if secret_seed is not None else {})
+    base = EmbedConfig()
+    cfg = base.replace(**budget.embed, mask=base.mask.replace(**budget.embed_mask))
+    cfg = cfg.with_options(overrides)  # "mask.KEY" sets one mask option
+    # one folder per complete recipe (so a changed library default never reuses a stale cache)
+    keyed = {"config": cfg.to_dict(), "secret_seed": secret_seed}
     tag = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:8]
-    out = run / ("wm" if not keyed else f"wm-{tag}")  # one folder per recipe (and secret seed)
+    out = run / f"wm-{tag}"
     if (out / "owner.wm").exists():
         return out
     if not (run / "owner.key").exists():
         keys.generate_keypair(run / "owner")
-    base = EmbedConfig()
-    cfg = base.replace(**budget.embed, mask=base.mask.replace(**budget.embed_mask))
-    cfg = cfg.with_options(overrides)  # "mask.KEY" sets one mask option
     train = load_data(SOURCE, split="train", progress=False)
     if budget.n_embed is not None:
         train = train.take(budget.n_embed, seed=0)
