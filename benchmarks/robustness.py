@@ -159,7 +159,8 @@ def _independent(quick: bool) -> tuple[Independent, ...]:
     if not quick:
         models += [Independent(f"mnist-vgg_small-s{s}", SOURCE, "vgg_small", 4000, 4, s)
                    for s in range(3)]  # fmt: skip
-        models += [Independent("mnist-mobilenet-s0", SOURCE, "mobilenet_v3_small", 4000, 4, 0)]
+        # MobileNetV3-small from scratch stays at chance after 4 epochs (10.0%), 10 give 96.8%
+        models += [Independent("mnist-mobilenet-e10-s0", SOURCE, "mobilenet_v3_small", 4000, 10, 0)]
     return tuple(models)
 
 
