@@ -227,8 +227,11 @@ def class_feature_means(
     feats = linear_inputs(model, x)
     if not feats:
         raise ConfigError("feature_weight needs a model with at least one nn.Linear layer")
-    pred = feats[-1] @ model.get_submodule(_last_linear(model)).weight.detach().float().cpu().T
-    right = pred.argmax(1) == y.cpu()
+    last = model.get_submodule(_last_linear(model))  # its output is the logits
+    logits = feats[-1] @ last.weight.detach().float().cpu().T
+    if last.bias is not None:
+        logits = logits + last.bias.detach().float().cpu()
+    right = logits.argmax(1) == y.cpu()
     means = []
     for f in feats:
         rows = []
