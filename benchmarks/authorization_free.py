@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from mapguard._cli import parse_options
+from mapguard._errors import ConfigError
 from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
 from mapguard.masking import MaskConfig, apply_mask
@@ -61,15 +63,10 @@ def _args() -> argparse.Namespace:
         "--report-only", action="store_true", help="print the tables of the runs done so far"
     )
     args = ap.parse_args()
-    args.overrides = {}
-    for item in args.mask_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--mask-option wants KEY=VALUE, got '{item}'")
-        try:
-            args.overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            args.overrides[key] = value
+    try:
+        args.overrides = parse_options(tuple(args.mask_option))
+    except ConfigError as exc:
+        ap.error(str(exc))
     return args
 
 

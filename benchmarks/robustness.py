@@ -45,6 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mapguard._cli import parse_options  # noqa: E402
 from mapguard.attacks import AttackConfig, attack_file  # noqa: E402
 from mapguard.checkpoint import ModelMeta, file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
 from mapguard.data import load_data  # noqa: E402
@@ -653,17 +654,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.from_results:
@@ -682,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     src = Independent("source", SOURCE, budget.arch, budget.source_n_train, budget.source_epochs, 0)
     source = train_cached(run / "source.pt", src)
-    wm_dir = watermark(run, source, budget, _overrides(args.embed_option), args.secret_seed)
+    wm_dir = watermark(run, source, budget, parse_options(args.embed_option), args.secret_seed)
     wm = read_watermark(wm_dir / "owner.wm")
     spec, m = watermark_spec(wm), wm.null_keys_per_secret
     test = load_data(SOURCE, split="test", progress=False)
@@ -705,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["summary"] = summarise(results["attacks"], results["transforms"],
                                    results["independent"])  # fmt: skip
     if not args.skip_auth:
-        extra = _overrides(args.protect_option)
+        extra = parse_options(args.protect_option)
         results["authorization"] = authorization_rows(run, source, budget, extra)
         results["per_auth"] = group_auth(results["authorization"]["rows"])
     results["seconds"] = time.perf_counter() - t0

@@ -546,6 +546,13 @@ def _as_target(target: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     )
 
 
+def _keep_source(x: torch.Tensor, steps: int, mcfg: MaskConfig, cfg: FreeConfig) -> PseudoSource:
+    """The keep source of SF-MAP and DF-MAP: the pseudo-source's training split."""
+    return PseudoSource(
+        x, steps_per_epoch=steps, seed=mcfg.seed, augment=cfg.keep_augment, mixup=cfg.keep_mixup
+    )
+
+
 def source_free_mask(
     model: nn.Module,
     *,
@@ -597,13 +604,7 @@ def source_free_mask(
         probes.append((tx[probe], ty[probe]))
         degrade.append(TensorSource(tx[fit], ty[fit], seed=mcfg.seed + 1 + i, name=f"target{i}"))
     steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // mcfg.batch_size)
-    keep = PseudoSource(
-        x[train],
-        steps_per_epoch=steps,
-        seed=mcfg.seed,
-        augment=cfg.keep_augment,
-        mixup=cfg.keep_mixup,
-    )
+    keep = _keep_source(x[train], steps, mcfg, cfg)
     probe = DegradeProbe(net, torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes]))
     stop = _stopper(net, x[held], cfg, probe, pseudo.num_classes)
     learned = _learn(net, keep, degrade, mcfg, stop, callbacks, dev, progress)
@@ -700,13 +701,7 @@ def data_free_mask(
     conv = _first_conv(net) if FeatureStyleShift.name in cfg.families else None
     hook = _FeatureShiftHook(conv) if conv is not None else None
     try:
-        keep = PseudoSource(
-            x[train],
-            steps_per_epoch=steps,
-            seed=mcfg.seed,
-            augment=cfg.keep_augment,
-            mixup=cfg.keep_mixup,
-        )
+        keep = _keep_source(x[train], steps, mcfg, cfg)
         degrade = NeighbourSource(
             x[train],
             clean_pred[train],

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mapguard.report._errors import ReportError
 from protocols import canonical, dsse, keys, schemas, statements
-from protocols.errors import SignatureError
+from protocols.errors import InputError, SignatureError
+from protocols.fileio import read_input
 from verification.check import check
 from verification.watermark_file import open_watermark
 
@@ -111,12 +112,10 @@ class SignedDoc:
 def _read(path: str | os.PathLike[str], role: str) -> tuple[InputFile, bytes]:
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = read_input(p, role)
         mtime = p.stat().st_mtime
-    except FileNotFoundError:
-        raise ReportError(f"{role} file '{p}' not found") from None
-    except IsADirectoryError:
-        raise ReportError(f"{role} '{p}' is a directory, expected a file") from None
+    except InputError as exc:
+        raise ReportError(str(exc)) from None
     except OSError as exc:
         raise ReportError(f"cannot read {role} file '{p}': {exc.strerror}") from None
     modified = dt.datetime.fromtimestamp(mtime, tz=dt.timezone.utc)
