@@ -65,7 +65,7 @@ def train(data_spec, arch, epochs, lr, batch_size, out, seed, force, device, qui
 @quiet_option
 @json_option
 def evaluate(
-    model, data_specs, split, reference, source_spec, unsafe_pickle, device, quiet, as_json
+    model, data_specs, split, reference, source_spec, unsafe_load, device, quiet, as_json
 ):
     """Accuracy of MODEL on each --data (and drops / ST-D against --reference)."""
     from mapguard.workflows import evaluate_model, render_accuracy_table
@@ -76,7 +76,7 @@ def evaluate(
         split=split,
         reference=reference,
         source=source_spec,
-        allow_unsafe=unsafe_pickle,
+        allow_unsafe=unsafe_load,
         device=device,
         progress=not quiet,
     )

@@ -32,7 +32,7 @@ from mapguard._cli import (
 @quiet_option
 @json_option
 def synthesize(
-    model, n, out, steps, batch_size, no_cache, seed, force, unsafe_pickle, device, quiet, as_json
+    model, n, out, steps, batch_size, no_cache, seed, force, unsafe_load, device, quiet, as_json
 ):
     """Synthesize N pseudo-source images from MODEL alone (no data) into directory OUT.
 
@@ -50,7 +50,7 @@ def synthesize(
         batch_size=batch_size,
         cache=not no_cache,
         force=force,
-        allow_unsafe=unsafe_pickle,
+        allow_unsafe=unsafe_load,
         device=device,
         progress=not quiet,
     )

@@ -22,9 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -83,33 +85,105 @@ class ModelMeta:
 
     @classmethod
     def from_header(cls, header: dict[str, str], path: Path) -> ModelMeta:
+        """Parse and validate the header; any malformed field is a :class:`ModelFileError`."""
         if "mapguard" not in header:
             raise ModelFileError(f"'{path}' is a safetensors file but not a mapguard checkpoint")
-        try:
-            fields = json.loads(header["mapguard"])
-        except ValueError:
-            raise ModelFileError(f"'{path}': corrupt checkpoint metadata") from None
+        raw = header["mapguard"]
+        if len(raw) > _MAX_HEADER_CHARS:
+            raise ModelFileError(f"'{path}': checkpoint metadata is {len(raw)} characters (limit "
+                                 f"{_MAX_HEADER_CHARS})")  # fmt: skip
+        fields = _json_field(raw, path, "metadata")
         header = fields if isinstance(fields, dict) else {}
         if header.get("format") != FORMAT_NAME:
             raise ModelFileError(f"'{path}' is a safetensors file but not a mapguard checkpoint")
         if header.get("format_version") != FORMAT_VERSION:
             raise ModelFileError(
                 f"'{path}': unsupported checkpoint format_version "
-                f"{header.get('format_version')!r} (this mapguard reads {FORMAT_VERSION})"
+                f"{str(header.get('format_version'))[:40]!r} (this mapguard reads {FORMAT_VERSION})"
             )
         try:
-            return cls(
-                arch=header["arch"],
-                num_classes=int(header["num_classes"]),
-                classes=tuple(json.loads(header["classes"])),
-                input_size=tuple(json.loads(header["input_size"])),
-                mean=tuple(json.loads(header["mean"])),
-                std=tuple(json.loads(header["std"])),
-                weights_sha256=header["weights_sha256"],
-                extra=dict(json.loads(header.get("extra", "{}"))),
+            meta = cls(
+                arch=_text(header["arch"], "arch"),
+                num_classes=_count(header["num_classes"]),
+                classes=tuple(_strings(_json_field(header["classes"], path, "classes"))),
+                input_size=tuple(_ints(_json_field(header["input_size"], path, "input_size"))),
+                mean=tuple(_numbers(_json_field(header["mean"], path, "mean"))),
+                std=tuple(_numbers(_json_field(header["std"], path, "std"))),
+                weights_sha256=_text(header["weights_sha256"], "weights_sha256"),
+                extra=_str_dict(_json_field(header.get("extra", "{}"), path, "extra")),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except KeyError as exc:
+            raise ModelFileError(f"'{path}': checkpoint metadata lacks {exc}") from None
+        except (ValueError, TypeError) as exc:
             raise ModelFileError(f"'{path}': corrupt checkpoint metadata ({exc})") from None
+        return meta._validated(path)
+
+    def _validated(self, path: Path) -> ModelMeta:
+        problems = []
+        if len(self.classes) != self.num_classes:
+            problems.append(f"{len(self.classes)} class names for {self.num_classes} classes")
+        if len(self.input_size) != 3 or min(self.input_size) < 1 or max(self.input_size) > 8192:
+            problems.append(f"input_size {list(self.input_size)}")
+        if len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0:
+            problems.append(f"mean {list(self.mean)} / std {list(self.std)}")
+        if problems:
+            raise ModelFileError(f"'{path}': corrupt checkpoint metadata ({'; '.join(problems)})")
+        return self
+
+
+_MAX_HEADER_CHARS = 1 << 20
+_MAX_CLASSES = 100_000
+
+
+def _json_field(text: object, path: Path, what: str) -> object:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be JSON text, got {type(text).__name__}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise ModelFileError(
+            f"'{path}': corrupt checkpoint metadata ({what} is not JSON)"
+        ) from None
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise TypeError(f"{what} must be a short string, got {type(value).__name__}")
+    return value
+
+
+def _count(value: object) -> int:
+    n = int(_text(value, "num_classes"))
+    if not 2 <= n <= _MAX_CLASSES:
+        raise ValueError(f"num_classes {n} outside [2, {_MAX_CLASSES}]")
+    return n
+
+
+def _strings(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("classes must be a list of strings")
+    return value
+
+
+def _ints(value: object) -> list[int]:
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
+        raise TypeError("input_size must be a list of integers")
+    return value
+
+
+def _numbers(value: object) -> list[float]:
+    ok = isinstance(value, list) and all(type(v) in (int, float) for v in value)
+    if not ok or not all(math.isfinite(v) for v in value):
+        raise TypeError("mean/std must be lists of finite numbers")
+    return [float(v) for v in value]
+
+
+def _str_dict(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError("extra must be an object of strings")
+    return value
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -179,6 +253,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]:
     """Load a mapguard checkpoint (tensors only; never unpickles) and check its weight digest.
 
+    The header is validated and the file's tensor shapes are compared with the architecture
+    built on the ``meta`` device (no memory) before any weight is read, so a header that claims
+    millions of classes is refused without allocating them.
+
     Raises:
         ModelFileError: missing, corrupt, foreign or tampered file.
     """
@@ -192,10 +270,19 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]
 
         with safe_open(str(p), framework="pt") as fh:
             header = fh.metadata() or {}
-        state = load_file(str(p))
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"'{p}': corrupt safetensors file ({exc})") from None
     meta = ModelMeta.from_header(header, p)
+    with torch.device("meta"):
+        skeleton = create_model(meta.arch, num_classes=meta.num_classes, mean=meta.mean,
+                                std=meta.std)  # fmt: skip
+    _check_shapes(p, meta.arch, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()},
+                  shapes)  # fmt: skip
+    try:
+        state = load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"'{p}': corrupt safetensors file ({exc})") from None
     if weights_digest(state) != meta.weights_sha256:
         raise ModelFileError(
             f"'{p}': weights do not match their recorded sha256 (corrupt or edited)"
@@ -211,38 +298,73 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]
     return model.eval(), meta
 
 
+def _check_shapes(
+    path: Path, arch: str, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]
+) -> None:
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = [k for k in sorted(set(expected) & set(found)) if expected[k] != found[k]]
+    if missing or extra or wrong:
+        what = (
+            f"tensor '{wrong[0]}' has shape {list(found[wrong[0]])}, the header's architecture "
+            f"needs {list(expected[wrong[0]])}"
+            if wrong
+            else f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+        )
+        raise ModelFileError(f"'{path}': weights do not fit architecture '{arch}': {what}")
+
+
+CODE_FORMATS = ("export", "torchscript", "pickle")
+
+
 def load_any_model(
     path: str | os.PathLike[str], *, allow_unsafe: bool = False
 ) -> tuple[nn.Module, ModelMeta | None]:
-    """Load any supported model file for inference.
+    """Load a model file *into this process*, for commands that need its weights or gradients.
 
-    mapguard checkpoints, ``torch.export`` archives and TorchScript are accepted. A pickled full
-    module is refused unless ``allow_unsafe=True`` (unpickling can run arbitrary code).
+    mapguard checkpoints (safetensors: data, no code) always load. ``torch.export`` archives,
+    TorchScript and pickles run code from the file when loaded, so they are refused unless
+    ``allow_unsafe=True`` (the ``--unsafe-load`` flag: only for files you trust). Commands that
+    only *query* a model (``evaluate``, ``verify``) run code formats in an isolated worker
+    instead (:func:`verification.backends.load_suspect`).
     """
     p = Path(path)
     fmt = detect_format(p)
+    if fmt == "safetensors":
+        return load_checkpoint(p)
+    if fmt not in CODE_FORMATS:
+        raise ModelFileError(
+            f"'{p}' is not a recognised model file (mapguard checkpoint, .pt2 export, TorchScript)"
+        )
+    if not allow_unsafe:
+        raise ModelFileError(
+            f"'{p}' is a {_FORMAT_NAMES[fmt]} file: loading it runs code from the file, and this "
+            "command needs the model in its own process; convert it to a mapguard checkpoint, "
+            "or pass --unsafe-load only for a file you trust"
+        )
     try:
-        if fmt == "safetensors":
-            return load_checkpoint(p)
-        if fmt == "export":
-            return torch.export.load(str(p)).module(), None
-        if fmt == "torchscript":
-            return torch.jit.load(str(p), map_location="cpu").eval(), None
-        if fmt == "pickle":
-            if not allow_unsafe:
-                raise ModelFileError(
-                    f"'{p}' is a pickle; loading it can run arbitrary code. "
-                    "Pass --unsafe-pickle only if you trust its origin"
-                )
-            obj = torch.load(str(p), map_location="cpu", weights_only=False)
-            if not isinstance(obj, nn.Module):
-                raise ModelFileError(f"'{p}' unpickles to {type(obj).__name__}, not a torch module")
-            return obj.eval(), None
+        return _load_code_format(p, fmt), None
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - any loader failure on a user file is bad input
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelFileError(f"'{p}': cannot load {fmt} model ({first[:200]})") from None
-    raise ModelFileError(
-        f"'{p}' is not a recognised model file (mapguard checkpoint, .pt2 export, TorchScript)"
-    )
+
+
+_FORMAT_NAMES = {"export": "torch.export (.pt2)", "torchscript": "TorchScript", "pickle": "pickle"}
+
+
+def _load_code_format(p: Path, fmt: str) -> nn.Module:
+    if fmt == "export":
+        module = torch.export.load(str(p)).module()
+    elif fmt == "torchscript":
+        module = torch.jit.load(str(p), map_location="cpu")
+    else:
+        module = torch.load(str(p), map_location="cpu", weights_only=False)
+        if not isinstance(module, nn.Module):
+            raise ModelFileError(f"'{p}' unpickles to {type(module).__name__}, not a torch module")
+    with contextlib.suppress(NotImplementedError):  # exported modules fix their mode
+        module.eval()
+    return module

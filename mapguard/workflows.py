@@ -6,6 +6,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -95,6 +96,55 @@ def model_num_classes(model: nn.Module, meta: ModelMeta | None) -> int:
     return int(out.shape[1])
 
 
+class _Queried(nn.Module):
+    """A model file of a code format, queried in the isolated worker (answers probabilities)."""
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backend.query(x.detach().cpu().float())
+
+
+def _open_for_queries(
+    path: str | Path, allow_unsafe: bool, stack: contextlib.ExitStack
+) -> tuple[nn.Module, ModelMeta | None]:
+    """Checkpoints load here (data); code formats run in the isolated worker unless unsafe."""
+    from mapguard.checkpoint import CODE_FORMATS, detect_format
+
+    if allow_unsafe or detect_format(path) not in CODE_FORMATS:
+        return load_any_model(path, allow_unsafe=allow_unsafe)
+    from verification.backends import load_suspect
+
+    backend = load_suspect(path)
+    stack.callback(backend.close)
+    return _Queried(backend), None
+
+
+def _accuracy_rows(
+    model: nn.Module,
+    ref: nn.Module | None,
+    data_specs: list[str],
+    *,
+    split: str,
+    k: int,
+    dev: torch.device,
+    progress: bool,
+) -> dict[str, dict[str, float]]:
+    from mapguard.data import load_data
+
+    rows: dict[str, dict[str, float]] = {}
+    for spec in data_specs:
+        data = load_data(spec, split=split, progress=progress)
+        check_compatible(k, data)
+        row = {"accuracy": accuracy(model.to(dev), data, device=dev)}
+        if ref is not None:
+            row["reference_accuracy"] = accuracy(ref.to(dev), data, device=dev)
+        rows[spec] = row
+    return rows
+
+
 def evaluate_model(
     model_path: str | Path,
     data_specs: list[str],
@@ -107,22 +157,16 @@ def evaluate_model(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Accuracy on each data spec; with ``reference`` also before/after, drops and ST-D."""
-    from mapguard.data import load_data
     from mapguard.metrics import protection_metrics
 
     dev = default_device(device)
-    model, meta = load_any_model(model_path, allow_unsafe=allow_unsafe)
-    k = model_num_classes(model, meta)
-    ref = load_any_model(reference, allow_unsafe=allow_unsafe)[0] if reference else None
-    rows: dict[str, dict[str, float]] = {}
-    for spec in data_specs:
-        data = load_data(spec, split=split, progress=progress)
-        check_compatible(k, data)
-        row = {"accuracy": accuracy(model.to(dev), data, device=dev)}
-        if ref is not None:
-            row["reference_accuracy"] = accuracy(ref.to(dev), data, device=dev)
-        rows[spec] = row
+    with contextlib.ExitStack() as stack:
+        model, meta = _open_for_queries(model_path, allow_unsafe, stack)
+        k = model_num_classes(model, meta)
+        ref = _open_for_queries(reference, allow_unsafe, stack)[0] if reference else None
+        rows = _accuracy_rows(model, ref, data_specs, split=split, k=k, dev=dev, progress=progress)
     report: dict[str, Any] = {"model": str(model_path), "split": split, "accuracy": rows}
+
     if ref is not None and source is not None:
         if source not in rows:
             raise ModelFileError(f"--source '{source}' must also be given as --data")

@@ -52,3 +52,143 @@ def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
         tiny_model, ModelMeta(arch="vgg_tiny", extra={"trained_on": "builtin:mnist"}), path
     )
     return path
+
+
+# ---- malicious model files (issue 11): real attack files, built in the tests --------------------
+class _System:
+    """Unpickles to ``os.system(command)``: runs a shell command when loaded."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class _SideEffectThen:
+    """Unpickles to ``value`` after running ``command`` (the file still looks benign)."""
+
+    def __init__(self, command: str, value) -> None:
+        self.command, self.value = command, value
+
+    def __reduce__(self):
+        import operator
+
+        return (operator.getitem, ((_System(self.command), self.value), 1))
+
+
+def _rewrite_zip(path: Path, replace) -> None:
+    """Rewrite the zip at ``path``: ``replace(name, data) -> data`` for every entry."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        entries = [(info, src.read(info)) for info in src.infolist()]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as dst:
+        for info, data in entries:
+            dst.writestr(info, replace(info.filename, data))
+    path.write_bytes(buf.getvalue())
+
+
+def _torch_bytes(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+class MaliciousFiles:
+    """Builders of model files that run code when loaded; each touches ``marker``."""
+
+    @staticmethod
+    def export(model: torch.nn.Module, path: Path) -> Path:
+        x = torch.rand(4, 3, 32, 32)
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        program = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path))
+        return path
+
+    @classmethod
+    def pt2_sample_inputs(cls, model: torch.nn.Module, path: Path, marker: Path) -> Path:
+        """A ``.pt2`` whose sample-inputs pickle runs ``touch marker`` (and still loads)."""
+        cls.export(model, path)
+        evil = _torch_bytes(_SideEffectThen(f"touch {marker}", ((torch.zeros(4, 3, 32, 32),), {})))
+        _rewrite_zip(path, lambda n, d: evil if "/data/sample_inputs/" in n else d)
+        return path
+
+    @classmethod
+    def pt2_weights(cls, model: torch.nn.Module, path: Path, marker: Path) -> Path:
+        """A ``.pt2`` whose first weight is a pickle that runs ``touch marker`` (correct value)."""
+        import json
+
+        cls.export(model, path)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        found = {}
+
+        def replace(name: str, data: bytes) -> bytes:
+            if name.endswith("model_weights_config.json"):
+                config = json.loads(data)
+                fqn, entry = next(iter(config["config"].items()))
+                entry["use_pickle"] = True
+                found["fqn"], found["file"] = fqn, entry["path_name"]
+                return json.dumps(config).encode()
+            return data
+
+        _rewrite_zip(path, replace)
+        evil = _torch_bytes(_SideEffectThen(f"touch {marker}", state[found["fqn"]]))
+        _rewrite_zip(path, lambda n, d: evil if n.endswith("/weights/" + found["file"]) else d)
+        return path
+
+    @staticmethod
+    def torchscript_setstate(model: torch.nn.Module, path: Path, marker: Path) -> Path:
+        """TorchScript whose ``__setstate__`` calls ``torch.from_file(marker, shared=True)``."""
+        scripted = torch.jit.script(_FromFileOnLoad(model, str(marker)))
+        scripted.save(str(path))
+        return path
+
+    @staticmethod
+    def torchscript_forward(model: torch.nn.Module, path: Path, marker: Path) -> Path:
+        """TorchScript whose ``forward`` calls ``torch.from_file(marker, shared=True)``."""
+        traced = torch.jit.trace(model.eval(), torch.rand(2, 3, 32, 32))
+        scripted = torch.jit.script(_FromFileInForward(traced, str(marker)))
+        scripted.save(str(path))
+        return path
+
+
+class _FromFileOnLoad(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, marker: str) -> None:
+        super().__init__()
+        self.inner = torch.jit.trace(model.eval(), torch.rand(2, 3, 32, 32))
+        self.marker = marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool]:
+        return (self.marker, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self.marker = state[0]
+        self.training = state[1]
+        torch.from_file(self.marker, shared=True, size=4)
+
+
+class _FromFileInForward(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module, marker: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.marker = marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.from_file(self.marker, shared=True, size=4)
+        return self.inner(x)
+
+
+@pytest.fixture(scope="session")
+def malicious() -> type[MaliciousFiles]:
+    """Builders of malicious model files (see :class:`MaliciousFiles`)."""
+    return MaliciousFiles

@@ -60,7 +60,7 @@ def test_pickle_refused_unless_unsafe(model, tmp_path) -> None:
     path = tmp_path / "evil.pt"
     torch.save(model, path)
     assert detect_format(path) == "pickle"
-    with pytest.raises(ModelFileError, match="--unsafe-pickle"):
+    with pytest.raises(ModelFileError, match="runs code from the file.*--unsafe-load"):
         load_any_model(path)
     loaded, meta = load_any_model(path, allow_unsafe=True)
     assert meta is None and isinstance(loaded, torch.nn.Module)
@@ -73,7 +73,7 @@ def test_raw_pickle_refused(tmp_path) -> None:
         load_any_model(path)
 
 
-def test_export_and_torchscript_accepted(model, tmp_path) -> None:
+def test_export_and_torchscript_need_the_unsafe_flag_in_process(model, tmp_path) -> None:
     x = torch.rand(2, 3, 32, 32)
     ts = tmp_path / "m.ts"
     torch.jit.trace(model, x).save(str(ts))
@@ -81,7 +81,9 @@ def test_export_and_torchscript_accepted(model, tmp_path) -> None:
     torch.export.save(torch.export.export(model, (x,)), str(pt2))
     assert detect_format(ts) == "torchscript" and detect_format(pt2) == "export"
     for path in (ts, pt2):
-        loaded, meta = load_any_model(path)
+        with pytest.raises(ModelFileError, match="runs code from the file"):
+            load_any_model(path)
+        loaded, meta = load_any_model(path, allow_unsafe=True)
         assert meta is None
         assert torch.allclose(loaded(x), model(x), atol=1e-5)
 

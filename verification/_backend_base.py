@@ -41,6 +41,8 @@ class QueryBackend(ABC):
         self._digest = digest
         self.description = description
         self._query_count = 0
+        #: How the suspect is isolated from the verifier, in words (recorded in the result).
+        self.isolation = "in-process (data only: no code from the suspect runs)"
 
     @abstractmethod
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
@@ -155,6 +157,7 @@ class TransformedBackend(QueryBackend):
             digest=backend.digest,
             description=f"{backend.description} + {name}",
         )
+        self.isolation = backend.isolation
         self.backend = backend
         self.transform = transform
 
@@ -172,6 +175,7 @@ class LabelsOnly(QueryBackend):
             digest=backend.digest,
             description=f"{backend.description} (labels only)",
         )
+        self.isolation = backend.isolation
         self.backend = backend
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:

@@ -6,18 +6,22 @@ import hashlib
 import os
 import warnings
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from verification._backend_base import DEFAULT_INPUT_SHAPE
+from verification._backend_base import DEFAULT_INPUT_SHAPE, QueryBackend
 from verification._backend_module import ModuleBackend
+from verification._backend_worker import WorkerBackend, WorkerLimits, isolation_available
 from verification._errors import SuspectError, UnsafeFormatError
 
-__all__ = ["SUSPECT_FORMATS", "detect_suspect_format", "file_digest", "load_suspect"]
-
-UNSAFE_FLAG = "--unsafe-pickle"
+__all__ = [
+    "CODE_FORMATS",
+    "SUSPECT_FORMATS",
+    "detect_suspect_format",
+    "file_digest",
+    "load_suspect",
+]
 
 
 def file_digest(path: Path) -> str:
@@ -53,6 +57,9 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 0 < header_len <= size - 8 and head[8:9] == b"{"
 
 
+SUSPECT_FORMATS = ("torch.export", "torchscript", "pickle", "safetensors")
+
+
 def detect_suspect_format(path: str | os.PathLike[str]) -> str:
     """Name the format of ``path`` from its content, not its extension.
 
@@ -81,31 +88,29 @@ def detect_suspect_format(path: str | os.PathLike[str]) -> str:
     )
 
 
-def _load_export(path: Path, allow_unsafe: bool) -> tuple[object, int | None]:
-    program = torch.export.load(str(path))
-    names = set(program.graph_signature.user_inputs)
-    shapes = [n.meta["val"].shape for n in program.graph.nodes if n.name in names]
-    fixed = None
-    if len(shapes) == 1 and isinstance(shapes[0][0], int):
-        fixed = int(shapes[0][0])
-    if len(shapes) == 1 and tuple(shapes[0][1:]) != DEFAULT_INPUT_SHAPE:
-        got = [s if isinstance(s, int) else "N" for s in shapes[0]]
-        raise SuspectError(f"suspect model takes input {got}, the watermark needs [N, 3, 32, 32]")
-    return program.module(), fixed
+UNSAFE_FLAG = "--unsafe-load"
+CODE_FORMATS = ("torch.export", "torchscript", "pickle")
 
 
-def _load_torchscript(path: Path, allow_unsafe: bool) -> tuple[object, int | None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(path), map_location="cpu"), None
-
-
-def _load_pickle(path: Path, allow_unsafe: bool) -> tuple[object, int | None]:
-    if not allow_unsafe:
-        raise UnsafeFormatError(
-            f"'{path}' is a pickled model; unpickling can run arbitrary code, so it is refused "
-            f"unless you pass {UNSAFE_FLAG} (allow_unsafe_pickle=True) for a file you trust"
-        )
+def _load_in_process(path: Path, fmt: str) -> tuple[object, int | None]:
+    """Load a code format in *this* process: only behind the explicit unsafe flag."""
+    if fmt == "torch.export":
+        program = torch.export.load(str(path))
+        names = set(program.graph_signature.user_inputs)
+        shapes = [n.meta["val"].shape for n in program.graph.nodes if n.name in names]
+        fixed = None
+        if len(shapes) == 1 and isinstance(shapes[0][0], int):
+            fixed = int(shapes[0][0])
+        if len(shapes) == 1 and tuple(shapes[0][1:]) != DEFAULT_INPUT_SHAPE:
+            got = [s if isinstance(s, int) else "N" for s in shapes[0]]
+            raise SuspectError(
+                f"suspect model takes input {got}, the watermark needs [N, 3, 32, 32]"
+            )
+        return program.module(), fixed
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu"), None
     obj = torch.load(str(path), map_location="cpu", weights_only=False)
     if not isinstance(obj, torch.nn.Module):
         raise SuspectError(
@@ -115,66 +120,77 @@ def _load_pickle(path: Path, allow_unsafe: bool) -> tuple[object, int | None]:
     return obj, None
 
 
-def _refuse_safetensors(path: Path, allow_unsafe: bool) -> tuple[object, int | None]:
-    raise SuspectError(
-        f"'{path}' is a safetensors file (weights without model code): this is a mapguard "
-        "checkpoint; load it with the mapguard CLI ('mapguard verify'), or give the verifier a "
-        "torch.export (.pt2) or TorchScript file"
-    )
-
-
-SUSPECT_FORMATS: dict[str, Callable[[Path, bool], tuple[object, int | None]]] = {
-    "torch.export": _load_export,
-    "torchscript": _load_torchscript,
-    "pickle": _load_pickle,
-    "safetensors": _refuse_safetensors,
-}
-
-
 def load_suspect(
     path: str | os.PathLike[str],
     *,
     labels_only: bool = False,
-    allow_unsafe_pickle: bool = False,
+    allow_unsafe_load: bool = False,
     num_classes: int | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-) -> ModuleBackend:
-    """Load a suspect model file into a :class:`ModuleBackend` and probe it.
+    limits: WorkerLimits | None = None,
+) -> QueryBackend:
+    """Open a suspect model file of a *code* format as a query backend, and probe it.
 
-    Formats (detected by content): ``torch.export`` archives (``torch.export.load``; static
-    batch sizes are handled by padding), TorchScript (``torch.jit.load``), and — only with
-    ``allow_unsafe_pickle=True`` — whole-module pickles from ``torch.save``. Safetensors files
-    are mapguard checkpoints and are refused with a pointer to the mapguard CLI.
+    ``torch.export`` archives, TorchScript and pickles can all run code when loaded, so they are
+    loaded in an isolated worker process (:class:`WorkerBackend`). Only with
+    ``allow_unsafe_load=True`` are they loaded in this process instead (the backend's
+    :attr:`~QueryBackend.isolation` then says ``"UNSAFE LOAD"``). Safetensors files hold weights
+    without an architecture: they are mapguard checkpoints and refused here.
 
     Args:
         path: The suspect model file.
         labels_only: Answer labels only (black-box label access).
-        allow_unsafe_pickle: Allow unpickling (runs code from the file!).
+        allow_unsafe_load: Load in this process (runs code from the file!).
         num_classes: If given, the probe checks the suspect outputs this many classes.
         batch_size: Largest batch per forward pass.
-        device: Device to run on.
+        device: Device to run on (unsafe in-process loading only).
+        limits: Limits of the isolated worker.
 
     Raises:
         SuspectError: Unreadable, unsupported, or not fitting ``[N, 3, 32, 32]`` / classes.
-        UnsafeFormatError: A pickle without ``allow_unsafe_pickle``.
+        UnsafeFormatError: No process isolation here and no ``allow_unsafe_load``.
     """
     p = Path(path)
     fmt = detect_suspect_format(p)
+    if fmt == "safetensors":
+        raise SuspectError(
+            f"'{p}' is a safetensors file (weights without model code): this is a mapguard "
+            "checkpoint; load it with the mapguard CLI ('mapguard verify'), or give the verifier "
+            "a torch.export (.pt2) or TorchScript file"
+        )
+    digest = file_digest(p)
+    if not allow_unsafe_load:
+        if not isolation_available():
+            raise UnsafeFormatError(
+                f"'{p}' is a {fmt} file: loading it runs code from the file, and this platform "
+                f"offers no process isolation; pass {UNSAFE_FLAG} only for a file you trust"
+            )
+        backend: QueryBackend = WorkerBackend(
+            p, fmt, labels_only=labels_only, batch_size=batch_size, limits=limits, digest=digest
+        )
+    else:
+        try:
+            module, fixed = _load_in_process(p, fmt)
+        except SuspectError:
+            raise
+        except Exception as exc:  # a corrupt file surfaces as any exception from torch
+            raise SuspectError(
+                f"cannot load {fmt} file '{p}': {type(exc).__name__}: {exc}"
+            ) from exc
+        backend = ModuleBackend(
+            module,
+            labels_only=labels_only,
+            batch_size=batch_size,
+            device=device,
+            digest=digest,
+            fixed_batch=fixed,
+            description=f"{fmt} file {p.name} (UNSAFE LOAD in process)",
+        )
+        backend.isolation = "UNSAFE LOAD: loaded in the verifier's own process"
     try:
-        module, fixed = SUSPECT_FORMATS[fmt](p, allow_unsafe_pickle)
-    except SuspectError:
+        backend.probe(num_classes=num_classes)
+    except BaseException:
+        getattr(backend, "close", lambda: None)()
         raise
-    except Exception as exc:  # a corrupt file surfaces as any exception from torch
-        raise SuspectError(f"cannot load {fmt} file '{p}': {type(exc).__name__}: {exc}") from exc
-    backend = ModuleBackend(
-        module,
-        labels_only=labels_only,
-        batch_size=batch_size,
-        device=device,
-        digest=file_digest(p),
-        fixed_batch=fixed,
-        description=f"{fmt} file {p.name}",
-    )
-    backend.probe(num_classes=num_classes)
     return backend

@@ -1,8 +1,9 @@
 """Owner-side verification of a suspect file: load it, run the arbiter's test, write the result.
 
 mapguard checkpoints (safetensors, weights without code) are loaded here with
-:func:`mapguard.checkpoint.load_checkpoint`; every self-describing format (``torch.export``,
-TorchScript, pickle with the unsafe flag) goes through :func:`verification.backends.load_suspect`.
+:func:`mapguard.checkpoint.load_checkpoint`; every format whose loading runs code
+(``torch.export``, TorchScript, pickle) goes through :func:`verification.backends.load_suspect`,
+which runs it in an isolated worker process (in this process only with ``unsafe_load``).
 The result is a ``result-predicate-v1`` document, written as plain JSON or — with a key — as a
 signed in-toto Statement whose subject is the suspect file.
 """
@@ -44,22 +45,19 @@ class SuspectReport:
         return self.result.evidenced
 
 
-def _backend(
-    path: Path, *, labels_only: bool, unsafe_pickle: bool, num_classes: int
-) -> tuple[QueryBackend, str]:
+def _backend(path: Path, *, unsafe_load: bool, num_classes: int) -> tuple[QueryBackend, str]:
+    """Open the suspect: checkpoints in-process (data), code formats in the isolated worker.
+
+    The backend always answers probabilities so that the class-count probe also holds for a
+    label-only verification (:class:`VerifyConfig` reduces the answers to labels).
+    """
     fmt = detect_suspect_format(path)
     if fmt != "safetensors":
-        backend = load_suspect(
-            path,
-            labels_only=labels_only,
-            allow_unsafe_pickle=unsafe_pickle,
-            num_classes=num_classes,
-        )
+        backend = load_suspect(path, allow_unsafe_load=unsafe_load, num_classes=num_classes)
         return backend, fmt
     module, _ = load_checkpoint(path)
     backend = ModuleBackend(
         module,
-        labels_only=labels_only,
         digest="sha256:" + file_sha256(path),
         description=f"mapguard checkpoint {path.name}",
     )
@@ -86,7 +84,12 @@ def _num(value: float | None) -> float:
 
 
 def result_predicate(
-    res: VerificationResult, *, wm: WatermarkFile, suspect_name: str, suspect_format: str
+    res: VerificationResult,
+    *,
+    wm: WatermarkFile,
+    suspect_name: str,
+    suspect_format: str,
+    isolation: str = "",
 ) -> dict[str, Any]:
     """The ``result-predicate-v1`` document of ``res`` (no secret and no trigger position)."""
     digest = (res.suspect_digest or "").removeprefix("sha256:")
@@ -119,7 +122,12 @@ def result_predicate(
         "schema_version": "1",
         "created": now_rfc3339(),
         "tool": {"name": "mapguard", "version": __version__},
-        "suspect": {"name": suspect_name, "sha256": digest, "format": suspect_format},
+        "suspect": {
+            "name": suspect_name,
+            "sha256": digest,
+            "format": suspect_format,
+            **({"isolation": isolation} if isolation else {}),
+        },
         "watermark": {"commitment_digest": wm.commitment_digest, "model_sha256": wm.model_sha256},
         "query_mode": res.mode,
         "queries_used": res.queries,
@@ -174,15 +182,15 @@ def verify_suspect(
     null_keys: int | None = None,
     key: Ed25519PrivateKey | None = None,
     passphrase: bytes | None = None,
-    unsafe_pickle: bool = False,
+    unsafe_load: bool = False,
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> SuspectReport:
     """Test ``suspect`` for the watermark in ``watermark`` and write the result to ``out``.
 
     Args:
-        suspect: The suspect model file (mapguard checkpoint, ``.pt2``, TorchScript; pickle only
-            with ``unsafe_pickle``).
+        suspect: The suspect model file: a mapguard checkpoint (data, loaded here) or a code
+            format (``.pt2``, TorchScript, pickle: run in an isolated worker process).
         watermark: The owner's ``owner.wm``.
         labels_only: Use top-1 labels only.
         queries: Total query budget; the number of images per key is the largest that fits.
@@ -190,7 +198,8 @@ def verify_suspect(
         null_keys: Null keys per secret (default: as committed in the watermark).
         key: Sign the result with this key (in-toto Statement in a DSSE envelope).
         passphrase: Of an encrypted watermark file.
-        unsafe_pickle: Allow pickled suspects (runs code from the file).
+        unsafe_load: Load code formats (``.pt2``, TorchScript, pickle) in this process instead
+            of the isolated worker (runs code from the file; the result says UNSAFE LOAD).
         out: Where to write the result (None: write nothing).
         force: Overwrite ``out``.
 
@@ -213,11 +222,18 @@ def verify_suspect(
         n_query_images=_images_for_budget(queries, wm, m),
     )
     path = Path(suspect)
-    backend, fmt = _backend(
-        path, labels_only=labels_only, unsafe_pickle=unsafe_pickle, num_classes=wm.num_classes
+    backend, fmt = _backend(path, unsafe_load=unsafe_load, num_classes=wm.num_classes)
+    try:
+        result = verify(backend, spec, config)
+    finally:
+        getattr(backend, "close", lambda: None)()
+    predicate = result_predicate(
+        result,
+        wm=wm,
+        suspect_name=path.name,
+        suspect_format=fmt,
+        isolation=backend.isolation,
     )
-    result = verify(backend, spec, config)
-    predicate = result_predicate(result, wm=wm, suspect_name=path.name, suspect_format=fmt)
     if target is not None:
         _write(target, predicate, key=key, force=force)
     return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target)

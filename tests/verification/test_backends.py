@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from verification._errors import SuspectError, UnsafeFormatError
+from verification._errors import SuspectError
 from verification.backends import (
     LabelsOnly,
     ModuleBackend,
@@ -88,17 +88,27 @@ def test_torchscript_round_trip(net, batch, tmp_path):
     assert torch.equal(labels, expected_probs(net, batch).argmax(dim=1))
 
 
-def test_pickle_refused_without_flag_and_loaded_with_it(net, batch, tmp_path):
+def test_pickles_run_in_the_isolated_worker_and_in_process_only_with_the_flag(net, batch, tmp_path):
+    # A pickle of torch's own classes unpickles in the worker: same answers, nothing in-process.
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
     path = tmp_path / "model.pt"
-    torch.save(net, path)
+    torch.save(plain, path)
     legacy = tmp_path / "legacy.pt"
-    torch.save(net, legacy, _use_new_zipfile_serialization=False)
+    torch.save(plain, legacy, _use_new_zipfile_serialization=False)
     for p in (path, legacy):
         assert detect_suspect_format(p) == "pickle"
-        with pytest.raises(UnsafeFormatError, match="--unsafe-pickle") as info:
-            load_suspect(p)
-        assert "\n" not in str(info.value)
-    backend = load_suspect(path, allow_unsafe_pickle=True)
+        backend = load_suspect(p)
+        assert backend.isolation.startswith("isolated worker")
+        assert torch.allclose(backend.query(batch), expected_probs(plain, batch), atol=1e-6)
+        backend.close()
+    # A class the worker cannot import fails there with one line; the flag loads it in-process.
+    own = tmp_path / "own.pt"
+    torch.save(net, own)
+    with pytest.raises(SuspectError, match="isolated worker: ModuleNotFoundError") as info:
+        load_suspect(own)
+    assert "\n" not in str(info.value)
+    backend = load_suspect(own, allow_unsafe_load=True)
+    assert backend.isolation.startswith("UNSAFE LOAD")
     assert torch.allclose(backend.query(batch), expected_probs(net, batch), atol=1e-6)
 
 
@@ -106,7 +116,7 @@ def test_pickled_state_dict_is_not_a_model(net, tmp_path):
     path = tmp_path / "weights.pt"
     torch.save(net.state_dict(), path)
     with pytest.raises(SuspectError, match="holds a .*Dict.*not a model"):
-        load_suspect(path, allow_unsafe_pickle=True)
+        load_suspect(path, allow_unsafe_load=True)
 
 
 def test_safetensors_points_to_the_mapguard_cli(net, tmp_path):

@@ -133,26 +133,21 @@ def test_suspect_with_other_input_size_is_an_error(embedded, tmp_path):
     assert "input" in res.output and "32" in res.output
 
 
-@pytest.mark.parametrize("flag", [[], ["--unsafe-pickle"]])
-def test_pickles_need_the_unsafe_flag(embedded, tmp_path, flag):
+@pytest.mark.parametrize("flag", [[], ["--unsafe-load"], ["--unsafe-pickle"]])
+def test_pickles_run_isolated_unless_unsafe_load(embedded, tmp_path, flag):
     from mapguard.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(embedded.file("protected.pt"))
     path = tmp_path / "stolen.pkl"
     torch.save(model, path)
-    res = _run(
-        path,
-        "--watermark",
-        embedded.file("owner.wm"),
-        "--labels-only",
-        *flag,
-        "--out",
-        tmp_path / "r.json",
-    )
-    if flag:
-        assert res.exit_code == 0, res.output
+    out = tmp_path / "r.json"
+    res = _run(path, "--watermark", embedded.file("owner.wm"), "--labels-only", *flag, "--out", out)
+    assert res.exit_code == 0, res.output
+    isolation = json.loads(out.read_text())["suspect"]["isolation"]
+    if flag:  # the old spelling --unsafe-pickle is kept as a hidden alias
+        assert isolation.startswith("UNSAFE LOAD")
     else:
-        assert res.exit_code == 2 and "--unsafe-pickle" in res.output
+        assert isolation.startswith("isolated worker")
 
 
 def test_existing_output_needs_force(embedded, tmp_path):
