@@ -137,13 +137,15 @@ class MaliciousFiles:
             return data
 
         _rewrite_zip(path, replace)
-        evil = _torch_bytes(_SideEffectThen(f"touch {marker}", state[found["fqn"]]))
+        weight = torch.nn.Parameter(state[found["fqn"]])
+        evil = _torch_bytes(_SideEffectThen(f"touch {marker}", weight))
         _rewrite_zip(path, lambda n, d: evil if n.endswith("/weights/" + found["file"]) else d)
         return path
 
     @staticmethod
     def torchscript_setstate(model: torch.nn.Module, path: Path, marker: Path) -> Path:
-        """TorchScript whose ``__setstate__`` calls ``torch.from_file(marker, shared=True)``."""
+        """TorchScript whose ``__setstate__`` calls ``torch.from_file(marker, shared=True)``
+        (``model``'s last linear layer as a classifier of flattened pixels)."""
         scripted = torch.jit.script(_FromFileOnLoad(model, str(marker)))
         scripted.save(str(path))
         return path
@@ -158,23 +160,30 @@ class MaliciousFiles:
 
 
 class _FromFileOnLoad(torch.nn.Module):
+    """A linear classifier whose unpickling (``__setstate__``) maps ``marker`` shared."""
+
     def __init__(self, model: torch.nn.Module, marker: str) -> None:
         super().__init__()
-        self.inner = torch.jit.trace(model.eval(), torch.rand(2, 3, 32, 32))
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        self.weight = linear.weight.detach().clone()
+        self.bias = linear.bias.detach().clone()
         self.marker = marker
+        self.mapped = torch.zeros(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x)
+        return x.flatten(1) @ self.weight.t() + self.bias
 
     @torch.jit.export
-    def __getstate__(self) -> tuple[str, bool]:
-        return (self.marker, self.training)
+    def __getstate__(self) -> tuple[str, bool, torch.Tensor, torch.Tensor]:
+        return (self.marker, self.training, self.weight, self.bias)
 
     @torch.jit.export
-    def __setstate__(self, state: tuple[str, bool]) -> None:
+    def __setstate__(self, state: tuple[str, bool, torch.Tensor, torch.Tensor]) -> None:
         self.marker = state[0]
         self.training = state[1]
-        torch.from_file(self.marker, shared=True, size=4)
+        self.weight = state[2]
+        self.bias = state[3]
+        self.mapped = torch.from_file(self.marker, shared=True, size=4)  # kept: not dead code
 
 
 class _FromFileInForward(torch.nn.Module):
@@ -184,8 +193,8 @@ class _FromFileInForward(torch.nn.Module):
         self.marker = marker
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        torch.from_file(self.marker, shared=True, size=4)
-        return self.inner(x)
+        mapped = torch.from_file(self.marker, shared=True, size=4)
+        return self.inner(x) + mapped[:0].sum()  # used, so TorchScript keeps the call
 
 
 @pytest.fixture(scope="session")

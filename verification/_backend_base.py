@@ -44,6 +44,15 @@ class QueryBackend(ABC):
         #: How the suspect is isolated from the verifier, in words (recorded in the result).
         self.isolation = "in-process (data only: no code from the suspect runs)"
 
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing
+        """Release what the backend holds (a worker process, a connection); idempotent."""
+
+    def __enter__(self) -> QueryBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @abstractmethod
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         """Answer one batch: float probabilities ``[N, C]`` or integer labels ``[N]``."""

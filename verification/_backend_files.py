@@ -191,6 +191,6 @@ def load_suspect(
     try:
         backend.probe(num_classes=num_classes)
     except BaseException:
-        getattr(backend, "close", lambda: None)()
+        backend.close()
         raise
     return backend

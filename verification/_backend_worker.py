@@ -261,12 +261,6 @@ class WorkerBackend(QueryBackend):
         if getattr(self, "_finalizer", None) is not None:
             self._finalizer()
 
-    def __enter__(self) -> WorkerBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _describe_isolation(self) -> str:
         """What isolated the worker, in words (recorded in the verification result)."""
         limits = self.limits

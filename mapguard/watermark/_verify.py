@@ -226,7 +226,7 @@ def verify_suspect(
     try:
         result = verify(backend, spec, config)
     finally:
-        getattr(backend, "close", lambda: None)()
+        backend.close()
     predicate = result_predicate(
         result,
         wm=wm,
