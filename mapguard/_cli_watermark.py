@@ -238,6 +238,13 @@ def _print_verdict(report) -> None:  # noqa: ANN001
         f"[{r.effect.ci_low:.3f}, {r.effect.ci_high:.3f}] ({r.effect.confidence_level:.0%} CI)"
     )
     click.echo(f"null keys    max g {r.null_summary.max:.3f}, median {r.null_summary.median:.3f}")
+    if r.owner_key:
+        # Anyone can re-sign a copy of a watermark file: the verdict is about this key's watermark.
+        wm_name = Path(click.get_current_context().params.get("watermark_path") or "owner.wm").name
+        click.echo(
+            f"owner key    {r.owner_key} (signer of {wm_name}; check it against the published "
+            "commitment with 'mapguard check')"
+        )
     signed = "signed statement" if report.signed else "unsigned JSON"
     click.echo(
         f"result       {report.out} ({signed}; suspect sha256 {p['suspect']['sha256'][:16]}...)"

@@ -26,7 +26,7 @@ import rfc8785
 
 from protocols._jsonvalue import check_jsonable, loads_strict
 from protocols.errors import InputError, SchemaError
-from protocols.fileio import atomic_write_bytes, read_input
+from protocols.fileio import MAX_JSON_BYTES, atomic_write_bytes, read_input
 
 __all__ = [
     "canonical_bytes",
@@ -75,8 +75,9 @@ def loads(data: bytes | str, *, source: str = "JSON document") -> Any:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read and strictly parse a JSON file (see :func:`loads`)."""
-    return loads_strict(read_input(path, "JSON"), source=f"'{Path(path)}'")
+    """Read and strictly parse a JSON file of at most 1 MiB (see :func:`loads`)."""
+    data = read_input(path, "JSON", max_bytes=MAX_JSON_BYTES)
+    return loads_strict(data, source=f"'{Path(path)}'")
 
 
 def write_json(

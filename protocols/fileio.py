@@ -16,13 +16,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from protocols.errors import InputError, OutputExistsError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable", "read_input"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_JSON_BYTES",
+    "MAX_KEY_BYTES",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_writable",
+    "read_input",
+]
+
+#: Size limits of :func:`read_input`. A PEM key is under 1 KiB; a signed commitment or result
+#: is a few KiB. Anything else a caller does not bound itself (e.g. a watermark file, see
+#: ``verification.watermark_file.MAX_FILE_BYTES``) gets the default.
+MAX_KEY_BYTES = 64 * 1024
+MAX_JSON_BYTES = 1024 * 1024
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
 
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -91,15 +110,64 @@ def atomic_write_text(
     return atomic_write_bytes(path, text.encode("utf-8"), force=force, mode=mode)
 
 
-def read_input(path: str | os.PathLike[str], what: str) -> bytes:
-    """The bytes of an input file; a missing, directory or unreadable path is an
-    :class:`~protocols.errors.InputError` naming ``what`` the file was meant to be."""
+def read_input(
+    path: str | os.PathLike[str], what: str, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> bytes:
+    """The bytes of an input file of at most ``max_bytes`` bytes.
+
+    Only a regular file is read (``/dev/zero``, a FIFO or a socket could make the read endless
+    or block), and it is read in bounded chunks, at most ``max_bytes + 1`` bytes in all, so no
+    input makes the caller hang or allocate more than that.
+
+    Args:
+        path: The file.
+        what: What the file is meant to be (``"public key"``, ``"watermark"``), for messages.
+        max_bytes: Size limit, e.g. :data:`MAX_KEY_BYTES` or :data:`MAX_JSON_BYTES`.
+
+    Raises:
+        InputError: missing, a directory, not a regular file, unreadable, or larger than
+            ``max_bytes``; the message names ``what`` and the path.
+    """
     p = Path(path)
     try:
-        return p.read_bytes()
+        _require_regular(p, os.stat(p).st_mode, what)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise InputError(f"{what} file '{p}' not found") from None
     except IsADirectoryError:
         raise InputError(f"{what} file '{p}' is a directory") from None
     except OSError as exc:
         raise InputError(f"cannot read {what} file '{p}': {exc.strerror}") from None
+    with open(fd, "rb", buffering=0) as fh:
+        try:
+            st = os.fstat(fh.fileno())
+            _require_regular(p, st.st_mode, what)  # the path may have changed since the stat
+            data = b"" if st.st_size > max_bytes else _read_at_most(fh, max_bytes + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read {what} file '{p}': {exc.strerror}") from None
+    if st.st_size > max_bytes or len(data) > max_bytes:
+        size = f"{st.st_size:,} bytes" if st.st_size > max_bytes else "more than that"
+        raise InputError(
+            f"{what} file '{p}' is too large: the limit is {max_bytes:,} bytes, it has {size}"
+        )
+    return data
+
+
+def _require_regular(p: Path, mode: int, what: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} file '{p}' is a directory")
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            f"{what} file '{p}' is not a regular file (a device, FIFO or socket is not read)"
+        )
+
+
+def _read_at_most(fh: BinaryIO, limit: int) -> bytes:
+    chunks, total = [], 0
+    while total < limit:
+        chunk = fh.read(min(_CHUNK_BYTES, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)

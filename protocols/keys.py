@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols.errors import InputError
-from protocols.fileio import atomic_write_bytes, check_writable, read_input
+from protocols.fileio import MAX_KEY_BYTES, atomic_write_bytes, check_writable, read_input
 
 __all__ = [
     "FINGERPRINT_PREFIX",
@@ -135,7 +135,7 @@ def load_private_key(
             needed but not given (or given for an unencrypted key), or a wrong passphrase.
     """
     p = Path(path)
-    data = read_input(p, "private key")
+    data = read_input(p, "private key", max_bytes=MAX_KEY_BYTES)
     if passphrase is not None and (not isinstance(passphrase, bytes) or not passphrase):
         raise InputError("passphrase must be non-empty bytes")
     encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
@@ -160,7 +160,7 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
         InputError: missing/unreadable file, not a PEM public key, or not Ed25519.
     """
     p = Path(path)
-    data = read_input(p, "public key")
+    data = read_input(p, "public key", max_bytes=MAX_KEY_BYTES)
     if b"PRIVATE KEY-----" in data:
         raise InputError(f"'{p}' holds a private key; pass the public key (.pub) file")
     try:

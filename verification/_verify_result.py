@@ -75,6 +75,8 @@ class VerificationResult:
             sent to the suspect by this verification (probe included).
         null_seed: The public seed of the null keys actually used.
         suspect_digest: The suspect's public digest, if known.
+        owner_key: Fingerprint of the key that signed the tested watermark, if known (from
+            :attr:`WatermarkSpec.owner_key`).
         family, family_params: The trigger family used.
         secret_triggers: Public descriptions of the secret triggers.
         notes: Warnings for the reader (e.g. the floor exceeds alpha).
@@ -107,6 +109,7 @@ class VerificationResult:
     queries: int
     null_seed: str
     suspect_digest: str | None
+    owner_key: str
     family: str
     family_params: dict[str, Any]
     secret_triggers: tuple[dict[str, Any], ...]

@@ -241,6 +241,7 @@ def verify(
         queries=backend.query_count - queries0,
         null_seed=seed,
         suspect_digest=backend.digest,
+        owner_key=spec.owner_key,
         family=spec.family,
         family_params=dict(spec.family_params),
         secret_triggers=tuple(t.describe() for t in secret_triggers),

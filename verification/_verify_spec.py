@@ -15,10 +15,39 @@ from verification._stats_common import TIES
 from verification._stats_parametric import TAIL_MODELS
 from verification._trigger_base import check_secret, get_trigger_family
 
-__all__ = ["NULL_SEED_DOMAIN", "VerifyConfig", "WatermarkSpec", "public_null_seed"]
+__all__ = [
+    "MAX_IMAGES_PER_KEY",
+    "MAX_NULL_KEYS_PER_SECRET",
+    "MAX_SECRETS",
+    "NULL_SEED_DOMAIN",
+    "VerifyConfig",
+    "WatermarkSpec",
+    "check_count",
+    "public_null_seed",
+]
 
 NULL_SEED_DOMAIN = b"mapguard/null-seed/v1"
 PARAMETRIC_CHOICES = ("auto", *TAIL_MODELS)
+
+#: Upper limits of the sizes an arbiter accepts, so that a crafted watermark file or option cannot
+#: make a verification run for days (one image is queried once per key: ``n * (1 + k * (1 + M))``
+#: queries). Each is far above the embedding defaults (k = 3 secrets, M = 99, n = 40 images); a
+#: file within them is at most ``verification.watermark_file.MAX_FILE_BYTES`` large.
+MAX_SECRETS = 64
+MAX_NULL_KEYS_PER_SECRET = 10_000
+MAX_IMAGES_PER_KEY = 1_000
+
+
+def check_count(name: str, value: object, *, lo: int = 1, hi: int) -> int:
+    """``value`` if it is an integer in ``[lo, hi]``, else a :class:`VerificationError` naming
+    ``name`` and the bad value."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise VerificationError(f"{name} must be an integer >= {lo}, got {value!r}")
+    if value > hi:
+        raise VerificationError(
+            f"{name} must be at most {hi:,} (a limit of this verifier), got {value!r}"
+        )
+    return value
 
 
 def public_null_seed(*, suspect_digest: str, commitment_digest: str) -> str:
@@ -43,6 +72,8 @@ class WatermarkSpec:
         labels: Their true labels, int64 ``[n]``.
         num_classes: Number of classes of the watermarked model.
         commitment_digest: Public digest of the owner's commitment (enters the null seed).
+        owner_key: Fingerprint of the key that signed the watermark file, if known; copied into
+            the result so that it can say whose watermark was tested (not checked here).
     """
 
     family: str
@@ -52,6 +83,7 @@ class WatermarkSpec:
     labels: np.ndarray
     num_classes: int
     commitment_digest: str = ""
+    owner_key: str = ""
 
     def __post_init__(self) -> None:
         params, secrets, images, labels = _spec_iv(self)
@@ -71,6 +103,7 @@ def _spec_iv(spec: WatermarkSpec) -> tuple[dict[str, Any], tuple[bytes, ...], An
     params = dataclasses.asdict(family.make_params(dict(spec.family_params)))
     if isinstance(spec.secrets, bytes | str) or len(spec.secrets) == 0:
         raise VerificationError("secrets must be a non-empty sequence of 32-byte strings")
+    check_count("the number of secrets", len(spec.secrets), hi=MAX_SECRETS)
     secrets = tuple(check_secret(s) for s in spec.secrets)
     if len(set(secrets)) != len(secrets):
         raise VerificationError("secrets must be distinct")
@@ -80,6 +113,7 @@ def _spec_iv(spec: WatermarkSpec) -> tuple[dict[str, Any], tuple[bytes, ...], An
         raise VerificationError(
             f"images must be uint8 [n, 3, {size}, {size}], got {images.dtype} {list(images.shape)}"
         )
+    check_count("the number of verification images", images.shape[0], lo=0, hi=MAX_IMAGES_PER_KEY)
     labels = np.asarray(spec.labels)
     if labels.ndim != 1 or labels.shape[0] != images.shape[0] or images.shape[0] == 0:
         raise VerificationError(
@@ -145,9 +179,9 @@ def _in_unit(name: str, value: object) -> None:
 
 
 def _config_iv(cfg: VerifyConfig) -> None:
-    _positive_int("null_keys_per_secret", cfg.null_keys_per_secret)
+    check_count("null_keys_per_secret", cfg.null_keys_per_secret, hi=MAX_NULL_KEYS_PER_SECRET)
     if cfg.n_query_images is not None:
-        _positive_int("n_query_images", cfg.n_query_images)
+        check_count("n_query_images", cfg.n_query_images, hi=MAX_IMAGES_PER_KEY)
     _in_unit("alpha", cfg.alpha)
     _in_unit("confidence_level", cfg.confidence_level)
     _positive_int("batch_size", cfg.batch_size)

@@ -6,21 +6,26 @@ unauthenticated byte is ever interpreted):
 1. ``signature``: the file is a DSSE envelope signed by ``pubkey``;
 2. ``schema``: its payload is an in-toto Statement v1 whose predicate validates against the schema
    of its type (``commitment-predicate-v1`` or ``result-predicate-v1``);
-3. ``subject``: the statement's subject digest is the model it speaks about (the protected model
+3. ``signer`` (a commitment): ``pubkey`` is the owner key the predicate names
+   (``owner_key_fingerprint``), so a copy re-signed by anyone else fails. A result predicate
+   names no signer: whose result it is, is what ``pubkey`` says;
+4. ``subject``: the statement's subject digest is the model it speaks about (the protected model
    of a commitment, the suspect of a result) and, with ``artifact``, the digest of that file;
-4. with ``watermark`` (the revealed owner's file): ``watermark``: the file opens and its own
-   signature verifies with ``pubkey``; ``commitment``: it belongs to this statement and every
-   committed digest opens to the revealed secrets, trigger parameters and verification set;
-   ``triggers``: the recorded triggers are the ones the secrets derive; ``verification set``:
-   the inline images match their digest.
+5. with ``watermark`` (the revealed owner's file): ``watermark``: the file opens and its own
+   signature verifies with ``pubkey`` (for a commitment: the owner key it names);
+   ``commitment``: it belongs to this statement and every committed digest opens to the revealed
+   secrets, trigger parameters and verification set; ``triggers``: the recorded triggers are the
+   ones the secrets derive; ``verification set``: the inline images match their digest.
 
 Example:
     >>> import tempfile, pathlib
     >>> from protocols import keys, statements, dsse
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> info = keys.generate_keypair(d / "k")
-    >>> check(d / "missing.json", info.public_path).ok
-    False
+    >>> _ = (d / "empty.json").write_text("{}")
+    >>> res = check(d / "empty.json", info.public_path)
+    >>> res.ok, [(item.name, item.ok) for item in res.items]
+    (False, [('signature', False)])
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,10 +41,16 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import canonical, dsse, keys, openings, statements
-from protocols.errors import InputError
+from protocols.errors import InputError, SignatureError
+from protocols.fileio import MAX_JSON_BYTES, read_input
 from verification import _stats_targeted  # noqa: F401  (registers the targeted family)
 from verification._trigger_base import get_trigger_family
-from verification.watermark_file import WatermarkFile, decode_verification_set, read_watermark
+from verification.watermark_file import (
+    MAX_FILE_BYTES,
+    WatermarkFile,
+    decode_verification_set,
+    open_watermark,
+)
 
 __all__ = ["CheckItem", "CheckResult", "check"]
 
@@ -103,6 +115,18 @@ def _public_key(pubkey: str | os.PathLike[str] | Ed25519PublicKey) -> Ed25519Pub
     return pubkey if isinstance(pubkey, Ed25519PublicKey) else keys.load_public_key(pubkey)
 
 
+def _regular_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` if it is a regular file (hashing ``/dev/zero`` would never end)."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as exc:
+        raise InputError(f"cannot read {what} '{p}': {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} '{p}' is not a regular file")
+    return p
+
+
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     try:
@@ -132,21 +156,30 @@ def check(
         artifact: The model file the statement is about, to compare its digest with the subject.
 
     Returns:
-        :class:`CheckResult`; problems with ``file`` or ``watermark`` content are failed checks,
-        never exceptions.
+        :class:`CheckResult`; problems with the content of ``file`` or ``watermark`` are failed
+        checks, never exceptions.
 
     Raises:
-        InputError: ``pubkey`` cannot be loaded.
+        InputError: ``pubkey`` cannot be loaded, or ``file``, ``watermark`` or ``artifact``
+            cannot be read: missing, not a regular file, or (``file``: 1 MiB, ``watermark``:
+            :data:`~verification.watermark_file.MAX_FILE_BYTES`) too large.
     """
     key = _public_key(pubkey)
     signer = keys.fingerprint(key)
+    data = read_input(file, "signed statement", max_bytes=MAX_JSON_BYTES)
+    wm = None
+    if watermark is not None:
+        wm = (Path(watermark), read_input(watermark, "watermark", max_bytes=MAX_FILE_BYTES))
+    artifact_path = None if artifact is None else _regular_file(artifact, "artifact")
     run, state = _Run(), _State()
     try:
-        run.step("signature", lambda: _signature(Path(file), key, state))
+        run.step("signature", lambda: _signature(data, Path(file), key, state))
         run.step("schema", lambda: _schema(state))
-        run.step("subject", lambda: _subject(state, artifact))
-        if watermark is not None:
-            run.step("watermark", lambda: _watermark(watermark, key, passphrase, state))
+        if state.kind == "commitment":
+            run.step("signer", lambda: _named_signer(state, signer))
+        run.step("subject", lambda: _subject(state, artifact_path))
+        if wm is not None:
+            run.step("watermark", lambda: _watermark(*wm, key, passphrase, state))
             for name, fn in _WATERMARK_CHECKS[state.kind]:
                 run.step(name, lambda fn=fn: fn(state))
         ok = True
@@ -172,11 +205,7 @@ class _State:
     wm: WatermarkFile | None = None
 
 
-def _signature(path: Path, key: Ed25519PublicKey, state: _State) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _Failed(f"cannot read '{path}': {exc.strerror or exc}") from None
+def _signature(data: bytes, path: Path, key: Ed25519PublicKey, state: _State) -> str:
     envelope = dsse.parse_envelope(data, source=f"'{path}'")
     state.payload = dsse.verify_envelope(
         envelope, key, expected_payload_type=statements.PAYLOAD_TYPE
@@ -196,7 +225,17 @@ def _schema(state: _State) -> str:
     return f"in-toto Statement v1 with a valid {kind} predicate"
 
 
-def _subject(state: _State, artifact: str | os.PathLike[str] | None) -> str:
+def _named_signer(state: _State, signer: str) -> str:
+    named = state.statement["predicate"]["owner_key_fingerprint"]
+    if signer != named:
+        raise _Failed(
+            f"signed by key {signer}, but the commitment names owner key {named}; a commitment "
+            "counts only when signed by the key it names"
+        )
+    return f"signed by the owner key the commitment names ({named})"
+
+
+def _subject(state: _State, artifact: Path | None) -> str:
     predicate = state.statement["predicate"]
     named = (
         predicate["model"]["sha256"]
@@ -208,17 +247,30 @@ def _subject(state: _State, artifact: str | os.PathLike[str] | None) -> str:
         raise _Failed(f"subject digest {digests[0]} is not the predicate's model {named}")
     if artifact is None:
         return f"subject {named}"
-    actual = _file_sha256(Path(artifact))
+    actual = _file_sha256(artifact)
     if actual not in digests:
         raise _Failed(f"'{artifact}' has sha256 {actual}, not a subject of this statement")
     return f"'{artifact}' is the subject ({actual})"
 
 
 def _watermark(
-    path: str | os.PathLike[str], key: Ed25519PublicKey, passphrase: bytes | None, state: _State
+    path: Path, data: bytes, key: Ed25519PublicKey, passphrase: bytes | None, state: _State
 ) -> str:
-    state.wm = read_watermark(path, passphrase=passphrase, public_key=key)
-    return f"watermark file signed by {state.wm.signer}"
+    """The watermark file is signed by ``key``: for a commitment, the owner key it names."""
+    source = f"'{path}'"
+    whose = "the owner key the commitment names" if state.kind == "commitment" else "the key given"
+    try:
+        state.wm = open_watermark(data, passphrase=passphrase, public_key=key, source=source)
+    except SignatureError as exc:
+        try:  # who did sign it? (integrity only: the key the file names for itself)
+            actual = open_watermark(data, passphrase=passphrase, source=source).signer
+        except InputError:
+            raise exc from None
+        raise _Failed(
+            f"the watermark file is signed by key {actual}, not by {keys.fingerprint(key)} "
+            f"({whose})"
+        ) from None
+    return f"watermark file signed by {state.wm.signer} ({whose})"
 
 
 def _belongs(state: _State) -> str:

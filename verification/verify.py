@@ -25,9 +25,19 @@ from verification._stats_effect import EffectSize
 from verification._verify_queries import STATISTICS
 from verification._verify_result import NullSummary, VerificationResult
 from verification._verify_run import verify
-from verification._verify_spec import VerifyConfig, WatermarkSpec, public_null_seed
+from verification._verify_spec import (
+    MAX_IMAGES_PER_KEY,
+    MAX_NULL_KEYS_PER_SECRET,
+    MAX_SECRETS,
+    VerifyConfig,
+    WatermarkSpec,
+    public_null_seed,
+)
 
 __all__ = [
+    "MAX_IMAGES_PER_KEY",
+    "MAX_NULL_KEYS_PER_SECRET",
+    "MAX_SECRETS",
     "STATISTICS",
     "EffectSize",
     "NullSummary",

@@ -48,10 +48,17 @@ from protocols import canonical, dsse, keys, schemas, secretbox
 from protocols.errors import InputError, SchemaError, SignatureError
 from protocols.fileio import read_input
 from verification._errors import VerificationError
-from verification._verify_spec import WatermarkSpec
+from verification._verify_spec import (
+    MAX_IMAGES_PER_KEY,
+    MAX_NULL_KEYS_PER_SECRET,
+    MAX_SECRETS,
+    WatermarkSpec,
+    check_count,
+)
 
 __all__ = [
     "INLINE_FORMAT",
+    "MAX_FILE_BYTES",
     "PAYLOAD_TYPE",
     "SCHEMA",
     "WatermarkFile",
@@ -68,6 +75,11 @@ PAYLOAD_TYPE = "application/vnd.mapguard.watermark+json"
 SCHEMA = "watermark-file-v1"
 INLINE_FORMAT = "uint8-nchw-base64/v1"
 _VS_TAG = b"mapguard/verification-set/v1\x00"
+
+#: Size limit of a watermark file. The demo's ``owner.wm`` (3 secrets, 40 inline images of
+#: 3x32x32) is about 220 KB; a file at ``MAX_IMAGES_PER_KEY`` = 1,000 such images is about 5.5 MB
+#: (pixels are base64 inside a base64 DSSE payload, 16/9 bytes per pixel).
+MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
 def verification_set_digest(images: np.ndarray, labels: np.ndarray) -> str:
@@ -152,13 +164,19 @@ class WatermarkFile:
 
     Attributes:
         document: The ``watermark-file-v1`` document (read-only view).
-        signer: Fingerprint of the key whose signature verified.
+        signer: Fingerprint (``SHA256:...``) of the key whose signature verified; it is always
+            the file's ``owner_key_fingerprint``. Anyone can re-sign a copy with their own key,
+            so it identifies the owner only once compared with the owner key the published
+            commitment names (:func:`verification.check.check` with ``watermark=`` does that).
         encrypted: Whether the file was passphrase-encrypted.
+        authenticated: Whether the signature was checked with a public key the caller gave;
+            false if only with the key the file names for itself (integrity, not authorship).
     """
 
     document: Mapping[str, Any]
     signer: str
     encrypted: bool
+    authenticated: bool = False
 
     @property
     def commitment_digest(self) -> str:
@@ -265,10 +283,17 @@ def open_watermark(
         source: Name for error messages.
 
     Raises:
-        InputError: encrypted without passphrase / wrong passphrase / corrupt ciphertext.
+        InputError: larger than :data:`MAX_FILE_BYTES`, encrypted without passphrase / wrong
+            passphrase / corrupt ciphertext.
         SignatureError: not an envelope, wrong payload type, or a signature that does not verify.
         SchemaError: the signed document is not a valid watermark file.
+        VerificationError: more secrets, null keys or images than a verifier accepts
+            (:data:`~verification.verify.MAX_SECRETS` and its siblings).
     """
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(
+            f"{source} is too large: the limit is {MAX_FILE_BYTES:,} bytes, it has {len(data):,}"
+        )
     encrypted = secretbox.is_encrypted(data)
     if encrypted:
         if passphrase is None:
@@ -286,7 +311,12 @@ def open_watermark(
     doc = canonical.loads(payload, source=f"{source} payload")
     schemas.validate(doc, SCHEMA)
     _check_self_consistency(doc, key)
-    return WatermarkFile(document=_freeze(doc), signer=keys.fingerprint(key), encrypted=encrypted)
+    return WatermarkFile(
+        document=_freeze(doc),
+        signer=keys.fingerprint(key),
+        encrypted=encrypted,
+        authenticated=public_key is not None,
+    )
 
 
 def _check_self_consistency(doc: Mapping[str, Any], key: Ed25519PublicKey) -> None:
@@ -300,6 +330,24 @@ def _check_self_consistency(doc: Mapping[str, Any], key: Ed25519PublicKey) -> No
             raise SchemaError(f"{SCHEMA}: $.model.{field}: required integer is missing")
     if not isinstance(doc.get("verification"), Mapping):
         raise SchemaError(f"{SCHEMA}: $.verification: required object is missing")
+    _check_counts(doc)
+
+
+def _check_counts(doc: Mapping[str, Any]) -> None:
+    """Refuse counts that would make a verification endless (limits in ``_verify_spec``)."""
+    ver = doc["verification"]
+    check_count("the number of secrets in the watermark file", len(doc["secrets"]), hi=MAX_SECRETS)
+    check_count("verification.n_secrets", ver.get("n_secrets"), hi=MAX_SECRETS)
+    check_count(
+        "verification.null_keys_per_secret",
+        ver.get("null_keys_per_secret"),
+        hi=MAX_NULL_KEYS_PER_SECRET,
+    )
+    check_count("verification.queries_per_key", ver.get("queries_per_key"), hi=MAX_IMAGES_PER_KEY)
+    inline = doc["verification_set"].get("inline")
+    shape = inline.get("shape") if isinstance(inline, Mapping) else None
+    if isinstance(shape, list) and shape:
+        check_count("verification_set.inline.shape[0]", shape[0], hi=MAX_IMAGES_PER_KEY)
 
 
 def read_watermark(
@@ -314,7 +362,7 @@ def read_watermark(
         InputError: the file is missing or unreadable, plus everything :func:`open_watermark`
             raises.
     """
-    data = read_input(path, "watermark")
+    data = read_input(path, "watermark", max_bytes=MAX_FILE_BYTES)
     source = f"'{Path(path)}'"
     return open_watermark(data, passphrase=passphrase, public_key=public_key, source=source)
 
@@ -339,4 +387,5 @@ def watermark_spec(wm: WatermarkFile) -> WatermarkSpec:
         labels=labels,
         num_classes=wm.num_classes,
         commitment_digest=wm.commitment_digest,
+        owner_key=wm.signer,
     )

@@ -46,7 +46,7 @@ UNCHECKED = "not checked"
 
 _ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
 # Steps of verification.check.check() about the commitment itself (reported on its own row).
-_COMMITMENT_STEPS = ("signature", "schema", "subject")
+_COMMITMENT_STEPS = ("signature", "schema", "signer", "subject")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

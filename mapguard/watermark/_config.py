@@ -12,6 +12,7 @@ from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig
 from verification import _stats_targeted  # noqa: F401  (registers the targeted_patch family)
 from verification.triggers import get_trigger_family
+from verification.verify import MAX_IMAGES_PER_KEY, MAX_NULL_KEYS_PER_SECRET, MAX_SECRETS
 
 __all__ = ["DEFAULT_MASK", "NEGATIVE_TEACHERS", "EmbedConfig"]
 
@@ -41,9 +42,11 @@ DEFAULT_MASK = MaskConfig(
 )
 
 
-def _int_at_least(name: str, value: object, lo: int) -> None:
+def _int_at_least(name: str, value: object, lo: int, hi: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < lo:
         raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{name} must be at most {hi:,} (what a verifier accepts), got {value!r}")
 
 
 def _non_negative(name: str, value: object) -> None:
@@ -121,9 +124,11 @@ class EmbedConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _int_at_least("n_secrets", self.n_secrets, 1)
-        _int_at_least("null_keys_per_secret", self.null_keys_per_secret, 1)
-        _int_at_least("n_verification", self.n_verification, 1)
+        _int_at_least("n_secrets", self.n_secrets, 1, MAX_SECRETS)
+        _int_at_least(
+            "null_keys_per_secret", self.null_keys_per_secret, 1, MAX_NULL_KEYS_PER_SECRET
+        )
+        _int_at_least("n_verification", self.n_verification, 1, MAX_IMAGES_PER_KEY)
         _int_at_least("seed", self.seed, 0)
         _non_negative("target_weight", self.target_weight)
         _non_negative("feature_weight", self.feature_weight)

@@ -54,6 +54,7 @@ def test_commitment_checks_with_watermark_and_artifact(embedded):
     assert _names(res) == [
         "signature",
         "schema",
+        "signer",
         "subject",
         "watermark",
         "commitment",
