@@ -27,10 +27,9 @@ _PASSPHRASE_HELP = "File whose first line is the passphrase (never pass it on th
 def _read_passphrase(path: str | None) -> bytes | None:
     if path is None:
         return None
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read passphrase file '{path}': {exc.strerror}") from None
+    from protocols.fileio import MAX_KEY_BYTES, read_input
+
+    data = read_input(path, "passphrase", max_bytes=MAX_KEY_BYTES)
     line = data.splitlines()[0] if data else b""
     if not line:
         raise InputError(f"passphrase file '{path}' is empty")
@@ -39,8 +38,9 @@ def _read_passphrase(path: str | None) -> bytes | None:
 
 def _private_key(path: str, passphrase: bytes | None):  # noqa: ANN202
     from protocols import keys
+    from protocols.fileio import MAX_KEY_BYTES, read_input
 
-    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    data = read_input(path, "private key", max_bytes=MAX_KEY_BYTES)
     encrypted = b"ENCRYPTED PRIVATE KEY" in data
     return keys.load_private_key(path, passphrase=passphrase if encrypted else None)
 
@@ -196,7 +196,7 @@ def verify(
     key_path,
     out,
     passphrase_file,
-    unsafe_pickle,
+    unsafe_load,
     force,
     as_json,
 ):
@@ -214,7 +214,7 @@ def verify(
         null_keys=null_keys,
         key=key,
         passphrase=passphrase,
-        unsafe_pickle=unsafe_pickle,
+        unsafe_load=unsafe_load,
         out=out,
         force=force,
     )
@@ -245,6 +245,9 @@ def _print_verdict(report) -> None:  # noqa: ANN001
             f"owner key    {r.owner_key} (signer of {wm_name}; check it against the published "
             "commitment with 'mapguard check')"
         )
+    isolation = p["suspect"].get("isolation", "")
+    if isolation:
+        click.echo(f"loaded       {isolation}")
     signed = "signed statement" if report.signed else "unsigned JSON"
     click.echo(
         f"result       {report.out} ({signed}; suspect sha256 {p['suspect']['sha256'][:16]}...)"

@@ -356,9 +356,25 @@ def load_any_model(
 _FORMAT_NAMES = {"export": "torch.export (.pt2)", "torchscript": "TorchScript", "pickle": "pickle"}
 
 
+class _FixedMode(nn.Module):
+    """An exported program's module: its train/eval mode was fixed at export time, so
+    ``train()``/``eval()`` (which it refuses) only set the flag here."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+    def train(self, mode: bool = True) -> _FixedMode:
+        self.training = mode
+        return self
+
+
 def _load_code_format(p: Path, fmt: str) -> nn.Module:
     if fmt == "export":
-        module = torch.export.load(str(p)).module()
+        module = _FixedMode(torch.export.load(str(p)).module())
     elif fmt == "torchscript":
         module = torch.jit.load(str(p), map_location="cpu")
     else:

@@ -55,6 +55,16 @@ def _banners(evidence: Evidence) -> list[dict[str, str]]:
         }
         for c in evidence.failed_checks
     ]
+    isolation = str((evidence.result.predicate.get("suspect") or {}).get("isolation", ""))
+    if isolation.startswith("UNSAFE LOAD"):
+        banners.append(
+            {
+                "level": "danger",
+                "text": "UNSAFE LOAD: the suspect file was loaded in the verifier's own process "
+                "(--unsafe-load), so code in that file could have run there and influenced the "
+                "answers recorded here. Re-run the verification without --unsafe-load.",
+            }
+        )
     if evidence.result.check.status == UNSIGNED:
         banners.append(
             {
@@ -128,6 +138,9 @@ def _models(s: Sources) -> list[dict[str, Cell]]:
             "format": s.num("result:suspect.format", "text"),
             "size": result_cell(s, "suspect_size", "int"),
             "sha256": s.num("result:suspect.sha256", "text"),
+            "loading": s.num("result:suspect.isolation", "text")
+            if s.get("result:suspect.isolation")
+            else text("not recorded (result written before isolation was recorded)"),
         },
     ]
 

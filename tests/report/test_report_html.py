@@ -224,3 +224,28 @@ def test_verdicts_are_stated_in_plain_language(report, report_inputs, tmp_path, 
     assert pvalues and all(
         json.loads(c.raw) == report_inputs.independent_predicate["test"]["pvalue"] for c in pvalues
     )
+
+
+def test_suspect_loading_is_shown_and_unsafe_load_is_flagged(report_inputs, tmp_path, html_tools):
+    from click.testing import CliRunner
+
+    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
+    from mapguard._cli import cli
+
+    def render(result):
+        res = build_report(
+            result,
+            report_inputs.commitment,
+            pubkey_path=report_inputs.pubkey,
+            out_html=tmp_path / f"{result.stem}.html",
+        )
+        return res.html_path.read_text(encoding="utf-8")
+
+    safe = render(report_inputs.result_plain)  # the TorchScript suspect, via the isolated worker
+    assert "isolated worker" in safe and "UNSAFE LOAD" not in safe
+    unsafe = tmp_path / "unsafe.json"
+    args = [report_inputs.dir / "suspect.ts", "--watermark", report_inputs.watermark]
+    res = CliRunner().invoke(cli, ["verify", *map(str, args), "--unsafe-load", "--out", unsafe])
+    assert res.exit_code in (0, 1), res.output
+    parsed = html_tools.parse_report(render(unsafe))
+    assert [lvl for lvl, text in parsed.banners if text.startswith("UNSAFE LOAD")] == ["danger"]
