@@ -182,6 +182,13 @@ def embed(
 )
 @click.option("--key", "key_path", type=click.Path(dir_okay=False), help="Sign the result.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Result JSON.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds the isolated worker may take to load the suspect, and to answer one batch.",
+)
 @passphrase_option
 @unsafe_option
 @force_option
@@ -195,6 +202,7 @@ def verify(
     null_keys,
     key_path,
     out,
+    timeout,
     passphrase_file,
     unsafe_load,
     force,
@@ -215,6 +223,7 @@ def verify(
         key=key,
         passphrase=passphrase,
         unsafe_load=unsafe_load,
+        timeout=timeout,
         out=out,
         force=force,
     )

@@ -107,3 +107,59 @@ def test_truncated_checkpoint(model, tmp_path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ModelFileError):
         load_checkpoint(path)
+
+
+def _with_header(model, path, **changes):
+    """A real checkpoint of ``model`` whose mapguard header fields are replaced by ``changes``
+    (values are put in as given: JSON text for the JSON-typed fields)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    save_checkpoint(model, ModelMeta(arch="vgg_tiny"), path, force=True)
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()["mapguard"])
+    header.update(changes)
+    save_file(load_file(str(path)), str(path), metadata={"mapguard": json.dumps(header)})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arch": {"nested": "dict"}}, "arch must be a short string"),
+        ({"mean": '"not a list"'}, "mean/std must be lists"),
+        ({"mean": "[0.5, 0.5, NaN]"}, "finite numbers"),
+        ({"extra": "[" * 100_000 + "]" * 100_000}, "extra is not JSON"),
+        ({"classes": '["a", "b"]'}, "2 class names for 10 classes"),
+        ({"num_classes": "6000000"}, r"num_classes 6000000 outside \[2, 100000\]"),
+        ({"num_classes": "99999", "classes": "[" + ",".join(['"c"'] * 99999) + "]"},
+         r"tensor '1\.\d+\.bias' has shape \[10\], .*needs \[99999\]"),
+        ({"input_size": "[3, 32]"}, r"input_size \[3, 32\]"),
+        ({"std": "[0.5, 0.0, 0.5]"}, "std"),
+    ],
+)  # fmt: skip
+def test_crafted_metadata_is_one_clear_error(model, tmp_path, changes, message) -> None:
+    path = _with_header(model, tmp_path / "crafted.pt", **changes)
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_crafted_metadata_through_the_cli_is_exit_2_not_1(model, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = _with_header(model, tmp_path / "crafted.pt", extra="[" * 100_000 + "]" * 100_000)
+    out = tmp_path / "attacked.pt"
+    for args in (
+        ["evaluate", str(path), "--data", "builtin:optdigits"],
+        ["attack", str(path), "--kind", "ftal", "--data", "builtin:optdigits", "--out", str(out)],
+    ):
+        done = subprocess.run([sys.executable, "-m", "mapguard", *args], capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert "extra is not JSON" in done.stderr
+    assert not out.exists()

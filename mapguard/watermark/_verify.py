@@ -24,7 +24,13 @@ from mapguard.checkpoint import file_sha256, load_checkpoint
 from mapguard.watermark._files import now_rfc3339
 from protocols import canonical, schemas, statements
 from protocols.errors import InputError
-from verification.backends import ModuleBackend, QueryBackend, detect_suspect_format, load_suspect
+from verification.backends import (
+    ModuleBackend,
+    QueryBackend,
+    WorkerLimits,
+    detect_suspect_format,
+    load_suspect,
+)
 from verification.verify import VerificationResult, VerifyConfig, verify
 from verification.watermark_file import WatermarkFile, read_watermark, watermark_spec
 
@@ -45,7 +51,9 @@ class SuspectReport:
         return self.result.evidenced
 
 
-def _backend(path: Path, *, unsafe_load: bool, num_classes: int) -> tuple[QueryBackend, str]:
+def _backend(
+    path: Path, *, unsafe_load: bool, num_classes: int, limits: WorkerLimits
+) -> tuple[QueryBackend, str]:
     """Open the suspect: checkpoints in-process (data), code formats in the isolated worker.
 
     The backend always answers probabilities so that the class-count probe also holds for a
@@ -53,7 +61,9 @@ def _backend(path: Path, *, unsafe_load: bool, num_classes: int) -> tuple[QueryB
     """
     fmt = detect_suspect_format(path)
     if fmt != "safetensors":
-        backend = load_suspect(path, allow_unsafe_load=unsafe_load, num_classes=num_classes)
+        backend = load_suspect(
+            path, allow_unsafe_load=unsafe_load, num_classes=num_classes, limits=limits
+        )
         return backend, fmt
     module, _ = load_checkpoint(path)
     backend = ModuleBackend(
@@ -183,6 +193,7 @@ def verify_suspect(
     key: Ed25519PrivateKey | None = None,
     passphrase: bytes | None = None,
     unsafe_load: bool = False,
+    timeout: float = 300.0,
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> SuspectReport:
@@ -200,6 +211,7 @@ def verify_suspect(
         passphrase: Of an encrypted watermark file.
         unsafe_load: Load code formats (``.pt2``, TorchScript, pickle) in this process instead
             of the isolated worker (runs code from the file; the result says UNSAFE LOAD).
+        timeout: Wall-clock seconds the isolated worker may take to load, and per batch.
         out: Where to write the result (None: write nothing).
         force: Overwrite ``out``.
 
@@ -222,7 +234,10 @@ def verify_suspect(
         n_query_images=_images_for_budget(queries, wm, m),
     )
     path = Path(suspect)
-    backend, fmt = _backend(path, unsafe_load=unsafe_load, num_classes=wm.num_classes)
+    limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
+    backend, fmt = _backend(
+        path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits
+    )
     try:
         result = verify(backend, spec, config)
     finally:

@@ -158,3 +158,34 @@ def test_existing_output_needs_force(embedded, tmp_path):
     )
     assert res.exit_code == 2 and "exists" in res.output
     assert out.read_text() == "{}"
+
+
+def test_labels_only_still_checks_the_class_count(embedded, tmp_path):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)).eval()
+    path = tmp_path / "five.pt2"
+    torch.export.save(torch.export.export(net, (torch.rand(2, 3, 32, 32),)), str(path))
+    out = tmp_path / "r.json"
+    res = _run(path, "--watermark", embedded.file("owner.wm"), "--labels-only", "--out", out)
+    assert res.exit_code == 2, res.output  # not 1 ("not evidenced"): the suspect does not fit
+    assert "outputs 5 classes, the watermark has 10" in res.output
+    assert not out.exists()
+
+
+def test_a_hanging_suspect_hits_the_time_limit(embedded, tmp_path):
+    import time
+
+    class Spin(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            i = 0
+            while i >= 0:
+                i = (i + 1) % 1000
+            return x.flatten(1)[:, :10]
+
+    path = tmp_path / "spin.ts"
+    torch.jit.script(Spin()).save(str(path))
+    out = tmp_path / "r.json"
+    start = time.monotonic()
+    res = _run(path, "--watermark", embedded.file("owner.wm"), "--timeout", "3", "--out", out)
+    assert res.exit_code == 2 and "time limit (3" in res.output, res.output
+    assert time.monotonic() - start < 40
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
