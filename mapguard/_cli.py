@@ -1,13 +1,18 @@
 """The ``mapguard`` command line: parse, call one library function, print.
 
 Every user-caused error (:class:`protocols.errors.InputError`) becomes one line on stderr and exit
-code 2; nothing is left half-written because every output goes through an atomic rename.
+code 2; nothing is left half-written because every output goes through an atomic rename. An
+unexpected exception is one line and exit code 2 as well (never 1, which ``verify`` uses for "not
+evidenced"); ``MAPGUARD_DEBUG=1`` shows its traceback and third-party warnings.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
+import os
+import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +25,34 @@ from protocols.errors import InputError
 __all__ = ["cli", "main"]
 
 
+_DEBUG_ENV = "MAPGUARD_DEBUG"
+_RAW_VALUES = "mapguard.raw_values"
+
+
+def _debug() -> bool:
+    return os.environ.get(_DEBUG_ENV) == "1"
+
+
+class _Command(click.Command):
+    """A command whose paths are checked before it runs (see :mod:`mapguard._cli_paths`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from mapguard._cli_paths import raw_values
+
+        ctx.meta[_RAW_VALUES] = raw_values(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from mapguard._cli_paths import check_paths
+
+        check_paths(ctx, ctx.meta.get(_RAW_VALUES, {}))
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
-    """Click group that turns :class:`InputError` into ``mapguard: error: ...`` and exit 2."""
+    """Click group that turns every error into one ``mapguard: ...`` line on stderr and exit 2."""
+
+    command_class = _Command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,6 +63,34 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("mapguard: interrupted", err=True)
             ctx.exit(130)
+        except click.ClickException as exc:  # a usage error: one line too, not click's three
+            hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+            click.echo(f"mapguard: error: {exc.format_message()}{hint}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.Abort):
+            raise  # click's own exits (Exit is a RuntimeError)
+        except OSError as exc:  # e.g. the disk filled up while writing
+            click.echo(f"mapguard: error: {_os_error(exc)}", err=True)
+            ctx.exit(2)
+        except Exception as exc:  # noqa: BLE001 - a bug: still one line, exit 2
+            if _debug():
+                traceback.print_exc()
+            else:
+                click.echo(f"mapguard: internal error: {_one_line(exc)}", err=True)
+            ctx.exit(2)
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if len(first) > 300:
+        first = first[:300] + "..."
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return f"{text} (set {_DEBUG_ENV}=1 for the traceback)"
+
+
+def _os_error(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason}: '{exc.filename}'" if exc.filename else reason
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,14 +149,31 @@ def out_path(value: str) -> Path:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (also ``python -m mapguard``)."""
     from mapguard import _cli_commands  # noqa: F401  (registers the commands)
 
+    if not _debug():
+        _quiet_third_parties()
     cli.main(prog_name="mapguard")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _quiet_third_parties() -> None:
+    """Keep stderr to mapguard's own lines: no FutureWarning, PIL or torch log noise.
+
+    Warnings are ignored except mapguard's own, shown as one ``mapguard: warning:`` line; log
+    records below ERROR are dropped (torch logs some failures at WARNING with a traceback), and so
+    are torch's C++ warnings (read when torch is imported, after this).
+    """
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"mapguard(\.|$)")
+    warnings.showwarning = _show_warning
+    logging.disable(logging.WARNING)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    click.echo(f"mapguard: warning: {text}", err=True)
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

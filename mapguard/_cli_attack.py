@@ -6,6 +6,7 @@ import click
 
 from mapguard._cli import (
     DATA_HELP,
+    _Command,
     cli,
     device_option,
     echo_json,
@@ -16,7 +17,7 @@ from mapguard._cli import (
 )
 
 
-class _AttackCommand(click.Command):
+class _AttackCommand(_Command):
     """Lists the registered attack kinds under ``--help`` (imported only when asked for)."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -28,11 +31,15 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "MAX_JSON_BYTES",
     "MAX_KEY_BYTES",
+    "STALE_AFTER_S",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_writable",
+    "probe_directory",
     "read_input",
+    "remove_stale_temporaries",
+    "temp_prefix",
 ]
 
 #: Size limits of :func:`read_input`. A PEM key is under 1 KiB; a signed commitment or result
@@ -43,20 +50,114 @@ MAX_JSON_BYTES = 1024 * 1024
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 _CHUNK_BYTES = 1024 * 1024
 
+#: A temporary left by a killed process is removed once it is this old (see
+#: :func:`remove_stale_temporaries`).
+STALE_AFTER_S = 3600.0
+_SEPARATORS = tuple(s for s in (os.sep, os.altsep) if s)
+
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Validate that ``path`` can be written: parent exists and is a writable directory."""
+    """Validate that ``path`` can be written as a file, before any work is done.
+
+    ``path`` must not end in a path separator (``newdir/`` names a folder, not a file), must not
+    exist unless ``force``, and its directory must accept a new file (see
+    :func:`probe_directory`).
+    """
+    raw = os.fspath(path)
+    if raw.endswith(_SEPARATORS):
+        raise InputError(
+            f"output '{raw}' ends with a path separator; expected a file path, not a folder"
+        )
     p = Path(path)
     if p.exists() and not force:
         raise OutputExistsError(f"output '{p}' exists; pass --force to overwrite")
     if p.exists() and p.is_dir():
         raise InputError(f"output '{p}' is a directory, expected a file path")
+    probe_directory(p)
+    return p
+
+
+def probe_directory(path: str | os.PathLike[str]) -> Path:
+    """Check that a new file can be created next to ``path`` by creating (and removing) one.
+
+    ``os.access`` is not enough: it says yes for root under ``/proc``, on a read-only mount or
+    where an ACL or quota refuses. Returns the directory.
+
+    Raises:
+        InputError: the directory does not exist, or refuses the new file (the OS reason).
+    """
+    p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"cannot write '{p}': directory '{parent}' does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write '{p}': directory '{parent}' is not writable")
-    return p
+    try:
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(p), suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write '{p}': directory '{parent}' is not writable ({exc.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+    return parent
+
+
+def temp_prefix(target: str | os.PathLike[str]) -> str:
+    """``.NAME.<pid>.``: how every temporary file or staging folder for ``target`` begins.
+
+    The pid lets a later run tell a temporary left by a killed process (see
+    :func:`remove_stale_temporaries`) from one that is being written.
+    """
+    return f".{Path(target).name}.{os.getpid()}."
+
+
+def remove_stale_temporaries(
+    target: str | os.PathLike[str], *, min_age_s: float = STALE_AFTER_S
+) -> list[Path]:
+    """Remove the temporaries (``.NAME.<pid>.<random>.tmp`` / ``.old``) of ``target`` left behind.
+
+    One is stale when its creating process no longer exists and it has not changed for
+    ``min_age_s`` seconds; the age guards a shared folder, where the pid may be another
+    machine's or container's. Names without a pid are never touched. Returns what was removed.
+    """
+    p = Path(target)
+    parent = p.parent if str(p.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(p.name)}\.(\d+)\.[A-Za-z0-9_]+\.(?:tmp|old)")
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime >= min_age_s:
+                _remove(Path(entry.path), is_dir=entry.is_dir(follow_symlinks=False))
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (in doubt: yes, so nothing is removed)."""
+    if os.name == "nt" or pid <= 0:  # on Windows os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False  # larger than any pid
+    except OSError:
+        return True  # e.g. PermissionError: it exists, owned by another user
+    return True
+
+
+def _remove(path: Path, *, is_dir: bool) -> None:
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink()
 
 
 def _default_mode() -> int:
@@ -73,10 +174,13 @@ def atomic_path(
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
     On any exception the temporary file is removed and ``path`` is left untouched. The file gets
-    ``mode`` (e.g. ``0o600`` for secrets, kept from creation on) or the umask default.
+    ``mode`` (e.g. ``0o600`` for secrets, kept from creation on) or the umask default. Stale
+    temporaries of ``path`` left by a killed process are removed first
+    (:func:`remove_stale_temporaries`).
     """
     target = check_writable(path, force=force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     final_mode = _default_mode() if mode is None else mode

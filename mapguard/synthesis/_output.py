@@ -17,6 +17,7 @@ from mapguard.data import ImageSet, grid_image
 from mapguard.synthesis._families import create_family, list_families
 from mapguard.synthesis._result import SynthesisResult, save_result
 from protocols.errors import InputError, OutputExistsError
+from protocols.fileio import probe_directory, remove_stale_temporaries, temp_prefix
 
 __all__ = [
     "as_imageset",
@@ -98,21 +99,19 @@ def check_out_dir(out: Path, *, force: bool) -> Path:
         raise InputError(f"output '{out}' exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"output directory '{out}' is not empty; pass --force to overwrite")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"cannot write '{out}': directory '{parent}' does not exist")
-    return parent
+    return probe_directory(out)  # the parent must exist and accept the staging folder
 
 
 @contextlib.contextmanager
 def _atomic_dir(out: Path, *, force: bool) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``out``."""
     parent = check_out_dir(out, force=force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    remove_stale_temporaries(out)  # staging folders of a killed run
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".tmp", dir=parent))
     try:
         yield tmp
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".old", dir=parent))
             os.replace(out, old / "x")
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
