@@ -130,10 +130,15 @@ def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def unsafe_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--unsafe-load`` (old spelling ``--unsafe-pickle`` kept, hidden) into ``unsafe_load``."""
+    fn = click.option("--unsafe-pickle", "unsafe_load", is_flag=True, hidden=True)(fn)
     return click.option(
-        "--unsafe-pickle",
+        "--unsafe-load",
+        "unsafe_load",
         is_flag=True,
-        help="Allow loading pickled models (can run arbitrary code; only for trusted files).",
+        help="Load .pt2/TorchScript/pickle model files in this process (runs code from the "
+        "file: only for files you trust; results say UNSAFE LOAD). Without it, verify and "
+        "evaluate run such files in an isolated worker; other commands refuse them.",
     )(fn)
 
 

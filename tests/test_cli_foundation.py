@@ -113,16 +113,21 @@ def test_existing_output_needs_force(tiny_checkpoint) -> None:
     _assert_clean_failure(r, "--force")
 
 
-def test_pickle_needs_unsafe_flag(tiny_model, tmp_path) -> None:
+def test_pickles_are_evaluated_in_the_worker_or_in_process_with_unsafe_load(
+    tiny_model, tmp_path
+) -> None:
     import torch
 
     path = tmp_path / "m.pkl"
     torch.save(tiny_model, path)
-    _assert_clean_failure(
-        run("evaluate", str(path), "--data", "builtin:optdigits"), "--unsafe-pickle"
-    )
-    r = run("evaluate", str(path), "--data", "builtin:optdigits", "--unsafe-pickle", "--quiet")
-    assert r.exit_code == 0
+    args = ("evaluate", str(path), "--data", "builtin:optdigits", "--json", "--quiet")
+    isolated = run(*args)
+    assert isolated.exit_code == 0, isolated.output
+    unsafe = run(*args, "--unsafe-load")
+    assert unsafe.exit_code == 0, unsafe.output
+    assert json.loads(isolated.output)["accuracy"] == json.loads(unsafe.output)["accuracy"]
+    r = run("synthesize", str(path), "--n", "2", "--out", str(tmp_path / "s"))
+    _assert_clean_failure(r, "--unsafe-load")
 
 
 @pytest.mark.parametrize("bad", [["--epochs", "0"], ["--lr", "-1"]])
