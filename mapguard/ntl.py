@@ -23,17 +23,15 @@ Example:
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mapguard._config import ConfigMixin, check_int, check_number
 from mapguard._device import default_device
 from mapguard._errors import ConfigError, ModelFileError, TrainingError
 from mapguard._progress import progress_bar
@@ -43,7 +41,7 @@ __all__ = ["NTLConfig", "NTLResult", "mmd", "ntl_finetune"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class NTLConfig:
+class NTLConfig(ConfigMixin, what="NTL"):
     """Options of :func:`ntl_finetune` (paper defaults)."""
 
     epochs: int = 4
@@ -55,28 +53,12 @@ class NTLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ConfigError(f"batch size must be an integer >= 2, got {self.batch_size!r}")
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=2)
         for name in ("lr", "alpha", "beta"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"{name} must be a positive number, got {v!r}")
-        steps = self.max_steps_per_epoch
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
-            raise ConfigError(f"max_steps_per_epoch must be None or an integer >= 1, got {steps!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NTLConfig:
-        """Build from a dict; unknown keys are an error naming them."""
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown NTL option(s): {', '.join(unknown)}")
-        return cls(**data)
+            check_number(name, getattr(self, name), positive=True)
+        if self.max_steps_per_epoch is not None:
+            check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mapguard._checks import check_int, check_number
+from mapguard._config import ConfigMixin, check_int, check_number
 from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.masking import (
@@ -78,7 +78,7 @@ DEFAULT_FAMILIES = ("amplitude", "colour", "random_conv", "texture", "feature_st
 
 
 @dataclass(frozen=True, kw_only=True)
-class FreeConfig:
+class FreeConfig(ConfigMixin, what="free"):
     """Options of SF-MAP / DF-MAP beyond :class:`~mapguard.masking.MaskConfig`.
 
     Attributes:
@@ -147,13 +147,6 @@ class FreeConfig:
                 f"choose from: {', '.join(sorted(known))}"
             )
         object.__setattr__(self, "families", families)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (nested synthesis options included)."""
-        d = dataclasses.asdict(self)
-        d["families"] = list(self.families)
-        d["synthesis"] = self.synthesis.to_dict()
-        return d
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -4,30 +4,18 @@ defaults (see :func:`AttackConfig.resolve`)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mapguard._checks import check_int
+from mapguard._config import ConfigMixin, check_int, check_range
 from mapguard._errors import ConfigError
 
 __all__ = ["AttackConfig"]
 
 
-def _check_number(name: str, value: object, *, lo: float, hi: float, lo_open: bool, hi_open: bool):
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and math.isfinite(float(value))  # type: ignore[arg-type]
-    if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    if not ok:
-        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
-        raise ConfigError(f"{name} must be a number in {left}{lo:g}, {hi:g}{right}, got {value!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
-class AttackConfig:
+class AttackConfig(ConfigMixin, what="attack"):
     """Options of :func:`mapguard.attacks.attack`; ``None`` means "the attack kind's default".
 
     Attributes:
@@ -64,9 +52,7 @@ class AttackConfig:
     def resolve(self, defaults: Mapping[str, Any]) -> AttackConfig:
         """A copy with every unset field taken from ``defaults`` (then the global defaults)."""
         values = {**_GLOBAL_DEFAULTS, **dict(defaults)}
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ConfigError(f"unknown attack option(s): {', '.join(unknown)}")
+        self.check_names(values)
         filled = {k: v for k, v in values.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **filled)
 
@@ -75,31 +61,23 @@ class AttackConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if getattr(self, f.name) is not None}  # fmt: skip
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AttackConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown attack option(s): {', '.join(unknown)}")
-        return cls(**dict(data))
-
 
 _GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 64, "weight_decay": 5e-4, "augment": True}
 
 
 def _config_iv(cfg: AttackConfig) -> None:
     if cfg.fraction is not None:
-        _check_number("fraction", cfg.fraction, lo=0, hi=1, lo_open=True, hi_open=False)
+        check_range("fraction", cfg.fraction, lo=0, hi=1, lo_open=True, hi_open=False)
     if cfg.amount is not None:
-        _check_number("amount", cfg.amount, lo=0, hi=1, lo_open=False, hi_open=True)
+        check_range("amount", cfg.amount, lo=0, hi=1, lo_open=False, hi_open=True)
     if cfg.lr is not None:
-        _check_number("lr", cfg.lr, lo=0, hi=10, lo_open=True, hi_open=False)
+        check_range("lr", cfg.lr, lo=0, hi=10, lo_open=True, hi_open=False)
     if cfg.weight_decay is not None:
-        _check_number("weight_decay", cfg.weight_decay, lo=0, hi=1, lo_open=False, hi_open=False)
+        check_range("weight_decay", cfg.weight_decay, lo=0, hi=1, lo_open=False, hi_open=False)
     if cfg.temperature is not None:
-        _check_number("temperature", cfg.temperature, lo=0, hi=1e3, lo_open=True, hi_open=False)
+        check_range("temperature", cfg.temperature, lo=0, hi=1e3, lo_open=True, hi_open=False)
     if cfg.noise_scale is not None:
-        _check_number("noise_scale", cfg.noise_scale, lo=0, hi=1e3, lo_open=False, hi_open=False)
+        check_range("noise_scale", cfg.noise_scale, lo=0, hi=1e3, lo_open=False, hi_open=False)
     for name in ("n_images", "epochs", "batch_size"):
         if getattr(cfg, name) is not None:
             check_int(name, getattr(cfg, name), low=1)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from mapguard._config import ConfigMixin, check_int, check_number
 from mapguard._errors import ConfigError
 from mapguard.masking._optim import OPTIMIZERS
 
@@ -16,18 +13,8 @@ __all__ = ["GRANULARITIES", "MaskConfig"]
 GRANULARITIES = ("weight", "channel")
 
 
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
-class MaskConfig:
+class MaskConfig(ConfigMixin, what="mask"):
     """Options of :func:`mapguard.masking.learn_mask` (see ``docs/METHOD.md`` for the objective).
 
     Attributes:
@@ -79,12 +66,10 @@ class MaskConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
         for name in ("lr", "degrade_cap", "temperature"):
-            _positive(name, getattr(self, name))
+            check_number(name, getattr(self, name), positive=True)
         for name in (
             "keep_weight",
             "keep_ce_weight",
@@ -93,10 +78,10 @@ class MaskConfig:
             "bn_weight",
             "weight_noise",
         ):
-            _non_negative(name, getattr(self, name))
+            check_number(name, getattr(self, name), positive=False)
         if self.keep_weight == 0 and self.degrade_weight == 0:
             raise ConfigError("keep_weight and degrade_weight cannot both be 0")
-        _non_negative("threshold", self.threshold)
+        check_number("threshold", self.threshold, positive=False)
         if not self.init_score > self.threshold:
             raise ConfigError(
                 f"init_score ({self.init_score}) must exceed threshold ({self.threshold}) "
@@ -114,30 +99,5 @@ class MaskConfig:
         if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
             raise ConfigError(f"exclude must be a tuple of name patterns, got {self.exclude!r}")
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        steps = self.max_steps_per_epoch
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
-            raise ConfigError(f"max_steps_per_epoch must be None or an integer >= 1, got {steps!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["exclude"] = list(self.exclude)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MaskConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown mask option(s): {', '.join(unknown)}")
-        values = dict(data)
-        if isinstance(values.get("exclude"), str):
-            values["exclude"] = (values["exclude"],)
-        elif "exclude" in values:
-            values["exclude"] = tuple(values["exclude"])
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> MaskConfig:
-        """A copy with ``changes`` applied (validated)."""
-        return MaskConfig.from_dict({**self.to_dict(), **changes})
+        if self.max_steps_per_epoch is not None:
+            check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from mapguard._checks import check_int, check_number
+from mapguard._config import ConfigMixin, check_int, check_number
 from mapguard._errors import ConfigError
 
 __all__ = ["SynthesisConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class SynthesisConfig:
+class SynthesisConfig(ConfigMixin, what="synthesis"):
     """Options of :func:`mapguard.synthesis.synthesize` (formulas in ``docs/METHOD.md, section 2``).
 
     Attributes:
@@ -63,20 +60,3 @@ class SynthesisConfig:
             raise ConfigError(
                 f"init_level must lie strictly between 0 and 1, got {self.init_level!r}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every option."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SynthesisConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown synthesis option(s): {', '.join(unknown)}")
-        return cls(**dict(data))
-
-    def replace(self, **changes: Any) -> SynthesisConfig:
-        """A copy with ``changes`` applied (validated)."""
-        return SynthesisConfig.from_dict({**self.to_dict(), **changes})
