@@ -1,7 +1,9 @@
-"""Atomic file output: write to a temporary file in the target directory, then rename.
+"""Atomic output: write to a temporary file or folder next to the target, then rename.
 
 A crash or a bad input never leaves a half-written output behind, and existing outputs are not
-overwritten unless ``force=True``.
+overwritten unless ``force=True``. A file goes through :func:`atomic_path`, a folder of files
+through :func:`atomic_dir`; both name their temporaries with :func:`temp_prefix` and clear those
+a killed process left (:func:`remove_stale_temporaries`).
 
 Example:
     >>> import tempfile, pathlib
@@ -32,9 +34,11 @@ __all__ = [
     "MAX_JSON_BYTES",
     "MAX_KEY_BYTES",
     "STALE_AFTER_S",
+    "atomic_dir",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output_dir",
     "check_writable",
     "probe_directory",
     "read_input",
@@ -212,6 +216,61 @@ def atomic_write_text(
 ) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"), force=force, mode=mode)
+
+
+def check_output_dir(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Validate that folder ``path`` can be written by :func:`atomic_dir`, before any work is done.
+
+    ``path`` must not be a file, must not be a folder that holds anything unless ``force`` (an
+    empty one holds nothing to lose), and its parent must accept a new entry (probed by creating
+    one, :func:`probe_directory`). Returns the parent.
+
+    Raises:
+        OutputExistsError: ``path`` is a folder that is not empty and ``force`` is false.
+        InputError: ``path`` is a file, or its parent is missing or refuses new entries.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output '{p}' exists and is not a folder")
+    if p.is_dir() and not force and any(p.iterdir()):
+        raise OutputExistsError(f"output folder '{p}' is not empty; pass --force to overwrite")
+    return probe_directory(p)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+    """Yield a staging folder next to ``path``; on success it replaces ``path`` in one rename.
+
+    On any exception the staging folder is removed and ``path`` is left as it was. An existing
+    ``path`` (see :func:`check_output_dir`, checked before and again after the work) is moved
+    into a ``.old`` temporary first and deleted after the swap. Staging folders left by a killed
+    process are removed first (:func:`remove_stale_temporaries`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> with atomic_dir(out) as stage:
+        ...     _ = (stage / "a.txt").write_text("a")
+        >>> sorted(p.name for p in out.iterdir())
+        ['a.txt']
+    """
+    target = Path(path)
+    parent = check_output_dir(target, force=force)
+    remove_stale_temporaries(target)
+    stage = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=parent))
+    try:
+        yield stage
+        check_output_dir(target, force=force)  # nothing appeared there during the work
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".old", dir=parent))
+            os.replace(target, old / target.name)
+            os.replace(stage, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def read_input(

@@ -173,8 +173,8 @@ def test_the_next_write_removes_a_killed_runs_staging_folder(
     _killed_while_writing(
         """
         from pathlib import Path
-        from mapguard.synthesis._output import _atomic_dir
-        with _atomic_dir(Path("pseudo"), force=False) as tmp:
+        from protocols.fileio import atomic_dir
+        with atomic_dir(Path("pseudo"), force=False) as tmp:
             (tmp / "half.npz").write_bytes(b"half")
             os.kill(os.getpid(), signal.SIGKILL)
         """,

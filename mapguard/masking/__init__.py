@@ -31,7 +31,6 @@ from mapguard.masking._mask import Mask, MaskLayer, apply_mask, load_mask, save_
 from mapguard.masking._objectives import (
     BNStatistics,
     BoundedDegrade,
-    FeatureTap,
     KeepAgreement,
     KeepKL,
     ObjectiveTerm,
@@ -39,8 +38,8 @@ from mapguard.masking._objectives import (
     StepView,
     bn_distance,
     bounded_cross_entropy,
+    default_terms,
     keep_kl,
-    linear_inputs,
 )
 from mapguard.masking._parametrize import MaskedModel, MaskScores, maskable_weights
 from mapguard.masking._sources import Batch, BatchSource, TensorSource
@@ -53,7 +52,6 @@ __all__ = [
     "BoundedDegrade",
     "DistInfo",
     "EpochInfo",
-    "FeatureTap",
     "KeepAgreement",
     "KeepKL",
     "Mask",
@@ -69,13 +67,13 @@ __all__ = [
     "apply_mask",
     "bn_distance",
     "bounded_cross_entropy",
+    "default_terms",
     "device_for",
     "dist_info",
     "finish_distributed",
     "init_distributed",
     "keep_kl",
     "learn_mask",
-    "linear_inputs",
     "load_mask",
     "maskable_weights",
     "save_mask",

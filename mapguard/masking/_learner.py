@@ -18,17 +18,7 @@ from mapguard.checkpoint import weights_digest
 from mapguard.masking._config import MaskConfig
 from mapguard.masking._distributed import DistInfo, device_for, dist_info
 from mapguard.masking._mask import Mask, MaskLayer, apply_mask
-from mapguard.masking._objectives import (
-    BNRecorder,
-    BNStatistics,
-    BoundedDegrade,
-    FeatureTap,
-    KeepAgreement,
-    KeepKL,
-    ObjectiveTerm,
-    PrunedFraction,
-    StepView,
-)
+from mapguard.masking._objectives import BNRecorder, ObjectiveTerm, StepView, default_terms
 from mapguard.masking._optim import make_optimizer
 from mapguard.masking._parametrize import MaskedModel, MaskScores, maskable_weights
 from mapguard.masking._sources import Batch, BatchSource
@@ -96,19 +86,6 @@ def _endless(src: BatchSource, batch_size: int, info: DistInfo) -> Iterator[Batc
         epoch += 1
 
 
-def _default_terms(cfg: MaskConfig) -> list[ObjectiveTerm]:
-    terms: list[ObjectiveTerm] = [
-        KeepKL(cfg.keep_weight, cfg.temperature),
-        BoundedDegrade(cfg.degrade_weight, cfg.degrade_cap),
-        PrunedFraction(cfg.prune_weight),
-    ]
-    if cfg.keep_ce_weight > 0:
-        terms.append(KeepAgreement(cfg.keep_ce_weight))
-    if cfg.bn_weight > 0:
-        terms.append(BNStatistics(cfg.bn_weight))
-    return terms
-
-
 class _Run:
     """State of one learning run (kept out of :func:`learn_mask` to keep functions short)."""
 
@@ -141,8 +118,6 @@ class _Run:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.masked, device_ids=ids, broadcast_buffers=False)
         self.bn = BNRecorder(self.masked.original) if any(t.name == "bn" for t in terms) else None
-        wants = any(t.needs_features and t.weight != 0 for t in terms)
-        self.tap = FeatureTap(self.masked.original) if wants else None
         self.opt = make_optimizer(cfg.optimizer, self.scores.parameters(), cfg.lr)
 
     @torch.no_grad()
@@ -174,21 +149,13 @@ class _Run:
         sizes = [p.shape[0] for p in parts]
         if self.bn is not None:
             self.bn.start(sum(sizes[: len(keeps)]))
-        if self.tap is not None:
-            self.tap.start()
         logits = self.net(torch.cat(parts).to(self.device, non_blocking=True))
-        features = self.tap.stop() if self.tap is not None else ()
         chunks = list(torch.split(logits, sizes))
         k, d = len(keeps), len(degrades)
         teacher = [
             b.teacher.to(self.device) if b.teacher is not None else self.teach(b.x) for b in keeps
         ]
         extra_terms = [t for t in self.terms if t.source is not None]
-        ends = torch.tensor(sizes).cumsum(0).tolist()
-        rows = {
-            t.name: slice(ends[k + d + i] - sizes[k + d + i], ends[k + d + i])
-            for i, t in enumerate(extra_terms)
-        }
         return StepView(
             keep_logits=torch.cat(chunks[:k]),
             teacher_logits=torch.cat(teacher),
@@ -197,9 +164,6 @@ class _Run:
             pruned_fraction=self.scores.pruned_fraction(),
             bn_stats=tuple(self.bn.stats) if self.bn is not None else (),
             extra={t.name: (c, b) for t, c, b in zip(extra_terms, chunks[k + d :], extras)},
-            features=features,
-            rows=rows,
-            model=None if self.info.active else self.masked,
             epoch=epoch,
             step=step,
         )
@@ -280,7 +244,7 @@ def learn_mask(
     info = dist_info()
     digest = weights_digest(model.state_dict())
     dev = device_for(info, default_device(str(device) if device else None))
-    run = _Run(model, cfg, _default_terms(cfg) + list(extra_terms), dev, info)
+    run = _Run(model, cfg, default_terms(cfg) + list(extra_terms), dev, info)
     t0 = time.perf_counter()  # the time includes caching the teacher's logits
     keeps_p = _prepare(keeps, run, labels_only=False)
     degrades_p = _prepare(degrades, run, labels_only=True)
@@ -291,9 +255,8 @@ def learn_mask(
         ) as bar:
             history, images = _fit(run, keeps_p, degrades_p, steps, callbacks, digest, bar)
     finally:
-        for recorder in (run.bn, run.tap):
-            if recorder is not None:
-                recorder.close()
+        if run.bn is not None:
+            run.bn.close()
     seconds = time.perf_counter() - t0
     buffers = None
     if cfg.update_bn:

@@ -2,9 +2,9 @@
 
 A term is an :class:`ObjectiveTerm`: one hook, :meth:`ObjectiveTerm.value`, that turns the
 :class:`StepView` of one optimisation step into a scalar. The learner minimises
-``sum(term.weight * term.value(view))``. Extra terms may bring their own :class:`BatchSource`;
-their images then go through the masked model in the same forward pass and their logits are in
-``view.extra[term.name]``.
+``sum(term.weight * term.value(view))`` over :func:`default_terms` and the caller's extra terms.
+Extra terms may bring their own :class:`BatchSource`; their images then go through the masked
+model in the same forward pass and their logits are in ``view.extra[term.name]``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mapguard.masking._config import MaskConfig
 from mapguard.masking._sources import Batch, BatchSource
 
 __all__ = [
     "BNStatistics",
     "BoundedDegrade",
-    "FeatureTap",
     "KeepAgreement",
     "KeepKL",
     "ObjectiveTerm",
@@ -29,8 +29,8 @@ __all__ = [
     "StepView",
     "bn_distance",
     "bounded_cross_entropy",
+    "default_terms",
     "keep_kl",
-    "linear_inputs",
 ]
 
 
@@ -45,26 +45,25 @@ class StepView:
     pruned_fraction: torch.Tensor
     bn_stats: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ...] = ()
     extra: dict[str, tuple[torch.Tensor, Batch]] = field(default_factory=dict)
-    #: Inputs of every ``nn.Linear`` (in module order) in the masked forward pass, all images
-    #: concatenated; recorded only when a term sets ``needs_features``.
-    features: tuple[torch.Tensor, ...] = ()
-    #: Rows of each extra term's images in the concatenated batch (index ``features`` with it).
-    rows: dict[str, slice] = field(default_factory=dict)
-    #: The masked model itself (a ``MaskedModel``) for terms that need further passes, e.g.
-    #: with simulated weight changes; ``None`` under DistributedDataParallel.
-    model: nn.Module | None = None
     epoch: int = 0
     step: int = 0
 
 
 class ObjectiveTerm(ABC):
-    """A weighted term of the objective (lower is better)."""
+    """A weighted term of the objective (lower is better).
+
+    A subclass names itself with a class attribute ``name`` or as ``class T(ObjectiveTerm,
+    name="t")``; the name keys its logits in :attr:`StepView.extra` and its value in the history.
+    """
 
     name: str = "term"
     weight: float = 1.0
     source: BatchSource | None = None
-    #: Ask the learner to record the masked model's Linear-layer inputs (``StepView.features``).
-    needs_features: bool = False
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
 
     @abstractmethod
     def value(self, view: StepView) -> torch.Tensor:
@@ -97,68 +96,82 @@ def bn_distance(stats: tuple[tuple[torch.Tensor, ...], ...]) -> torch.Tensor:
     return total
 
 
-class KeepKL(ObjectiveTerm):
+@dataclass(eq=False)
+class KeepKL(ObjectiveTerm, name="keep"):
     """Preserve the original model's behaviour on keep images: ``KL(original || masked)``."""
 
-    name = "keep"
-
-    def __init__(self, weight: float = 1.0, temperature: float = 1.0) -> None:
-        self.weight, self.temperature = weight, temperature
+    weight: float = 1.0
+    temperature: float = 1.0
 
     def value(self, view: StepView) -> torch.Tensor:
         return keep_kl(view.keep_logits, view.teacher_logits, self.temperature)
 
 
-class KeepAgreement(ObjectiveTerm):
+@dataclass(eq=False)
+class KeepAgreement(ObjectiveTerm, name="keep_ce"):
     """Keep the original's decisions: ``mean CE(masked(x), argmax original(x))`` (label-free).
 
     Unlike the KL, whose gradient vanishes at the all-ones start, this term has a first-order
     gradient from step 0, so weights the source relies on are defended before they are pruned.
     """
 
-    name = "keep_ce"
-
-    def __init__(self, weight: float = 1.0) -> None:
-        self.weight = weight
+    weight: float = 1.0
 
     def value(self, view: StepView) -> torch.Tensor:
         return F.cross_entropy(view.keep_logits.float(), view.teacher_logits.argmax(1))
 
 
-class BoundedDegrade(ObjectiveTerm):
-    """Break the model on degrade images: ``-mean_i min(CE(masked(x_i), y_i), cap)``."""
-
-    name = "degrade"
-
-    def __init__(self, weight: float = 1.0, cap: float = 5.0) -> None:
-        self.weight, self.cap = weight, cap
-
-    def value(self, view: StepView) -> torch.Tensor:
-        return bounded_cross_entropy(view.degrade_logits, view.degrade_labels, self.cap)
-
-
-class PrunedFraction(ObjectiveTerm):
+@dataclass(eq=False)
+class PrunedFraction(ObjectiveTerm, name="prune"):
     """Regulariser: the fraction of masked weights set to zero."""
 
-    name = "prune"
-
-    def __init__(self, weight: float = 1.0) -> None:
-        self.weight = weight
+    weight: float = 1.0
 
     def value(self, view: StepView) -> torch.Tensor:
         return view.pruned_fraction
 
 
-class BNStatistics(ObjectiveTerm):
-    """Keep the BatchNorm input statistics of keep images at the stored running statistics."""
+@dataclass(eq=False)
+class BNStatistics(ObjectiveTerm, name="bn"):
+    """Keep the BatchNorm input statistics of keep images at the stored running statistics.
 
-    name = "bn"
+    The distance is :func:`bn_distance` over every BatchNorm layer, on the keep images only
+    (DeepInversion's feature-statistics prior, Yin et al. 2020).
+    """
 
-    def __init__(self, weight: float = 0.1) -> None:
-        self.weight = weight
+    weight: float = 0.1
 
     def value(self, view: StepView) -> torch.Tensor:
         return bn_distance(view.bn_stats)
+
+
+@dataclass(eq=False)
+class BoundedDegrade(ObjectiveTerm, name="degrade"):
+    """Break the model on degrade images: ``-mean_i min(CE(masked(x_i), y_i), cap)``.
+
+    The true labels are used where the degrade source has them, else the original's decisions.
+    """
+
+    weight: float = 1.0
+    cap: float = 5.0
+
+    def value(self, view: StepView) -> torch.Tensor:
+        return bounded_cross_entropy(view.degrade_logits, view.degrade_labels, self.cap)
+
+
+def default_terms(cfg: MaskConfig) -> list[ObjectiveTerm]:
+    """The terms every mask objective has, weighted as ``cfg`` says (zero-weight optional ones
+    left out): keep, degrade and prune; keep agreement and BN statistics when switched on."""
+    terms: list[ObjectiveTerm] = [
+        KeepKL(cfg.keep_weight, cfg.temperature),
+        BoundedDegrade(cfg.degrade_weight, cfg.degrade_cap),
+        PrunedFraction(cfg.prune_weight),
+    ]
+    if cfg.keep_ce_weight > 0:
+        terms.append(KeepAgreement(cfg.keep_ce_weight))
+    if cfg.bn_weight > 0:
+        terms.append(BNStatistics(cfg.bn_weight))
+    return terms
 
 
 class BNRecorder:
@@ -185,50 +198,3 @@ class BNRecorder:
     def close(self) -> None:
         for h in self._handles:
             h.remove()
-
-
-class FeatureTap:
-    """Forward pre-hooks recording the input of every ``nn.Linear`` while switched on.
-
-    The learner switches it on only around the masked forward pass, so teacher passes through
-    the same modules are not recorded.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        self.on = False
-        self.inputs: list[torch.Tensor] = []
-        self._handles = [m.register_forward_pre_hook(self._hook) for m in self.layers]
-
-    def _hook(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        if self.on:
-            self.inputs.append(args[0].flatten(1))
-
-    def start(self) -> None:
-        self.on, self.inputs = True, []
-
-    def stop(self) -> tuple[torch.Tensor, ...]:
-        out, self.on, self.inputs = tuple(self.inputs), False, []
-        return out
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-
-@torch.no_grad()
-def linear_inputs(
-    model: nn.Module, x: torch.Tensor, *, batch_size: int = 512
-) -> tuple[torch.Tensor, ...]:
-    """The inputs of every ``nn.Linear`` of ``model`` (eval mode) on ``x``, on the CPU."""
-    tap = FeatureTap(model)
-    device = next(model.parameters()).device
-    parts: list[tuple[torch.Tensor, ...]] = []
-    try:
-        for i in range(0, x.shape[0], batch_size):
-            tap.start()
-            model(x[i : i + batch_size].to(device))
-            parts.append(tuple(f.float().cpu() for f in tap.stop()))
-    finally:
-        tap.close()
-    return tuple(torch.cat(layer) for layer in zip(*parts))

@@ -153,11 +153,8 @@ class MaskedModel(nn.Module):
         self.original.train(mode and self.update_bn)
         return self
 
-    def forward(
-        self, x: torch.Tensor, offsets: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """Logits of the masked model; ``offsets`` are added to the masked weights (a simulated
-        change of the weights, e.g. a thief's fine-tuning step, which also regrows pruned ones)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the masked model."""
         params = {n: p.detach() for n, p in self.original.named_parameters()}
         noisy = self.training and self.weight_noise > 0
         for name, mask in self.scores.masks().items():
@@ -165,23 +162,7 @@ class MaskedModel(nn.Module):
             if noisy:
                 w = w * (1.0 + self.weight_noise * self._noise(w))
             params[name] = w * mask
-            if offsets is not None and name in offsets:
-                params[name] = params[name] + offsets[name]
         return functional_call(self.original, params, (x,), strict=False)
-
-    def weight_gradients(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``d CE(masked(x), y) / d w`` for every masked weight ``w`` (as used: ``w * mask``).
-
-        The scores get no gradient from this call (``torch.autograd.grad``, not ``backward``).
-        """
-        zeros = {
-            n: torch.zeros(self.scores.weight_shapes[n], device=x.device, requires_grad=True)
-            for n in self.scores.names
-        }
-        with torch.enable_grad():
-            loss = torch.nn.functional.cross_entropy(self.forward(x, zeros).float(), y)
-            grads = torch.autograd.grad(loss, list(zeros.values()))
-        return {n: g.detach() for n, g in zip(zeros, grads)}
 
     def _noise(self, w: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped like ``w`` from a generator seeded once per model."""

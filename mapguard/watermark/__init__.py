@@ -25,7 +25,7 @@ Example:
 
 from mapguard.watermark._config import DEFAULT_MASK, EmbedConfig
 from mapguard.watermark._embed import EmbedResult, embed
-from mapguard.watermark._files import (
+from mapguard.watermark._outputs import (
     COMMITMENT_FILE,
     CONFIG_FILE,
     EXPORT_FILE,

@@ -10,7 +10,6 @@ import torch
 from mapguard._errors import ConfigError, TrainingError
 from mapguard.checkpoint import weights_digest
 from mapguard.masking import (
-    FeatureTap,
     MaskConfig,
     ObjectiveTerm,
     StepView,
@@ -18,7 +17,6 @@ from mapguard.masking import (
     apply_mask,
     bn_distance,
     learn_mask,
-    linear_inputs,
 )
 from mapguard.training import accuracy
 
@@ -214,53 +212,6 @@ def test_apply_mask_on_channel_granularity(tiny_model, sources):
         w = dict(protected.named_parameters())[layer.name]
         dead = ~layer.bits.flatten()
         assert bool((w[dead] == 0).all())
-
-
-class _FeatureTerm(ObjectiveTerm):
-    """Records the Linear-layer inputs it is given for its own rows of the batch."""
-
-    name = "feat"
-    needs_features = True
-
-    def __init__(self, source):
-        self.source, self.seen = source, []
-
-    def value(self, view):
-        logits, batch = view.extra[self.name]
-        feats = [f[view.rows[self.name]] for f in view.features]
-        self.seen.append((batch.x.clone(), [f.detach().clone() for f in feats]))
-        return feats[-1].pow(2).mean()
-
-
-def test_feature_term_sees_the_masked_linear_inputs_of_its_own_rows(tiny_model, sources):
-    keep, degrade = sources
-    x = torch.rand(40, 3, 32, 32)
-    term = _FeatureTerm(TensorSource(x, seed=3, name="feat"))
-    cfg = FAST.replace(epochs=1, max_steps_per_epoch=1)  # one step: the mask is still all ones
-    learn_mask(tiny_model, keep=keep, degrade=degrade, config=cfg, extra_terms=[term],
-               progress=False)  # fmt: skip
-    ((batch_x, feats),) = term.seen
-    want = linear_inputs(tiny_model, batch_x)  # the all-ones mask = the original model
-    linears = [m for m in tiny_model.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(feats) == len(want) == len(linears) >= 1
-    for got, ref in zip(feats, want):
-        assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5)
-
-
-def test_feature_tap_records_only_while_on(tiny_model):
-    tap = FeatureTap(tiny_model)
-    x = torch.rand(3, 3, 32, 32)
-    try:
-        with torch.no_grad():
-            tiny_model(x)
-            assert tap.stop() == ()  # off: the teacher's passes are not recorded
-            tap.start()
-            tiny_model(x)
-            got = tap.stop()
-    finally:
-        tap.close()
-    assert len(got) == len(tap.layers) and all(f.shape[0] == 3 for f in got)
-    assert not any(m._forward_pre_hooks for m in tap.layers)  # close() removed the hooks
 
 
 def test_weight_noise_is_seeded_training_only_and_leaves_the_model_alone(tiny_model, sources):

@@ -96,12 +96,12 @@ def test_refuses_existing_output_before_any_work(tiny_checkpoint, mnist_small, o
 def test_failure_leaves_nothing_behind(
     tiny_checkpoint, mnist_small, owner, tmp_path, monkeypatch, tiny_config
 ):
-    from mapguard.watermark import _embed
+    from mapguard.watermark import _outputs
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(_embed, "_write_documents", boom)
+    monkeypatch.setattr(_outputs, "write_documents", boom)
     cfg = tiny_config(mask=tiny_config().mask.replace(epochs=1, max_steps_per_epoch=1))
     with pytest.raises(RuntimeError, match="disk full"):
         embed(tiny_checkpoint, mnist_small, owner.key(), cfg, out=tmp_path / "wm", progress=False)

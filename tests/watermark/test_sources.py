@@ -9,13 +9,10 @@ import torch
 from mapguard.masking import StepView
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
-    AnticipatedTargetTerm,
     AugmentedSource,
-    FeatureTargetTerm,
     NegativeKeySource,
     SecretTriggerSource,
     TargetTerm,
-    class_feature_means,
     stamp,
 )
 from verification.triggers import get_trigger_family, random_secret
@@ -67,25 +64,6 @@ def test_negative_keys_are_fresh_family_keys_not_the_secrets():
     assert not torch.equal(stamped, other)  # fresh keys every epoch
 
 
-def test_hard_negatives_sit_at_a_secret_place():
-    t = _triggers(1, seed=5)[0]
-    r, c, s = t.details["row"], t.details["col"], t.details["size"]
-    src = NegativeKeySource(
-        torch.zeros(16, 3, 32, 32),
-        FAMILY,
-        {},
-        seed=2,
-        clean_teacher=False,
-        hard=[t],
-        hard_fraction=1.0,
-        jitter=0,
-    )
-    xs = next(src.batches(epoch=0, batch_size=16)).x
-    outside = xs.clone()
-    outside[:, :, r : r + s, c : c + s] = 0
-    assert (outside == 0).all()  # every change lies inside the secret's square
-
-
 def test_target_term_is_cross_entropy_floored():
     src = SecretTriggerSource(
         torch.rand(4, 3, 32, 32),
@@ -116,83 +94,8 @@ def test_config_validation_names_the_bad_value():
         EmbedConfig(n_secrets=0)
     with pytest.raises(ValueError, match="margin"):
         EmbedConfig(family="patch", margin=2)
-    with pytest.raises(ValueError, match="feature_weight needs a targeted"):
-        EmbedConfig(family="patch", feature_weight=1.0)
-    with pytest.raises(ValueError, match="feature_weight"):
-        EmbedConfig(feature_weight=-1.0)
-    with pytest.raises(ValueError, match="finetune_step needs a targeted"):
-        EmbedConfig(family="patch", finetune_step=0.1)
     cfg = EmbedConfig().replace(epochs=2)
     assert cfg.mask.epochs == 2 and EmbedConfig.from_dict(cfg.to_dict()) == cfg
-
-
-def test_class_feature_means_average_each_class_of_the_linear_inputs(tiny_model, mnist_small):
-    x, y = mnist_small[0].floats()[:200], mnist_small[0].labels[:200]
-    means = class_feature_means(tiny_model, x, y, 10)
-    linears = [m for m in tiny_model.modules() if isinstance(m, torch.nn.Linear)]
-    assert [tuple(m.shape) for m in means] == [(10, lin.in_features) for lin in linears]
-    with torch.no_grad():
-        feats = tiny_model[1][:-1](tiny_model[0](x))  # the input of the last Linear
-        right = tiny_model(x).argmax(1) == y
-    c = int(y[0])
-    assert torch.allclose(means[-1][c], feats[(y == c) & right].mean(0), atol=1e-5)
-
-
-def test_feature_term_is_zero_at_the_target_means_and_grows_away_from_them():
-    src = SecretTriggerSource(
-        torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), _triggers(2), seed=0,
-        targets=[3, 7],
-    )  # fmt: skip
-    batch = next(src.batches(epoch=0, batch_size=4))
-    means = (torch.rand(10, 6), torch.rand(10, 2))
-    term = FeatureTargetTerm(1.0, means)
-    logits = torch.zeros(4, 10)
-    at_target = tuple(torch.cat([torch.zeros(2, m.shape[1]), m[batch.y]]) for m in means)
-
-    def view(features):
-        return StepView(
-            keep_logits=logits, teacher_logits=logits, degrade_logits=logits,
-            degrade_labels=batch.y, pruned_fraction=torch.tensor(0.0),
-            extra={"target": (logits, batch)}, features=features, rows={"target": slice(2, 6)},
-        )  # fmt: skip
-
-    assert float(term.value(view(at_target))) == pytest.approx(0.0, abs=1e-7)
-    away = tuple(f + 0.5 for f in at_target)
-    assert float(term.value(view(away))) > 0.1
-
-
-def test_anticipated_term_scores_the_triggers_after_a_clean_descent_step(tiny_model, mnist_small):
-    from mapguard.masking import MaskedModel, MaskScores, maskable_weights
-
-    x, y = mnist_small[0].floats()[:128], mnist_small[0].labels[:128]
-    shapes = {n: tuple(tiny_model.get_parameter(n).shape) for n in maskable_weights(tiny_model)}
-    masked = MaskedModel(tiny_model, MaskScores(shapes)).train()
-    src = SecretTriggerSource(x, y, _triggers(1), seed=0, targets=[3])
-    batch = next(src.batches(epoch=0, batch_size=16))
-    logits = masked(batch.x)
-
-    def view(model):
-        return StepView(
-            keep_logits=logits, teacher_logits=logits, degrade_logits=logits,
-            degrade_labels=batch.y, pruned_fraction=torch.tensor(0.0),
-            extra={"target": (logits, batch)}, model=model,
-        )  # fmt: skip
-
-    plain = float(TargetTerm(1.0, src).value(view(masked)).detach())
-    values = [
-        AnticipatedTargetTerm(1.0, x, y, step=s, seed=0, batch_size=32).value(view(masked))
-        for s in (1e-6, 0.3)
-    ]
-    assert float(values[0].detach()) == pytest.approx(
-        plain, rel=1e-3
-    )  # a vanishing step: the same loss
-    assert abs(float(values[1].detach()) - plain) > 1e-3  # a real step moves it
-    values[1].backward()
-    assert all(p.grad is not None for p in masked.scores.parameters())  # the mask learns from it
-    with pytest.raises(ValueError, match="single-process"):
-        AnticipatedTargetTerm(1.0, x, y, step=0.1, seed=0).value(view(None))
-    with pytest.raises(ValueError, match="positive"):
-        AnticipatedTargetTerm(1.0, x, y, step=0.0, seed=0)
 
 
 def test_with_options_sets_fields_and_mask_fields():
