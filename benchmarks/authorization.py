@@ -34,8 +34,7 @@ from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
 from mapguard.masking import MaskConfig, TensorSource, learn_mask
 from mapguard.protect import protect
-from mapguard.training import accuracy, batches
-from mapguard.workflows import train_source
+from mapguard.training import accuracy, batches, train_source
 from protocols.fileio import atomic_write_text
 
 INFORMATIVE = 0.25

@@ -32,11 +32,16 @@ from mapguard._errors import ConfigError
 from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
 from mapguard.masking import MaskConfig, apply_mask
+from mapguard.methods.free import (
+    DF_DEFAULTS,
+    SF_DEFAULTS,
+    FreeConfig,
+    data_free_mask,
+    source_free_mask,
+)
 from mapguard.metrics import st_d
-from mapguard.sfmap import DF_DEFAULTS, SF_DEFAULTS, FreeConfig, data_free_mask, source_free_mask
 from mapguard.synthesis import bn_loss, synthesize
-from mapguard.training import accuracy
-from mapguard.workflows import train_source
+from mapguard.training import accuracy, train_source
 
 INFORMATIVE = 0.25  # a pair is informative when the unprotected target accuracy is >= 25%
 

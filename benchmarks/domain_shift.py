@@ -18,8 +18,7 @@ import torch
 
 from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
-from mapguard.training import accuracy
-from mapguard.workflows import train_source
+from mapguard.training import accuracy, train_source
 
 
 def main() -> None:

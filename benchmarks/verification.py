@@ -33,7 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 from mapguard.checkpoint import load_checkpoint  # noqa: E402
-from mapguard.workflows import train_source  # noqa: E402
+from mapguard.training import train_source  # noqa: E402
 from verification._verify_queries import query_triggers  # noqa: E402
 from verification.backends import ModuleBackend, QueryBackend  # noqa: E402
 from verification.stats import combined_rank_test, fake_secret_calibration  # noqa: E402

@@ -31,7 +31,7 @@ from mapguard._cli import (
 @json_option
 def train(data_spec, arch, epochs, lr, batch_size, out, seed, force, device, quiet, as_json):
     """Train a source model on DATA and save it as a mapguard checkpoint."""
-    from mapguard.workflows import train_source
+    from mapguard.training import train_source
 
     summary = train_source(
         data_spec,
@@ -68,7 +68,7 @@ def evaluate(
     model, data_specs, split, reference, source_spec, unsafe_load, device, quiet, as_json
 ):
     """Accuracy of MODEL on each --data (and drops / ST-D against --reference)."""
-    from mapguard.workflows import evaluate_model, render_accuracy_table
+    from mapguard.evaluate import evaluate_model, render_accuracy_table
 
     report = evaluate_model(
         model,

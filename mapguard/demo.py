@@ -77,7 +77,7 @@ def cached_source_model(
     data: str, *, arch: str, epochs: int, seed: int, device: str | None, progress: bool
 ) -> Path:
     """Train once and reuse: the checkpoint is cached keyed by its recipe."""
-    from mapguard.workflows import train_source
+    from mapguard.training import train_source
 
     name = f"{arch}-{data.replace(':', '_').replace('/', '_')}-e{epochs}-s{seed}.pt"
     path = _model_cache() / name
@@ -106,7 +106,7 @@ def _train(cfg: DemoConfig) -> Path:
 @_step("2. Cross-domain accuracy of the source model")
 def _table(cfg: DemoConfig, model: Path) -> dict[str, Any]:
     from mapguard.data import list_domains
-    from mapguard.workflows import evaluate_model, render_accuracy_table
+    from mapguard.evaluate import evaluate_model, render_accuracy_table
 
     specs = [f"builtin:{d}" for d in list_domains()]
     report = evaluate_model(model, specs, device=cfg.device, progress=cfg.progress)

@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from mapguard._config import check_int
 from mapguard._errors import ConfigError
 
 __all__ = [
@@ -42,8 +43,7 @@ def _check_acc(name: str, value: float) -> float:
 
 
 def _chance(num_classes: int) -> float:
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    check_int("num_classes", num_classes, low=2)
     return 1.0 / num_classes
 
 

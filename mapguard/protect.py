@@ -1,18 +1,13 @@
 """``protect``: restrict a trained model to its authorized source domain (library side of
 ``mapguard protect``).
 
-A protection *method* turns (model, source data, target data) into a protected plain model. Methods
-live in a registry: ``"map"`` (mask learning, :mod:`mapguard.masking`) and ``"ntl"`` (the NTL
-baseline, :mod:`mapguard.ntl`). Adding one is a single registration::
-
-    @register_method("my-method", description="...")
-    def my_method(inputs: MethodInputs) -> MethodOutput: ...
-
-(built-in methods also list their module in ``_METHOD_MODULES`` so that they load on demand).
+One walk: load the model and the data (train splits for the method, test splits of every domain
+for the metrics) -> run a protection method from :mod:`mapguard.methods` -> measure accuracies
+before and after (:mod:`mapguard.metrics`) -> write the protected checkpoint, mask, metrics and
+``torch.export`` archive (:mod:`mapguard.export`).
 
 Example:
-    >>> "map" in list_methods() and "ntl" in list_methods()
-    True
+    >>> # protect("model.pt", source="builtin:mnist", targets=["builtin:mnistm"], out="p.pt")
 """
 
 from __future__ import annotations
@@ -21,7 +16,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,172 +28,28 @@ from mapguard import __version__
 from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from mapguard.export import export_program
 from mapguard.masking import (
     Mask,
-    MaskConfig,
-    TensorSource,
     device_for,
     finish_distributed,
     init_distributed,
-    learn_mask,
     maskable_weights,
     save_mask,
 )
+from mapguard.methods import MethodInputs, get_method
 from mapguard.metrics import ProtectionMetrics, protection_metrics
 from mapguard.training import accuracy, check_compatible
-from protocols.fileio import atomic_path, atomic_write_text, check_writable
+from protocols.fileio import atomic_write_text, check_writable
 
 if TYPE_CHECKING:
     from mapguard.data import ImageSet
 
-__all__ = [
-    "MethodInputs",
-    "MethodOutput",
-    "ProtectReport",
-    "export_program",
-    "list_methods",
-    "protect",
-    "register_method",
-]
+__all__ = ["ProtectReport", "protect"]
 
 METRICS_SCHEMA_VERSION = "1"
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class MethodInputs:
-    """What a protection method receives (data are the *train* splits)."""
-
-    model: nn.Module
-    meta: ModelMeta
-    source: ImageSet
-    targets: tuple[ImageSet, ...]
-    keep: tuple[ImageSet, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    device: torch.device = torch.device("cpu")
-    progress: bool = True
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class MethodOutput:
-    """What a protection method returns."""
-
-    model: nn.Module
-    config: Mapping[str, Any]
-    seconds: float
-    images_per_second: float = float("nan")
-    mask: Mask | None = None
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Method:
-    name: str
-    run: Callable[[MethodInputs], MethodOutput]
-    description: str
-    learns_mask: bool
-    validate: Callable[[Mapping[str, Any], int], object] | None
-    needs_target: bool = True
-
-
-_METHODS: dict[str, _Method] = {}
-_METHOD_MODULES = ("mapguard.ntl", "mapguard.sfmap")
-
-
-def register_method(
-    name: str,
-    *,
-    description: str = "",
-    learns_mask: bool = True,
-    validate: Callable[[Mapping[str, Any], int], object] | None = None,
-    needs_target: bool = True,
-) -> Callable[[Callable[[MethodInputs], MethodOutput]], Callable[[MethodInputs], MethodOutput]]:
-    """Register a protection method ``fn(MethodInputs) -> MethodOutput`` under ``name``.
-
-    ``learns_mask`` says whether its output carries a :class:`~mapguard.masking.Mask` (and whether
-    the model must have Conv/Linear weights to mask); ``validate(options, seed)`` checks the
-    method's options before any data is loaded (raise :class:`ConfigError`); ``needs_target=False``
-    lets it run without ``--target`` (data-free methods; given targets are then only evaluated).
-    """
-
-    def deco(fn: Callable[[MethodInputs], MethodOutput]) -> Callable[[MethodInputs], MethodOutput]:
-        if name in _METHODS:
-            raise ValueError(f"protection method '{name}' is already registered")
-        _METHODS[name] = _Method(
-            name=name,
-            run=fn,
-            description=description or (fn.__doc__ or "").strip().split("\n")[0],
-            learns_mask=learns_mask,
-            validate=validate,
-            needs_target=needs_target,
-        )
-        return fn
-
-    return deco
-
-
-def _ensure_methods() -> None:
-    import importlib
-
-    for module in _METHOD_MODULES:
-        importlib.import_module(module)
-
-
-def list_methods() -> dict[str, str]:
-    """Registered protection methods and their one-line descriptions."""
-    _ensure_methods()
-    return {n: _METHODS[n].description for n in sorted(_METHODS)}
-
-
-def get_method(name: str) -> _Method:
-    """The registered method ``name`` (ConfigError listing the valid names otherwise)."""
-    _ensure_methods()
-    if name not in _METHODS:
-        raise ConfigError(f"unknown method '{name}'; choose one of: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name]
-
-
-# ---- the MAP method -----------------------------------------------------------------------------
-def map_config(options: Mapping[str, Any], seed: int) -> MaskConfig:
-    """The :class:`MaskConfig` for ``options`` (unknown keys are an error)."""
-    return MaskConfig.from_dict({"seed": seed, **options})
-
-
-@register_method(
-    "map",
-    description="MAP: learn a binary mask over the frozen weights (source-available)",
-    validate=lambda options, seed: map_config(options, seed),
-)
-def protect_map(inputs: MethodInputs) -> MethodOutput:
-    """Learn a mask keeping ``source`` (+ ``keep``) and degrading every target; bake it in."""
-    cfg = map_config(inputs.options, inputs.seed)
-    keep = [
-        TensorSource(d.floats(), d.labels, seed=cfg.seed + i, name=d.name)
-        for i, d in enumerate((inputs.source, *inputs.keep))
-    ]
-    degrade = [
-        TensorSource(d.floats(), d.labels, seed=cfg.seed + 100 + i, name=d.name)
-        for i, d in enumerate(inputs.targets)
-    ]
-    result = learn_mask(
-        inputs.model,
-        keep=keep,
-        degrade=degrade,
-        config=cfg,
-        device=inputs.device,
-        progress=inputs.progress,
-    )
-    return MethodOutput(
-        model=result.apply(inputs.model),
-        config=cfg.to_dict(),
-        seconds=result.seconds,
-        images_per_second=result.images_per_second,
-        mask=result.mask,
-        info={"history": list(result.history), "world_size": result.world_size},
-    )
-
-
-# ---- protect ------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ProtectReport:
     """Outcome of :func:`protect` (what the metrics JSON holds, plus the protected model)."""
@@ -441,16 +292,3 @@ def _write_outputs(
         atomic_write_text(
             paths["metrics-out"], json.dumps(doc, indent=2, sort_keys=True) + "\n", force=force
         )
-
-
-def export_program(model: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Save ``model`` as a ``torch.export`` archive (.pt2) with a dynamic batch dimension.
-
-    The archive runs with plain PyTorch (``torch.export.load(path).module()(x)``), no mapguard.
-    """
-    model = model.cpu().eval()
-    example = (torch.zeros(2, 3, 32, 32),)
-    program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
-    with atomic_path(path, force=force) as tmp:
-        torch.export.save(program, str(tmp))
-    return Path(path)

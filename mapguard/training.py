@@ -1,4 +1,5 @@
-"""Supervised training and evaluation of source models.
+"""Supervised training and evaluation of source models (and ``train_source``, the library side
+of ``mapguard train``).
 
 Example:
     >>> from mapguard.data import load_data
@@ -11,18 +12,25 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mapguard import __version__
+from mapguard._config import check_int, check_number
 from mapguard._device import default_device
 from mapguard._errors import ConfigError, ModelFileError, TrainingError
 from mapguard._progress import progress_bar
+from protocols.fileio import check_writable
 
 if TYPE_CHECKING:
     from mapguard.data import ImageSet
@@ -34,7 +42,9 @@ __all__ = [
     "batches",
     "check_compatible",
     "predict_logits",
+    "probe_num_classes",
     "train_model",
+    "train_source",
 ]
 
 
@@ -50,12 +60,9 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        check_int("epochs", self.epochs, low=1)
+        check_number("lr", self.lr, positive=True)
+        check_int("batch_size", self.batch_size, low=1)
 
 
 def batches(
@@ -93,6 +100,31 @@ def check_compatible(model_classes: int, data: ImageSet, *, what: str = "model")
         raise ModelFileError(
             f"{what} has {model_classes} classes but data '{data.name}' has {len(data.classes)}"
         )
+
+
+def probe_num_classes(model: nn.Module, *, device: torch.device | None = None) -> int:
+    """Class count of ``model`` from one forward pass (eval mode) on two blank 3x32x32 images.
+
+    For model files that do not record it (metadata-less formats); ``device`` defaults to the
+    device of the model's parameters.
+
+    Raises:
+        ModelFileError: the model fails on such input or does not answer ``[N, classes >= 2]``.
+    """
+    dev = device or next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, 3, 32, 32, device=dev))
+    except Exception as exc:  # noqa: BLE001 - a foreign model failing on 3x32x32 input
+        raise ModelFileError(f"model does not accept 3x32x32 images ({str(exc)[:120]})") from None
+    finally:
+        model.train(was_training)
+    if out.ndim != 2 or out.shape[1] < 2:
+        raise ModelFileError(
+            f"model output has shape {tuple(out.shape)}, expected [N, classes >= 2]"
+        )
+    return int(out.shape[1])
 
 
 def train_model(
@@ -153,3 +185,57 @@ def accuracy(model: nn.Module, data: ImageSet, *, device: torch.device | None = 
         raise ConfigError(f"data '{data.name}' ({data.split}) is empty")
     logits = predict_logits(model, data.floats(), device=device)
     return float((logits.argmax(1) == data.labels).float().mean())
+
+
+def train_source(
+    data_spec: str,
+    *,
+    arch: str,
+    out: str | Path,
+    epochs: int = 10,
+    lr: float = 0.05,
+    batch_size: int = 64,
+    seed: int = 0,
+    force: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy."""
+    from mapguard.checkpoint import ModelMeta, save_checkpoint
+    from mapguard.data import load_data
+    from mapguard.models import create_model
+
+    check_writable(out, force=force)  # fail before spending minutes on training
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    train = load_data(data_spec, split="train", seed=0, progress=progress)
+    test = load_data(data_spec, split="test", seed=0, progress=progress)
+    dev = default_device(device)
+    t0 = time.perf_counter()
+    # Parameter init (and dropout while training) draw from torch's global generator: seed it
+    # inside a fork, so that the caller's global random state is left as it was.
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        model = create_model(arch, num_classes=len(train.classes))
+        train_model(model, train, config=cfg, device=dev, progress=progress)
+    seconds = time.perf_counter() - t0
+    acc = accuracy(model, test, device=dev)
+    meta = ModelMeta(
+        arch=arch,
+        num_classes=len(train.classes),
+        classes=tuple(train.classes),
+        extra={
+            "trained_on": data_spec,
+            "train_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+            "test_accuracy": f"{acc:.6f}",
+            "tool": f"mapguard {__version__}",
+        },
+    )
+    meta = save_checkpoint(model.cpu(), meta, out, force=force)
+    return {
+        "out": str(out),
+        "arch": arch,
+        "data": data_spec,
+        "test_accuracy": acc,
+        "seconds": seconds,
+        "weights_sha256": meta.weights_sha256,
+    }

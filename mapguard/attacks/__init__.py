@@ -19,6 +19,7 @@ Example:
     True
 """
 
+from mapguard.attacks import _distill, _finetune, _prune, _quantize
 from mapguard.attacks._config import AttackConfig
 from mapguard.attacks._registry import (
     AttackContext,
@@ -30,7 +31,11 @@ from mapguard.attacks._registry import (
 )
 from mapguard.attacks._run import AttackInfo, attack, attack_file
 
+#: The modules of the built-in recipes (each registers its kinds where they are defined).
+BUILTIN_MODULES = (_finetune, _prune, _quantize, _distill)
+
 __all__ = [
+    "BUILTIN_MODULES",
     "AttackConfig",
     "AttackContext",
     "AttackInfo",

@@ -65,19 +65,21 @@ class AttackConfig(ConfigMixin, what="attack"):
 _GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 64, "weight_decay": 5e-4, "augment": True}
 
 
+#: Bounds ``(lo, hi, lo_open, hi_open)`` of every bounded number option.
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "fraction": (0, 1, True, False),
+    "amount": (0, 1, False, True),
+    "lr": (0, 10, True, False),
+    "weight_decay": (0, 1, False, False),
+    "temperature": (0, 1e3, True, False),
+    "noise_scale": (0, 1e3, False, False),
+}
+
+
 def _config_iv(cfg: AttackConfig) -> None:
-    if cfg.fraction is not None:
-        check_range("fraction", cfg.fraction, lo=0, hi=1, lo_open=True, hi_open=False)
-    if cfg.amount is not None:
-        check_range("amount", cfg.amount, lo=0, hi=1, lo_open=False, hi_open=True)
-    if cfg.lr is not None:
-        check_range("lr", cfg.lr, lo=0, hi=10, lo_open=True, hi_open=False)
-    if cfg.weight_decay is not None:
-        check_range("weight_decay", cfg.weight_decay, lo=0, hi=1, lo_open=False, hi_open=False)
-    if cfg.temperature is not None:
-        check_range("temperature", cfg.temperature, lo=0, hi=1e3, lo_open=True, hi_open=False)
-    if cfg.noise_scale is not None:
-        check_range("noise_scale", cfg.noise_scale, lo=0, hi=1e3, lo_open=False, hi_open=False)
+    for name, (lo, hi, lo_open, hi_open) in _RANGES.items():
+        if getattr(cfg, name) is not None:
+            check_range(name, getattr(cfg, name), lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
     for name in ("n_images", "epochs", "batch_size"):
         if getattr(cfg, name) is not None:
             check_int(name, getattr(cfg, name), low=1)

@@ -1,8 +1,11 @@
-"""The attack registry: ``@register_attack`` recipes looked up by kind name."""
+"""The attack registry: ``@register_attack`` recipes looked up by kind name.
+
+The built-in recipes register themselves where they are defined; :mod:`mapguard.attacks` imports
+every one of them, so the registry is complete whenever it is used.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,13 +28,6 @@ __all__ = [
     "register_attack",
 ]
 
-#: Modules holding the built-in recipes (imported on first lookup).
-_BUILTIN_MODULES = (
-    "mapguard.attacks._finetune",
-    "mapguard.attacks._prune",
-    "mapguard.attacks._quantize",
-    "mapguard.attacks._distill",
-)
 DATA_ROLES = ("source", "target")
 
 
@@ -127,14 +123,8 @@ def register_attack(
     return deco
 
 
-def _ensure_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
 def list_attacks() -> dict[str, str]:
     """Registered kinds and their one-line descriptions, sorted by name."""
-    _ensure_builtins()
     return {name: _ATTACKS[name].description for name in sorted(_ATTACKS)}
 
 
@@ -144,7 +134,6 @@ def get_attack(name: str) -> AttackKind:
     Raises:
         ConfigError: unknown kind (the message lists the valid ones).
     """
-    _ensure_builtins()
     if not isinstance(name, str) or name not in _ATTACKS:
         raise ConfigError(
             f"unknown attack kind {name!r}; choose one of: {', '.join(sorted(_ATTACKS))}"

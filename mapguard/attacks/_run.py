@@ -21,7 +21,7 @@ from mapguard.attacks._config import AttackConfig
 from mapguard.attacks._registry import AttackContext, AttackKind, get_attack
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from mapguard.models import Normalize
-from mapguard.training import check_compatible
+from mapguard.training import check_compatible, probe_num_classes
 from protocols.fileio import check_writable
 
 if TYPE_CHECKING:
@@ -87,12 +87,7 @@ def _facts(model: nn.Module, meta: ModelMeta | None) -> tuple[str, int, tuple, t
     norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
     mean = tuple(norm.mean.flatten().tolist()) if norm is not None else (0.5, 0.5, 0.5)
     std = tuple(norm.std.flatten().tolist()) if norm is not None else (0.25, 0.25, 0.25)
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    with torch.no_grad():
-        classes = int(model.eval()(torch.full((2, 3, 32, 32), 0.5, device=dev)).shape[1])
-    model.train(was_training)
-    return "unknown", classes, mean, std
+    return "unknown", probe_num_classes(model), mean, std
 
 
 def _attacker_data(

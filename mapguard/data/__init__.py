@@ -15,6 +15,7 @@ Example:
     True
 """
 
+from mapguard.data import _builtin
 from mapguard.data._cache import CACHE_ENV, DATA_FORMAT_VERSION, data_cache_dir
 from mapguard.data._fonts import usable_fonts
 from mapguard.data._grid import grid_image, save_grid_png
@@ -23,7 +24,11 @@ from mapguard.data._load import DIGIT_CLASSES, load_data
 from mapguard.data._registry import Built, list_domains, register_domain
 from mapguard.data._spec import SPLITS, DataSpec, parse_data_spec
 
+#: The module of the built-in domains (each registers itself where it is defined).
+BUILTIN_DOMAINS = _builtin
+
 __all__ = [
+    "BUILTIN_DOMAINS",
     "CACHE_ENV",
     "DATA_FORMAT_VERSION",
     "DIGIT_CLASSES",

@@ -22,8 +22,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mapguard._errors import DataError
+from mapguard._progress import progress_bar
 from mapguard.data._imageset import SIDE, ImageSet, stable_rng, stratified_test_mask
-from mapguard.data._progress import progress_bar
 
 __all__ = ["IMG_EXTENSIONS", "MAX_DIRS", "MAX_FILES", "TEST_FRACTION", "load_folder"]
 
@@ -161,11 +161,11 @@ def _is_image(name: str) -> bool:
 def _read_images(paths: list[Path], *, name: str, progress: bool) -> torch.Tensor:
     out = np.empty((len(paths), SIDE, SIDE, 3), dtype=np.uint8)
     with progress_bar(
-        f"reading {name}", len(paths), enabled=progress and len(paths) > 500
-    ) as advance:
+        f"reading {name}", total=len(paths), enabled=progress and len(paths) > 500
+    ) as bar:
         for i, path in enumerate(paths):
             out[i] = _read_image(path)
-            advance(1)
+            bar.advance()
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from mapguard._errors import DataError
+from mapguard._progress import progress_bar
 from mapguard.data import _cache
 from mapguard.data._folder import load_folder
 from mapguard.data._imageset import SIDE, ImageSet, stable_rng
-from mapguard.data._progress import progress_bar
 from mapguard.data._registry import Built, Domain, get_domain
 from mapguard.data._spec import BUILTIN_PREFIX, check_seed, check_split, parse_data_spec
 
@@ -67,9 +67,9 @@ def _load_builtin(domain: Domain, *, split: str, seed: int, progress: bool) -> I
 def _build(domain: Domain, seed: int, *, progress: bool) -> Built:
     rng = stable_rng(seed, domain.name)
     with progress_bar(
-        f"building {BUILTIN_PREFIX}{domain.name}", domain.size, enabled=progress
-    ) as adv:
-        built = domain.build(rng, adv)
+        f"building {BUILTIN_PREFIX}{domain.name}", total=domain.size, enabled=progress
+    ) as bar:
+        built = domain.build(rng, bar.advance)
     _check_built(domain.name, built)
     return built
 

@@ -1,4 +1,8 @@
-"""The domain registry: ``@register_domain`` builders looked up by name (timm-style)."""
+"""The domain registry: ``@register_domain`` builders looked up by name (timm-style).
+
+The built-in domains register themselves in :mod:`mapguard.data._builtin`, which
+:mod:`mapguard.data` imports, so the registry is complete whenever it is used.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +82,6 @@ def register_domain(
 
 def list_domains() -> list[str]:
     """Names of all registered domains, sorted."""
-    _ensure_builtins()
     return sorted(_REGISTRY)
 
 
@@ -88,14 +91,9 @@ def get_domain(name: str) -> Domain:
     Raises:
         DataError: unknown name; the message lists the valid ones.
     """
-    _ensure_builtins()
     if name not in _REGISTRY:
         raise DataError(
             f"unknown data 'builtin:{name}'; choose builtin:NAME with NAME one of: "
             f"{', '.join(list_domains())}"
         )
     return _REGISTRY[name]
-
-
-def _ensure_builtins() -> None:
-    import mapguard.data._builtin  # noqa: F401  (registers the built-in domains)

@@ -1,4 +1,8 @@
-"""The model registry: ``@register_model`` factories looked up by name."""
+"""The model registry: ``@register_model`` factories looked up by name.
+
+The built-in architectures register themselves in :mod:`mapguard.models._zoo`, which
+:mod:`mapguard.models` imports, so the registry is complete whenever it is used.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def list_models() -> list[str]:
     """Names of all registered architectures, sorted."""
-    _ensure_zoo()
     return sorted(_REGISTRY)
 
 
@@ -42,8 +45,6 @@ def create_model(
         ConfigError: unknown architecture name or a bad class count.
     """
     from mapguard.models._zoo import DEFAULT_MEAN, DEFAULT_STD, Normalize
-
-    _ensure_zoo()
     if name not in _REGISTRY:
         raise ConfigError(
             f"unknown architecture '{name}'; choose one of: {', '.join(list_models())}"
@@ -53,7 +54,3 @@ def create_model(
     body = _REGISTRY[name](num_classes=num_classes)
     norm = Normalize(mean or DEFAULT_MEAN, std or DEFAULT_STD)
     return nn.Sequential(norm, body)
-
-
-def _ensure_zoo() -> None:
-    import mapguard.models._zoo  # noqa: F401  (registers the built-in architectures)

@@ -1,9 +1,8 @@
 """Pseudo-source synthesis: recover training-like images from a trained classifier alone.
 
 :func:`synthesize` inverts the model (DeepInversion-style, low-resolution parameterisation;
-``docs/METHOD.md, section 2``); the neighbour-domain families (:func:`list_families`,
-:func:`create_family`, :func:`register_family`) turn pseudo-source images into label-preserving
-domain shifts for DF-MAP; :func:`write_synthesis` stores a result with a picture grid.
+``docs/METHOD.md, section 2``); :func:`write_synthesis` stores a result with a picture grid (the
+pseudo-source next to its neighbour domains, :func:`mapguard.methods.free.neighbour_sets`).
 
 Example:
     >>> import torch
@@ -13,43 +12,21 @@ Example:
     ...                     seed=0, cache=False, progress=False)
     >>> tuple(result.images.shape), result.images.dtype, sorted(result.labels.tolist())
     ((10, 3, 32, 32), torch.uint8, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    >>> shifted = create_family("colour").apply(result.floats(), torch.Generator().manual_seed(0))
-    >>> shifted.shape == result.floats().shape
-    True
 """
 
 from mapguard.synthesis._config import SynthesisConfig
-from mapguard.synthesis._families import (
-    FeatureStyleShift,
-    NeighbourFamily,
-    create_family,
-    list_families,
-    register_family,
-)
 from mapguard.synthesis._invert import bn_loss
-from mapguard.synthesis._output import (
-    as_imageset,
-    neighbour_sets,
-    save_grid,
-    synthesize_to_dir,
-    write_synthesis,
-)
+from mapguard.synthesis._output import as_imageset, save_grid, synthesize_to_dir, write_synthesis
 from mapguard.synthesis._result import SynthesisResult, SynthesisStats, load_result, save_result
 from mapguard.synthesis._synthesize import synthesize
 
 __all__ = [
-    "FeatureStyleShift",
-    "NeighbourFamily",
     "SynthesisConfig",
     "SynthesisResult",
     "SynthesisStats",
     "as_imageset",
     "bn_loss",
-    "create_family",
-    "list_families",
     "load_result",
-    "neighbour_sets",
-    "register_family",
     "save_grid",
     "save_result",
     "synthesize",

@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mapguard._errors import ConfigError, ModelFileError
+from mapguard._errors import ConfigError
 from mapguard._progress import progress_bar
 from mapguard.synthesis._config import SynthesisConfig
 from mapguard.synthesis._hooks import BNMatcher, PenultimateHook, batchnorm_layers
 from mapguard.synthesis._result import SynthesisStats
+from mapguard.training import probe_num_classes
 
 __all__ = ["batch_sizes", "bn_loss", "invert", "squared_tv", "within_class_similarity"]
 
@@ -143,20 +144,6 @@ def _optimise_batch(
     return images, history
 
 
-def num_classes_of(model: nn.Module, device: torch.device) -> int:
-    """Class count from one probe forward pass on a blank image."""
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, 3, _SIDE, _SIDE, device=device))
-    except Exception as exc:  # noqa: BLE001 - a foreign model failing on 3x32x32 input
-        raise ModelFileError(f"model does not accept 3x32x32 images ({str(exc)[:120]})") from None
-    if out.ndim != 2 or out.shape[1] < 2:
-        raise ModelFileError(
-            f"model output has shape {tuple(out.shape)}, expected [N, classes >= 2]"
-        )
-    return int(out.shape[1])
-
-
 @torch.no_grad()
 def bn_loss(model: nn.Module, x: torch.Tensor, *, batch_size: int = 100) -> float:
     """Mean over batches of the unscaled BN-statistics distance of ``model`` on float images ``x``.
@@ -230,7 +217,7 @@ def invert(
     """Recover ``n`` images (uint8) with balanced labels from ``model``; see the module doc."""
     on_device = next((p.device for p in model.parameters()), device) == device
     net = (model if on_device else copy.deepcopy(model).to(device)).eval()
-    k = num_classes_of(net, device)
+    k = probe_num_classes(net, device=device)
     sizes = batch_sizes(n, config.batch_size)
     has_bn = bool(batchnorm_layers(net))
     objective = _Objective(net, config)

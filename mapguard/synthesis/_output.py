@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from mapguard.data import ImageSet, grid_image
-from mapguard.synthesis._families import create_family, list_families
 from mapguard.synthesis._result import SynthesisResult, save_result
-from protocols.errors import InputError, OutputExistsError
-from protocols.fileio import probe_directory, remove_stale_temporaries, temp_prefix
+from protocols.fileio import atomic_dir, check_output_dir
 
 __all__ = [
     "as_imageset",
-    "check_out_dir",
-    "neighbour_sets",
     "save_grid",
     "synthesize_to_dir",
     "write_synthesis",
@@ -46,25 +38,6 @@ def as_imageset(
     )
 
 
-def neighbour_sets(
-    pseudo: ImageSet, *, seed: int = 0, families: Sequence[str] | None = None
-) -> list[ImageSet]:
-    """One :class:`ImageSet` per image family: the pseudo-source shifted into neighbour domains
-    (fresh parameters for every 4 images, as in DF-MAP's chunks)."""
-    out = []
-    for i, name in enumerate(families or list_families()):
-        gen = torch.Generator().manual_seed(seed * 1009 + i)
-        family, x = create_family(name), pseudo.floats()
-        shifted = torch.cat([family.apply(x[j : j + 4], gen) for j in range(0, len(x), 4)])
-        pixels = (shifted * 255).round().clamp(0, 255).to(torch.uint8)
-        out.append(
-            ImageSet(
-                name=name, split="all", images=pixels, labels=pseudo.labels, classes=pseudo.classes
-            )
-        )
-    return out
-
-
 def save_grid(
     result: SynthesisResult,
     path: str | os.PathLike[str],
@@ -73,7 +46,12 @@ def save_grid(
     n_per_class: int = 4,
     force: bool = False,
 ) -> Path:
-    """Picture grid: the pseudo-source (a row per class) next to each neighbour family's version."""
+    """Picture grid: the pseudo-source (a row per class) next to each neighbour family's version.
+
+    The neighbour families are DF-MAP's (:mod:`mapguard.methods.free`), a package that builds on
+    this one: they are imported when a grid is drawn, not when this module loads.
+    """
+    from mapguard.methods.free import neighbour_sets
     from protocols.fileio import atomic_path
 
     pseudo = as_imageset(result)
@@ -91,35 +69,6 @@ def _write_folder(result: SynthesisResult, root: Path) -> None:
         (root / str(c)).mkdir(parents=True)
     for i, (img, label) in enumerate(zip(result.images, result.labels.tolist())):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / str(label) / f"{i:06d}.png")
-
-
-def check_out_dir(out: Path, *, force: bool) -> Path:
-    """Validate an output directory: absent or empty, or ``force``; its parent must exist."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output '{out}' exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"output directory '{out}' is not empty; pass --force to overwrite")
-    return probe_directory(out)  # the parent must exist and accept the staging folder
-
-
-@contextlib.contextmanager
-def _atomic_dir(out: Path, *, force: bool) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``out``."""
-    parent = check_out_dir(out, force=force)
-    remove_stale_temporaries(out)  # staging folders of a killed run
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".tmp", dir=parent))
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".old", dir=parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_synthesis(
@@ -141,7 +90,7 @@ def write_synthesis(
         OutputExistsError: ``out`` is a non-empty directory and ``force`` is False.
     """
     target = Path(out)
-    with _atomic_dir(target, force=force) as tmp:
+    with atomic_dir(target, force=force) as tmp:
         save_result(result, tmp / RESULT_FILE)
         meta = {**result.metadata(), **(extra or {})}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -177,7 +126,7 @@ def synthesize_to_dir(
     changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     config = SynthesisConfig().replace(**changes)
     target = Path(out)
-    check_out_dir(target, force=force)  # fail before minutes of optimisation
+    check_output_dir(target, force=force)  # fail before minutes of optimisation
     net, _ = load_any_model(model_path, allow_unsafe=allow_unsafe)
     result = synthesize(
         net, n=n, config=config, seed=seed, cache=cache, device=device, progress=progress

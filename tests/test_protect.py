@@ -202,14 +202,15 @@ RECORDED = []
 
 
 def _record(inputs):
-    from mapguard.protect import MethodOutput
+    from mapguard.methods import MethodOutput
 
     RECORDED.append(inputs)
     return MethodOutput(model=inputs.model, config={"echo": True}, seconds=0.0)
 
 
 def test_a_registered_method_gets_every_role(tiny_checkpoint, tmp_path):
-    from mapguard.protect import list_methods, protect, register_method
+    from mapguard.methods import list_methods, register_method
+    from mapguard.protect import protect
 
     if "test-record" not in list_methods():
         register_method("test-record", description="records its inputs", learns_mask=False)(_record)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mapguard._errors import ConfigError
-from mapguard.synthesis import FeatureStyleShift, create_family, list_families
+from mapguard.methods.free import FeatureStyleShift, create_family, list_families
+from mapguard.methods.free._neighbours import FeatureShiftHook
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,20 @@ def test_feature_shift_changes_channel_statistics() -> None:
         dim=2,
     )
     assert bool((corr > 0.999).all())
+
+
+def test_feature_shift_hook_touches_only_armed_rows(tiny_model) -> None:
+    conv = next(m for m in tiny_model.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = FeatureShiftHook(conv)
+    x = torch.rand(8, 3, 32, 32)
+    try:
+        with torch.no_grad():
+            plain = tiny_model(x)
+            hook.arm(torch.tensor([5, 7]), torch.Generator().manual_seed(0))
+            shifted = tiny_model(x)
+            after = tiny_model(x)  # the hook disarms itself after one forward pass
+    finally:
+        hook.close()
+    changed = (shifted - plain).abs().amax(1) > 1e-4
+    assert changed.tolist() == [False] * 5 + [True, False, True]
+    assert torch.equal(after, plain)

@@ -8,25 +8,32 @@ optdigits). DF-MAP degrades the model on these neighbours while preserving the p
 
 Image families implement :meth:`NeighbourFamily.apply`. The feature-statistics family
 (:class:`FeatureStyleShift`, AdaIN-style) acts on the first layer's activations instead and is
-applied by :mod:`mapguard.sfmap` through a forward hook.
+applied by a forward hook (:class:`FeatureShiftHook`). :func:`neighbour_sets` shows every image
+family on a set of images (the synthesis picture grid).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mapguard._errors import ConfigError
+from mapguard.data import ImageSet
 
 __all__ = [
+    "FeatureShiftHook",
     "FeatureStyleShift",
     "NeighbourFamily",
     "create_family",
+    "first_conv",
     "list_families",
+    "neighbour_sets",
     "register_family",
 ]
 
@@ -182,3 +189,52 @@ class FeatureStyleShift:
         new_mu = mu + s * spread * torch.randn(n, c, 1, 1, generator=gen).to(f)
         new_sigma = sigma * torch.exp(s * 0.7 * torch.randn(n, c, 1, 1, generator=gen).to(f))
         return new_sigma * (f - mu) / sigma + new_mu
+
+
+class FeatureShiftHook:
+    """Forward hook on the first conv layer applying :class:`FeatureStyleShift` to armed rows."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.shift = FeatureStyleShift()
+        self.rows: torch.Tensor | None = None
+        self.gen: torch.Generator | None = None
+        self.handle = module.register_forward_hook(self._hook)
+
+    def arm(self, rows: torch.Tensor, gen: torch.Generator) -> None:
+        self.rows, self.gen = rows, gen
+
+    def _hook(self, module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor | None:
+        rows, gen = self.rows, self.gen
+        self.rows = self.gen = None
+        if rows is None or gen is None or len(rows) == 0 or out.shape[0] <= int(rows.max()):
+            return None
+        out = out.clone()
+        out[rows.to(out.device)] = self.shift(out[rows.to(out.device)], gen)
+        return out
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+def first_conv(model: nn.Module) -> nn.Module | None:
+    """The model's first ``nn.Conv2d`` (where :class:`FeatureShiftHook` goes), or None."""
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def neighbour_sets(
+    pseudo: ImageSet, *, seed: int = 0, families: Sequence[str] | None = None
+) -> list[ImageSet]:
+    """One :class:`ImageSet` per image family: the pseudo-source shifted into neighbour domains
+    (fresh parameters for every 4 images, as in DF-MAP's chunks)."""
+    out = []
+    for i, name in enumerate(families or list_families()):
+        gen = torch.Generator().manual_seed(seed * 1009 + i)
+        family, x = create_family(name), pseudo.floats()
+        shifted = torch.cat([family.apply(x[j : j + 4], gen) for j in range(0, len(x), 4)])
+        pixels = (shifted * 255).round().clamp(0, 255).to(torch.uint8)
+        out.append(
+            ImageSet(
+                name=name, split="all", images=pixels, labels=pseudo.labels, classes=pseudo.classes
+            )
+        )
+    return out

@@ -1,99 +1,30 @@
-"""Library functions behind the CLI commands (one call per command; the CLI only prints).
+"""``evaluate``: accuracy of a model file on data sets, and drops / ST-D against a reference
+(library side of ``mapguard evaluate``; the CLI only prints).
+
+Checkpoints load as data; code formats (``.pt2``, TorchScript) are queried in the isolated worker
+of :mod:`verification.backends` unless unsafe loading is allowed.
 
 Example:
-    >>> # train_source("builtin:mnist", arch="vgg_small", out="model.pt", epochs=10)
+    >>> # evaluate_model("protected.pt", ["builtin:mnist", "builtin:mnistm"], reference="model.pt",
+    >>> #                source="builtin:mnist")
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mapguard import __version__
 from mapguard._device import default_device
 from mapguard._errors import ModelFileError
 from mapguard._progress import console
-from mapguard.checkpoint import ModelMeta, load_any_model, save_checkpoint
-from mapguard.training import TrainConfig, accuracy, check_compatible, train_model
-from protocols.fileio import check_writable
+from mapguard.checkpoint import ModelMeta, load_any_model
+from mapguard.training import accuracy, check_compatible, probe_num_classes
 
-__all__ = [
-    "evaluate_model",
-    "model_num_classes",
-    "render_accuracy_table",
-    "train_source",
-]
-
-
-def train_source(
-    data_spec: str,
-    *,
-    arch: str,
-    out: str | Path,
-    epochs: int = 10,
-    lr: float = 0.05,
-    batch_size: int = 64,
-    seed: int = 0,
-    force: bool = False,
-    device: str | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy."""
-    from mapguard.data import load_data
-    from mapguard.models import create_model
-
-    check_writable(out, force=force)  # fail before spending minutes on training
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    train = load_data(data_spec, split="train", seed=0, progress=progress)
-    test = load_data(data_spec, split="test", seed=0, progress=progress)
-    torch.manual_seed(seed)  # parameter init; the library never seeds elsewhere
-    model = create_model(arch, num_classes=len(train.classes))
-    t0 = time.perf_counter()
-    dev = default_device(device)
-    train_model(model, train, config=cfg, device=dev, progress=progress)
-    seconds = time.perf_counter() - t0
-    acc = accuracy(model, test, device=dev)
-    meta = ModelMeta(
-        arch=arch,
-        num_classes=len(train.classes),
-        classes=tuple(train.classes),
-        extra={
-            "trained_on": data_spec,
-            "train_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
-            "test_accuracy": f"{acc:.6f}",
-            "tool": f"mapguard {__version__}",
-        },
-    )
-    meta = save_checkpoint(model.cpu(), meta, out, force=force)
-    return {
-        "out": str(out),
-        "arch": arch,
-        "data": data_spec,
-        "test_accuracy": acc,
-        "seconds": seconds,
-        "weights_sha256": meta.weights_sha256,
-    }
-
-
-def model_num_classes(model: nn.Module, meta: ModelMeta | None) -> int:
-    """Class count from the metadata, or from one probe query for self-describing formats."""
-    if meta is not None:
-        return meta.num_classes
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, 3, 32, 32))
-    except Exception as exc:  # noqa: BLE001 - a foreign model failing on 3x32x32 input
-        raise ModelFileError(f"model does not accept 3x32x32 images ({str(exc)[:120]})") from None
-    if out.ndim != 2:
-        raise ModelFileError(f"model output has shape {tuple(out.shape)}, expected [N, classes]")
-    return int(out.shape[1])
+__all__ = ["evaluate_model", "render_accuracy_table"]
 
 
 class _Queried(nn.Module):
@@ -162,7 +93,7 @@ def evaluate_model(
     dev = default_device(device)
     with contextlib.ExitStack() as stack:
         model, meta = _open_for_queries(model_path, allow_unsafe, stack)
-        k = model_num_classes(model, meta)
+        k = meta.num_classes if meta is not None else probe_num_classes(model)
         ref = _open_for_queries(reference, allow_unsafe, stack)[0] if reference else None
         rows = _accuracy_rows(model, ref, data_specs, split=split, k=k, dev=dev, progress=progress)
     report: dict[str, Any] = {"model": str(model_path), "split": split, "accuracy": rows}

@@ -7,7 +7,7 @@ import torch
 
 from mapguard._errors import ConfigError
 from mapguard.masking import TensorSource
-from mapguard.ntl import NTLConfig, mmd, ntl_finetune
+from mapguard.methods.ntl import NTLConfig, mmd, ntl_finetune
 
 
 def test_mmd_is_zero_for_identical_samples_and_grows_with_shift():

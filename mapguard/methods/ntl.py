@@ -36,8 +36,9 @@ from mapguard._device import default_device
 from mapguard._errors import ConfigError, ModelFileError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.masking import TensorSource
+from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 
-__all__ = ["NTLConfig", "NTLResult", "mmd", "ntl_finetune"]
+__all__ = ["NTLConfig", "NTLResult", "mmd", "ntl_finetune", "protect_ntl"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,35 +213,29 @@ def _to(batch, dev: torch.device):  # noqa: ANN001, ANN202
     return type(batch)(batch.x.to(dev), batch.y.to(dev), None)
 
 
-def _register() -> None:
-    from mapguard.protect import MethodInputs, MethodOutput, register_method
-
-    @register_method(
-        "ntl",
-        description="NTL baseline: fine-tune all weights (Wang et al. 2022)",
-        learns_mask=False,
-        validate=lambda options, seed: NTLConfig.from_dict({"seed": seed, **options}),
+@register_method(
+    "ntl",
+    description="NTL baseline: fine-tune all weights (Wang et al. 2022)",
+    learns_mask=False,
+    validate=lambda options, seed: NTLConfig.from_dict({"seed": seed, **options}),
+)
+def protect_ntl(inputs: MethodInputs) -> MethodOutput:
+    """Fine-tune every weight with the NTL objective (source + keep kept, targets degraded)."""
+    cfg = NTLConfig.from_dict({"seed": inputs.seed, **inputs.options})
+    result = ntl_finetune(
+        inputs.model,
+        source=[
+            TensorSource(d.floats(), d.labels, name=d.name) for d in (inputs.source, *inputs.keep)
+        ],
+        target=[TensorSource(d.floats(), d.labels, name=d.name) for d in inputs.targets],
+        config=cfg,
+        device=inputs.device,
+        progress=inputs.progress,
     )
-    def protect_ntl(inputs: MethodInputs) -> MethodOutput:
-        cfg = NTLConfig.from_dict({"seed": inputs.seed, **inputs.options})
-        result = ntl_finetune(
-            inputs.model,
-            source=[
-                TensorSource(d.floats(), d.labels, name=d.name)
-                for d in (inputs.source, *inputs.keep)
-            ],
-            target=[TensorSource(d.floats(), d.labels, name=d.name) for d in inputs.targets],
-            config=cfg,
-            device=inputs.device,
-            progress=inputs.progress,
-        )
-        return MethodOutput(
-            model=result.model,
-            config=cfg.to_dict(),
-            seconds=result.seconds,
-            images_per_second=result.images_per_second,
-            info={"history": list(result.history)},
-        )
-
-
-_register()
+    return MethodOutput(
+        model=result.model,
+        config=cfg.to_dict(),
+        seconds=result.seconds,
+        images_per_second=result.images_per_second,
+        info={"history": list(result.history)},
+    )

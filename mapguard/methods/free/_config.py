@@ -1,0 +1,188 @@
+"""Options and result of SF-MAP / DF-MAP, their mask-learner defaults, and option sorting."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mapguard._config import ConfigMixin, check_int, check_number
+from mapguard._errors import ConfigError
+from mapguard.masking import Mask, MaskConfig, MaskResult
+from mapguard.methods.free._neighbours import FeatureStyleShift, list_families
+from mapguard.synthesis import SynthesisConfig, SynthesisResult
+
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "DF_DEFAULTS",
+    "SF_DEFAULTS",
+    "FreeConfig",
+    "FreeResult",
+    "split_options",
+]
+
+#: Every registered image family plus the feature-statistics shift.
+DEFAULT_FAMILIES = ("amplitude", "colour", "random_conv", "texture", "feature_stats")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FreeConfig(ConfigMixin, what="free"):
+    """Options of SF-MAP / DF-MAP beyond :class:`~mapguard.masking.MaskConfig`.
+
+    Attributes:
+        n_pseudo: pseudo-source images to synthesise (train + held-out).
+        held_out: fraction of them kept aside for the stopping rule.
+        keep_augment: augment the pseudo-source keep batches (shifts, brightness/contrast).
+        keep_mixup: fraction of every keep batch replaced by mixtures ``l*a + (1-l)*b`` of two
+            pseudo-source images (``l ~ U(0.3, 0.7)``): images between classes, near the
+            decision boundaries the confident pseudo-source never visits.
+        stop_mixup: the stopping rule's held-out set also holds such mixtures of held-out images
+            (4 per image, fixed), so its KL sees the boundaries too.
+        steps_per_epoch: mask-learning steps per epoch, i.e. how often the stopping rule is
+            checked (``None``: one pass over the target data for SF-MAP, 40 for DF-MAP).
+        stop_kl: largest held-out ``KL_T(original || masked)`` an accepted epoch may have.
+        stop_temperature: the ``T`` of that KL. With an augmented keep set the KL at ``T = 1``
+            only flags a collapse (docs/METHOD.md, section 2); ``T = 4`` tracked the real source
+            within one run but its scale differed between runs, so it is not the default.
+        patience: consecutive epochs above ``stop_kl`` that end learning.
+        degrade_goal: learning stops at an accepted epoch whose held-out degrade accuracy is at
+            or below this (``None``: 2 / number of classes, i.e. 20 % for 10 classes).
+        probe_size: held-out degrade images for that check (SF-MAP: taken out of the target's
+            training images; DF-MAP: neighbours of the held-out pseudo-source).
+        families: neighbour families for DF-MAP (``feature_stats`` = AdaIN-style shift).
+        synthesis: pseudo-source synthesis options.
+        synthesis_seed: seed of the synthesis.
+    """
+
+    n_pseudo: int = 200
+    held_out: float = 0.2
+    keep_augment: bool = True
+    keep_mixup: float = 0.0
+    stop_mixup: bool = False
+    steps_per_epoch: int | None = 20
+    stop_kl: float = 0.15
+    stop_temperature: float = 1.0
+    patience: int = 1
+    degrade_goal: float | None = None
+    probe_size: int = 400
+    families: tuple[str, ...] = DEFAULT_FAMILIES
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    synthesis_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("n_pseudo", self.n_pseudo, low=4)
+        if not (isinstance(self.keep_mixup, (int, float)) and 0.0 <= self.keep_mixup <= 1.0):
+            raise ConfigError(f"keep_mixup must be a fraction in [0, 1], got {self.keep_mixup!r}")
+        if not isinstance(self.stop_mixup, bool):
+            raise ConfigError(f"stop_mixup must be true or false, got {self.stop_mixup!r}")
+        if not (isinstance(self.held_out, float) and 0.0 < self.held_out < 1.0):
+            raise ConfigError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
+        if self.steps_per_epoch is not None:
+            check_int("steps_per_epoch", self.steps_per_epoch, low=1)
+        check_number("stop_kl", self.stop_kl, positive=True)
+        check_number("stop_temperature", self.stop_temperature, positive=True)
+        check_int("patience", self.patience, low=1)
+        goal = self.degrade_goal
+        if goal is not None and not (isinstance(goal, (int, float)) and 0.0 <= goal <= 1.0):
+            raise ConfigError(f"degrade_goal must be None or a fraction in [0, 1], got {goal!r}")
+        check_int("probe_size", self.probe_size, low=1)
+        families = tuple(self.families)
+        known = {*list_families(), FeatureStyleShift.name}
+        bad = [f for f in families if f not in known]
+        if isinstance(self.families, str) or not families or bad:
+            raise ConfigError(
+                f"unknown neighbour families {bad or self.families!r}; "
+                f"choose from: {', '.join(sorted(known))}"
+            )
+        object.__setattr__(self, "families", families)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FreeResult:
+    """A mask learned without source data, and the evidence for the epoch that was chosen.
+
+    Attributes:
+        mask: the selected mask (see the stopping rule in the module docstring).
+        learned: the learner's result (its ``mask`` is the *last* epoch's).
+        pseudo: the synthesised pseudo-source.
+        held_out_kl: held-out ``KL(original || masked)`` after each epoch.
+        degrade_accuracy: held-out degrade accuracy after each epoch.
+        chosen_epoch: epoch (1-based) whose mask was selected.
+        within_threshold: whether the chosen epoch met ``stop_kl`` (else the lowest-KL epoch).
+        reached_goal: whether learning stopped because the degrade goal was reached.
+    """
+
+    mask: Mask
+    learned: MaskResult
+    pseudo: SynthesisResult
+    held_out_kl: tuple[float, ...]
+    degrade_accuracy: tuple[float, ...]
+    chosen_epoch: int
+    within_threshold: bool
+    reached_goal: bool
+
+    @property
+    def pruned_fraction(self) -> float:
+        return self.mask.pruned_fraction
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary for the metrics file."""
+        return {
+            "held_out_kl": list(self.held_out_kl),
+            "degrade_accuracy": list(self.degrade_accuracy),
+            "reached_goal": self.reached_goal,
+            "chosen_epoch": self.chosen_epoch,
+            "within_threshold": self.within_threshold,
+            "pseudo_source": {
+                "n": len(self.pseudo),
+                "seconds": self.pseudo.stats.seconds,
+                "agreement": self.pseudo.stats.agreement,
+                "bn_loss": self.pseudo.stats.bn_loss,
+            },
+        }
+
+
+#: Method defaults (MaskConfig fields) that differ from MAP's.
+#: MAP's mask-learner defaults (LayerAdam, its lr and keep weight), plus the BN-statistics keep
+#: term and a budget of 15 x 20 steps with the stopping rule checked every 20 steps (per-element
+#: Adam at lr 0.01 and 62-step epochs was tried first: coarser, worse; docs/METHOD-free.md).
+#: SF-MAP's scores start at 2.0 instead of 1.0: with LayerAdam at lr 0.05 a weight needs ~30
+#: consistent steps instead of ~10 to be pruned, so the first epochs cannot destroy the real
+#: source before the stopping rule looks (measured on 10 pairs: better source accuracy on all of
+#: them at a similar target accuracy; docs/BENCHMARKS.md). DF-MAP keeps 1.0: from 2.0 it kept
+#: the source better on all 5 sources but degraded the unseen domains less (mean ST-D 0.47 vs 0.53).
+SF_DEFAULTS: dict[str, Any] = {"bn_weight": 0.1, "epochs": 15, "init_score": 2.0}
+DF_DEFAULTS: dict[str, Any] = {"bn_weight": 0.1, "epochs": 16}
+_SYNTH_PREFIX = "synthesis_"
+
+
+def split_options(
+    options: Mapping[str, Any],
+    *,
+    seed: int,
+    defaults: Mapping[str, Any],
+    steps_per_epoch: int | None = None,
+) -> tuple[MaskConfig, FreeConfig]:
+    """Sort ``protect`` options into mask, SF/DF and ``synthesis_*`` options (unknown: error)."""
+    mask_keys = {f.name for f in dataclasses.fields(MaskConfig)}
+    free_keys = {f.name for f in dataclasses.fields(FreeConfig)} - {"synthesis"}
+    synth_keys = {f.name for f in dataclasses.fields(SynthesisConfig)}
+    mask, free, synth = {"seed": seed, **defaults}, {}, {}
+    for key, value in options.items():
+        if key in mask_keys:
+            mask[key] = value
+        elif key in free_keys:
+            free[key] = tuple(value) if key == "families" else value
+        elif key.startswith(_SYNTH_PREFIX) and key[len(_SYNTH_PREFIX) :] in synth_keys:
+            synth[key[len(_SYNTH_PREFIX) :]] = value
+        else:
+            raise ConfigError(
+                f"unknown option '{key}' for SF-MAP/DF-MAP; use a mask option "
+                f"({', '.join(sorted(mask_keys))}), one of {', '.join(sorted(free_keys))}, "
+                f"or synthesis_<{'|'.join(sorted(synth_keys))}>"
+            )
+    if steps_per_epoch is not None:
+        free.setdefault("steps_per_epoch", steps_per_epoch)
+    free.setdefault("synthesis_seed", seed)
+    return MaskConfig.from_dict(mask), FreeConfig(**free, synthesis=SynthesisConfig(**synth))

@@ -1,0 +1,134 @@
+"""The steps SF-MAP and DF-MAP share: synthesise the pseudo-source on a private copy of the model,
+learn the mask under the stopping rule, and hand back the result and the method's output."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from mapguard._device import default_device
+from mapguard._errors import ConfigError
+from mapguard.masking import BatchSource, MaskConfig, apply_mask, learn_mask
+from mapguard.methods._registry import MethodOutput
+from mapguard.methods.free._config import FreeConfig, FreeResult
+from mapguard.methods.free._sources import PseudoSource
+from mapguard.methods.free._stopping import HeldOutKLStop
+from mapguard.synthesis import SynthesisResult, synthesize
+
+__all__ = ["FreeRun", "method_output", "predict_labels", "start"]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FreeRun:
+    """What both methods start from.
+
+    Attributes:
+        cfg, mcfg: the SF/DF options and the mask-learner options.
+        device: torch device of the run.
+        pseudo: the synthesised pseudo-source.
+        net: a frozen private copy of the model on ``device`` (hooks go on it, never on the
+            caller's model).
+        x: the pseudo-source as float images; ``train`` / ``held`` index its two splits.
+    """
+
+    cfg: FreeConfig
+    mcfg: MaskConfig
+    device: torch.device
+    pseudo: SynthesisResult
+    net: nn.Module
+    x: torch.Tensor
+    train: torch.Tensor
+    held: torch.Tensor
+
+    def keep_source(self, steps: int) -> PseudoSource:
+        """The keep source of SF-MAP and DF-MAP: the pseudo-source's training split."""
+        cfg = self.cfg
+        return PseudoSource(
+            self.x[self.train], steps_per_epoch=steps, seed=self.mcfg.seed,
+            augment=cfg.keep_augment, mixup=cfg.keep_mixup,
+        )  # fmt: skip
+
+    def learn(
+        self,
+        keep: BatchSource,
+        degrade: BatchSource | Sequence[BatchSource],
+        stop: HeldOutKLStop,
+        callbacks: Sequence[Any],
+        progress: bool,
+    ) -> FreeResult:
+        """Learn the mask (``callbacks`` run before the stopping rule) and pick the epoch."""
+        if self.mcfg.update_bn:
+            raise ConfigError(
+                "SF-MAP / DF-MAP keep BatchNorm statistics frozen (update_bn must be False)"
+            )
+        learned = learn_mask(
+            self.net, keep=keep, degrade=degrade, config=self.mcfg,
+            callbacks=[*callbacks, stop], device=self.device, progress=progress,
+        )  # fmt: skip
+        mask, epoch, ok = stop.selection()
+        return FreeResult(
+            mask=mask,
+            learned=learned,
+            pseudo=self.pseudo,
+            held_out_kl=tuple(stop.kl),
+            degrade_accuracy=tuple(stop.degrade_accuracy),
+            chosen_epoch=epoch,
+            within_threshold=ok,
+            reached_goal=stop.reached_goal,
+        )
+
+
+def start(
+    model: nn.Module,
+    *,
+    config: FreeConfig | None,
+    mask_config: MaskConfig | None,
+    defaults: Mapping[str, Any],
+    cache: Any,
+    device: str | torch.device | None,
+    progress: bool,
+) -> FreeRun:
+    """Resolve the options (``bn_weight`` 0.1 when left at 0), synthesise the pseudo-source and
+    split it into training and held-out images."""
+    cfg = config or FreeConfig()
+    mcfg = mask_config or MaskConfig.from_dict(defaults)
+    mcfg = mcfg if mcfg.bn_weight > 0 else mcfg.replace(bn_weight=0.1)
+    dev = default_device(str(device) if device else None)
+    pseudo = synthesize(
+        model, n=cfg.n_pseudo, config=cfg.synthesis, seed=cfg.synthesis_seed, cache=cache,
+        device=dev, progress=progress,
+    )  # fmt: skip
+    net = copy.deepcopy(model).to(dev).eval()
+    train, held = pseudo.split(cfg.held_out, seed=cfg.synthesis_seed)
+    return FreeRun(
+        cfg=cfg, mcfg=mcfg, device=dev, pseudo=pseudo, net=net, x=pseudo.floats(),
+        train=train, held=held,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def predict_labels(net: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The model's predicted classes on float images ``x`` (batches of 256), on the CPU."""
+    return torch.cat(
+        [net(x[i : i + 256].to(device)).argmax(1).cpu() for i in range(0, len(x), 256)]
+    )
+
+
+def method_output(
+    result: FreeResult, model: nn.Module, mcfg: MaskConfig, fcfg: FreeConfig
+) -> MethodOutput:
+    """The protection method's output: the mask baked into ``model`` and what was learned."""
+    learned = result.learned
+    return MethodOutput(
+        model=apply_mask(model, result.mask),
+        config={**mcfg.to_dict(), "free": fcfg.to_dict()},
+        seconds=learned.seconds + result.pseudo.stats.seconds,
+        images_per_second=learned.images_per_second,
+        mask=result.mask,
+        info={"history": list(learned.history), **result.summary()},
+    )

@@ -1,0 +1,143 @@
+"""The source-free stopping rule: held-out drift of the masked model, and the degrade probe.
+
+After every epoch the temperature-``T`` KL between the original and the masked model on a
+*held-out* split of the pseudo-source is measured (and the masked model's accuracy on held-out
+degrade images); the returned mask is that of the last epoch whose held-out KL is ``<= stop_kl``.
+Learning stops at the first such epoch whose held-out degrade accuracy reaches ``degrade_goal``,
+or once ``patience`` epochs in a row exceed ``stop_kl`` (:class:`HeldOutKLStop`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mapguard._errors import ConfigError
+from mapguard.masking import EpochInfo, Mask, keep_kl
+from mapguard.methods.free._config import FreeConfig
+from mapguard.methods.free._sources import mix_pairs, step_generator
+
+__all__ = ["DegradeProbe", "HeldOutKLStop", "masked_logits", "stopping_rule"]
+
+
+def _mask_tensor(bits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return bits.to(device=like.device, dtype=like.dtype)
+
+
+@torch.no_grad()
+def masked_logits(
+    model: nn.Module, mask: Mask, x: torch.Tensor, *, batch_size: int = 256
+) -> torch.Tensor:
+    """Logits of ``model`` with ``mask`` applied, without copying or modifying the model."""
+    device = next(model.parameters()).device
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    for layer in mask.layers:
+        params[layer.name] = params[layer.name] * _mask_tensor(layer.bits, params[layer.name])
+    was_training = model.training
+    model.eval()
+    try:
+        out = [
+            functional_call(model, params, (x[i : i + batch_size].to(device),), strict=False)
+            .float()
+            .cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+class DegradeProbe:
+    """Accuracy of a masked model on fixed held-out degrade images (real target or neighbours)."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model, self.x, self.y = model, x, y
+
+    def __call__(self, mask: Mask) -> float:
+        return float((masked_logits(self.model, mask, self.x).argmax(1) == self.y).float().mean())
+
+
+class HeldOutKLStop:
+    """The source-free stopping rule, as a :func:`~mapguard.masking.learn_mask` callback.
+
+    After every epoch ``e``: the drift ``kappa_e = KL_T(original || masked)`` on held-out
+    pseudo-source images, and (with a ``probe``) the masked model's accuracy ``a_e`` on held-out
+    degrade images. An epoch is *accepted* when ``kappa_e <= threshold``. Learning stops at the
+    first accepted epoch with ``a_e <= goal`` (enough degradation: more epochs would only cost
+    source accuracy) or after ``patience`` consecutive epochs above the threshold. The selected
+    mask is that of the last accepted epoch (the lowest-drift epoch when none was accepted).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        held_out: torch.Tensor,
+        *,
+        threshold: float,
+        temperature: float = 1.0,
+        patience: int = 1,
+        probe: DegradeProbe | None = None,
+        goal: float = 0.0,
+    ) -> None:
+        self.model, self.x, self.threshold, self.patience = model, held_out, threshold, patience
+        self.temperature = temperature
+        self.probe, self.goal = probe, goal
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            self.teacher = torch.cat(
+                [
+                    model(held_out[i : i + 256].to(device)).float().cpu()
+                    for i in range(0, len(held_out), 256)
+                ]
+            )
+        self.kl: list[float] = []
+        self.degrade_accuracy: list[float] = []
+        self.accepted: tuple[int, Mask] | None = None
+        self.lowest: tuple[float, int, Mask] | None = None
+        self.reached_goal = False
+        self._above = 0
+
+    def __call__(self, info: EpochInfo) -> bool:
+        mask = info.current_mask()
+        logits = masked_logits(self.model, mask, self.x)
+        kl = float(keep_kl(logits, self.teacher, self.temperature))
+        self.kl.append(kl)
+        acc = self.probe(mask) if self.probe is not None else float("nan")
+        self.degrade_accuracy.append(acc)
+        if self.lowest is None or kl < self.lowest[0]:
+            self.lowest = (kl, info.epoch, mask)
+        if kl <= self.threshold:
+            self.accepted, self._above = (info.epoch, mask), 0
+            self.reached_goal = acc <= self.goal
+            return self.reached_goal
+        self._above += 1
+        return self._above >= self.patience
+
+    def selection(self) -> tuple[Mask, int, bool]:
+        """``(mask, epoch, within_threshold)`` of the chosen epoch."""
+        if self.accepted is not None:
+            return self.accepted[1], self.accepted[0], True
+        if self.lowest is None:
+            raise ConfigError("the stopping rule saw no epoch")
+        return self.lowest[2], self.lowest[1], False
+
+
+def stopping_rule(
+    net: nn.Module, held: torch.Tensor, cfg: FreeConfig, probe: DegradeProbe | None, k: int
+) -> HeldOutKLStop:
+    """The :class:`HeldOutKLStop` of ``cfg`` for a ``k``-class model (goal ``2 / k`` by default;
+    with ``stop_mixup`` the held-out images also hold 4 fixed mixtures of each)."""
+    goal = cfg.degrade_goal if cfg.degrade_goal is not None else 2.0 / k
+    if cfg.stop_mixup:
+        gen = step_generator(cfg.synthesis_seed, 0x57)
+        held = torch.cat([held, *(mix_pairs(held, len(held), gen) for _ in range(4))])
+    return HeldOutKLStop(
+        net,
+        held,
+        threshold=cfg.stop_kl,
+        temperature=cfg.stop_temperature,
+        patience=cfg.patience,
+        probe=probe,
+        goal=goal,
+    )

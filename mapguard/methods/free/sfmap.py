@@ -1,0 +1,137 @@
+"""SF-MAP (source-free): learn a MAP mask without the source data.
+
+The source data are replaced by a *pseudo-source* synthesised from the model itself
+(:mod:`mapguard.synthesis`). Keep terms on it: ``KL(original || masked)`` plus ``bn_weight *`` the
+BatchNorm-statistics distance; degrade term on the real target data; the held-out stopping rule
+(:mod:`mapguard.methods.free._stopping`) picks the epoch. Registered as protection method
+``"sf-map"``. Formulas: ``docs/METHOD.md, section 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mapguard._errors import ConfigError
+from mapguard.masking import MaskConfig, TensorSource
+from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
+from mapguard.methods.free._config import SF_DEFAULTS, FreeConfig, FreeResult, split_options
+from mapguard.methods.free._learn import method_output, predict_labels, start
+from mapguard.methods.free._stopping import DegradeProbe, stopping_rule
+
+__all__ = ["protect_sf_map", "source_free_mask"]
+
+
+def _as_target(target: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if hasattr(target, "floats") and hasattr(target, "labels"):
+        return target.floats(), target.labels
+    if isinstance(target, torch.Tensor):
+        return target, None
+    if isinstance(target, tuple) and len(target) == 2:
+        return target[0], target[1]
+    raise ConfigError(
+        "target must be an ImageSet, an image tensor or (images, labels), "
+        f"got {type(target).__name__}"
+    )
+
+
+def source_free_mask(
+    model: nn.Module,
+    *,
+    target: Any,
+    use_target_labels: bool = True,
+    mask_config: MaskConfig | None = None,
+    config: FreeConfig | None = None,
+    cache: Any = True,
+    callbacks: Sequence[Any] = (),
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> FreeResult:
+    """SF-MAP: preserve a synthesised pseudo-source, degrade on real target data.
+
+    Args:
+        model: the trained original (not modified).
+        target: an :class:`~mapguard.data.ImageSet`, a float image tensor (unlabelled), or a
+            sequence of those (several unauthorized targets, drawn in parallel).
+        use_target_labels: use the target's labels when it has them; else (or when ``False``)
+            the original model's predictions are the degrade labels.
+        mask_config: mask learner options (default :data:`SF_DEFAULTS` / :data:`DF_DEFAULTS`;
+            ``bn_weight`` is set to 0.1 when left at 0).
+        config: SF/DF options.
+        cache: synthesis cache (see :func:`~mapguard.synthesis.synthesize`).
+        callbacks: further per-epoch callbacks (they run before the stopping rule).
+        device: torch device (default CUDA when present).
+        progress: show progress bars.
+
+    Raises:
+        ConfigError: no target, bad options.
+    """
+    targets = (
+        list(target) if isinstance(target, (list, tuple)) and not _is_pair(target) else [target]
+    )
+    if not targets or any(t is None for t in targets):
+        raise ConfigError("SF-MAP needs target data (use DF-MAP when there is none)")
+    run = start(
+        model, config=config, mask_config=mask_config, defaults=SF_DEFAULTS, cache=cache,
+        device=device, progress=progress,
+    )  # fmt: skip
+    cfg, seed = run.cfg, run.mcfg.seed
+    degrade, probes = [], []
+    for i, t in enumerate(targets):
+        tx, ty = _as_target(t)
+        ty = ty if use_target_labels and ty is not None else predict_labels(run.net, tx, run.device)
+        fit, probe = _hold_out(len(tx), cfg.probe_size // len(targets), seed=seed + 1 + i)
+        probes.append((tx[probe], ty[probe]))
+        degrade.append(TensorSource(tx[fit], ty[fit], seed=seed + 1 + i, name=f"target{i}"))
+    steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // run.mcfg.batch_size)
+    keep = run.keep_source(steps)
+    px, py = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
+    stop = stopping_rule(run.net, run.x[run.held], cfg, DegradeProbe(run.net, px, py),
+                         run.pseudo.num_classes)  # fmt: skip
+    return run.learn(keep, degrade, stop, callbacks, progress)
+
+
+def _hold_out(n: int, k: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(fit, probe)`` indices: ``min(k, n // 10)`` random images held out (at least 1)."""
+    if n < 2:
+        raise ConfigError(f"target data need at least 2 images, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = max(1, min(k, n // 10))
+    return order[k:].sort().values, order[:k].sort().values
+
+
+def _is_pair(target: Any) -> bool:
+    return (
+        isinstance(target, tuple)
+        and len(target) == 2
+        and isinstance(target[0], torch.Tensor)
+        and (target[1] is None or isinstance(target[1], torch.Tensor))
+    )
+
+
+def _sf_configs(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, FreeConfig]:
+    rest = {k: v for k, v in options.items() if k != "use_target_labels"}
+    return split_options(rest, seed=seed, defaults=SF_DEFAULTS)
+
+
+@register_method(
+    "sf-map",
+    description="SF-MAP: MAP without source data (synthesised pseudo-source; targets given)",
+    validate=_sf_configs,
+)
+def protect_sf_map(inputs: MethodInputs) -> MethodOutput:
+    """Never reads the source data: preserves a pseudo-source synthesised from the model."""
+    mcfg, fcfg = _sf_configs(inputs.options, inputs.seed)
+    result = source_free_mask(
+        inputs.model,
+        target=list(inputs.targets),
+        use_target_labels=bool(inputs.options.get("use_target_labels", True)),
+        mask_config=mcfg,
+        config=fcfg,
+        device=inputs.device,
+        progress=inputs.progress,
+    )
+    return method_output(result, inputs.model, mcfg, fcfg)

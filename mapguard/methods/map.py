@@ -1,0 +1,53 @@
+"""MAP: learn a binary mask over the frozen weights that keeps the source and degrades targets.
+
+Registered as protection method ``"map"``; the mask learner itself is :mod:`mapguard.masking`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mapguard.masking import MaskConfig, TensorSource, learn_mask
+from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
+
+__all__ = ["map_config", "protect_map"]
+
+
+def map_config(options: Mapping[str, Any], seed: int) -> MaskConfig:
+    """The :class:`MaskConfig` for ``options`` (unknown keys are an error)."""
+    return MaskConfig.from_dict({"seed": seed, **options})
+
+
+@register_method(
+    "map",
+    description="MAP: learn a binary mask over the frozen weights (source-available)",
+    validate=map_config,
+)
+def protect_map(inputs: MethodInputs) -> MethodOutput:
+    """Learn a mask keeping ``source`` (+ ``keep``) and degrading every target; bake it in."""
+    cfg = map_config(inputs.options, inputs.seed)
+    keep = [
+        TensorSource(d.floats(), d.labels, seed=cfg.seed + i, name=d.name)
+        for i, d in enumerate((inputs.source, *inputs.keep))
+    ]
+    degrade = [
+        TensorSource(d.floats(), d.labels, seed=cfg.seed + 100 + i, name=d.name)
+        for i, d in enumerate(inputs.targets)
+    ]
+    result = learn_mask(
+        inputs.model,
+        keep=keep,
+        degrade=degrade,
+        config=cfg,
+        device=inputs.device,
+        progress=inputs.progress,
+    )
+    return MethodOutput(
+        model=result.apply(inputs.model),
+        config=cfg.to_dict(),
+        seconds=result.seconds,
+        images_per_second=result.images_per_second,
+        mask=result.mask,
+        info={"history": list(result.history), "world_size": result.world_size},
+    )
