@@ -39,6 +39,7 @@ from torch import nn
 
 from mapguard._errors import ModelFileError
 from protocols.fileio import atomic_path
+from protocols.fileio import sha256_file as file_sha256  # one home; the name many callers use
 
 __all__ = [
     "FORMAT_NAME",
@@ -194,15 +195,6 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
         h.update(name.encode() + b"\0" + str(t.dtype).encode() + b"\0")
         h.update(json.dumps(list(t.shape)).encode() + b"\0")
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

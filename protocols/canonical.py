@@ -1,4 +1,4 @@
-"""Canonical JSON (RFC 8785, JSON Canonicalization Scheme) and SHA-256 digests.
+"""Canonical JSON (RFC 8785, JSON Canonicalization Scheme), SHA-256 digests and timestamps.
 
 Everything that is hashed or signed is first serialised with :func:`canonical_bytes`, so two
 parties who hold the same JSON *value* compute the same bytes: keys sorted by UTF-16 code units,
@@ -6,7 +6,8 @@ no whitespace, numbers in their shortest ECMAScript form, UTF-8 output.
 
 RFC 8785 treats every number as an IEEE-754 double, so integers beyond +-(2**53 - 1) and
 non-finite floats are refused with a :class:`~protocols.errors.SchemaError` naming the value's
-path. Encode seeds, large ids and digests as strings.
+path. Encode seeds, large ids and digests as strings. Every document's ``created`` time is
+written by :func:`now_rfc3339` (UTC, whole seconds, ``Z``).
 
 Example:
     >>> canonical_bytes({"b": 1, "a": [True, None, 0.5]})
@@ -17,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from pathlib import Path
@@ -32,6 +34,7 @@ __all__ = [
     "canonical_bytes",
     "digest_json",
     "loads",
+    "now_rfc3339",
     "read_json",
     "sha256_hex",
     "write_json",
@@ -63,6 +66,11 @@ def sha256_hex(data: bytes) -> str:
 def digest_json(obj: Any) -> str:
     """Lower-case hex SHA-256 of the canonical bytes of ``obj``."""
     return sha256_hex(canonical_bytes(obj))
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ`` (RFC 3339, whole seconds)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def loads(data: bytes | str, *, source: str = "JSON document") -> Any:

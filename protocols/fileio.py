@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -43,6 +44,7 @@ __all__ = [
     "probe_directory",
     "read_input",
     "remove_stale_temporaries",
+    "sha256_file",
     "temp_prefix",
 ]
 
@@ -314,6 +316,22 @@ def read_input(
             f"{what} file '{p}' is too large: the limit is {max_bytes:,} bytes, it has {size}"
         )
     return data
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Lower-case hex SHA-256 of a file's bytes, read in chunks of 1 MiB.
+
+    Raises:
+        InputError: the file cannot be opened or read (the OS reason in the message).
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(_CHUNK_BYTES), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise InputError(f"cannot read '{Path(path)}': {exc.strerror}") from None
+    return digest.hexdigest()
 
 
 def _require_regular(p: Path, mode: int, what: str) -> None:

@@ -5,20 +5,20 @@ It never imports ``mapguard``: a court expert can install and audit it alone. Pu
 - :mod:`verification.triggers` — trigger families (secret -> deterministic image transformation)
 - :mod:`verification.backends` — black-box query access to a suspect model (files, modules)
 - :mod:`verification.stats` — exact rank tests and supplementary statistics
-- :mod:`verification.verify` — ``verify(backend, spec, config) -> VerificationResult``
+- :mod:`verification.verify` — ``verify(backend, spec, config) -> VerificationResult``, and the
+  signed result document (``result_predicate``, ``write_result``)
+- :mod:`verification.watermark_file` — the revealed owner's file (``owner.wm``) as a spec
+- :mod:`verification.check` — check a signed commitment or result (and its watermark)
+- :mod:`verification.transforms` — query-time input transformations a thief may apply
 
-Example:
-    >>> import numpy as np, torch
-    >>> from verification.backends import ModuleBackend
-    >>> from verification.triggers import random_secret
-    >>> from verification.verify import VerifyConfig, WatermarkSpec, verify
-    >>> rng = np.random.default_rng(0)
-    >>> spec = WatermarkSpec(family="patch", secrets=(random_secret(rng),),
-    ...                      images=rng.integers(0, 256, (10, 3, 32, 32), dtype=np.uint8),
-    ...                      labels=rng.integers(0, 10, 10), num_classes=10)
-    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
-    >>> verify(ModuleBackend(net), spec, VerifyConfig(null_keys_per_secret=9)).evidenced
-    False
+Example (the test in two steps: a secret's trigger, then its rank among null keys'):
+    >>> import numpy as np
+    >>> from verification import stats, triggers
+    >>> secret = triggers.random_secret(np.random.default_rng(0))
+    >>> triggers.get_trigger_family("patch").derive(secret).describe()["family"]
+    'patch'
+    >>> stats.rank_test(0.9, np.linspace(0.1, 0.3, 99)).pvalue
+    0.01
 """
 
-__all__ = ["backends", "stats", "triggers", "verify"]
+__all__ = ["backends", "check", "stats", "transforms", "triggers", "verify", "watermark_file"]

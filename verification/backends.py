@@ -14,16 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from verification._backend_base import LabelsOnly, QueryBackend, TransformedBackend
-from verification._backend_files import (
+from verification._backends.base import LabelsOnly, QueryBackend, TransformedBackend
+from verification._backends.files import (
     CODE_FORMATS,
     SUSPECT_FORMATS,
     detect_suspect_format,
-    file_digest,
     load_suspect,
 )
-from verification._backend_module import ModuleBackend, state_digest
-from verification._backend_worker import WorkerBackend, WorkerLimits, isolation_available
+from verification._backends.module import ModuleBackend, state_digest
+from verification._backends.worker import WorkerBackend, WorkerLimits, isolation_available
 
 __all__ = [
     "CODE_FORMATS",
@@ -35,7 +34,6 @@ __all__ = [
     "WorkerBackend",
     "WorkerLimits",
     "detect_suspect_format",
-    "file_digest",
     "isolation_available",
     "load_suspect",
     "state_digest",

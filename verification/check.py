@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -42,9 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import canonical, dsse, keys, openings, statements
 from protocols.errors import InputError, SignatureError
-from protocols.fileio import MAX_JSON_BYTES, read_input
-from verification import _stats_targeted  # noqa: F401  (registers the targeted family)
-from verification._trigger_base import get_trigger_family
+from protocols.fileio import MAX_JSON_BYTES, read_input, sha256_file
+from verification.triggers import get_trigger_family
 from verification.watermark_file import (
     MAX_FILE_BYTES,
     WatermarkFile,
@@ -125,17 +123,6 @@ def _regular_file(path: str | os.PathLike[str], what: str) -> Path:
     if not stat.S_ISREG(mode):
         raise InputError(f"{what} '{p}' is not a regular file")
     return p
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError as exc:
-        raise InputError(f"cannot read '{path}': {exc.strerror}") from None
-    return h.hexdigest()
 
 
 def check(
@@ -247,7 +234,7 @@ def _subject(state: _State, artifact: Path | None) -> str:
         raise _Failed(f"subject digest {digests[0]} is not the predicate's model {named}")
     if artifact is None:
         return f"subject {named}"
-    actual = _file_sha256(artifact)
+    actual = sha256_file(artifact)
     if actual not in digests:
         raise _Failed(f"'{artifact}' has sha256 {actual}, not a subject of this statement")
     return f"'{artifact}' is the subject ({actual})"

@@ -16,16 +16,16 @@ Example:
 
 from __future__ import annotations
 
-from verification._stats_calibration import CalibrationResult, fake_secret_calibration
-from verification._stats_common import ALTERNATIVES, TIES
-from verification._stats_effect import EffectSize, effect_size
-from verification._stats_parametric import TAIL_MODELS, TailFitResult, parametric_tail_test
-from verification._stats_rank import (
+from verification._stats.calibration import CalibrationResult, fake_secret_calibration
+from verification._stats.effect import EffectSize, effect_size
+from verification._stats.parametric import TAIL_MODELS, TailFitResult, parametric_tail_test
+from verification._stats.rank import (
     CombinedRankTestResult,
     RankTestResult,
     combined_rank_test,
     rank_test,
 )
+from verification._stats.validation import ALTERNATIVES, TIES
 
 __all__ = [
     "ALTERNATIVES",

@@ -2,7 +2,9 @@
 
 Every family derives its trigger from ``HKDF-SHA256(secret, salt=None,
 info=b"mapguard/trigger/<family>/v1")`` with a documented byte layout (``docs/TRIGGERS.md``), so
-an independent arbiter can re-implement it byte for byte.
+an independent arbiter can re-implement it byte for byte. Every built-in family (``patch``,
+``blend``, ``targeted_patch``) is imported here, so importing this module is all it takes for
+:func:`get_trigger_family` to know them.
 
 Example:
     >>> import numpy as np, torch
@@ -23,16 +25,18 @@ import math
 import torch
 
 from verification._errors import TriggerError
-from verification._keys import null_secrets, random_secret
-from verification._trigger_base import (
-    SECRET_BYTES,
+from verification._triggers.base import (
     Trigger,
     TriggerFamily,
     get_trigger_family,
     list_trigger_families,
     register_trigger_family,
 )
-from verification._trigger_families import BlendFamily, BlendParams, PatchFamily, PatchParams
+from verification._triggers.blend import BlendFamily, BlendParams
+from verification._triggers.keys import null_secrets, random_secret
+from verification._triggers.patch import PatchFamily, PatchParams
+from verification._triggers.targeted_patch import TargetedPatchFamily, TargetedPatchParams
+from verification._triggers.validation import SECRET_BYTES
 
 __all__ = [
     "SECRET_BYTES",
@@ -40,6 +44,8 @@ __all__ = [
     "BlendParams",
     "PatchFamily",
     "PatchParams",
+    "TargetedPatchFamily",
+    "TargetedPatchParams",
     "Trigger",
     "TriggerFamily",
     "get_trigger_family",

@@ -1,5 +1,9 @@
 """Verify a suspect model against a revealed watermark: ``verify(backend, spec, config)``.
 
+The result becomes the arbiter's document with ``result_predicate(result, watermark=...,
+suspect_name=..., suspect_format=..., tool_name=..., tool_version=...)`` and is written (signed
+with a key, or plain) by ``write_result(path, predicate, key=...)``.
+
 Example:
     >>> import numpy as np, torch
     >>> from verification.backends import ModuleBackend
@@ -21,11 +25,11 @@ Example:
 
 from __future__ import annotations
 
-from verification._stats_effect import EffectSize
-from verification._verify_queries import STATISTICS
-from verification._verify_result import NullSummary, VerificationResult
-from verification._verify_run import verify
-from verification._verify_spec import (
+from verification._stats.effect import EffectSize
+from verification._verify.result import NullSummary, VerificationResult
+from verification._verify.result_document import result_predicate, write_result
+from verification._verify.run import verify
+from verification._verify.spec import (
     MAX_IMAGES_PER_KEY,
     MAX_NULL_KEYS_PER_SECRET,
     MAX_SECRETS,
@@ -38,12 +42,13 @@ __all__ = [
     "MAX_IMAGES_PER_KEY",
     "MAX_NULL_KEYS_PER_SECRET",
     "MAX_SECRETS",
-    "STATISTICS",
     "EffectSize",
     "NullSummary",
     "VerificationResult",
     "VerifyConfig",
     "WatermarkSpec",
     "public_null_seed",
+    "result_predicate",
     "verify",
+    "write_result",
 ]

@@ -48,7 +48,7 @@ from protocols import canonical, dsse, keys, schemas, secretbox
 from protocols.errors import InputError, SchemaError, SignatureError
 from protocols.fileio import read_input
 from verification._errors import VerificationError
-from verification._verify_spec import (
+from verification._verify.spec import (
     MAX_IMAGES_PER_KEY,
     MAX_NULL_KEYS_PER_SECRET,
     MAX_SECRETS,
@@ -334,7 +334,7 @@ def _check_self_consistency(doc: Mapping[str, Any], key: Ed25519PublicKey) -> No
 
 
 def _check_counts(doc: Mapping[str, Any]) -> None:
-    """Refuse counts that would make a verification endless (limits in ``_verify_spec``)."""
+    """Refuse counts that would make a verification endless (limits in ``verification._verify.spec``)."""
     ver = doc["verification"]
     check_count("the number of secrets in the watermark file", len(doc["secrets"]), hi=MAX_SECRETS)
     check_count("verification.n_secrets", ver.get("n_secrets"), hi=MAX_SECRETS)

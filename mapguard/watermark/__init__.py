@@ -34,7 +34,7 @@ from mapguard.watermark._outputs import (
     MODEL_FILE,
     WATERMARK_FILE,
 )
-from mapguard.watermark._verify import SuspectReport, result_predicate, verify_suspect
+from mapguard.watermark._verify import SuspectReport, verify_suspect
 
 __all__ = [
     "COMMITMENT_FILE",
@@ -49,6 +49,5 @@ __all__ = [
     "EmbedResult",
     "SuspectReport",
     "embed",
-    "result_predicate",
     "verify_suspect",
 ]

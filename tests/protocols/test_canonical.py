@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import struct
@@ -174,3 +175,10 @@ def test_canonical_form_is_a_fixed_point(value):
 def test_canonical_bytes_ignore_insertion_order(d):
     reordered = dict(reversed(list(d.items())))
     assert canonical.canonical_bytes(d) == canonical.canonical_bytes(reordered)
+
+
+def test_now_rfc3339_is_utc_whole_seconds():
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    stamp = canonical.now_rfc3339()
+    parsed = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert len(stamp) == 20 and before <= parsed <= dt.datetime.now(dt.timezone.utc)

@@ -1,7 +1,9 @@
-"""``read_input``: bounded reads of regular files only; every refusal is one clear InputError."""
+"""``read_input``: bounded reads of regular files only; every refusal is one clear InputError.
+And ``sha256_file``, the one file digest of the project."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -10,7 +12,7 @@ import pytest
 
 from protocols import canonical, keys
 from protocols.errors import InputError
-from protocols.fileio import MAX_JSON_BYTES, MAX_KEY_BYTES, read_input
+from protocols.fileio import MAX_JSON_BYTES, MAX_KEY_BYTES, read_input, sha256_file
 
 
 def test_reads_a_regular_file_up_to_the_limit(tmp_path):
@@ -64,3 +66,11 @@ def test_keys_and_json_have_small_limits(tmp_path):
     big_json.write_bytes(b" " * (MAX_JSON_BYTES + 1))
     with pytest.raises(InputError, match=f"it has {MAX_JSON_BYTES + 1:,} bytes"):
         canonical.read_json(big_json)
+
+
+def test_sha256_file_streams_the_bytes_and_names_an_unreadable_path(tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 5)  # more than one 1 MiB chunk, not a multiple of it
+    (tmp_path / "m.bin").write_bytes(data)
+    assert sha256_file(tmp_path / "m.bin") == hashlib.sha256(data).hexdigest()
+    with pytest.raises(InputError, match=r"cannot read '.*missing.bin'"):
+        sha256_file(tmp_path / "missing.bin")

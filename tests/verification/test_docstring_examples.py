@@ -13,6 +13,10 @@ MODULES = [
     "verification.stats",
     "verification.backends",
     "verification.verify",
+    "verification.check",
+    "verification.watermark_file",
+    "verification.transforms",
+    "verification._triggers.targeted_patch",
 ]
 
 

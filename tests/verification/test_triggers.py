@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from verification import _trigger_base
 from verification._errors import TriggerError
-from verification._hkdf import hkdf_sha256
+from verification._triggers import base as _trigger_base
+from verification._triggers.hkdf import hkdf_sha256
 from verification.triggers import (
     BlendParams,
     PatchParams,

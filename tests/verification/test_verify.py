@@ -185,6 +185,20 @@ def test_notes_and_n_query_images(spec):
         verify(ModuleBackend(Teacher(0)), spec, VerifyConfig(n_query_images=41))
 
 
+def test_query_budget_sets_the_images_per_key(spec):
+    """probe (2) + n * (1 clean + 3 secrets + 3 * 4 null keys) within the budget, n largest."""
+    per_image = 1 + 3 * (1 + 4)
+    cfg = VerifyConfig(query_budget=2 + 7 * per_image + 15, null_keys_per_secret=4, n_resamples=200)
+    res = verify(ModuleBackend(Teacher(0)), spec, cfg)
+    assert res.n_images == 7 and res.queries == 2 + 7 * per_image
+    with pytest.raises(VerificationError, match="query budget of 17 is too small.* 18 queries"):
+        verify(
+            ModuleBackend(Teacher(0)), spec, VerifyConfig(query_budget=17, null_keys_per_secret=4)
+        )
+    with pytest.raises(VerificationError, match="not both"):
+        VerifyConfig(query_budget=1000, n_query_images=5)
+
+
 def test_blend_family_end_to_end():
     spec = make_spec(n=20, k=2, family="blend")
     res = verify(ModuleBackend(Teacher(0)), spec, SMALL)

@@ -1,4 +1,4 @@
-"""Targeted triggers and their statistic: each key also names a target class.
+"""The ``targeted_patch`` trigger family: each key also names a target class.
 
 The ``targeted_patch`` family is the ``patch`` family (same byte layout, its own HKDF info
 ``b"mapguard/trigger/targeted_patch/v1"``) with two more parameters and one more derived value:
@@ -11,14 +11,14 @@ The ``targeted_patch`` family is the ``patch`` family (same byte layout, its own
   is the length of the ``patch`` layout; or, with the parameter ``target >= 0``, that class for
   every key (a public choice made before any key is drawn).
 
-Its statistic counts flips *into the key's own target class*: in labels mode, the fraction of
-images that are right clean, not of the target class, and labelled the target class under the
-trigger; in probability mode, the mean over images right clean and not of the target class of
-``p_trigger(target) - p_clean(target)``. A watermark embedded to send the secret trigger to the
-secret's target class scores high on it, while a random key of the family scores high only if the
-suspect happens to send *that* key's patch to *that* key's class. The test stays exact: the
-target is part of the derived trigger, so the secret and the null keys are still exchangeable
-under H0 (see docs/METHOD.md, section 3).
+Its statistic (computed in :mod:`verification._verify.queries`) counts flips *into the key's
+own target class*: in labels mode, the fraction of images that are right clean, not of the target
+class, and labelled the target class under the trigger; in probability mode, the mean over images
+right clean and not of the target class of ``p_trigger(target) - p_clean(target)``. A watermark
+embedded to send the secret trigger to the secret's target class scores high on it, while a random
+key of the family scores high only if the suspect happens to send *that* key's patch to *that*
+key's class. The test stays exact: the target is part of the derived trigger, so the secret and
+the null keys are still exchangeable under H0 (see docs/METHOD.md, section 3).
 
 Example:
     >>> import numpy as np
@@ -32,32 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from verification._errors import TriggerError
-from verification._hkdf import uniform_int
-from verification._trigger_base import Trigger, register_trigger_family
-from verification._trigger_families import PatchFamily, PatchParams, _colour_bits
+from verification._triggers.base import register_trigger_family
+from verification._triggers.hkdf import colour_bits, uniform_int
+from verification._triggers.patch import PatchFamily, PatchParams
 
-__all__ = [
-    "TARGETED_STATISTICS",
-    "TargetedPatchFamily",
-    "TargetedPatchParams",
-    "reduce_targeted",
-    "statistic_definition",
-    "target_classes",
-]
-
-TARGETED_STATISTICS = {
-    "labels": "fraction of images right clean, not of the key's target class, and labelled the "
-    "target class under the trigger",
-    "probabilities": "mean over images of [right clean and not of the target class] * "
-    "(p_trigger(target) - p_clean(target))",
-}
+__all__ = ["TargetedPatchFamily", "TargetedPatchParams"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -108,7 +92,7 @@ class TargetedPatchFamily(PatchFamily):
         side = uniform_int(stream[0:8], params.min_size, params.max_size)
         row = uniform_int(stream[8:16], margin, n - side - margin)
         col = uniform_int(stream[16:24], margin, n - side - margin)
-        bits = _colour_bits(stream, 24, side * side).reshape(side, side, 3)
+        bits = colour_bits(stream, 24, side * side).reshape(side, side, 3)
         alpha_map = np.zeros((1, n, n), dtype=np.float32)
         pattern = np.zeros((3, n, n), dtype=np.float32)
         alpha_map[0, row : row + side, col : col + side] = params.alpha
@@ -118,56 +102,3 @@ class TargetedPatchFamily(PatchFamily):
         if params.target >= 0:
             target = params.target
         return alpha_map, pattern, {"size": side, "row": row, "col": col, "target": target}
-
-
-def target_classes(triggers: Sequence[Trigger]) -> torch.Tensor | None:
-    """``[T]`` target classes if every trigger names one, ``None`` if none does.
-
-    Raises:
-        TriggerError: some triggers name a target and others do not.
-    """
-    targets = [t.details.get("target") for t in triggers]
-    if all(t is None for t in targets):
-        return None
-    if any(t is None for t in targets):
-        raise TriggerError("cannot mix targeted and untargeted triggers in one verification")
-    return torch.tensor(targets, dtype=torch.int64)
-
-
-def reduce_targeted(
-    answers: torch.Tensor,
-    labels: torch.Tensor,
-    clean_correct: torch.Tensor,
-    clean_p: torch.Tensor | None,
-    targets: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image contributions of the targeted statistic and the accuracy under each trigger.
-
-    Args:
-        answers: ``[T, n]`` labels or ``[T, n, C]`` probabilities under the ``T`` triggers.
-        labels: ``[n]`` true labels.
-        clean_correct: ``[n]`` bool, clean answer right.
-        clean_p: ``[n, C]`` clean probabilities (probability mode) or ``None``.
-        targets: ``[T]`` target classes.
-
-    Returns:
-        ``(contributions [T, n] float64, accuracies [T] float64)``.
-    """
-    tgt = targets[:, None]
-    eligible = clean_correct[None, :] & (labels[None, :] != tgt)
-    if answers.dim() == 2:
-        hit = answers == tgt
-        accuracy = (answers == labels).double().mean(dim=1)
-        return (eligible & hit).double(), accuracy
-    if clean_p is None or clean_p.dim() != 2:
-        raise TriggerError("probability mode needs the clean probabilities [n, C]")
-    index = tgt.expand(-1, answers.shape[1])
-    p_trig = answers.gather(2, index[..., None])[..., 0].double()
-    p_clean = clean_p.double().gather(1, index.T).T
-    accuracy = (answers.argmax(dim=2) == labels).double().mean(dim=1)
-    return eligible.double() * (p_trig - p_clean), accuracy
-
-
-def statistic_definition(targeted: bool, mode: str, untargeted: dict[str, str]) -> str:
-    """What ``g`` measures, for the result's ``statistic_definition``."""
-    return (TARGETED_STATISTICS if targeted else untargeted)[mode]

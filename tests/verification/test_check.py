@@ -153,7 +153,6 @@ def test_any_flipped_bit_of_the_watermark_is_detected(embedded, tmp_path, index,
 def test_cli_check_exit_codes(embedded, other_owner, tmp_path):
     from click.testing import CliRunner
 
-    from mapguard import _cli_commands  # noqa: F401
     from mapguard._cli import cli
 
     runner = CliRunner()

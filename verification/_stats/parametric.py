@@ -18,7 +18,7 @@ from scipy import special, stats
 
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
-from verification._stats_common import ALTERNATIVES, check_choice, finite_scalar, finite_vector
+from verification._stats.validation import ALTERNATIVES, check_choice, finite_scalar, finite_vector
 
 __all__ = ["TAIL_MODELS", "TailFitResult", "parametric_tail_test"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 import zipfile
@@ -10,27 +9,18 @@ from pathlib import Path
 
 import torch
 
-from verification._backend_base import DEFAULT_INPUT_SHAPE, QueryBackend
-from verification._backend_module import ModuleBackend
-from verification._backend_worker import WorkerBackend, WorkerLimits, isolation_available
+from protocols.fileio import sha256_file
+from verification._backends.base import DEFAULT_INPUT_SHAPE, QueryBackend
+from verification._backends.module import ModuleBackend
+from verification._backends.worker import WorkerBackend, WorkerLimits, isolation_available
 from verification._errors import SuspectError, UnsafeFormatError
 
 __all__ = [
     "CODE_FORMATS",
     "SUSPECT_FORMATS",
     "detect_suspect_format",
-    "file_digest",
     "load_suspect",
 ]
-
-
-def file_digest(path: Path) -> str:
-    """``"sha256:<hex>"`` of the file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def _zip_format(path: Path) -> str:
@@ -159,7 +149,7 @@ def load_suspect(
             "checkpoint; load it with the mapguard CLI ('mapguard verify'), or give the verifier "
             "a torch.export (.pt2) or TorchScript file"
         )
-    digest = file_digest(p)
+    digest = "sha256:" + sha256_file(p)
     if not allow_unsafe_load:
         if not isolation_available():
             raise UnsafeFormatError(

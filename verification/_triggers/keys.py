@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from verification._errors import TriggerError
-from verification._hkdf import hkdf_sha256
-from verification._trigger_base import SECRET_BYTES
+from verification._triggers.hkdf import hkdf_sha256
+from verification._triggers.validation import SECRET_BYTES
 
 __all__ = ["NULL_KEY_INFO", "null_secrets", "random_secret"]
 

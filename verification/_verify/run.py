@@ -9,18 +9,16 @@ import time
 import numpy as np
 import torch
 
-from verification._backend_base import QueryBackend
+from verification._backends.base import PROBE_IMAGES, QueryBackend
 from verification._errors import VerificationError
-from verification._keys import null_secrets
-from verification._stats_calibration import CalibrationResult, fake_secret_calibration
-from verification._stats_effect import effect_size
-from verification._stats_parametric import TailFitResult, parametric_tail_test
-from verification._stats_rank import CombinedRankTestResult, combined_rank_test
-from verification._stats_targeted import statistic_definition
-from verification._trigger_base import Trigger, get_trigger_family
-from verification._verify_queries import STATISTICS, QueryOutcome, query_triggers
-from verification._verify_result import NullSummary, VerificationResult
-from verification._verify_spec import VerifyConfig, WatermarkSpec, public_null_seed
+from verification._stats.calibration import CalibrationResult, fake_secret_calibration
+from verification._stats.effect import effect_size
+from verification._stats.parametric import TailFitResult, parametric_tail_test
+from verification._stats.rank import CombinedRankTestResult, combined_rank_test
+from verification._verify.queries import QueryOutcome, query_triggers, statistic_definition
+from verification._verify.result import NullSummary, VerificationResult
+from verification._verify.spec import VerifyConfig, WatermarkSpec, public_null_seed
+from verification.triggers import Trigger, get_trigger_family, null_secrets
 
 __all__ = ["verify"]
 
@@ -125,8 +123,23 @@ def _notes(test: CombinedRankTestResult, config: VerifyConfig, td: _TailData) ->
     return tuple(notes)
 
 
-def _n_images(spec: WatermarkSpec, config: VerifyConfig) -> int:
-    n = config.n_query_images
+def _budget_images(spec: WatermarkSpec, config: VerifyConfig) -> int | None:
+    """``config.n_query_images``, or the images per key that fit ``config.query_budget``."""
+    budget = config.query_budget
+    if budget is None:
+        return config.n_query_images
+    k, m = len(spec.secrets), config.null_keys_per_secret
+    per_image = 1 + k * (1 + m)  # clean + k secret triggers + k * M null triggers
+    n = (budget - PROBE_IMAGES) // per_image
+    if n < 1:
+        raise VerificationError(
+            f"a query budget of {budget} is too small: one image per key costs "
+            f"{per_image + PROBE_IMAGES} queries with {k} secrets and {m} null keys each"
+        )
+    return n
+
+
+def _n_images(spec: WatermarkSpec, n: int | None) -> int:
     if n is not None and n > spec.n_images:
         raise VerificationError(
             f"n_query_images={n} exceeds the {spec.n_images} verification images of the watermark"
@@ -193,11 +206,12 @@ def verify(
     """
     config = VerifyConfig() if config is None else config
     _verify_iv(backend, spec, config)
+    n = _budget_images(spec, config)
     start, queries0 = time.perf_counter(), backend.query_count
     backend.probe(num_classes=spec.num_classes)
     seed, m, k = _null_seed(backend, spec, config), config.null_keys_per_secret, len(spec.secrets)
     secret_triggers, null_triggers = _triggers(spec, seed, m)
-    n = _n_images(spec, config)
+    n = _n_images(spec, n)
     x = torch.from_numpy(spec.images[:n]).float().div(255.0)
     y = torch.from_numpy(spec.labels[:n])
     outcome = _query_shuffled(backend, x, y, secret_triggers + null_triggers, seed, config)
@@ -222,7 +236,7 @@ def verify(
         test=test,
         mode=outcome.mode,
         statistic_definition=statistic_definition(
-            "target" in secret_triggers[0].details, outcome.mode, STATISTICS
+            "target" in secret_triggers[0].details, outcome.mode
         ),
         secret_stats=tuple(float(v) for v in g_sec),
         ranks=test.ranks,

@@ -12,7 +12,7 @@ import numpy as np
 
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
-from verification._stats_common import (
+from verification._stats.validation import (
     ALTERNATIVES,
     TIES,
     as_rng,

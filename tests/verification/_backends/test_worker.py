@@ -1,4 +1,4 @@
-"""verification/_backend_worker.py: code-format suspects run in an isolated worker process.
+"""verification/_backends/worker.py: code-format suspects run in an isolated worker process.
 
 The files here are real attack files (see ``MaliciousFiles`` in tests/conftest.py) and real
 misbehaving models; nothing of the worker is mocked.

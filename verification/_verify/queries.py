@@ -1,4 +1,9 @@
-"""Query the suspect on clean and triggered images; reduce answers to per-image contributions."""
+"""Query the suspect on clean and triggered images; reduce answers to per-image contributions.
+
+Two statistics: the untargeted one (:data:`STATISTICS`: a trigger breaks images) and, for trigger
+families whose triggers name a target class (``targeted_patch``), the targeted one
+(:data:`TARGETED_STATISTICS`: a trigger sends images into its key's own target class).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,29 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from verification._backend_base import QueryBackend
-from verification._stats_targeted import reduce_targeted, target_classes
-from verification._trigger_base import Trigger
+from verification._backends.base import QueryBackend
+from verification._errors import TriggerError
+from verification._triggers.base import Trigger
 
-__all__ = ["QueryOutcome", "STATISTICS", "query_triggers"]
+__all__ = [
+    "STATISTICS",
+    "TARGETED_STATISTICS",
+    "QueryOutcome",
+    "query_triggers",
+    "reduce_targeted",
+    "statistic_definition",
+    "target_classes",
+]
 
 STATISTICS = {
     "labels": "fraction of images right clean and wrong under the trigger",
     "probabilities": "mean over images of [right clean] * (p_clean(true) - p_trigger(true))",
+}
+TARGETED_STATISTICS = {
+    "labels": "fraction of images right clean, not of the key's target class, and labelled the "
+    "target class under the trigger",
+    "probabilities": "mean over images of [right clean and not of the target class] * "
+    "(p_trigger(target) - p_clean(target))",
 }
 
 
@@ -52,6 +71,59 @@ def _reduce(
     right = answers.argmax(dim=2) == labels
     contrib = clean_correct.double() * (clean_p - true_p.double())
     return contrib, right.double().mean(dim=1)
+
+
+def target_classes(triggers: Sequence[Trigger]) -> torch.Tensor | None:
+    """``[T]`` target classes if every trigger names one, ``None`` if none does.
+
+    Raises:
+        TriggerError: some triggers name a target and others do not.
+    """
+    targets = [t.details.get("target") for t in triggers]
+    if all(t is None for t in targets):
+        return None
+    if any(t is None for t in targets):
+        raise TriggerError("cannot mix targeted and untargeted triggers in one verification")
+    return torch.tensor(targets, dtype=torch.int64)
+
+
+def reduce_targeted(
+    answers: torch.Tensor,
+    labels: torch.Tensor,
+    clean_correct: torch.Tensor,
+    clean_p: torch.Tensor | None,
+    targets: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image contributions of the targeted statistic and the accuracy under each trigger.
+
+    Args:
+        answers: ``[T, n]`` labels or ``[T, n, C]`` probabilities under the ``T`` triggers.
+        labels: ``[n]`` true labels.
+        clean_correct: ``[n]`` bool, clean answer right.
+        clean_p: ``[n, C]`` clean probabilities (probability mode) or ``None``.
+        targets: ``[T]`` target classes.
+
+    Returns:
+        ``(contributions [T, n] float64, accuracies [T] float64)``.
+    """
+    tgt = targets[:, None]
+    eligible = clean_correct[None, :] & (labels[None, :] != tgt)
+    if answers.dim() == 2:
+        hit = answers == tgt
+        accuracy = (answers == labels).double().mean(dim=1)
+        return (eligible & hit).double(), accuracy
+    if clean_p is None or clean_p.dim() != 2:
+        raise TriggerError("probability mode needs the clean probabilities [n, C]")
+    index = tgt.expand(-1, answers.shape[1])
+    p_trig = answers.gather(2, index[..., None])[..., 0].double()
+    p_clean = clean_p.double().gather(1, index.T).T
+    accuracy = (answers.argmax(dim=2) == labels).double().mean(dim=1)
+    return eligible.double() * (p_trig - p_clean), accuracy
+
+
+def statistic_definition(targeted: bool, mode: str) -> str:
+    """What ``g`` measures, for the result's ``statistic_definition``."""
+    return (TARGETED_STATISTICS if targeted else STATISTICS)[mode]
 
 
 def query_triggers(

@@ -1,5 +1,5 @@
 """The isolated worker: loads a *code* model file (``.pt2``, TorchScript, pickle) and answers
-queries over a pipe. Run only by :mod:`verification._backend_worker`, never imported by it.
+queries over a pipe. Run only by :mod:`verification._backends.worker`, never imported by it.
 
 This file is a standalone script (stdlib + torch + numpy): it does not import ``verification``
 so that nothing of the arbiter's process state reaches the sandbox. Order of events:

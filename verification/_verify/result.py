@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from verification._jsonsafe import INTERNAL, jsonsafe
-from verification._stats_calibration import CalibrationResult
-from verification._stats_effect import EffectSize, effect_size
-from verification._stats_parametric import TailFitResult
-from verification._stats_rank import CombinedRankTestResult
-from verification._verify_spec import VerifyConfig
+from verification._stats.calibration import CalibrationResult
+from verification._stats.effect import EffectSize, effect_size
+from verification._stats.parametric import TailFitResult
+from verification._stats.rank import CombinedRankTestResult
+from verification._verify.spec import VerifyConfig
 
 __all__ = ["NullSummary", "VerificationResult"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from verification._backend_base import DEFAULT_INPUT_SHAPE, QueryBackend
+from verification._backends.base import DEFAULT_INPUT_SHAPE, QueryBackend
 from verification._errors import SuspectError
 
 __all__ = ["ModuleBackend", "state_digest"]

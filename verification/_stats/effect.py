@@ -9,7 +9,7 @@ import numpy as np
 
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
-from verification._stats_common import as_rng, finite_scalar
+from verification._stats.validation import as_rng, finite_scalar
 
 __all__ = ["EffectSize", "effect_size"]
 

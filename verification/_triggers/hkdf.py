@@ -1,15 +1,18 @@
-"""HKDF-SHA256 (RFC 5869) and the byte-to-integer helpers shared by the trigger specs.
+"""HKDF-SHA256 (RFC 5869) and the byte helpers shared by the trigger specs.
 
-These three helpers are the whole cryptographic vocabulary of ``docs/TRIGGERS.md``; an
+These four helpers are the whole cryptographic vocabulary of ``docs/TRIGGERS.md``; an
 independent arbiter re-implements them with any HKDF library (or 20 lines of ``hmac``).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["HKDF_MAX_LENGTH", "bit", "hkdf_sha256", "uniform_int"]
+__all__ = ["HKDF_MAX_LENGTH", "bit", "colour_bits", "hkdf_sha256", "uniform_int"]
 
 HKDF_MAX_LENGTH = 255 * 32
 
@@ -36,3 +39,10 @@ def uniform_int(chunk: bytes, lo: int, hi: int) -> int:
 def bit(stream: bytes, index: int) -> int:
     """Bit ``index`` of ``stream``, most significant bit of each byte first."""
     return (stream[index // 8] >> (7 - index % 8)) & 1
+
+
+def colour_bits(stream: bytes, offset: int, pixels: int) -> np.ndarray:
+    """``3 * pixels`` bits from ``stream[offset:]``, MSB first, shaped ``[pixels, 3]``."""
+    nbytes = math.ceil(3 * pixels / 8)
+    raw = np.frombuffer(stream, dtype=np.uint8, count=nbytes, offset=offset)
+    return np.unpackbits(raw, bitorder="big")[: 3 * pixels].reshape(pixels, 3)

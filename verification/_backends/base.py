@@ -12,6 +12,8 @@ from verification._errors import SuspectError
 __all__ = ["LabelsOnly", "QueryBackend", "TransformedBackend"]
 
 DEFAULT_INPUT_SHAPE = (3, 32, 32)
+#: Images in the dummy batch of :meth:`QueryBackend.probe` (they count as queries).
+PROBE_IMAGES = 2
 
 
 class QueryBackend(ABC):
@@ -92,7 +94,7 @@ class QueryBackend(ABC):
             SuspectError: The suspect fails on ``[2, *input_shape]`` inputs or answers with a
                 different number of classes.
         """
-        dummy = torch.full((2, *self.input_shape), 0.5)
+        dummy = torch.full((PROBE_IMAGES, *self.input_shape), 0.5)
         try:
             out = self.query(dummy)
         except SuspectError:
@@ -144,7 +146,21 @@ class QueryBackend(ABC):
         return out.long() if out.dim() == 1 else out
 
 
-class TransformedBackend(QueryBackend):
+class _View(QueryBackend):
+    """A view of ``backend``: same input shape, classes, digest and isolation; queries go to it."""
+
+    def __init__(self, backend: QueryBackend, *, description: str) -> None:
+        super().__init__(
+            input_shape=backend.input_shape,
+            num_classes=backend.num_classes,
+            digest=backend.digest,
+            description=description,
+        )
+        self.isolation = backend.isolation
+        self.backend = backend
+
+
+class TransformedBackend(_View):
     """Apply ``transform`` to every batch before querying ``backend`` (query-time attacks).
 
     Args:
@@ -160,32 +176,18 @@ class TransformedBackend(QueryBackend):
         *,
         name: str = "transform",
     ) -> None:
-        super().__init__(
-            input_shape=backend.input_shape,
-            num_classes=backend.num_classes,
-            digest=backend.digest,
-            description=f"{backend.description} + {name}",
-        )
-        self.isolation = backend.isolation
-        self.backend = backend
+        super().__init__(backend, description=f"{backend.description} + {name}")
         self.transform = transform
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         return self.backend.query(self.transform(batch))
 
 
-class LabelsOnly(QueryBackend):
+class LabelsOnly(_View):
     """View of ``backend`` that answers only the top-1 label."""
 
     def __init__(self, backend: QueryBackend) -> None:
-        super().__init__(
-            input_shape=backend.input_shape,
-            num_classes=backend.num_classes,
-            digest=backend.digest,
-            description=f"{backend.description} (labels only)",
-        )
-        self.isolation = backend.isolation
-        self.backend = backend
+        super().__init__(backend, description=f"{backend.description} (labels only)")
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         out = self.backend.query(batch)

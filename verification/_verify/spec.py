@@ -11,9 +11,10 @@ import numpy as np
 
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
-from verification._stats_common import TIES
-from verification._stats_parametric import TAIL_MODELS
-from verification._trigger_base import check_secret, get_trigger_family
+from verification._stats.parametric import TAIL_MODELS
+from verification._stats.validation import TIES
+from verification._triggers.validation import check_secret
+from verification.triggers import get_trigger_family
 
 __all__ = [
     "MAX_IMAGES_PER_KEY",
@@ -135,6 +136,9 @@ class VerifyConfig:
     Attributes:
         null_keys_per_secret: ``M``, null keys ranked against each secret.
         n_query_images: Use the first ``n`` verification images (None: all).
+        query_budget: Total queries the suspect may be sent (probe included); the number of images
+            per key is then the largest ``n`` with ``probe + n * (1 + k * (1 + M))`` within it
+            (``k`` secrets, ``M`` null keys each). Not together with ``n_query_images``.
         alpha: Significance level of the verdict.
         labels_only: Use only the suspect's top-1 labels even if it gives probabilities.
         null_seed: Public seed of the null keys; None derives it with :func:`public_null_seed`
@@ -150,6 +154,7 @@ class VerifyConfig:
 
     null_keys_per_secret: int = 99
     n_query_images: int | None = None
+    query_budget: int | None = None
     alpha: float = 1e-3
     labels_only: bool = False
     null_seed: str | None = None
@@ -178,10 +183,23 @@ def _in_unit(name: str, value: object) -> None:
         raise VerificationError(f"{name} must be a number in (0, 1), got {value!r}")
 
 
+def _query_budget_iv(cfg: VerifyConfig) -> None:
+    budget = cfg.query_budget
+    if budget is None:
+        return
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        raise VerificationError(f"query_budget must be an integer or None, got {budget!r}")
+    if cfg.n_query_images is not None:
+        raise VerificationError(
+            f"give n_query_images or query_budget, not both (got {cfg.n_query_images} and {budget})"
+        )
+
+
 def _config_iv(cfg: VerifyConfig) -> None:
     check_count("null_keys_per_secret", cfg.null_keys_per_secret, hi=MAX_NULL_KEYS_PER_SECRET)
     if cfg.n_query_images is not None:
         check_count("n_query_images", cfg.n_query_images, hi=MAX_IMAGES_PER_KEY)
+    _query_budget_iv(cfg)
     _in_unit("alpha", cfg.alpha)
     _in_unit("confidence_level", cfg.confidence_level)
     _positive_int("batch_size", cfg.batch_size)

@@ -2,7 +2,7 @@
 
 ``.pt2`` archives (their graph may call any ATen operator, and their weights or sample inputs may
 be pickles), TorchScript (code) and pickles are never loaded in the verifier's process. The
-worker (:mod:`verification._worker_main`, a standalone script) runs:
+worker (``worker_main.py`` next to this file, a standalone script run by path) runs:
 
 - as a new process with an empty environment (only ``OMP_NUM_THREADS``, ``LC_ALL``, ``PATH``),
   ``python -I -B``, no inherited file descriptors except the suspect opened read-only, a private
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verification._backend_base import DEFAULT_INPUT_SHAPE, QueryBackend
+from verification._backends.base import DEFAULT_INPUT_SHAPE, QueryBackend
 from verification._errors import SuspectError
 
 __all__ = ["WorkerBackend", "WorkerLimits", "isolation_available"]
@@ -59,7 +59,7 @@ _DTYPES = {
     "|b1": np.bool_,
 }
 _MAX_CLASSES = 1_000_000
-_SCRIPT = Path(__file__).with_name("_worker_main.py")
+_SCRIPT = Path(__file__).with_name("worker_main.py")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,8 +10,8 @@ import numpy as np
 
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
-from verification._stats_parametric import TAIL_MODELS, parametric_tail_test
-from verification._stats_rank import combined_rank_test
+from verification._stats.parametric import TAIL_MODELS, parametric_tail_test
+from verification._stats.rank import combined_rank_test
 
 __all__ = ["CalibrationResult", "fake_secret_calibration"]
 

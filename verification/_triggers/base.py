@@ -13,30 +13,18 @@ import numpy as np
 import torch
 
 from verification._errors import TriggerError
-from verification._hkdf import HKDF_MAX_LENGTH, hkdf_sha256
+from verification._triggers.hkdf import HKDF_MAX_LENGTH, hkdf_sha256
+from verification._triggers.validation import check_secret
 
 __all__ = [
-    "SECRET_BYTES",
     "Trigger",
     "TriggerFamily",
-    "check_secret",
     "get_trigger_family",
     "list_trigger_families",
     "register_trigger_family",
 ]
 
-SECRET_BYTES = 32
-
 _REGISTRY: dict[str, TriggerFamily] = {}
-
-
-def check_secret(secret: object) -> bytes:
-    """Return ``secret`` as bytes if it is exactly 32 bytes, else raise :class:`TriggerError`."""
-    if not isinstance(secret, bytes | bytearray):
-        raise TriggerError(f"a secret must be {SECRET_BYTES} bytes, got {type(secret).__name__}")
-    if len(secret) != SECRET_BYTES:
-        raise TriggerError(f"a secret must be {SECRET_BYTES} bytes, got {len(secret)} bytes")
-    return bytes(secret)
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
