@@ -334,7 +334,7 @@ def _check_self_consistency(doc: Mapping[str, Any], key: Ed25519PublicKey) -> No
 
 
 def _check_counts(doc: Mapping[str, Any]) -> None:
-    """Refuse counts that would make a verification endless (limits in ``verification._verify.spec``)."""
+    """Refuse counts that would make a verification endless (limits: ``_verify/spec.py``)."""
     ver = doc["verification"]
     check_count("the number of secrets in the watermark file", len(doc["secrets"]), hi=MAX_SECRETS)
     check_count("verification.n_secrets", ver.get("n_secrets"), hi=MAX_SECRETS)
