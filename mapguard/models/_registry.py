@@ -45,6 +45,7 @@ def create_model(
         ConfigError: unknown architecture name or a bad class count.
     """
     from mapguard.models._zoo import DEFAULT_MEAN, DEFAULT_STD, Normalize
+
     if name not in _REGISTRY:
         raise ConfigError(
             f"unknown architecture '{name}'; choose one of: {', '.join(list_models())}"
