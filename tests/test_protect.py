@@ -21,8 +21,6 @@ QUICK = ["-o", "max_steps_per_epoch=4", "--epochs", "1", "--batch-size", "32", "
 
 
 def invoke(*args):
-    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
-
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

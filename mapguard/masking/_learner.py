@@ -28,7 +28,16 @@ __all__ = ["EpochInfo", "MaskResult", "learn_mask"]
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class EpochInfo:
-    """What a callback sees after each epoch; return ``True`` from the callback to stop."""
+    """What a callback sees after each epoch; return ``True`` from the callback to stop.
+
+    Attributes:
+        epoch: The epoch just finished (1-based).
+        steps: Optimisation steps per epoch.
+        terms: Mean value of every objective term over the epoch, by term name.
+        pruned_fraction: Fraction of the masked weights the mask removes now.
+        scores: The live mask scores.
+        current_mask: Builds the binary mask the scores give now.
+    """
 
     epoch: int
     steps: int

@@ -7,7 +7,6 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mapguard import _cli_attack  # noqa: F401  (registers the command)
 from mapguard._cli import cli
 from mapguard.checkpoint import load_checkpoint
 from mapguard.masking import maskable_weights

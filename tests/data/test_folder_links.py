@@ -19,7 +19,6 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from mapguard import _cli_commands  # noqa: F401  (registers commands)
 from mapguard._cli import cli
 from mapguard.data import _folder, load_data
 

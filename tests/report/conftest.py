@@ -155,7 +155,6 @@ def _owner_files(d: Path, key: Any, fpr: str, images: Any, labels: Any) -> dict[
 
 
 def _verify(*args: Any) -> None:
-    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
     from mapguard._cli import cli
 
     res = CliRunner().invoke(cli, ["verify", *map(str, args)])

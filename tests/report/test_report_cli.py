@@ -14,8 +14,6 @@ from protocols import canonical, keys
 
 
 def _run(*args: str):
-    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
-
     return CliRunner().invoke(cli, list(map(str, args)))
 
 

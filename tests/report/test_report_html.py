@@ -229,7 +229,6 @@ def test_verdicts_are_stated_in_plain_language(report, report_inputs, tmp_path, 
 def test_suspect_loading_is_shown_and_unsafe_load_is_flagged(report_inputs, tmp_path, html_tools):
     from click.testing import CliRunner
 
-    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
     from mapguard._cli import cli
 
     def render(result):

@@ -7,7 +7,6 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mapguard import _cli_commands  # noqa: F401  (registers commands)
 from mapguard._cli import cli
 from mapguard.data import load_data
 from mapguard.synthesis import load_result

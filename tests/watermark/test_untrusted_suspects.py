@@ -14,7 +14,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mapguard import _cli_commands  # noqa: F401  (registers the commands)
 from mapguard._cli import cli
 
 ATTACKS = ["pt2_sample_inputs", "pt2_weights", "torchscript_setstate", "torchscript_forward"]

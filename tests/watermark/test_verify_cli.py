@@ -8,7 +8,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mapguard import _cli_commands  # noqa: F401  (registers the commands)
 from mapguard._cli import cli
 from verification.check import check
 from verification.watermark_file import read_watermark

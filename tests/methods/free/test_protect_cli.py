@@ -16,8 +16,6 @@ QUICK = [
 
 
 def invoke(*args):
-    from mapguard import _cli_commands  # noqa: F401  (registers the commands)
-
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from mapguard import _cli_commands  # noqa: F401  (registers the commands)
 from mapguard._cli import cli
 from protocols import canonical, dsse, keys, statements
 from verification.check import check

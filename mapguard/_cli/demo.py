@@ -1,4 +1,4 @@
-"""``mapguard demo``."""
+"""``mapguard demo``: the whole walk on built-in data."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from mapguard._cli import cli, device_option, quiet_option, seed_option
+from mapguard import _cli
 
 
-@cli.command()
+@_cli.command()
 @click.option(
     "--out",
     default="mapguard-demo",
@@ -18,9 +18,7 @@ from mapguard._cli import cli, device_option, quiet_option, seed_option
     help="Directory for the demo's outputs.",
 )
 @click.option("--epochs", type=int, default=4, show_default=True, help="Source-model epochs.")
-@seed_option
-@device_option
-@quiet_option
+@_cli.shared_options("seed", "device", "quiet")
 def demo(out, epochs, seed, device, quiet):
     """Train, protect, watermark and verify a model on built-in data (a few minutes on a CPU)."""
     from mapguard.demo import DemoConfig, run_demo

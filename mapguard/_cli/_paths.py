@@ -1,4 +1,4 @@
-"""Checks on a command's paths before it does any work (see :class:`mapguard._cli._Command`).
+"""Checks on a command's paths before it does any work (see :class:`mapguard._cli.Command`).
 
 An output option is ``--out``, ``--out-*``, ``--*-out``, ``--pdf`` or ``--export``; every other
 parameter whose value names an existing file or folder is an input. Before the command runs:

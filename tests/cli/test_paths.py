@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mapguard import _cli_commands  # noqa: F401  (registers commands)
-from mapguard._cli import _Command, cli
+from mapguard._cli import Command, cli
 from protocols.fileio import STALE_AFTER_S
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: object):
@@ -42,7 +41,7 @@ def _one_line_error(result, *needles: str) -> str:
 def test_every_command_checks_its_paths() -> None:
     """The checks live in the command class; a command made with another class would skip them."""
     for name, command in cli.commands.items():
-        assert isinstance(command, _Command), name
+        assert isinstance(command, Command), name
 
 
 # ---- a path that names a folder where a file is expected ----------------------------------------

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: A command that does what third-party code does on a bad day, then fails with a bug.
 _NOISY_BUG = textwrap.dedent(

@@ -1,0 +1,56 @@
+"""``mapguard protect``: restrict a model to its authorized source domain."""
+
+from __future__ import annotations
+
+import click
+
+from mapguard import _cli
+
+
+@_cli.command()
+@click.argument("model", type=_cli.FILE)
+@click.option("--source", required=True, help=f"Authorized source data. {_cli.DATA_HELP}")
+@click.option("--target", "targets", multiple=True, help="Unauthorized target data (repeatable).")
+@click.option(
+    "--keep", "keeps", multiple=True, help="Further authorized data to preserve (repeatable)."
+)
+@click.option("--method", default="map", show_default=True, help="Protection method: map, ntl, ...")
+@_cli.out_option("Protected checkpoint.")
+@click.option("--mask-out", type=_cli.FILE, help="Bit-packed mask file.")
+@click.option("--metrics-out", type=_cli.FILE, help="Metrics JSON.")
+@click.option("--export", type=_cli.FILE, help="torch.export archive (.pt2).")
+@_cli.budget_options("method")
+@click.option(
+    "--granularity", type=click.Choice(["weight", "channel"]), help="MAP mask granularity."
+)
+@click.option("--exclude", multiple=True, help="MAP: layer name pattern never masked (repeatable).")
+@_cli.extra_options("Further method option, e.g. -o keep_weight=10.")
+@_cli.shared_options("seed", "device", "quiet", "json")
+def protect(model, targets, keeps, extra, quiet, as_json, **args):
+    """Protect MODEL: keep its accuracy on --source, make it fail on every --target."""
+    from mapguard.masking import dist_info
+    from mapguard.protect import protect as run_protect
+
+    method_options = {k: args.pop(k) for k in ("epochs", "lr", "batch_size", "granularity")}
+    method_options["exclude"] = list(args.pop("exclude")) or None
+    options = {k: v for k, v in method_options.items() if v is not None}
+    options |= _cli.parse_options(extra)
+    report = run_protect(
+        model, targets=list(targets), keep=list(keeps), options=options, progress=not quiet, **args
+    )
+    if dist_info().is_main:  # under torchrun only rank 0 reports
+        _cli.echo_result(as_json, report.to_dict(), lambda: _print_summary(report))
+
+
+def _print_summary(report) -> None:  # noqa: ANN001
+    m = report.metrics
+    click.echo(f"{report.method}: source {m.source} {m.source_before:.2%} -> {m.source_after:.2%}")
+    for name, (b, a) in m.targets.items():
+        click.echo(f"  target {name}: {b:.2%} -> {a:.2%}")
+    for name, (b, a) in m.others.items():
+        click.echo(f"  other  {name}: {b:.2%} -> {a:.2%}")
+    st = m.st_d
+    st_text = "n/a" if st is None else f"{st:.3f}"
+    click.echo(f"pruned {m.pruned_fraction:.2%}, ST-D {st_text}, {report.seconds:.0f} s")
+    for kind, path in report.outputs.items():
+        click.echo(f"  {kind}: {path}")
