@@ -6,7 +6,7 @@ accuracy before/after, accuracy on the three other domains, ST-D, pruned fractio
 plus the mask learner's throughput relative to plain fine-tuning of the same model (images/s).
 A pair is *informative* when the unprotected target accuracy is >= 25% (chance is 10%).
 
-    python benchmarks/authorization.py [--quick] [--methods map,ntl] [--out results.json]
+    python -m benchmarks.authorization [--quick] [--methods map,ntl] [--out results.json]
         [--run-dir runs/authorization] [--models-dir DIR] [--pairs mnist:mnistm,...]
 
 Each finished (pair, method) row is kept under ``RUN_DIR/pairs`` and reused when the benchmark is

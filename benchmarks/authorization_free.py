@@ -7,12 +7,13 @@
   trained* model (another architecture, another seed) on the pseudo-source.
 
 Source models are ``{arch}-{domain}-e{epochs}-s0.pt`` in ``--models-dir`` (shared with
-``benchmarks/authorization.py``; trained here when missing). Every finished run is stored in
+:mod:`benchmarks.authorization`; trained here when missing). Every finished run is stored in
 ``--out/runs.jsonl`` and skipped when the benchmark is restarted. With ``--map-results`` (the
-JSON ``benchmarks/authorization.py --out`` writes) the SF-MAP table also shows MAP and NTL *given
-the real source data* on the same pairs, and counts the pairs where SF-MAP's ST-D is at least NTL's.
+JSON :mod:`benchmarks.authorization` writes with ``--out``) the SF-MAP table also shows MAP and
+NTL *given the real source data* on the same pairs, and counts the pairs where SF-MAP's ST-D is
+at least NTL's.
 
-    python benchmarks/authorization_free.py [--quick] [--seeds 0 1 2] [--map-results FILE]
+    python -m benchmarks.authorization_free [--quick] [--seeds 0 1 2] [--map-results FILE]
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mapguard._cli import parse_options
-from mapguard._errors import ConfigError
+from benchmarks._options import add_overrides
 from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
 from mapguard.masking import MaskConfig, apply_mask
@@ -55,24 +56,13 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--sf-seeds", type=int, nargs="+", default=[0], help="SF-MAP seeds")
     ap.add_argument("--methods", nargs="+", default=["sf-map", "df-map"])
     ap.add_argument("--models-dir", default="runs/authorization/models")
-    ap.add_argument("--map-results", help="results JSON of benchmarks/authorization.py")
+    ap.add_argument("--map-results", help="results JSON of benchmarks.authorization")
     ap.add_argument("--out", default="runs/authorization_free")
-    ap.add_argument(
-        "--mask-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a MaskConfig default of both methods (JSON value), e.g. init_score=2.0",
-    )
+    add_overrides(ap, "--mask-option", "MaskConfig default of both methods, e.g. init_score=2")
     ap.add_argument(
         "--report-only", action="store_true", help="print the tables of the runs done so far"
     )
-    args = ap.parse_args()
-    try:
-        args.overrides = parse_options(tuple(args.mask_option))
-    except ConfigError as exc:
-        ap.error(str(exc))
-    return args
+    return ap.parse_args()
 
 
 class Bench:
@@ -181,32 +171,39 @@ def run_sf(bench: Bench, src: str, tgt: str, seed: int) -> dict[str, Any]:
     key = f"sf-map:{src}:{tgt}:{seed}"
     if key in bench.done:
         return bench.done[key]
-    model = bench.model(src)
-    before = bench.accuracies(model)
-    cfg = FreeConfig(synthesis_seed=0)
-    mcfg = MaskConfig.from_dict({**SF_DEFAULTS, **bench.args.overrides, "seed": seed})
     target = load_data(f"builtin:{tgt}", split="train", progress=False)
-    t0 = time.perf_counter()
-    out = source_free_mask(model, target=target, mask_config=mcfg, config=cfg, progress=False)
-    seconds = time.perf_counter() - t0
-    after = bench.accuracies(apply_mask(model, out.mask))
-    return bench.record(_row("sf-map", key, src, before, after, out, [tgt], seconds))
+
+    def learn(model: torch.nn.Module, mcfg: MaskConfig, cfg: FreeConfig) -> Any:
+        return source_free_mask(model, target=target, mask_config=mcfg, config=cfg, progress=False)
+
+    return _run_free(bench, key, "sf-map", src, [tgt], seed, SF_DEFAULTS, learn)
 
 
 def run_df(bench: Bench, src: str, seed: int) -> dict[str, Any]:
-    key = f"df-map:{src}:{seed}"
+    def learn(model: torch.nn.Module, mcfg: MaskConfig, cfg: FreeConfig) -> Any:
+        return data_free_mask(model, mask_config=mcfg, config=cfg, progress=False)
+
+    others = [d for d in bench.all_domains if d != src]
+    return _run_free(bench, f"df-map:{src}:{seed}", "df-map", src, others, seed, DF_DEFAULTS, learn)
+
+
+def _run_free(
+    bench: Bench, key: str, kind: str, src: str, targets: list[str], seed: int,
+    defaults: dict[str, Any], learn: Callable[[torch.nn.Module, MaskConfig, FreeConfig], Any],
+) -> dict[str, Any]:  # fmt: skip
+    """One SF-/DF-MAP run (read back when ``key`` is done): accuracies on every domain before,
+    the timed ``learn(model, mask_config, config)``, accuracies after."""
     if key in bench.done:
         return bench.done[key]
     model = bench.model(src)
     before = bench.accuracies(model)
     cfg = FreeConfig(synthesis_seed=0)
-    mcfg = MaskConfig.from_dict({**DF_DEFAULTS, **bench.args.overrides, "seed": seed})
+    mcfg = MaskConfig.from_dict({**defaults, **bench.args.mask_option, "seed": seed})
     t0 = time.perf_counter()
-    out = data_free_mask(model, mask_config=mcfg, config=cfg, progress=False)
+    out = learn(model, mcfg, cfg)
     seconds = time.perf_counter() - t0
     after = bench.accuracies(apply_mask(model, out.mask))
-    others = [d for d in bench.all_domains if d != src]
-    return bench.record(_row("df-map", key, src, before, after, out, others, seconds))
+    return bench.record(_row(kind, key, src, before, after, out, targets, seconds))
 
 
 def _std(r: dict[str, Any], targets: list[str]) -> float | None:
@@ -223,7 +220,7 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
 
 
 def _load_map(path: str | None) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Rows of ``benchmarks/authorization.py --out`` keyed by (source, target, method)."""
+    """Rows of ``benchmarks.authorization --out`` keyed by (source, target, method)."""
     if not path:
         return {}
     rows = json.loads(Path(path).read_text())["rows"]
@@ -236,14 +233,23 @@ SF_HEADER = (
 )
 
 
+def _table(title: str, header: str) -> None:
+    """Print a markdown table's title, header and separator row."""
+    print(f"\n### {title}\n")
+    print(header)
+    print("|---" * header.count(" | ") + "|---|")
+
+
+def _drop(r: dict[str, Any]) -> float:
+    """Source accuracy lost by the run ``r``, in points."""
+    return 100 * (r["before"][r["source"]] - r["after"][r["source"]])
+
+
 def print_sf(rows: list[dict[str, Any]], baselines: dict[tuple[str, str, str], dict]) -> None:
-    print("\n### SF-MAP (no source data; pseudo-source + real target)\n")
-    print(SF_HEADER)
-    print("|---" * 15 + "|")
+    _table("SF-MAP (no source data; pseudo-source + real target)", SF_HEADER)
     hits = informative = beats = compared = 0
     for r in rows:
-        s, t = r["source"], r["targets"][0]
-        drop = 100 * (r["before"][s] - r["after"][s])
+        s, t, drop = r["source"], r["targets"][0], _drop(r)
         info = r["before"][t] >= INFORMATIVE
         ok = drop <= 2.0 and r["after"][t] <= 0.20
         informative += info
@@ -275,12 +281,9 @@ DF_HEADER = (
 
 
 def print_df(rows: list[dict[str, Any]], mapped: dict[tuple[str, str, str], Any]) -> None:
-    print("\n### DF-MAP (no data at all), one row per source and seed\n")
-    print(DF_HEADER)
-    print("|---" * 12 + "|")
+    _table("DF-MAP (no data at all), one row per source and seed", DF_HEADER)
     for r in rows:
-        s = r["source"]
-        drop = 100 * (r["before"][s] - r["after"][s])
+        s, drop = r["source"], _drop(r)
         unseen = ", ".join(f"{d} {r['before'][d]:.0%}->{r['after'][d]:.0%}" for d in r["targets"])
         worst = max(r["after"][d] for d in r["targets"])
         informative = [d for d in r["targets"] if r["before"][d] >= INFORMATIVE]
@@ -297,7 +300,7 @@ def print_df(rows: list[dict[str, Any]], mapped: dict[tuple[str, str, str], Any]
         by_src.setdefault(r["source"], []).append(r)
     print("\nper source, mean over seeds: source drop (pts) / max unseen accuracy")
     for s, rs in by_src.items():
-        drops = [100 * (r["before"][s] - r["after"][s]) for r in rs]
+        drops = [_drop(r) for r in rs]
         worst = [max(r["after"][d] for d in r["targets"]) for r in rs]
         d_txt = f"{statistics.mean(drops):.1f} (range {min(drops):.1f} to {max(drops):.1f})"
         w_txt = f"{statistics.mean(worst):.1%} (range {min(worst):.1%} to {max(worst):.1%})"

@@ -3,7 +3,7 @@
 Prints the 5x5 train->test accuracy matrix (markdown) with training times; pairs whose off-diagonal
 accuracy is near chance are *uninformative* for protection (nothing to take away).
 
-    python benchmarks/domain_shift.py [--epochs 10] [--arch vgg_small] [--out runs/domain_shift]
+    python -m benchmarks.domain_shift [--epochs 10] [--arch vgg_small] [--out runs/domain_shift]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Compare embedding recipes: side-by-side table of several ``benchmarks/robustness.py`` results.
+"""Compare embedding recipes: side-by-side table of several ``benchmarks.robustness`` results.
 
-    python benchmarks/robustness_compare.py NAME=results.json [NAME=results.json ...]
+    python -m benchmarks.robustness_compare NAME=results.json [NAME=results.json ...]
 
 For every recipe: the embedding's cost (clean accuracy before -> after) and target rate; then, per
 attack row, the attacked copies evidenced at alpha in label / probability mode (over all seeds

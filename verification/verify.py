@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from verification._stats.effect import EffectSize
+from verification._verify.queries import QueryOutcome, query_triggers
 from verification._verify.result import NullSummary, VerificationResult
 from verification._verify.result_document import result_predicate, write_result
 from verification._verify.run import verify
@@ -44,10 +45,12 @@ __all__ = [
     "MAX_SECRETS",
     "EffectSize",
     "NullSummary",
+    "QueryOutcome",
     "VerificationResult",
     "VerifyConfig",
     "WatermarkSpec",
     "public_null_seed",
+    "query_triggers",
     "result_predicate",
     "verify",
     "write_result",

@@ -1,4 +1,5 @@
-"""Benchmark: verify the protected model and >= 20 independent models (labels and probabilities).
+"""Verification benchmark: the protected model and >= 20 independent models (labels and
+probabilities), their p-values, the false positives and the calibration of the test.
 
 Trains (once, cached in ``--run-dir``) a ``vgg_small`` source model on ``builtin:mnist``, embeds
 the watermark with the default recipe, trains independent models (other seeds, other
@@ -9,8 +10,8 @@ over them.
 
 Usage::
 
-    python benchmarks/verification.py            # full: 20+ independent models
-    python benchmarks/verification.py --quick    # 5 independent models, fewer epochs
+    python -m benchmarks.false_positives            # full: 20+ independent models
+    python -m benchmarks.false_positives --quick    # 5 independent models, fewer epochs
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-# This file is named like the ``verification`` package: drop its own folder from the path (Python
-# puts it first when the script runs) so that ``import verification`` finds the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
-
-from mapguard.checkpoint import load_checkpoint  # noqa: E402
-from mapguard.training import train_source  # noqa: E402
-from verification._verify_queries import query_triggers  # noqa: E402
-from verification.backends import ModuleBackend, QueryBackend  # noqa: E402
-from verification.stats import combined_rank_test, fake_secret_calibration  # noqa: E402
-from verification.triggers import get_trigger_family, random_secret  # noqa: E402
-from verification.verify import VerifyConfig, verify  # noqa: E402
-from verification.watermark_file import read_watermark, watermark_spec  # noqa: E402
+from mapguard.checkpoint import load_checkpoint
+from mapguard.training import train_source
+from verification.backends import ModuleBackend, QueryBackend
+from verification.stats import combined_rank_test, fake_secret_calibration
+from verification.triggers import get_trigger_family, random_secret
+from verification.verify import VerifyConfig, query_triggers, verify
+from verification.watermark_file import read_watermark, watermark_spec
 
 SOURCE = ("vgg_small", "builtin:mnist", 0)
 INDEPENDENT_FULL = (

@@ -1,0 +1,5 @@
+"""``python -m benchmarks.robustness``."""
+
+from benchmarks.robustness.cli import main
+
+main()

@@ -1,0 +1,135 @@
+"""Verification of every suspect of the robustness benchmark, as ``mapguard verify`` does it."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.robustness.cache import attacked_cached, train_cached
+from benchmarks.robustness.plan import ALPHA, Budget
+from mapguard.checkpoint import file_sha256, load_checkpoint
+from mapguard.training import accuracy, predict_logits
+from verification.backends import ModuleBackend, QueryBackend, TransformedBackend
+from verification.transforms import InputTransform, make_transform
+from verification.verify import VerifyConfig, WatermarkSpec, verify
+
+__all__ = ["attack_rows", "independent_rows", "suspect_row", "transform_rows", "verify_both"]
+
+
+class Memo(QueryBackend):
+    """Answers each distinct batch once: label-only and probability verification send the same
+    batches, so the second mode costs no model time (``query_count`` still counts both)."""
+
+    def __init__(self, inner: QueryBackend) -> None:
+        super().__init__(
+            input_shape=inner.input_shape, num_classes=inner.num_classes, digest=inner.digest,
+            description=inner.description,
+        )  # fmt: skip
+        self.inner = inner
+        self._cache: dict[bytes, torch.Tensor] = {}
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        key = hashlib.sha256(batch.contiguous().numpy().tobytes()).digest()
+        if key not in self._cache:
+            self._cache[key] = self.inner.query(batch)
+        return self._cache[key]
+
+
+def verify_both(
+    model: torch.nn.Module, digest: str, spec: WatermarkSpec, m: int,
+    transform: InputTransform | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Label-only and probability verification of ``model`` (optionally behind ``transform``)."""
+    backend: QueryBackend = ModuleBackend(model, digest=digest, description="suspect")
+    if transform is not None:
+        backend = TransformedBackend(backend, transform, name=transform.label)
+    memo = Memo(backend)
+    out: dict[str, Any] = {}
+    for mode, labels_only in (("labels", True), ("probs", False)):
+        cfg = VerifyConfig(null_keys_per_secret=m, alpha=ALPHA, labels_only=labels_only)
+        res = verify(memo, spec, cfg)
+        out[mode] = {
+            "pvalue": res.pvalue, "evidenced": res.evidenced, "statistic": res.statistic,
+            "parametric_pvalue": res.parametric_pvalue, "ranks": list(res.ranks),
+            "effect": res.effect.estimate, "queries": res.queries,
+        }  # fmt: skip
+        out["triggered_accuracy"] = float(np.mean(res.triggered_accuracies))
+        out["null_triggered_accuracy"] = res.null_triggered_accuracy
+        out["verification_clean_accuracy"] = res.clean_accuracy
+    out["pvalue_floor"] = res.pvalue_floor
+    return out
+
+
+def clean_accuracy(
+    model: torch.nn.Module, test: Any, transform: InputTransform | None = None
+) -> float:
+    if transform is None:
+        return accuracy(model, test)
+    pred = predict_logits(model, transform(test.floats())).argmax(1)
+    return float((pred == test.labels).float().mean())
+
+
+def attack_rows(
+    run: Path, wm_dir: Path, spec: WatermarkSpec, m: int, test: Any, budget: Budget
+) -> list[dict[str, Any]]:
+    data: dict[str, Any] = {}
+    victim = wm_dir / "protected.pt"
+    rows = [suspect_row("none (watermarked)", "none", 0, victim, spec, m, test)]
+    same_path_check(victim, wm_dir, rows[0])
+    for ar in budget.attacks:
+        for seed in ar.seeds:
+            path, info = attacked_cached(run, victim, ar, seed, data, "attacked")
+            rows.append(suspect_row(ar.label, ar.kind, seed, path, spec, m, test, info=info))
+    return rows
+
+
+def same_path_check(victim: Path, wm_dir: Path, row: Mapping[str, Any]) -> None:
+    """The benchmark's verification equals ``mapguard verify`` (library call) on the same file."""
+    from mapguard.watermark import verify_suspect
+
+    ref = verify_suspect(victim, wm_dir / "owner.wm", labels_only=True).result
+    if ref.pvalue != row["labels"]["pvalue"] or ref.ranks != tuple(row["labels"]["ranks"]):
+        raise RuntimeError(f"benchmark verification differs from verify_suspect: {ref.pvalue}")
+
+
+def suspect_row(
+    label: str, kind: str, seed: int, path: Path, spec: WatermarkSpec, m: int, test: Any,
+    *, info: Mapping[str, Any] | None = None, transform: InputTransform | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    model, meta = load_checkpoint(path)
+    t0 = time.perf_counter()
+    ver = verify_both(model, "sha256:" + file_sha256(path), spec, m, transform)
+    return {
+        "label": label, "kind": kind, "seed": seed, "arch": meta.arch,
+        "clean_accuracy": clean_accuracy(model, test, transform),
+        "attack_seconds": (info or {}).get("seconds"), "verify_seconds": time.perf_counter() - t0,
+        **ver,
+    }  # fmt: skip
+
+
+def transform_rows(
+    wm_dir: Path, spec: WatermarkSpec, m: int, test: Any, budget: Budget
+) -> list[dict[str, Any]]:
+    rows = []
+    for name, params in budget.transforms:
+        t = make_transform(name, **params)
+        rows.append(suspect_row(t.label, "query-time", 0, wm_dir / "protected.pt", spec, m, test,
+                                transform=t))  # fmt: skip
+    return rows
+
+
+def independent_rows(
+    run: Path, source: Path, spec: WatermarkSpec, m: int, test: Any, budget: Budget
+) -> list[dict[str, Any]]:
+    rows = [suspect_row("original (before embedding)", "independent", 0, source, spec, m, test)]
+    for ind in budget.independent:
+        path = train_cached(run / "independent" / f"{ind.name}.pt", ind)
+        row = suspect_row(ind.name, "independent", ind.seed, path, spec, m, test)
+        rows.append(row | {"domain": ind.domain, "n_train": ind.n_train})
+    return rows
