@@ -1,17 +1,22 @@
 """Hypothesis tests for watermark verification, in the style of ``scipy.stats``.
 
 The verdict rests on exact rank tests: under H0 ("the suspect was made without knowledge of the
-secret") the secret key is exchangeable with null keys drawn from the same trigger family, so
-its rank among them is uniform. Parametric tail fits are *supplementary* only.
+secret") the secret keys are exchangeable with null keys drawn from the same trigger family, so
+their ranks among them are uniform. ``pooled_min_test`` ranks all keys together (the default of
+pre-registered analyses); ``combined_rank_test`` ranks each secret among its own null keys.
+Parametric tail fits are *supplementary* only.
 
 Example:
     >>> import numpy as np
-    >>> from verification.stats import combined_rank_test, rank_test
+    >>> from verification.stats import combined_rank_test, pooled_min_test, rank_test
     >>> rank_test(0.9, np.linspace(0.1, 0.3, 99)).pvalue
     0.01
     >>> res = combined_rank_test([0.9, 0.8, 0.85], [np.linspace(0.1, 0.3, 99)] * 3)
     >>> res.ranks, f"{res.pvalue:.0e}"
     ((1, 1, 1), '1e-06')
+    >>> pooled = pooled_min_test([0.9, 0.8, 0.85], np.linspace(0.1, 0.3, 297))
+    >>> pooled.count, f"{pooled.pvalue:.1e}"
+    (3, '2.2e-07')
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 from verification._stats.calibration import CalibrationResult, fake_secret_calibration
 from verification._stats.effect import EffectSize, effect_size
 from verification._stats.parametric import TAIL_MODELS, TailFitResult, parametric_tail_test
+from verification._stats.pooled import PooledTestResult, pooled_min_test
 from verification._stats.rank import (
     CombinedRankTestResult,
     RankTestResult,
@@ -34,11 +40,13 @@ __all__ = [
     "CalibrationResult",
     "CombinedRankTestResult",
     "EffectSize",
+    "PooledTestResult",
     "RankTestResult",
     "TailFitResult",
     "combined_rank_test",
     "effect_size",
     "fake_secret_calibration",
     "parametric_tail_test",
+    "pooled_min_test",
     "rank_test",
 ]

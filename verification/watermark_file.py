@@ -45,6 +45,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols import canonical, dsse, keys, schemas, secretbox
+from protocols.analysis import Analysis
 from protocols.errors import InputError, SchemaError, SignatureError
 from protocols.fileio import read_input
 from verification._errors import VerificationError
@@ -195,8 +196,17 @@ class WatermarkFile:
 
     @property
     def null_keys_per_secret(self) -> int:
-        """``M`` recorded at embedding (the verifier may choose another)."""
+        """``M`` committed at embedding."""
         return int(self.document["verification"]["null_keys_per_secret"])
+
+    @property
+    def analysis(self) -> Analysis:
+        """The pre-registered analysis (the committed ``verification`` block).
+
+        Raises:
+            SchemaError: A malformed block or an analysis version this verifier does not know.
+        """
+        return Analysis.from_block(_thaw(self.document["verification"]))
 
     @property
     def n_secrets(self) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from mapguard._config import ConfigMixin, check_int, check_number, check_range
 from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig
+from protocols.analysis import Analysis
 from verification.triggers import get_trigger_family
 from verification.verify import MAX_IMAGES_PER_KEY, MAX_NULL_KEYS_PER_SECRET, MAX_SECRETS
 
@@ -67,7 +68,14 @@ class EmbedConfig(ConfigMixin, what="embed"):
         negative_teacher: ``"clean"``: images stamped with random keys are held to the original
             model's outputs on the clean image; ``"stamped"``: on the stamped image.
         mask: The mask-learning options (epochs, lr, weights, ...).
-        alpha: Significance level of the self-check run at the end of embedding.
+        alpha: Significance level of the committed analysis (and of the self-check).
+        test: The committed test (``protocols.analysis.TESTS``; ``pooled-min`` ranks all
+            ``k (M + 1)`` keys together: floor ``1 / C(N, k)``).
+        mode_rule: Which answers of a suspect the committed analysis uses
+            (``protocols.analysis.MODE_RULES``).
+        effect_floor: Committed minimum of the weakest secret's statistic for a verdict of
+            "evidenced", above what keys chosen after seeing an innocent model reach (the
+            forgery margin, docs/METHOD.md section 4).
         export: Also write the protected model as a ``torch.export`` archive.
         seed: Seed of shuffles, negative keys and the verification-set draw (never the secrets,
             which always come from the OS CSPRNG).
@@ -86,6 +94,9 @@ class EmbedConfig(ConfigMixin, what="embed"):
     prune_cost: float | None = 6e-4
     mask: MaskConfig = field(default=DEFAULT_MASK)
     alpha: float = 1e-3
+    test: str = "pooled-min"
+    mode_rule: str = "labels"
+    effect_floor: float = 0.5
     export: bool = True
     seed: int = 0
 
@@ -108,7 +119,25 @@ class EmbedConfig(ConfigMixin, what="embed"):
         if not isinstance(self.mask, MaskConfig):
             raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
+        self.analysis()  # the committed analysis must be valid too
         self.family_params(10)  # validates family name and patch sizes
+
+    def analysis(self, *, attempt: int = 1, discarded: tuple[str, ...] = ()) -> Analysis:
+        """The analysis this recipe commits (attempt ``attempt`` of this key on this model)."""
+        try:
+            return Analysis(
+                n_secrets=self.n_secrets,
+                null_keys_per_secret=self.null_keys_per_secret,
+                images_per_key=self.n_verification,
+                test=self.test,
+                mode_rule=self.mode_rule,
+                alpha=self.alpha,
+                effect_floor=self.effect_floor,
+                attempt=attempt,
+                discarded_attempts=discarded,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def family_params(self, num_classes: int) -> dict[str, Any]:
         """The validated, complete parameters of the trigger family for ``num_classes``."""

@@ -22,6 +22,7 @@ from torch import nn
 from mapguard._device import default_device
 from mapguard.checkpoint import ModelMeta
 from mapguard.watermark import _outputs as outputs
+from mapguard.watermark._attempts import previous_attempts, record_attempt
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._evaluate import evaluate, self_check
 from mapguard.watermark._recipe import (
@@ -34,6 +35,7 @@ from mapguard.watermark._recipe import (
 from protocols import keys
 from protocols.errors import InputError
 from protocols.fileio import atomic_dir, check_output_dir
+from verification.backends import state_digest
 from verification.verify import WatermarkSpec
 
 __all__ = ["EmbedResult", "embed"]
@@ -148,9 +150,15 @@ def embed(
     core = outputs.watermark_core(cfg, params, secrets, triggers, vset.encode())
     with atomic_dir(out, force=force) as stage:
         subjects = outputs.save_models(stage, inp, protected, mask, cfg)
-        commitment = outputs.commit(core, inp, cfg, key, subjects)
+        fingerprint = keys.fingerprint(key.public_key())
+        source = inp.source_sha256 or state_digest(inp.model).removeprefix("sha256:")
+        earlier = tuple(previous_attempts(fingerprint, source))
+        analysis = cfg.analysis(attempt=len(earlier) + 1, discarded=earlier)
+        commitment = outputs.commit(core, inp, cfg, key, subjects, analysis)
+        # Counted before the self-check is computed: stopping after a poor one cannot hide it.
+        record_attempt(fingerprint, source, commitment.digest)
         spec = _spec(cfg, params, secrets, vset, inp.meta.num_classes, commitment.digest)
-        check = self_check(stage / outputs.MODEL_FILE, subjects[0][1], spec, cfg)
+        check = self_check(stage / outputs.MODEL_FILE, subjects[0][1], spec, analysis)
         metrics = {**figures, "pruned_fraction": mask.pruned_fraction, "self_check": check}
         outputs.write_documents(stage, core, commitment, key, cfg, metrics, passphrase)
     out_path = Path(out)

@@ -15,6 +15,7 @@ from mapguard.training import predict_logits
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._recipe import EmbedInputs
 from mapguard.watermark._sources import stack_triggers, stamp
+from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend
 from verification.triggers import Trigger, get_trigger_family, psnr, random_secret
 from verification.verify import VerificationResult, VerifyConfig, WatermarkSpec, verify
@@ -71,18 +72,23 @@ def evaluate(
     }
 
 
+SELF_CHECK_NONCE = "mapguard embed self-check"
+
+
 def self_check(
-    model_file: Path, model_sha256: str, spec: WatermarkSpec, cfg: EmbedConfig
+    model_file: Path, model_sha256: str, spec: WatermarkSpec, analysis: Analysis
 ) -> dict[str, Any]:
-    """Verify the written protected model as a suspect (labels only); the public summary.
+    """Verify the written protected model as a suspect with the committed ``analysis`` (claim
+    nonce :data:`SELF_CHECK_NONCE`, a fixed public value); the public summary.
 
     The checkpoint is read back from ``model_file`` rather than taken from memory so that the
     check is about the very bytes the commitment names by ``model_sha256`` (what is saved is
     what a thief copies: the CPU weights, the baked-in mask and the BatchNorm buffers as stored).
     """
     protected, _ = load_checkpoint(model_file)
-    backend = ModuleBackend(protected, labels_only=True, digest="sha256:" + model_sha256)
-    config = VerifyConfig(null_keys_per_secret=cfg.null_keys_per_secret, alpha=cfg.alpha)
+    backend = ModuleBackend(protected, digest="sha256:" + model_sha256)
+    seed = claim_null_seed(commitment_digest=spec.commitment_digest, claim_nonce=SELF_CHECK_NONCE)
+    config = VerifyConfig.from_analysis(analysis, null_seed=seed, gives_probabilities=True)
     return _summary(verify(backend, spec, config))
 
 

@@ -25,6 +25,7 @@ from mapguard.masking import MaskResult
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._recipe import EmbedInputs
 from protocols import canonical, documents, openings, statements
+from protocols.analysis import Analysis
 from protocols.fileio import sha256_file
 from verification.triggers import Trigger
 from verification.watermark_file import seal_watermark
@@ -112,8 +113,10 @@ def commit(
     cfg: EmbedConfig,
     key: Ed25519PrivateKey,
     subjects: list[tuple[str, str]],
+    analysis: Analysis,
 ) -> Commitment:
-    """The commitment to ``core`` (fresh OS-random nonces) for the model files ``subjects``."""
+    """The commitment to ``core`` (fresh OS-random nonces) for the model files ``subjects``,
+    with the pre-registered ``analysis``."""
     public, opened = openings.make_commitments(core)
     model = {
         "sha256": subjects[0][1],
@@ -129,11 +132,7 @@ def commit(
         model=model,
         subjects=subjects,
         method=_method(cfg, inp),
-        analysis=documents.analysis(
-            n_secrets=cfg.n_secrets,
-            null_keys_per_secret=cfg.null_keys_per_secret,
-            queries_per_key=cfg.n_verification,
-        ),
+        analysis=analysis.to_block(),
         created=canonical.now_rfc3339(),
     )
     return Commitment(statement=statement, opened=opened)

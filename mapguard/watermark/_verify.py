@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mapguard import __version__
 from mapguard.checkpoint import file_sha256, load_checkpoint
-from protocols.errors import OutputExistsError
+from protocols.analysis import claim_null_seed
+from protocols.errors import InputError, OutputExistsError
 from verification.backends import (
     ModuleBackend,
     QueryBackend,
@@ -35,9 +37,9 @@ from verification.verify import (
     verify,
     write_result,
 )
-from verification.watermark_file import read_watermark, watermark_spec
+from verification.watermark_file import WatermarkFile, read_watermark, watermark_spec
 
-__all__ = ["SuspectReport", "verify_suspect"]
+__all__ = ["EXPLORATORY_OPTIONS", "SuspectReport", "verify_suspect"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -78,14 +80,16 @@ def _backend(
     return backend, "mapguard-checkpoint"
 
 
+#: Options that change the p-value: only in an exploratory run (see :func:`verify_suspect`).
+EXPLORATORY_OPTIONS = ("labels_only", "queries", "alpha", "null_keys")
+
+
 def verify_suspect(
     suspect: str | os.PathLike[str],
     watermark: str | os.PathLike[str],
     *,
-    labels_only: bool = False,
-    queries: int | None = None,
-    alpha: float = 1e-3,
-    null_keys: int | None = None,
+    claim_nonce: str | None = None,
+    exploratory: Mapping[str, Any] | None = None,
     key: Ed25519PrivateKey | None = None,
     passphrase: bytes | None = None,
     unsafe_load: bool = False,
@@ -93,16 +97,23 @@ def verify_suspect(
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> SuspectReport:
-    """Test ``suspect`` for the watermark in ``watermark`` and write the result to ``out``.
+    """Run the committed analysis of ``watermark`` on ``suspect`` and write the result to ``out``.
+
+    Nothing here changes the p-value: the test, k, M, the images per key, the mode rule, alpha,
+    the effect floor and the attempt factor are read from the watermark file's committed
+    analysis, and the null keys are seeded by the commitment digest and ``claim_nonce``.
 
     Args:
         suspect: The suspect model file: a mapguard checkpoint (data, loaded here) or a code
             format (``.pt2``, TorchScript, pickle: run in an isolated worker process).
         watermark: The owner's ``owner.wm``.
-        labels_only: Use top-1 labels only.
-        queries: Total query budget; the number of images per key is the largest that fits.
-        alpha: Significance level of the verdict.
-        null_keys: Null keys per secret (default: as committed in the watermark).
+        claim_nonce: The claim's nonce: fixed after the claim was filed, by someone other than
+            the owner (the arbiter's nonce, or a public randomness-beacon value). Required
+            unless ``exploratory``, where a random one is drawn when it is None.
+        exploratory: Options that depart from the committed analysis (keys of
+            :data:`EXPLORATORY_OPTIONS`: ``labels_only``, ``queries`` (total budget), ``alpha``,
+            ``null_keys``); the result is stamped exploratory and proves nothing. ``{}`` runs the
+            committed analysis but still stamps it exploratory (e.g. without a claim nonce).
         key: Sign the result with this key (in-toto Statement in a DSSE envelope).
         passphrase: Of an encrypted watermark file.
         unsafe_load: Load code formats (``.pt2``, TorchScript, pickle) in this process instead
@@ -112,28 +123,22 @@ def verify_suspect(
         force: Overwrite ``out``.
 
     Raises:
-        InputError: unreadable inputs, a suspect that does not fit the watermark (input size,
-            class count), bad options.
+        InputError: unreadable inputs, a missing claim nonce, a suspect that does not fit the
+            watermark (input size, class count), bad options.
     """
     target = Path(out) if out is not None else None
     if target is not None and target.exists() and not force:
         raise OutputExistsError(f"output '{target}' exists; pass --force to overwrite")
     wm = read_watermark(watermark, passphrase=passphrase)
-    spec = watermark_spec(wm)
-    m = wm.null_keys_per_secret if null_keys is None else null_keys
-    config = VerifyConfig(
-        null_keys_per_secret=m,
-        alpha=alpha,
-        labels_only=labels_only,
-        query_budget=queries,
-    )
+    nonce = _claim_nonce(claim_nonce, exploratory)
+    config = _config(wm, nonce, exploratory)
     path = Path(suspect)
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
     backend, fmt = _backend(
         path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits
     )
     try:
-        result = verify(backend, spec, config)
+        result = verify(backend, watermark_spec(wm), config)
     finally:
         backend.close()
     predicate = result_predicate(
@@ -144,7 +149,56 @@ def verify_suspect(
         tool_name="mapguard",
         tool_version=__version__,
         isolation=backend.isolation,
+        analysis=_analysis_record(wm, config, exploratory),
+        claim_nonce=nonce,
+        exploratory=exploratory is not None,
     )
     if target is not None:
         write_result(target, predicate, key=key, force=force)
     return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target)
+
+
+def _claim_nonce(claim_nonce: str | None, exploratory: Mapping[str, Any] | None) -> str:
+    if claim_nonce is not None:
+        return claim_nonce
+    if exploratory is None:
+        raise InputError(
+            "verify needs --claim-nonce: a value fixed after the claim was filed, by someone "
+            "other than the owner (the arbiter's nonce or a public randomness-beacon value); it "
+            "seeds the null keys (or pass --exploratory for a run that proves nothing)"
+        )
+    return "exploratory-" + secrets.token_hex(16)
+
+
+def _config(wm: WatermarkFile, nonce: str, exploratory: Mapping[str, Any] | None) -> VerifyConfig:
+    """The committed analysis as a :class:`VerifyConfig`, with exploratory departures."""
+    try:
+        seed = claim_null_seed(commitment_digest=wm.commitment_digest, claim_nonce=nonce)
+    except ValueError as exc:
+        raise InputError(f"--claim-nonce: {exc}") from None
+    # A suspect file answers probabilities; the mode rule decides which answers count.
+    config = VerifyConfig.from_analysis(wm.analysis, null_seed=seed, gives_probabilities=True)
+    if not exploratory:
+        return config
+    unknown = set(exploratory) - set(EXPLORATORY_OPTIONS)
+    if unknown:
+        raise InputError(f"unknown exploratory option(s): {', '.join(sorted(unknown))}")
+    changes = {
+        name: exploratory[key]
+        for key, name in (("labels_only", "labels_only"), ("alpha", "alpha"),
+                          ("null_keys", "null_keys_per_secret"), ("queries", "query_budget"))
+        if exploratory.get(key) is not None
+    }  # fmt: skip
+    if "query_budget" in changes:
+        changes["n_query_images"] = None
+    return dataclasses.replace(config, **changes)
+
+
+def _analysis_record(
+    wm: WatermarkFile, config: VerifyConfig, exploratory: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The committed block, or (exploratory) the options that departed from it."""
+    block = wm.analysis.to_block()
+    if exploratory:
+        block["exploratory_options"] = {k: v for k, v in exploratory.items() if v is not None}
+    return block

@@ -244,7 +244,8 @@ def test_suspect_loading_is_shown_and_unsafe_load_is_flagged(report_inputs, tmp_
     assert "isolated worker" in safe and "UNSAFE LOAD" not in safe
     unsafe = tmp_path / "unsafe.json"
     args = [report_inputs.dir / "suspect.ts", "--watermark", report_inputs.watermark]
-    res = CliRunner().invoke(cli, ["verify", *map(str, args), "--unsafe-load", "--out", unsafe])
+    args += ["--unsafe-load", "--claim-nonce", "report-claim", "--out", unsafe]
+    res = CliRunner().invoke(cli, ["verify", *map(str, args)])
     assert res.exit_code in (0, 1), res.output
     parsed = html_tools.parse_report(render(unsafe))
     assert [lvl for lvl, text in parsed.banners if text.startswith("UNSAFE LOAD")] == ["danger"]

@@ -1,7 +1,7 @@
 """Issue 11: a suspect file never runs code on the arbiter's machine, whatever command reads it.
 
 Each attack file is built in the test from the watermarked model (``MaliciousFiles`` in
-tests/conftest.py; tests/verification/test_backend_worker.py proves each one writes its marker
+tests/conftest.py; tests/verification/_backends/test_worker.py proves each one writes its marker
 when loaded in-process). Every command that reads a model must either answer correctly through the
 isolated worker or refuse with exit code 2 and one line, and the marker must never appear.
 """
@@ -45,7 +45,8 @@ def _one_line_error(res) -> bool:
 def test_verify_contains_attack_files(name, embedded, protected, tmp_path, malicious):
     path, marker = _attack(malicious, name, protected, tmp_path)
     out = tmp_path / "result.json"
-    res = _run("verify", path, "--watermark", embedded.file("owner.wm"), "--out", out)
+    wm = embedded.file("owner.wm")
+    res = _run("verify", path, "--watermark", wm, "--claim-nonce", "c1", "--out", out)
     assert not marker.exists()
     if name.startswith("pt2"):  # the payload fails silently; the model answers as it is
         assert res.exit_code == 0, res.output
@@ -109,7 +110,8 @@ def test_mapguards_own_export_evaluates_and_synthesizes(embedded, tmp_path):
 
 def test_unsafe_load_is_stamped_in_the_result(embedded, tmp_path):
     out = tmp_path / "r.json"
-    args = ("--watermark", embedded.file("owner.wm"), "--out", out, "--unsafe-load")
+    args = ("--watermark", embedded.file("owner.wm"), "--out", out, "--unsafe-load",
+            "--claim-nonce", "c1")  # fmt: skip
     res = _run("verify", embedded.file("protected.pt2"), *args)
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["suspect"]["isolation"].startswith("UNSAFE LOAD")

@@ -14,7 +14,10 @@ from verification.watermark_file import read_watermark
 
 
 def _run(*args):
-    return CliRunner().invoke(cli, ["verify", *map(str, args)])
+    args = [*map(str, args)]
+    if "--claim-nonce" not in args and "--exploratory" not in args:
+        args += ["--claim-nonce", "test-claim"]
+    return CliRunner().invoke(cli, ["verify", *args])
 
 
 def _secrets(embedded) -> list[str]:
@@ -53,7 +56,6 @@ def test_labels_only_and_export_format(embedded, tmp_path):
         embedded.file("protected.pt2"),
         "--watermark",
         embedded.file("owner.wm"),
-        "--labels-only",
         "--json",
         "--out",
         out,
@@ -71,9 +73,7 @@ def test_labels_only_and_export_format(embedded, tmp_path):
 
 def test_independent_model_is_not_evidenced(embedded, tmp_path):
     out = tmp_path / "r.json"
-    res = _run(
-        embedded.original, "--watermark", embedded.file("owner.wm"), "--labels-only", "--out", out
-    )
+    res = _run(embedded.original, "--watermark", embedded.file("owner.wm"), "--out", out)
     assert res.exit_code == 1, res.output
     assert json.loads(out.read_text())["verdict"] == "not_evidenced"
     _assert_no_secret(embedded, res.output)
@@ -87,19 +87,22 @@ def test_query_budget(embedded, tmp_path):
         embedded.file("owner.wm"),
         "--queries",
         1000,
-        "--labels-only",
+        "--exploratory",
         "--json",
         "--out",
         out,
     )
     predicate = json.loads(out.read_text())
     assert predicate["queries_used"] <= 1000 and predicate["test"]["n"] == 16, res.output
+    assert predicate["exploratory"] is True and predicate["claim_nonce"].startswith("explorat")
+    assert "EXPLORATORY" in json.dumps(predicate) or predicate["exploratory"]
     small = _run(
         embedded.file("protected.pt"),
         "--watermark",
         embedded.file("owner.wm"),
         "--queries",
         10,
+        "--exploratory",
         "--out",
         tmp_path / "x.json",
     )
@@ -140,7 +143,7 @@ def test_pickles_run_isolated_unless_unsafe_load(embedded, tmp_path, flag):
     path = tmp_path / "stolen.pkl"
     torch.save(model, path)
     out = tmp_path / "r.json"
-    res = _run(path, "--watermark", embedded.file("owner.wm"), "--labels-only", *flag, "--out", out)
+    res = _run(path, "--watermark", embedded.file("owner.wm"), *flag, "--out", out)
     assert res.exit_code == 0, res.output
     isolation = json.loads(out.read_text())["suspect"]["isolation"]
     if flag:  # the old spelling --unsafe-pickle is kept as a hidden alias
@@ -164,7 +167,7 @@ def test_labels_only_still_checks_the_class_count(embedded, tmp_path):
     path = tmp_path / "five.pt2"
     torch.export.save(torch.export.export(net, (torch.rand(2, 3, 32, 32),)), str(path))
     out = tmp_path / "r.json"
-    res = _run(path, "--watermark", embedded.file("owner.wm"), "--labels-only", "--out", out)
+    res = _run(path, "--watermark", embedded.file("owner.wm"), "--out", out)
     assert res.exit_code == 2, res.output  # not 1 ("not evidenced"): the suspect does not fit
     assert "outputs 5 classes, the watermark has 10" in res.output
     assert not out.exists()
@@ -188,3 +191,27 @@ def test_a_hanging_suspect_hits_the_time_limit(embedded, tmp_path):
     assert res.exit_code == 2 and "time limit (3" in res.output, res.output
     assert time.monotonic() - start < 40
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    "option", [["--labels-only"], ["--queries", "1000"], ["--alpha", "0.5"], ["--null-keys", "5"]]
+)
+def test_options_that_change_the_pvalue_need_exploratory(embedded, tmp_path, option):
+    out = tmp_path / "r.json"
+    res = _run(embedded.file("protected.pt"), "--watermark", embedded.file("owner.wm"), *option,
+               "--out", out)  # fmt: skip
+    assert res.exit_code == 2 and "would change the committed analysis" in res.output
+    assert not out.exists()
+
+
+def test_verify_needs_a_claim_nonce_and_records_it(embedded, tmp_path):
+    out = tmp_path / "r.json"
+    args = [embedded.file("protected.pt"), "--watermark", embedded.file("owner.wm"), "--out", out]
+    res = CliRunner().invoke(cli, ["verify", *map(str, args)])
+    assert res.exit_code == 2 and "--claim-nonce" in res.output and not out.exists()
+    res = _run(*args, "--claim-nonce", "beacon round 1234: 9f2c")
+    predicate = json.loads(out.read_text())
+    assert predicate["claim_nonce"] == "beacon round 1234: 9f2c"
+    assert predicate["exploratory"] is False
+    assert predicate["analysis"]["test"] == "pooled-min"
+    assert predicate["analysis"]["mode_rule"] == "labels" and predicate["query_mode"] == "labels"

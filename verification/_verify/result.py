@@ -11,6 +11,7 @@ from verification._jsonsafe import INTERNAL, jsonsafe
 from verification._stats.calibration import CalibrationResult
 from verification._stats.effect import EffectSize, effect_size
 from verification._stats.parametric import TailFitResult
+from verification._stats.pooled import PooledTestResult
 from verification._stats.rank import CombinedRankTestResult
 from verification._verify.spec import VerifyConfig
 
@@ -48,16 +49,22 @@ class NullSummary:
 class VerificationResult:
     """Outcome of :func:`verification.verify.verify`.
 
-    The verdict ``evidenced`` is ``pvalue <= alpha`` for the exact combined rank test; all
-    parametric numbers are supplementary.
+    The verdict ``evidenced`` is ``pvalue <= alpha`` for the configured exact test (after the
+    attempt factor) and the weakest secret reaching the effect floor; all parametric numbers are
+    supplementary.
 
     Attributes:
         evidenced: Whether the test rejects H0 at ``alpha``.
-        statistic: The combined test statistic ``max_i rank_i / (M + 1)``.
-        pvalue: Exact p-value of the combined rank test.
+        statistic: The test statistic (max-rank: ``max_i rank_i / (M + 1)``; pooled: the weakest
+            secret's ``g``).
+        pvalue: Exact p-value of the configured test times the attempt number (capped at 1).
         pvalue_floor: Smallest attainable p-value with this many secrets and null keys.
         alpha: Significance level.
-        test: The full :class:`CombinedRankTestResult`.
+        test: The per-secret :class:`CombinedRankTestResult` (the verdict's test when
+            ``config.test`` is ``"exact-max-rank"``, supplementary otherwise).
+        method: The verdict's test, in words.
+        pvalue_unadjusted: The test's p-value before the attempt factor.
+        pooled: The :class:`PooledTestResult` when ``config.test`` is ``"pooled-min"``.
         mode: ``"labels"`` or ``"probabilities"``.
         statistic_definition: What ``g`` (per key) measures.
         secret_stats: ``g(secret_i)``.
@@ -90,6 +97,9 @@ class VerificationResult:
     pvalue_floor: float
     alpha: float
     test: CombinedRankTestResult
+    method: str
+    pvalue_unadjusted: float
+    pooled: PooledTestResult | None
     mode: str
     statistic_definition: str
     secret_stats: tuple[float, ...]

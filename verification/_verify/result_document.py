@@ -74,8 +74,18 @@ def _controls(res: VerificationResult) -> dict[str, Any]:
 
 
 def _test(res: VerificationResult) -> dict[str, Any]:
+    extra = {}
+    if res.pooled is not None:
+        extra["pooled"] = {
+            "count": res.pooled.count,
+            "n_keys": res.pooled.n_keys,
+            "ranks": list(res.pooled.ranks),
+        }
+    if res.pvalue_unadjusted != res.pvalue:
+        extra["pvalue_unadjusted"] = res.pvalue_unadjusted
     return {
-        "method": res.test.method,
+        **extra,
+        "method": res.method,
         "statistic": res.statistic,
         "statistic_definition": res.statistic_definition,
         "pvalue": res.pvalue,
@@ -101,6 +111,9 @@ def result_predicate(
     tool_name: str,
     tool_version: str,
     isolation: str = "",
+    analysis: Mapping[str, Any] | None = None,
+    claim_nonce: str | None = None,
+    exploratory: bool = False,
 ) -> dict[str, Any]:
     """The ``result-predicate-v1`` document of ``res`` (no secret and no trigger position).
 
@@ -112,6 +125,9 @@ def result_predicate(
         suspect_format: How the suspect was read, e.g. ``"torch.export"``.
         tool_name, tool_version: The tool that ran the test, recorded as ``tool``.
         isolation: How the suspect was isolated from the verifier, in words (omitted if empty).
+        analysis: The analysis run (the commitment's ``verification`` block when pre-registered).
+        claim_nonce: The claim nonce that seeded the null keys with the commitment digest.
+        exploratory: The analysis is not the committed one (the result says so).
 
     Raises:
         SchemaError: the document does not validate (a bug, not a user error).
@@ -131,6 +147,9 @@ def result_predicate(
             "commitment_digest": watermark.commitment_digest,
             "model_sha256": watermark.model_sha256,
         },
+        **({"analysis": dict(analysis)} if analysis is not None else {}),
+        **({"claim_nonce": claim_nonce} if claim_nonce is not None else {}),
+        "exploratory": bool(exploratory),
         "query_mode": res.mode,
         "queries_used": res.queries,
         "test": _test(res),

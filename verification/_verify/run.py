@@ -14,6 +14,7 @@ from verification._errors import VerificationError
 from verification._stats.calibration import CalibrationResult, fake_secret_calibration
 from verification._stats.effect import effect_size
 from verification._stats.parametric import TailFitResult, parametric_tail_test
+from verification._stats.pooled import PooledTestResult, pooled_min_test
 from verification._stats.rank import CombinedRankTestResult, combined_rank_test
 from verification._verify.queries import QueryOutcome, query_triggers, statistic_definition
 from verification._verify.result import NullSummary, VerificationResult
@@ -111,12 +112,51 @@ def _negative_controls(td: _TailData, alpha: float) -> CalibrationResult | None:
     return fake_secret_calibration(td.null, (alpha,), model=td.model, trials=td.trials)
 
 
-def _notes(test: CombinedRankTestResult, config: VerifyConfig, td: _TailData) -> tuple[str, ...]:
+@dataclasses.dataclass(frozen=True)
+class _Decision:
+    """The verdict of the configured test: p-value (attempt-adjusted), floor, ranks."""
+
+    evidenced: bool
+    statistic: float
+    pvalue: float
+    pvalue_unadjusted: float
+    pvalue_floor: float
+    ranks: tuple[int, ...]
+    method: str
+    pooled: PooledTestResult | None
+
+
+def _decide(
+    config: VerifyConfig, test: CombinedRankTestResult, g_sec: np.ndarray, g_null: np.ndarray
+) -> _Decision:
+    """Apply the configured test, the attempt factor and the effect-size floor.
+
+    Both extra conditions can only turn a rejection into a non-rejection, so the verdict keeps
+    the test's level.
+    """
+    pooled = pooled_min_test(g_sec, g_null) if config.test == "pooled-min" else None
+    chosen = pooled if pooled is not None else test
+    p = min(1.0, config.attempt * chosen.pvalue)
+    floor = min(1.0, config.attempt * chosen.pvalue_floor)
+    weakest = float(np.min(g_sec))
+    evidenced = p <= config.alpha and weakest >= config.effect_floor
+    ranks = pooled.ranks if pooled is not None else test.ranks
+    method = chosen.method + (f"; x{config.attempt} embedding attempts" if config.attempt > 1
+                              else "")  # fmt: skip
+    return _Decision(evidenced, chosen.statistic, p, chosen.pvalue, floor, ranks, method, pooled)
+
+
+def _notes(decision: _Decision, config: VerifyConfig, td: _TailData) -> tuple[str, ...]:
     notes = []
-    if test.pvalue_floor > config.alpha:
+    if decision.pvalue_floor > config.alpha:
         notes.append(
-            f"the smallest attainable p-value {test.pvalue_floor:.3g} exceeds alpha "
+            f"the smallest attainable p-value {decision.pvalue_floor:.3g} exceeds alpha "
             f"{config.alpha:g}: use more secrets or null keys"
+        )
+    if decision.pvalue <= config.alpha and not decision.evidenced:
+        notes.append(
+            f"p <= alpha, but the weakest secret's statistic is below the committed effect "
+            f"floor {config.effect_floor:g}: not evidenced"
         )
     if td.note:
         notes.append(td.note)
@@ -187,8 +227,11 @@ def verify(
     null triggers per secret (keys from a public seed, same family and parameters). Each key
     ``K`` gets a statistic ``g(K)`` (labels mode: the fraction of images right clean and wrong
     under ``K``; probability mode: the mean drop of the true-class probability over images right
-    clean). Each secret is ranked among its null keys and the ranks are combined exactly by
-    :func:`verification.stats.combined_rank_test`; ``evidenced`` iff ``pvalue <= alpha``.
+    clean). With ``config.test == "pooled-min"`` all keys are ranked together
+    (:func:`verification.stats.pooled_min_test`); otherwise each secret is ranked among its null
+    keys and the ranks are combined exactly (:func:`verification.stats.combined_rank_test`).
+    The p-value is multiplied by ``config.attempt`` (capped at 1); ``evidenced`` iff it is
+    ``<= alpha`` and the weakest secret's statistic reaches ``config.effect_floor``.
     Validity needs only that secrets and null keys are iid draws from the family and the suspect
     is independent of the secrets (see docs/METHOD.md, section 4).
 
@@ -218,6 +261,7 @@ def verify(
     sec_c, null_c = outcome.contributions[:k], outcome.contributions[k:].reshape(k, m, n)
     g_sec, g_null = sec_c.mean(axis=1), null_c.mean(axis=2)
     test = combined_rank_test(g_sec, list(g_null), ties=config.ties, rng=config.seed)
+    decision = _decide(config, test, g_sec, g_null)
     td = _tail_data(config, outcome, g_sec, g_null, n)
     fits, parametric_p = _parametric(td)
     effect = effect_size(
@@ -228,10 +272,13 @@ def verify(
         rng=config.seed,
     )
     return VerificationResult(
-        evidenced=bool(test.pvalue <= config.alpha),
-        statistic=test.statistic,
-        pvalue=test.pvalue,
-        pvalue_floor=test.pvalue_floor,
+        evidenced=bool(decision.evidenced),
+        statistic=decision.statistic,
+        pvalue=decision.pvalue,
+        pvalue_unadjusted=decision.pvalue_unadjusted,
+        pvalue_floor=decision.pvalue_floor,
+        method=decision.method,
+        pooled=decision.pooled,
         alpha=float(config.alpha),
         test=test,
         mode=outcome.mode,
@@ -239,7 +286,7 @@ def verify(
             "target" in secret_triggers[0].details, outcome.mode
         ),
         secret_stats=tuple(float(v) for v in g_sec),
-        ranks=test.ranks,
+        ranks=decision.ranks,
         null_stats=tuple(tuple(float(v) for v in row) for row in g_null),
         null_summary=NullSummary.of(g_null),
         clean_accuracy=float(outcome.clean_correct.mean()),
@@ -259,7 +306,7 @@ def verify(
         family=spec.family,
         family_params=dict(spec.family_params),
         secret_triggers=tuple(t.describe() for t in secret_triggers),
-        notes=_notes(test, config, td),
+        notes=_notes(decision, config, td),
         wall_time_s=time.perf_counter() - start,
         config=config,
         secret_contributions=sec_c,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from protocols.analysis import TESTS, Analysis, resolve_mode
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
 from verification._stats.parametric import TAIL_MODELS
@@ -150,6 +151,10 @@ class VerifyConfig:
             ``beta`` for probabilities; None disables it.
         n_resamples: Bootstrap resamples of the effect-size interval.
         seed: Seed of the bootstrap and of randomized tie-breaking.
+        test: ``"exact-max-rank"`` (each secret among its own null keys) or ``"pooled-min"``
+            (all keys together; see :func:`verification.stats.pooled_min_test`).
+        effect_floor: The weakest secret's statistic must also reach this for ``evidenced``.
+        attempt: Embedding attempt number ``a``; the verdict uses ``min(1, a * p)``.
     """
 
     null_keys_per_secret: int = 99
@@ -164,9 +169,46 @@ class VerifyConfig:
     parametric_model: str | None = "auto"
     n_resamples: int = 2000
     seed: int = 0
+    test: str = "exact-max-rank"
+    effect_floor: float = 0.0
+    attempt: int = 1
 
     def __post_init__(self) -> None:
         _config_iv(self)
+
+    @classmethod
+    def from_analysis(
+        cls, analysis: Analysis, *, null_seed: str, gives_probabilities: bool, **options: Any
+    ) -> VerifyConfig:
+        """The configuration of a pre-registered analysis (nothing left to choose but the
+        non-statistical ``options``: ``batch_size``, ``n_resamples``, ``confidence_level``).
+
+        Raises:
+            VerificationError: ``options`` names a field the analysis fixes, or the mode rule
+                needs probabilities from a suspect that gives labels only.
+        """
+        fixed = set(options) - {"batch_size", "n_resamples", "confidence_level"}
+        if fixed:
+            raise VerificationError(
+                f"the committed analysis fixes {', '.join(sorted(fixed))}; it cannot be changed"
+            )
+        try:
+            mode = resolve_mode(analysis.mode_rule, gives_probabilities=gives_probabilities)
+        except ValueError as exc:
+            raise VerificationError(str(exc)) from None
+        return cls(
+            null_keys_per_secret=analysis.null_keys_per_secret,
+            n_query_images=analysis.images_per_key,
+            alpha=analysis.alpha,
+            labels_only=mode == "labels",
+            null_seed=null_seed,
+            ties=analysis.ties,
+            test=analysis.test,
+            effect_floor=analysis.effect_floor,
+            attempt=analysis.attempt,
+            seed=int(null_seed[:8], 16),
+            **options,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of the fields."""
@@ -209,6 +251,12 @@ def _config_iv(cfg: VerifyConfig) -> None:
         raise VerificationError(
             f"null_seed must be a non-empty string or None, got {cfg.null_seed!r}"
         )
+    if cfg.test not in TESTS:
+        raise VerificationError(f"test must be one of {', '.join(TESTS)}; got {cfg.test!r}")
+    _positive_int("attempt", cfg.attempt)
+    floor = cfg.effect_floor
+    if isinstance(floor, bool) or not isinstance(floor, int | float) or not -1 <= floor <= 1:
+        raise VerificationError(f"effect_floor must be a number in [-1, 1], got {floor!r}")
     if cfg.ties not in TIES:
         raise VerificationError(f"ties must be one of {', '.join(TIES)}; got {cfg.ties!r}")
     if cfg.parametric_model is not None and cfg.parametric_model not in PARAMETRIC_CHOICES:

@@ -1,0 +1,98 @@
+"""Exact pooled tests: all secret and null keys ranked together (issue 13)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from math import comb
+from typing import Any
+
+import numpy as np
+
+from verification._jsonsafe import jsonsafe
+from verification._stats.validation import finite_vector
+
+__all__ = ["PooledTestResult", "pooled_min_test"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PooledTestResult:
+    """Result of :func:`pooled_min_test`.
+
+    Attributes:
+        statistic: ``min_i g(S_i)``, the weakest secret's statistic.
+        pvalue: Exact ``C(c, k) / C(N, k)``.
+        pvalue_floor: ``1 / C(N, k)``, reached when the k secrets are the top k keys.
+        count: ``c``, the number of keys (secrets included) with a statistic ``>= statistic``.
+        n_keys: ``N``, secrets plus null keys.
+        k: Number of secrets.
+        ranks: Each secret's rank among all ``N`` keys (1 = largest; ties counted against it).
+        alternative: Always ``"greater"``.
+        ties: Always ``"conservative"``.
+        method: Human-readable name of the test.
+    """
+
+    statistic: float
+    pvalue: float
+    pvalue_floor: float
+    count: int
+    n_keys: int
+    k: int
+    ranks: tuple[int, ...]
+    alternative: str
+    ties: str
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the fields."""
+        return jsonsafe(self)
+
+
+def pooled_min_test(
+    secret_stats: Sequence[float] | np.ndarray, null_stats: Sequence[float] | np.ndarray
+) -> PooledTestResult:
+    """Exact test that the k secrets are among the largest of all N keys.
+
+    Null hypothesis: the k secret keys and the N - k null keys are iid draws from one family and
+    the suspect is independent of which keys are the secrets; then the secrets are a uniformly
+    random k-subset of the N keys, whatever the statistics are. With ``T = min_i g(S_i)`` and
+    ``c = #{keys with g >= T}``, the event "every secret is among the c keys at or above T"
+    has probability ``C(c, k) / C(N, k)`` under H0, so ``P(p <= u) <= u`` for every u (ties,
+    which make c larger, only make the p-value larger: conservative).
+
+    Pooling all keys gives a smaller floor than ranking each secret among its own M null keys
+    (``1 / C(N, k)`` against ``(M + 1) ** -k``: 2.3e-10 against 1.7e-7 for k = 8, M = 7).
+
+    Args:
+        secret_stats: ``g`` of the k secret keys.
+        null_stats: ``g`` of the null keys (any shape; flattened).
+
+    Returns:
+        :class:`PooledTestResult`.
+
+    References:
+        The statistic is the minimum of a uniformly random k-subset; its exact null
+        distribution is hypergeometric-like (the k secrets drawn without replacement from the
+        ordered N keys), as in permutation tests (Phipson & Smyth 2010, Stat. Appl. Genet. Mol.
+        Biol. 9(1):39) applied to a set instead of one key.
+    """
+    sec = finite_vector("secret_stats", secret_stats)
+    nul = finite_vector("null_stats", np.ravel(np.asarray(null_stats, dtype=np.float64)), min_len=1)
+    g = np.concatenate([sec, nul])
+    k, n = sec.size, g.size
+    t = float(sec.min())
+    c = int(np.count_nonzero(g >= t))
+    ranks = tuple(int(np.count_nonzero(g >= s)) for s in sec)
+    total = comb(n, k)
+    return PooledTestResult(
+        statistic=t,
+        pvalue=comb(c, k) / total,
+        pvalue_floor=1.0 / total,
+        count=c,
+        n_keys=n,
+        k=k,
+        ranks=ranks,
+        alternative="greater",
+        ties="conservative",
+        method=f"exact pooled minimum test: {k} secrets among {n} keys",
+    )
