@@ -5,8 +5,8 @@ An embedding ends in two JSON documents that any party can rebuild and check fro
 - the **commitment** (``commitment-predicate-v1``, in an in-toto Statement naming the protected
   model files by digest): the owner key, the model, the method, the trigger family, the digests
   of what stays secret (:mod:`protocols.openings`) and the **pre-registered analysis**
-  (:func:`analysis`: how many secrets, null keys and images, which test), all fixed before any
-  suspect is seen;
+  (:meth:`protocols.analysis.Analysis.to_block`: the test and every size it depends on), all
+  fixed before any suspect is seen;
 - the **watermark file** (``watermark-file-v1``, kept private until it is revealed to an
   arbiter): the committed values themselves, the openings and the digest of the signed statement
   they open.
@@ -18,6 +18,7 @@ what the ``tool`` is and supplies the committed ``core`` (``trigger_family``, ``
 Example:
     >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     >>> from protocols import openings
+    >>> from protocols.analysis import Analysis
     >>> key = Ed25519PrivateKey.generate().public_key()
     >>> core = {"trigger_family": {"name": "patch", "parameters": {"size": 4}},
     ...         "secrets": [{"secret": "ab" * 32, "trigger": {"fingerprint": "cd" * 32}}],
@@ -27,10 +28,10 @@ Example:
     ...     core=core, public=public, owner_key=key, tool={"name": "demo", "version": "1"},
     ...     model={"sha256": "11" * 32, "name": "model.pt", "format": "demo"},
     ...     subjects=[("model.pt", "11" * 32)], method={"name": "demo", "parameters": {}},
-    ...     analysis=analysis(n_secrets=1, null_keys_per_secret=99, queries_per_key=40),
+    ...     analysis=Analysis(n_secrets=1, null_keys_per_secret=99, images_per_key=40).to_block(),
     ...     created="2025-01-01T00:00:00Z")
     >>> stmt["predicate"]["verification"]["test"]
-    'exact-max-rank'
+    'pooled-min'
     >>> doc = watermark_document(core=core, opened=opened, statement=stmt, owner_key=key,
     ...                          calibration={})
     >>> doc["commitment_statement_sha256"] == statements.statement_digest(stmt)
@@ -47,30 +48,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols import keys, statements
 
-__all__ = ["SCHEMA_VERSION", "TEST_NAME", "analysis", "commitment_statement", "watermark_document"]
+__all__ = ["SCHEMA_VERSION", "commitment_statement", "watermark_document"]
 
 #: ``schema_version`` of both documents.
 SCHEMA_VERSION = "1"
-#: The test a verifier runs: the exact max-rank test of the secrets among their null keys.
-TEST_NAME = "exact-max-rank"
 #: The parts of the committed core that the watermark file carries in the clear.
 _CORE_PARTS = ("trigger_family", "secrets", "verification_set")
-
-
-def analysis(
-    *, n_secrets: int, null_keys_per_secret: int, queries_per_key: int, test: str = TEST_NAME
-) -> dict[str, Any]:
-    """The pre-registered analysis: the ``verification`` block of the commitment.
-
-    Committed before any suspect is seen, so that a verifier cannot choose the sizes (or the
-    test) after looking at the answers.
-    """
-    return {
-        "n_secrets": n_secrets,
-        "null_keys_per_secret": null_keys_per_secret,
-        "queries_per_key": queries_per_key,
-        "test": test,
-    }
 
 
 def commitment_statement(
@@ -95,7 +78,7 @@ def commitment_statement(
         model: ``{"sha256", "name", "format", ...}`` of the protected model.
         subjects: ``(file name, sha256 hex)`` of every published model file.
         method: ``{"name", "parameters"}`` of the embedding method.
-        analysis: The pre-registered analysis (:func:`analysis`).
+        analysis: The pre-registered analysis (``Analysis.to_block()``).
         created: RFC 3339 time (:func:`protocols.canonical.now_rfc3339`).
     """
     predicate = {

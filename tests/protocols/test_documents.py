@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocols import documents, openings, schemas, statements
+from protocols.analysis import Analysis
 from protocols.errors import SchemaError
 
 TOOL = {"name": "mapguard", "version": "0.1.0"}
@@ -35,7 +36,7 @@ def _documents(key: Ed25519PrivateKey, **changes):
         "model": {"sha256": "11" * 32, "name": "protected.pt", "format": "mapguard-checkpoint"},
         "subjects": [("protected.pt", "11" * 32)],
         "method": {"name": "map-watermark", "parameters": {"target_weight": 5.0}},
-        "analysis": documents.analysis(n_secrets=3, null_keys_per_secret=99, queries_per_key=40),
+        "analysis": Analysis(n_secrets=3, null_keys_per_secret=99, images_per_key=40).to_block(),
         "created": "2025-01-01T00:00:00Z",
     } | changes
     statement = documents.commitment_statement(**args)
@@ -58,10 +59,10 @@ def test_the_watermark_file_opens_the_commitment_and_both_are_schema_valid():
     openings.check_openings(statement["predicate"], doc)  # raises on any mismatch
     assert doc["commitment_statement_sha256"] == statements.statement_digest(statement)
     assert doc["verification"] == statement["predicate"]["verification"]
-    assert statement["predicate"]["verification"] == {
-        "n_secrets": 3, "null_keys_per_secret": 99, "queries_per_key": 40,
-        "test": "exact-max-rank",
-    }  # fmt: skip
+    block = statement["predicate"]["verification"]
+    assert Analysis.from_block(block) == Analysis(
+        n_secrets=3, null_keys_per_secret=99, images_per_key=40
+    )
 
 
 def test_the_commitment_publishes_no_secret():
