@@ -214,7 +214,7 @@ def _verify(cfg: DemoConfig, wm: dict[str, Any]) -> dict[str, Any]:
     return verdicts
 
 
-vidence report")
+@_step("6. Evidence report")
 def _report(cfg: DemoConfig, wm: dict[str, Any], verdicts: dict[str, Any]) -> Path:
     from mapguard.report import build_report
 

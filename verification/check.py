@@ -40,6 +40,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import canonical, dsse, keys, openings, statements
+from protocols.analysis import claim_null_seed
 from protocols.errors import InputError, SignatureError
 from protocols.fileio import MAX_JSON_BYTES, read_input, sha256_file
 from verification.triggers import get_trigger_family
@@ -269,6 +270,8 @@ def _belongs(state: _State) -> str:
             f"({state.digest})"
         )
     openings.check_openings(state.statement["predicate"], wm.plain())
+    if wm.plain()["verification"] != state.statement["predicate"]["verification"]:
+        raise _Failed("the watermark file's analysis differs from the committed analysis")
     return "every committed digest opens to the revealed values"
 
 
@@ -309,11 +312,51 @@ def _result_link(state: _State) -> str:
     return "the result refers to this watermark's commitment"
 
 
+def _result_analysis(state: _State) -> str:
+    """The result ran the committed analysis: sizes, test, mode, alpha and the null seed."""
+    wm = state.wm
+    assert wm is not None
+    result = state.statement["predicate"]
+    if result.get("exploratory"):
+        raise _Failed("the result is EXPLORATORY: it did not run the committed analysis")
+    committed = wm.analysis
+    if "analysis" in result and result["analysis"] != committed.to_block():
+        raise _Failed("the result's analysis is not the committed one")
+    test = result["test"]
+    found = {
+        "images per key": (test.get("n"), committed.images_per_key),
+        "null keys per secret": (test.get("null_keys_per_secret"),
+                                 committed.null_keys_per_secret),
+        "secrets": (test.get("n_secrets"), committed.n_secrets),
+    }  # fmt: skip
+    if committed.version != "legacy":
+        found["alpha"] = (test.get("alpha"), committed.alpha)
+        if committed.mode_rule == "labels":
+            found["mode"] = (result.get("query_mode"), "labels")
+    bad = [f"{name} {got!r} (committed {want!r})" for name, (got, want) in found.items()
+           if got != want]  # fmt: skip
+    if bad:
+        raise _Failed(f"the result departs from the committed analysis: {'; '.join(bad)}")
+    return _result_seed(result, wm.commitment_digest, committed.version)
+
+
+def _result_seed(result: Mapping[str, Any], commitment_digest: str, version: str) -> str:
+    nonce = result.get("claim_nonce")
+    if nonce is None:
+        if version != "legacy":
+            raise _Failed("the result records no claim nonce: its null keys cannot be re-derived")
+        return "the result ran the committed sizes (it predates claim nonces: seed not re-derived)"
+    seed = claim_null_seed(commitment_digest=commitment_digest, claim_nonce=nonce)
+    if result["test"].get("null_seed") != seed:
+        raise _Failed("the result's null seed is not the one the commitment and its nonce give")
+    return f"the committed analysis was run, null keys from claim nonce {nonce!r}"
+
+
 _WATERMARK_CHECKS: Mapping[str, tuple[tuple[str, Callable[[_State], str]], ...]] = {
     "commitment": (
         ("commitment", _belongs),
         ("triggers", _triggers),
         ("verification set", _verification_set),
     ),
-    "result": (("commitment", _result_link),),
+    "result": (("commitment", _result_link), ("analysis", _result_analysis)),
 }

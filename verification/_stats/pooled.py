@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from verification._jsonsafe import jsonsafe
-from verification._stats.validation import finite_vector
+from verification._stats.validation import TIES, as_rng, check_choice, finite_vector
 
 __all__ = ["PooledTestResult", "pooled_min_test"]
 
@@ -28,7 +28,7 @@ class PooledTestResult:
         k: Number of secrets.
         ranks: Each secret's rank among all ``N`` keys (1 = largest; ties counted against it).
         alternative: Always ``"greater"``.
-        ties: Always ``"conservative"``.
+        ties: ``"conservative"`` or ``"randomized"``.
         method: Human-readable name of the test.
     """
 
@@ -49,7 +49,11 @@ class PooledTestResult:
 
 
 def pooled_min_test(
-    secret_stats: Sequence[float] | np.ndarray, null_stats: Sequence[float] | np.ndarray
+    secret_stats: Sequence[float] | np.ndarray,
+    null_stats: Sequence[float] | np.ndarray,
+    *,
+    ties: str = "conservative",
+    rng: np.random.Generator | int | None = None,
 ) -> PooledTestResult:
     """Exact test that the k secrets are among the largest of all N keys.
 
@@ -58,7 +62,9 @@ def pooled_min_test(
     random k-subset of the N keys, whatever the statistics are. With ``T = min_i g(S_i)`` and
     ``c = #{keys with g >= T}``, the event "every secret is among the c keys at or above T"
     has probability ``C(c, k) / C(N, k)`` under H0, so ``P(p <= u) <= u`` for every u (ties,
-    which make c larger, only make the p-value larger: conservative).
+    which make c larger, only make the p-value larger: conservative). With ``ties="randomized"``
+    tied keys are ordered by independent uniform coins drawn from ``rng`` (for a verification:
+    from the committed null seed, so a re-run draws the same coins) and the level is exact.
 
     Pooling all keys gives a smaller floor than ranking each secret among its own M null keys
     (``1 / C(N, k)`` against ``(M + 1) ** -k``: 2.3e-10 against 1.7e-7 for k = 8, M = 7).
@@ -66,6 +72,8 @@ def pooled_min_test(
     Args:
         secret_stats: ``g`` of the k secret keys.
         null_stats: ``g`` of the null keys (any shape; flattened).
+        ties: ``"conservative"`` or ``"randomized"`` (see above).
+        rng: Generator or seed of the tie coins (``ties="randomized"`` only).
 
     Returns:
         :class:`PooledTestResult`.
@@ -78,11 +86,17 @@ def pooled_min_test(
     """
     sec = finite_vector("secret_stats", secret_stats)
     nul = finite_vector("null_stats", np.ravel(np.asarray(null_stats, dtype=np.float64)), min_len=1)
+    tie = check_choice("ties", ties, TIES)
     g = np.concatenate([sec, nul])
     k, n = sec.size, g.size
-    t = float(sec.min())
-    c = int(np.count_nonzero(g >= t))
-    ranks = tuple(int(np.count_nonzero(g >= s)) for s in sec)
+    # Ties: "conservative" counts every key tied with the weakest secret against it;
+    # "randomized" orders tied keys by independent uniform coins (then the level is exact).
+    coin = as_rng(rng).random(n) if tie == "randomized" else np.zeros(n)
+    weakest = int(np.lexsort((coin[:k], sec))[0])
+    t, u = float(sec[weakest]), float(coin[weakest])
+    above = (g > t) | ((g == t) & (coin >= u)) if tie == "randomized" else g >= t
+    c = int(np.count_nonzero(above))
+    ranks = tuple(int(np.count_nonzero(g >= s_)) for s_ in sec)
     total = comb(n, k)
     return PooledTestResult(
         statistic=t,
@@ -93,6 +107,6 @@ def pooled_min_test(
         k=k,
         ranks=ranks,
         alternative="greater",
-        ties="conservative",
-        method=f"exact pooled minimum test: {k} secrets among {n} keys",
+        ties=tie,
+        method=f"exact pooled minimum test: {k} secrets among {n} keys (ties: {tie})",
     )

@@ -134,7 +134,9 @@ def _decide(
     Both extra conditions can only turn a rejection into a non-rejection, so the verdict keeps
     the test's level.
     """
-    pooled = pooled_min_test(g_sec, g_null) if config.test == "pooled-min" else None
+    pooled = None
+    if config.test == "pooled-min":
+        pooled = pooled_min_test(g_sec, g_null, ties=config.ties, rng=config.seed)
     chosen = pooled if pooled is not None else test
     p = min(1.0, config.attempt * chosen.pvalue)
     floor = min(1.0, config.attempt * chosen.pvalue_floor)
