@@ -55,6 +55,15 @@ def _banners(evidence: Evidence) -> list[dict[str, str]]:
         }
         for c in evidence.failed_checks
     ]
+    if evidence.result.predicate.get("exploratory"):
+        banners.append(
+            {
+                "level": "danger",
+                "text": "EXPLORATORY: this verification did not run the analysis fixed in the "
+                "commitment (options were changed at verify time). Its p-value is descriptive "
+                "and is not evidence of ownership.",
+            }
+        )
     isolation = str((evidence.result.predicate.get("suspect") or {}).get("isolation", ""))
     if isolation.startswith("UNSAFE LOAD"):
         banners.append(
@@ -193,8 +202,30 @@ def _protocol(s: Sources) -> list[Row]:
         Row("Significance level (alpha)", s.num("result:test.alpha", "pvalue")),
         Row("Smallest attainable p-value", result_cell(s, "pvalue_floor", "pvalue")),
         Row("Public seed of the random keys", result_cell(s, "null_seed", "text")),
+        Row("Claim nonce (with the commitment digest it gives the seed)", _optional(
+            s, "result:claim_nonce", "not recorded (a result written before claim nonces)")),
+        Row("Analysis", text(_analysis_text(s))),
+        Row("Embedding attempt (p-value multiplied by it)", _optional(
+            s, "result:analysis.attempt", "1 (not recorded)", kind="int")),
+        Row("Committed effect floor (weakest secret's g)", _optional(
+            s, "result:analysis.effect_floor", "none (not recorded)", kind="float")),
         Row("Negative controls", text(_CONTROLS)),
-    ]
+    ]  # fmt: skip
+
+
+def _optional(s: Sources, key: str, missing: str, *, kind: str = "text") -> Cell:
+    return s.num(key, kind) if s.has(key) else text(missing)
+
+
+def _analysis_text(s: Sources) -> str:
+    if s.get("result:exploratory", False):
+        return ("EXPLORATORY: options departed from the committed analysis; the p-value is "
+                "descriptive and is not evidence")  # fmt: skip
+    if s.has("result:analysis.analysis_version"):
+        return ("pre-registered: every number that sets the p-value was fixed in the commitment "
+                "before any suspect was seen")  # fmt: skip
+    return ("legacy commitment: it fixed the number of secrets, null keys and images, not the "
+            "mode, level or seed rule")  # fmt: skip
 
 
 _CONTROLS = (

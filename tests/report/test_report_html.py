@@ -249,3 +249,25 @@ def test_suspect_loading_is_shown_and_unsafe_load_is_flagged(report_inputs, tmp_
     assert res.exit_code in (0, 1), res.output
     parsed = html_tools.parse_report(render(unsafe))
     assert [lvl for lvl, text in parsed.banners if text.startswith("UNSAFE LOAD")] == ["danger"]
+
+
+def test_exploratory_results_are_flagged_and_preregistered_ones_say_so(
+    report_inputs, tmp_path, html_tools
+):
+    from click.testing import CliRunner
+
+    from mapguard._cli import cli
+
+    def render(result):
+        res = build_report(result, report_inputs.commitment, pubkey_path=report_inputs.pubkey,
+                           out_html=tmp_path / f"{result.stem}.html")  # fmt: skip
+        return res.html_path.read_text(encoding="utf-8")
+
+    assert "legacy commitment" in render(report_inputs.result_plain)  # the fixture is v1
+    out = tmp_path / "exploratory.json"
+    args = [report_inputs.dir / "suspect.ts", "--watermark", report_inputs.watermark,
+            "--exploratory", "--null-keys", "5", "--out", out]  # fmt: skip
+    res = CliRunner().invoke(cli, ["verify", *map(str, args)])
+    assert res.exit_code in (0, 1), res.output
+    parsed = html_tools.parse_report(render(out))
+    assert [lvl for lvl, text in parsed.banners if text.startswith("EXPLORATORY")] == ["danger"]
