@@ -266,7 +266,7 @@ def tiny_config(**changes):
     from mapguard.watermark import DEFAULT_MASK, EmbedConfig
 
     # The short recipe leaves the weakest secret at g ~ 0.3-0.5 (labels): its effect floor is
-    # 0.2, below the default recipe's committed 0.5 (docs/METHOD.md section 4, forgery margin).
+    # 0.2, below the default recipe's committed 0.3 (docs/METHOD.md section 4, forgery margin).
     cfg = EmbedConfig(
         null_keys_per_secret=19,
         n_verification=40,

@@ -96,7 +96,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     alpha: float = 1e-3
     test: str = "pooled-min"
     mode_rule: str = "labels"
-    effect_floor: float = 0.5
+    effect_floor: float = 0.3
     export: bool = True
     seed: int = 0
 
