@@ -97,7 +97,7 @@ def _watermark_part(
     """Embed (once), then verify the attacked copies, the transforms and the independent models."""
     wm_dir = watermark(run, source, budget, args.embed_option, args.secret_seed)
     wm = read_watermark(wm_dir / "owner.wm")
-    spec, m = watermark_spec(wm), wm.null_keys_per_secret
+    spec, analysis, m = watermark_spec(wm), wm.analysis, wm.null_keys_per_secret
     test = load_data(SOURCE, split="test", progress=False)
     results: dict[str, Any] = {"quick": args.quick, "alpha": ALPHA, "null_keys_per_secret": m,
                                "secret_seed": args.secret_seed, "watermark_dir": str(wm_dir),
@@ -108,10 +108,10 @@ def _watermark_part(
     results["notes"] = embed_notes(results["embed"])
     for note in results["notes"]:
         log(f"WARNING: {note}")
-    results["attacks"] = attack_rows(run, wm_dir, spec, m, test, budget)
+    results["attacks"] = attack_rows(run, wm_dir, spec, analysis, test, budget)
     log(f"attacks verified ({time.perf_counter() - t0:.0f} s)")
-    results["transforms"] = transform_rows(wm_dir, spec, m, test, budget)
-    results["independent"] = independent_rows(run, source, spec, m, test, budget)
+    results["transforms"] = transform_rows(wm_dir, spec, analysis, test, budget)
+    results["independent"] = independent_rows(run, source, spec, analysis, test, budget)
     log(f"transforms and independent models verified ({time.perf_counter() - t0:.0f} s)")
     results["per_attack"] = per_attack(results["attacks"])
     results["per_transform"] = per_attack(results["transforms"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Mapping
@@ -12,14 +13,25 @@ import numpy as np
 import torch
 
 from benchmarks.robustness.cache import attacked_cached, train_cached
-from benchmarks.robustness.plan import ALPHA, Budget
+from benchmarks.robustness.plan import Budget
 from mapguard.checkpoint import file_sha256, load_checkpoint
 from mapguard.training import accuracy, predict_logits
+from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend, QueryBackend, TransformedBackend
 from verification.transforms import InputTransform, make_transform
 from verification.verify import VerifyConfig, WatermarkSpec, verify
 
-__all__ = ["attack_rows", "independent_rows", "suspect_row", "transform_rows", "verify_both"]
+#: The benchmark plays the arbiter: one public claim nonce for every suspect.
+CLAIM_NONCE = "mapguard robustness benchmark"
+
+__all__ = [
+    "CLAIM_NONCE",
+    "attack_rows",
+    "independent_rows",
+    "suspect_row",
+    "transform_rows",
+    "verify_both",
+]
 
 
 class Memo(QueryBackend):
@@ -42,7 +54,7 @@ class Memo(QueryBackend):
 
 
 def verify_both(
-    model: torch.nn.Module, digest: str, spec: WatermarkSpec, m: int,
+    model: torch.nn.Module, digest: str, spec: WatermarkSpec, analysis: Analysis,
     transform: InputTransform | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Label-only and probability verification of ``model`` (optionally behind ``transform``)."""
@@ -51,8 +63,11 @@ def verify_both(
         backend = TransformedBackend(backend, transform, name=transform.label)
     memo = Memo(backend)
     out: dict[str, Any] = {}
+    seed = claim_null_seed(commitment_digest=spec.commitment_digest, claim_nonce=CLAIM_NONCE)
+    committed = VerifyConfig.from_analysis(analysis, null_seed=seed, gives_probabilities=True)
     for mode, labels_only in (("labels", True), ("probs", False)):
-        cfg = VerifyConfig(null_keys_per_secret=m, alpha=ALPHA, labels_only=labels_only)
+        # "labels" is the committed analysis; "probs" departs from it (exploratory).
+        cfg = dataclasses.replace(committed, labels_only=labels_only)
         res = verify(memo, spec, cfg)
         out[mode] = {
             "pvalue": res.pvalue, "evidenced": res.evidenced, "statistic": res.statistic,
@@ -76,16 +91,16 @@ def clean_accuracy(
 
 
 def attack_rows(
-    run: Path, wm_dir: Path, spec: WatermarkSpec, m: int, test: Any, budget: Budget
+    run: Path, wm_dir: Path, spec: WatermarkSpec, analysis: Analysis, test: Any, budget: Budget
 ) -> list[dict[str, Any]]:
     data: dict[str, Any] = {}
     victim = wm_dir / "protected.pt"
-    rows = [suspect_row("none (watermarked)", "none", 0, victim, spec, m, test)]
+    rows = [suspect_row("none (watermarked)", "none", 0, victim, spec, analysis, test)]
     same_path_check(victim, wm_dir, rows[0])
     for ar in budget.attacks:
         for seed in ar.seeds:
             path, info = attacked_cached(run, victim, ar, seed, data, "attacked")
-            rows.append(suspect_row(ar.label, ar.kind, seed, path, spec, m, test, info=info))
+            rows.append(suspect_row(ar.label, ar.kind, seed, path, spec, analysis, test, info=info))
     return rows
 
 
@@ -93,18 +108,18 @@ def same_path_check(victim: Path, wm_dir: Path, row: Mapping[str, Any]) -> None:
     """The benchmark's verification equals ``mapguard verify`` (library call) on the same file."""
     from mapguard.watermark import verify_suspect
 
-    ref = verify_suspect(victim, wm_dir / "owner.wm", labels_only=True).result
+    ref = verify_suspect(victim, wm_dir / "owner.wm", claim_nonce=CLAIM_NONCE).result
     if ref.pvalue != row["labels"]["pvalue"] or ref.ranks != tuple(row["labels"]["ranks"]):
         raise RuntimeError(f"benchmark verification differs from verify_suspect: {ref.pvalue}")
 
 
 def suspect_row(
-    label: str, kind: str, seed: int, path: Path, spec: WatermarkSpec, m: int, test: Any,
-    *, info: Mapping[str, Any] | None = None, transform: InputTransform | None = None,
+    label: str, kind: str, seed: int, path: Path, spec: WatermarkSpec, analysis: Analysis,
+    test: Any, *, info: Mapping[str, Any] | None = None, transform: InputTransform | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     model, meta = load_checkpoint(path)
     t0 = time.perf_counter()
-    ver = verify_both(model, "sha256:" + file_sha256(path), spec, m, transform)
+    ver = verify_both(model, "sha256:" + file_sha256(path), spec, analysis, transform)
     return {
         "label": label, "kind": kind, "seed": seed, "arch": meta.arch,
         "clean_accuracy": clean_accuracy(model, test, transform),
@@ -114,22 +129,25 @@ def suspect_row(
 
 
 def transform_rows(
-    wm_dir: Path, spec: WatermarkSpec, m: int, test: Any, budget: Budget
+    wm_dir: Path, spec: WatermarkSpec, analysis: Analysis, test: Any, budget: Budget
 ) -> list[dict[str, Any]]:
     rows = []
     for name, params in budget.transforms:
         t = make_transform(name, **params)
-        rows.append(suspect_row(t.label, "query-time", 0, wm_dir / "protected.pt", spec, m, test,
+        victim = wm_dir / "protected.pt"
+        rows.append(suspect_row(t.label, "query-time", 0, victim, spec, analysis, test,
                                 transform=t))  # fmt: skip
     return rows
 
 
 def independent_rows(
-    run: Path, source: Path, spec: WatermarkSpec, m: int, test: Any, budget: Budget
+    run: Path, source: Path, spec: WatermarkSpec, analysis: Analysis, test: Any, budget: Budget
 ) -> list[dict[str, Any]]:
-    rows = [suspect_row("original (before embedding)", "independent", 0, source, spec, m, test)]
+    rows = [
+        suspect_row("original (before embedding)", "independent", 0, source, spec, analysis, test)
+    ]
     for ind in budget.independent:
         path = train_cached(run / "independent" / f"{ind.name}.pt", ind)
-        row = suspect_row(ind.name, "independent", ind.seed, path, spec, m, test)
+        row = suspect_row(ind.name, "independent", ind.seed, path, spec, analysis, test)
         rows.append(row | {"domain": ind.domain, "n_train": ind.n_train})
     return rows
