@@ -201,11 +201,8 @@ class WatermarkFile:
 
     @property
     def analysis(self) -> Analysis:
-        """The pre-registered analysis (the committed ``verification`` block).
-
-        Raises:
-            SchemaError: A malformed block or an analysis version this verifier does not know.
-        """
+        """The pre-registered analysis (the committed ``verification`` block); a malformed
+        block or an unknown analysis version is a :class:`SchemaError`."""
         return Analysis.from_block(_thaw(self.document["verification"]))
 
     @property
