@@ -101,7 +101,7 @@ def test_verify_prints_the_key_that_signed_the_watermark(embedded, other_owner, 
         res = CliRunner().invoke(
             cli,
             ["verify", str(embedded.file("protected.pt")), "--watermark", str(wm)]
-            + ["--labels-only", "--out", str(out)],
+            + ["--claim-nonce", "test-claim", "--out", str(out)],
         )
         # the re-signed copy holds the same secrets, so the verdict alone cannot tell them apart
         assert res.exit_code == 0 and "EVIDENCED" in res.output, res.output

@@ -103,6 +103,7 @@ def test_null_keys_option_beyond_the_limit_is_refused(embedded, tmp_path):
         embedded.file("protected.pt"),
         "--watermark",
         embedded.file("owner.wm"),
+        "--exploratory",
         "--null-keys",
         100_000_000,
         "--out",
