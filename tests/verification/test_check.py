@@ -31,8 +31,7 @@ def signed_result(embedded, tmp_path_factory) -> Path:
     verify_suspect(
         embedded.file("protected.pt"),
         embedded.file("owner.wm"),
-        labels_only=True,
-        queries=2500,
+        claim_nonce="test-claim",
         key=embedded.owner.key(),
         out=out,
     )
@@ -111,8 +110,7 @@ def test_unsigned_plain_result_fails(embedded, tmp_path):
     verify_suspect(
         embedded.file("protected.pt"),
         embedded.file("owner.wm"),
-        labels_only=True,
-        queries=2500,
+        claim_nonce="test-claim",
         out=out,
     )
     res = check(out, embedded.owner.public)
