@@ -3,13 +3,14 @@
 A dishonest claimant trains nothing: they score C candidate keys of the default family on an
 innocent model with the verifier's own statistic, keep the best k, and build a watermark around
 them. This benchmark measures, for each independent model and each C, the weakest of the best k
-keys' statistics ``g`` (labels mode, the committed default) — the *forgery margin* — and compares
+keys' statistics ``g`` (labels mode, the committed default; the family and patch sizes of the
+default embedding recipe) — the *forgery margin* — and compares
 it with the committed effect floor and with the weakest secret of a real embedding. A floor above
 the margin means no selection from C candidates reaches "evidenced", whatever its p-value.
 
 Usage::
 
-    python -m benchmarks.forgery --quick     # 4 vgg_tiny models, C up to 2,000
+    python -m benchmarks.forgery --quick     # 2 vgg_tiny + 2 vgg_small models, C up to 2,000
     python -m benchmarks.forgery             # 10 models (vgg_tiny, vgg_small), C up to 10,000
 """
 
@@ -38,7 +39,7 @@ N_IMAGES = 40  # images per key (the default recipe)
 
 def _models(quick: bool) -> list[tuple[str, int]]:
     if quick:
-        return [("vgg_tiny", s) for s in range(4)]
+        return [("vgg_tiny", s) for s in range(2)] + [("vgg_small", s) for s in (1, 2)]
     return [("vgg_tiny", s) for s in range(6)] + [("vgg_small", s) for s in range(1, 5)]
 
 
@@ -53,8 +54,10 @@ def _model(run: Path, arch: str, seed: int, epochs: int) -> torch.nn.Module:
 def _scores(model: torch.nn.Module, c: int, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``g`` (labels) of ``c`` random candidate keys on ``model``: one public verify call with
     one key as "secret" and the other ``c - 1`` as its null keys."""
-    spec = WatermarkSpec(family="targeted_patch", secrets=(random_secret(),), images=images,
-                         labels=labels, num_classes=10)  # fmt: skip
+    recipe = EmbedConfig()  # the family and patch sizes a default embedding commits
+    spec = WatermarkSpec(family=recipe.family, family_params=recipe.family_params(10),
+                         secrets=(random_secret(),), images=images, labels=labels,
+                         num_classes=10)  # fmt: skip
     config = VerifyConfig(null_keys_per_secret=c - 1, labels_only=True, parametric_model=None,
                           n_resamples=100, null_seed=random_secret().hex())  # fmt: skip
     res = verify(ModuleBackend(model.eval()), spec, config)
@@ -63,7 +66,7 @@ def _scores(model: torch.nn.Module, c: int, images: np.ndarray, labels: np.ndarr
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 small models, C up to 2,000.")
+    parser.add_argument("--quick", action="store_true", help="4 models, C up to 2,000.")
     parser.add_argument("--run-dir", type=Path, default=None, help="Model cache folder.")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     margins = {c: [] for c in cs}
     t0 = time.perf_counter()
     for arch, seed in _models(args.quick):
-        model = _model(run, arch, seed, epochs=3 if args.quick else 8)
+        model = _model(run, arch, seed, epochs=8)
         g = _scores(model, max(cs), images, labels)
         cells = []
         for c in cs:
