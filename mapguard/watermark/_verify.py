@@ -149,7 +149,7 @@ def verify_suspect(
         tool_name="mapguard",
         tool_version=__version__,
         isolation=backend.isolation,
-        analysis=_analysis_record(wm, config, exploratory),
+        analysis=_analysis_record(wm, exploratory),
         claim_nonce=nonce,
         exploratory=exploratory is not None,
     )
@@ -194,9 +194,7 @@ def _config(wm: WatermarkFile, nonce: str, exploratory: Mapping[str, Any] | None
     return dataclasses.replace(config, **changes)
 
 
-def _analysis_record(
-    wm: WatermarkFile, config: VerifyConfig, exploratory: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def _analysis_record(wm: WatermarkFile, exploratory: Mapping[str, Any] | None) -> dict[str, Any]:
     """The committed block, or (exploratory) the options that departed from it."""
     block = wm.analysis.to_block()
     if exploratory:
