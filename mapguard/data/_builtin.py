@@ -11,7 +11,15 @@ svhnlike   TrueType digits with cut-off neighbours on photo crops / plates      
 =========  ====================================================================  ======
 
 Digit ink is about 20-24 px high and centred in every domain, so what shifts between domains
-is appearance (stroke, colour, texture, clutter), not geometry. The real domains have a fixed
+is appearance (stroke, colour, texture, clutter), not geometry.
+
+Every domain draws at any side ``S`` (``load_data(..., size=S)``); lengths above are for 32 and
+scale by ``S / 32``. At 32 the images are exactly those drawn before sizes existed. Other sides
+are drawn directly, not resized from 32: fonts rasterised at the larger size, backgrounds and
+photo crops at ``S``, blur scaled; the low-resolution real digits (MNIST 28x28 padded to 32,
+optdigits 8x8) are upsampled (bilinear / bicubic), as they have no more detail to give. Labels
+and splits do not depend on ``S``; per-pixel noise does, so image ``i`` at 64 is the same kind
+of picture as at 32, not the same one enlarged. The real domains have a fixed
 80/20 stratified split independent of the seed (MNIST-M reuses MNIST's split, so an MNIST
 training digit never appears in MNIST-M's test split); the synthetic ones are drawn from the seed.
 """
@@ -26,6 +34,7 @@ from PIL import Image
 
 from mapguard.data._fonts import DigitLayout, render_alpha, usable_fonts
 from mapguard.data._imageset import SIDE, stable_rng, stratified_test_mask
+from mapguard.data._resize import resize_array
 from mapguard.data._registry import Built, register_domain
 from mapguard.data._render import (
     composite,
@@ -66,30 +75,40 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-@register_domain("mnist", seeded=False, size=5000)
-def _mnist(rng: np.random.Generator, advance: Advance) -> Built:
+def _px(length: float, side: int) -> int:
+    """A length of the 32x32 recipe at side ``side``, in whole pixels."""
+    return round(length * side / SIDE)
+
+
+@register_domain("mnist", seeded=False, size=5000, any_side=True)
+def _mnist(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Built:
     images, labels, is_test = _mnist_32()
+    out = np.empty((len(images), side, side, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        out[i] = _grey_to_rgb(resize_array(image, side))
     advance(len(labels))
-    return Built(images=_grey_to_rgb(images), labels=labels.copy(), is_test=is_test.copy())
+    return Built(images=out, labels=labels.copy(), is_test=is_test.copy())
 
 
-@register_domain("mnistm", size=5000)
-def _mnistm(rng: np.random.Generator, advance: Advance) -> Built:
+@register_domain("mnistm", size=5000, any_side=True)
+def _mnistm(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Built:
     digits, labels, is_test = _mnist_32()
     textures = load_textures(colour_only=True)  # BSDS500, MNIST-M's source, is all colour
 
     def draw(i: int) -> np.ndarray:
-        return mnist_m(digits[i], texture_crop(rng, textures, min_side=SIDE, max_side=4 * SIDE))
+        photo = texture_crop(rng, textures, min_side=side, max_side=4 * side, side=side)
+        return mnist_m(resize_array(digits[i], side), photo)
 
-    images = _fill(len(digits), draw, advance)
+    images = _fill(len(digits), draw, advance, side)
     return Built(images=images, labels=labels.copy(), is_test=is_test.copy())
 
 
-@register_domain("optdigits", seeded=False, size=1797)
-def _optdigits(rng: np.random.Generator, advance: Advance) -> Built:
+@register_domain("optdigits", seeded=False, size=1797, any_side=True)
+def _optdigits(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Built:
     grids, labels = load_optdigits()
-    box, pad = _OPTDIGITS_BOX, (SIDE - _OPTDIGITS_BOX) // 2
-    out = np.zeros((len(grids), SIDE, SIDE), dtype=np.uint8)
+    box = _px(_OPTDIGITS_BOX, side)
+    pad = (side - box) // 2
+    out = np.zeros((len(grids), side, side), dtype=np.uint8)
     for i, grid in enumerate(grids):
         up = Image.fromarray((grid * (255.0 / 16.0)).astype(np.float32), mode="F")
         up = np.asarray(up.resize((box, box), Image.Resampling.BICUBIC))
@@ -124,40 +143,48 @@ def _layout(
 
 
 def _centre_luma(image: np.ndarray) -> float:
-    return float(luminance(image[6:26, 8:24]).mean())
+    side = image.shape[0]
+    rows, cols = slice(_px(6, side), _px(26, side)), slice(_px(8, side), _px(24, side))
+    return float(luminance(image[rows, cols]).mean())
 
 
-def _syn_image(rng: np.random.Generator, digit: int) -> np.ndarray:
+def _syn_image(rng: np.random.Generator, digit: int, side: int = SIDE) -> np.ndarray:
     """SYN-digits-like: a digit (sometimes with neighbours) on a two-colour gradient."""
-    alpha = render_alpha(_layout(rng, digit, p_neighbour=0.35, max_angle=12.0))
-    background = gradient_background(rng)
+    layout = _layout(rng, digit, p_neighbour=0.35, max_angle=12.0)
+    alpha = render_alpha(layout, side=side)
+    background = gradient_background(rng, side)
     colour = contrasting_colour(rng, _centre_luma(background), contrast=70.0)
     image = composite(background, colour, alpha)
-    return finish(image, rng, blur=float(rng.uniform(0.0, 1.0)), noise=float(rng.uniform(0, 6)))
+    blur = float(rng.uniform(0.0, 1.0)) * side / SIDE
+    return finish(image, rng, blur=blur, noise=float(rng.uniform(0, 6)))
 
 
 def _svhn_image(
-    rng: np.random.Generator, digit: int, textures: tuple[np.ndarray, ...]
+    rng: np.random.Generator, digit: int, textures: tuple[np.ndarray, ...], side: int = SIDE
 ) -> np.ndarray:
     """SVHN-like: a digit flanked by cut-off neighbours, on a photo crop or a house-number plate."""
-    alpha = render_alpha(_layout(rng, digit, p_neighbour=0.85, max_angle=8.0))
-    background = texture_crop(rng, textures, min_side=SIDE, max_side=4 * SIDE)
+    alpha = render_alpha(_layout(rng, digit, p_neighbour=0.85, max_angle=8.0), side=side)
+    background = texture_crop(rng, textures, min_side=side, max_side=4 * side, side=side)
     if rng.random() < 0.5:  # a painted plate over the wall
         plate = rng.uniform(0, 255, size=3).astype(np.float32)
         background = composite(background, plate, np.full(alpha.shape, rng.uniform(0.5, 0.9)))
     colour = contrasting_colour(rng, _centre_luma(background), contrast=55.0)
-    if rng.random() < 0.3:  # drop shadow, one pixel down-right
-        shadow = np.roll(alpha, (1, 1), axis=(0, 1)) * 0.6
+    if rng.random() < 0.3:  # drop shadow, one pixel (of 32) down-right
+        step = max(1, _px(1, side))
+        shadow = np.roll(alpha, (step, step), axis=(0, 1)) * 0.6
         background = composite(background, background * 0.35, shadow)
     image = composite(background, colour, alpha)
-    light = 1.0 + rng.uniform(-0.25, 0.25) * np.linspace(-1, 1, SIDE, dtype=np.float32)[:, None]
+    light = 1.0 + rng.uniform(-0.25, 0.25) * np.linspace(-1, 1, side, dtype=np.float32)[:, None]
     image = image * light[..., None]
-    return finish(image, rng, blur=float(rng.uniform(0.3, 1.2)), noise=float(rng.uniform(2, 9)))
+    blur = float(rng.uniform(0.3, 1.2)) * side / SIDE
+    return finish(image, rng, blur=blur, noise=float(rng.uniform(2, 9)))
 
 
-def _fill(n: int, draw: Callable[[int], np.ndarray], advance: Advance) -> np.ndarray:
-    """``[draw(0), ..., draw(n - 1)]`` as uint8 ``[n, 32, 32, 3]``, reporting progress."""
-    out = np.empty((n, SIDE, SIDE, 3), dtype=np.uint8)
+def _fill(
+    n: int, draw: Callable[[int], np.ndarray], advance: Advance, side: int = SIDE
+) -> np.ndarray:
+    """``[draw(0), ..., draw(n - 1)]`` as uint8 ``[n, side, side, 3]``, reporting progress."""
+    out = np.empty((n, side, side, 3), dtype=np.uint8)
     for i in range(n):
         out[i] = draw(i)
         if (i + 1) % _CHUNK == 0:
@@ -167,20 +194,20 @@ def _fill(n: int, draw: Callable[[int], np.ndarray], advance: Advance) -> np.nda
 
 
 def _render_all(
-    rng: np.random.Generator, advance: Advance, draw: Callable[[int], np.ndarray]
+    rng: np.random.Generator, advance: Advance, draw: Callable[[int], np.ndarray], side: int
 ) -> Built:
     """Balanced labels in random order, image ``i`` drawn as ``draw(labels[i])``."""
     labels, is_test = _balanced_labels(rng)
-    images = _fill(len(labels), lambda i: draw(int(labels[i])), advance)
+    images = _fill(len(labels), lambda i: draw(int(labels[i])), advance, side)
     return Built(images=images, labels=labels, is_test=is_test)
 
 
-@register_domain("syn", size=10 * SYNTHETIC_PER_CLASS)
-def _syn(rng: np.random.Generator, advance: Advance) -> Built:
-    return _render_all(rng, advance, lambda d: _syn_image(rng, d))
+@register_domain("syn", size=10 * SYNTHETIC_PER_CLASS, any_side=True)
+def _syn(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Built:
+    return _render_all(rng, advance, lambda d: _syn_image(rng, d, side), side)
 
 
-@register_domain("svhnlike", size=10 * SYNTHETIC_PER_CLASS)
-def _svhnlike(rng: np.random.Generator, advance: Advance) -> Built:
+@register_domain("svhnlike", size=10 * SYNTHETIC_PER_CLASS, any_side=True)
+def _svhnlike(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Built:
     textures = load_textures()
-    return _render_all(rng, advance, lambda d: _svhn_image(rng, d, textures))
+    return _render_all(rng, advance, lambda d: _svhn_image(rng, d, textures, side), side)

@@ -1,8 +1,10 @@
-"""On-disk cache of built domains: one ``.npz`` of uint8 pixels per (domain, seed, format).
+"""On-disk cache of built domains: one ``.npz`` of uint8 pixels per (domain, seed, size, format).
 
 The cache lives in ``$MAPGUARD_CACHE_DIR/data`` when that variable is set, else in the user
 cache directory (``platformdirs.user_cache_dir("mapguard")/data``). Files are written atomically,
 so concurrent builders at worst do the same work twice; a corrupt or foreign file is rebuilt.
+The default side, 32, keeps the file names it had before sizes existed (``mnist-v1.npz``,
+``syn-v1-seed0.npz``); any other side is part of the name (``syn-v1-seed0-64px.npz``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from mapguard.data._imageset import SIDE as _DEFAULT_SIDE
 from mapguard.data._registry import Built
 from protocols.fileio import atomic_path
 
@@ -32,14 +35,17 @@ def data_cache_dir() -> Path:
     return Path(root).expanduser() / "data"
 
 
-def cache_file(name: str, seed: int | None) -> Path:
-    """Cache path of domain ``name``; ``seed=None`` for domains that do not depend on it."""
+def cache_file(name: str, seed: int | None, size: int = _DEFAULT_SIDE) -> Path:
+    """Cache path of domain ``name`` at side ``size``; ``seed=None`` when it does not matter."""
     suffix = "" if seed is None else f"-seed{seed}"
+    if size != _DEFAULT_SIDE:
+        suffix += f"-{size}px"
     return data_cache_dir() / f"{name}-v{DATA_FORMAT_VERSION}{suffix}.npz"
 
 
-def read(path: Path) -> Built | None:
-    """The cached arrays at ``path``, or None when missing, unreadable or malformed."""
+def read(path: Path, size: int = _DEFAULT_SIDE) -> Built | None:
+    """The cached arrays at ``path``, or None when missing, unreadable, malformed or not
+    ``size x size``."""
     if not path.is_file():
         return None
     try:
@@ -50,7 +56,7 @@ def read(path: Path) -> Built | None:
     n = len(built.labels)
     ok = (
         built.images.dtype == np.uint8
-        and built.images.shape[:1] == (n,)
+        and built.images.shape == (n, size, size, 3)
         and built.labels.dtype == np.int64
         and built.is_test.dtype == np.bool_
         and built.is_test.shape == (n,)

@@ -24,22 +24,48 @@ from PIL import Image, UnidentifiedImageError
 from mapguard._errors import DataError
 from mapguard._progress import progress_bar
 from mapguard.data._imageset import SIDE, ImageSet, stable_rng, stratified_test_mask
+from mapguard.data._resize import resize_crop
 
-__all__ = ["IMG_EXTENSIONS", "MAX_DIRS", "MAX_FILES", "TEST_FRACTION", "load_folder"]
+__all__ = [
+    "IMG_EXTENSIONS",
+    "MAX_DIRS",
+    "MAX_FILES",
+    "TEST_FRACTION",
+    "list_folder",
+    "load_folder",
+    "read_image",
+]
 
 #: torchvision's ImageFolder extensions (matched case-insensitively).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TEST_FRACTION = 0.2
-#: Listing limits: 1,000,000 images are ~3 GB as 32x32 RGB; a walk that meets more directories has
-#: most likely been led astray by a link (to ``/``, say).
+#: Listing limits: 1,000,000 images are ~3 GB as 32x32 RGB (load_data holds them; open_data
+#: streams them); a walk that meets more directories has most likely been led astray by a link
+#: (to ``/``, say).
 MAX_FILES = 1_000_000
 MAX_DIRS = 100_000
 _Files = list[tuple[Path, int]]
 _DirIds = set[tuple[int, int]]
 
 
-def load_folder(root: Path, *, name: str, split: str, seed: int, progress: bool) -> ImageSet:
+def load_folder(
+    root: Path, *, name: str, split: str, seed: int, progress: bool, size: int = SIDE
+) -> ImageSet:
     """Load split ``split`` of the ImageFolder at ``root`` (``name`` labels the result)."""
+    files, classes = list_folder(root, name=name, split=split, seed=seed)
+    images = _read_images([p for p, _ in files], name=name, progress=progress, size=size)
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return ImageSet(name=name, split=split, images=images, labels=labels, classes=classes)
+
+
+def list_folder(
+    root: Path, *, name: str, split: str, seed: int
+) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
+    """``([(file, label), ...], classes)`` of split ``split``, in the order load_folder reads.
+
+    Raises:
+        DataError: no class folders, a class without images, too many files, an empty split.
+    """
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes = _class_names(root / "train")
         extra = sorted(set(_class_names(root / "test")) - set(classes))
@@ -67,9 +93,7 @@ def load_folder(root: Path, *, name: str, split: str, seed: int, progress: bool)
             f"split '{split}' of data folder '{name}' is empty; add images or provide "
             "train/ and test/ sub-folders"
         )
-    images = _read_images([p for p, _ in files], name=name, progress=progress)
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return ImageSet(name=name, split=split, images=images, labels=labels, classes=classes)
+    return files, classes
 
 
 def _class_names(root: Path) -> tuple[str, ...]:
@@ -133,7 +157,7 @@ def _image_files(folder: Path, seen: _DirIds, *, listed: int) -> list[Path]:
         if listed + len(found) > MAX_FILES:
             raise DataError(
                 f"data folder '{folder.parent}' has more than {MAX_FILES:,} images; "
-                "use a subset (mapguard reads every image into memory)"
+                "use a subset"
             )
     unique: dict[str, Path] = {}
     for path in sorted(found):
@@ -158,23 +182,25 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
 
 
-def _read_images(paths: list[Path], *, name: str, progress: bool) -> torch.Tensor:
-    out = np.empty((len(paths), SIDE, SIDE, 3), dtype=np.uint8)
+def _read_images(paths: list[Path], *, name: str, progress: bool, size: int) -> torch.Tensor:
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     with progress_bar(
         f"reading {name}", total=len(paths), enabled=progress and len(paths) > 500
     ) as bar:
         for i, path in enumerate(paths):
-            out[i] = _read_image(path)
+            out[i] = read_image(path, size)
             bar.advance()
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, size: int = SIDE) -> np.ndarray:
+    """The image at ``path`` as uint8 ``[size, size, 3]`` (RGB, resized and centre-cropped).
+
+    Raises:
+        DataError: the file cannot be read or decoded as an image.
+    """
     try:
         with Image.open(path) as im:
-            rgb = im.convert("RGB")
-            if rgb.size != (SIDE, SIDE):
-                rgb = rgb.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
+            return np.asarray(resize_crop(im.convert("RGB"), size), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image '{path}': {exc}") from exc

@@ -117,7 +117,9 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
 
 @dataclass(frozen=True, kw_only=True)
 class DigitLayout:
-    """Where and how one digit (and optional neighbours) is drawn in a 32x32 image.
+    """Where and how one digit (and optional neighbours) is drawn, in units of a 32x32 image.
+
+    Lengths are pixels of a 32x32 image; :func:`render_alpha` scales them to the side it draws.
 
     Attributes:
         digit: the centre digit (the label).
@@ -140,18 +142,27 @@ class DigitLayout:
     gap: float = 2.0
 
 
-def render_alpha(layout: DigitLayout) -> np.ndarray:
-    """Coverage of the layout's digits: float32 ``[32, 32]`` in ``[0, 1]``.
+def render_alpha(layout: DigitLayout, *, side: int = _SIDE) -> np.ndarray:
+    """Coverage of the layout's digits: float32 ``[side, side]`` in ``[0, 1]``.
 
-    Glyphs are stamped at whole pixels on a 48x48 canvas; the sub-pixel part of the offset and
-    the rotation are applied together by one bilinear affine warp that keeps the centre 32x32.
+    The font is rasterised at ``side`` directly (lengths scaled by ``side / 32``; at 32 this is
+    the original recipe, unchanged). Glyphs are stamped at whole pixels on a canvas 1.5 times
+    the side; the sub-pixel part of the offset and the rotation are applied together by one
+    bilinear affine warp that keeps the centre ``side x side``.
+
+    Example:
+        >>> layout = DigitLayout(digit=3, font=usable_fonts()[0], height=22.0)
+        >>> render_alpha(layout).shape, render_alpha(layout, side=64).shape
+        ((32, 32), (64, 64))
     """
-    size = _size_for_height(layout.font, round(layout.height * 4) / 4)
-    canvas = np.zeros((_CANVAS, _CANVAS), dtype=np.uint8)
+    scale = side / _SIDE
+    size = _size_for_height(layout.font, round(layout.height * scale * 4) / 4)
+    n = round(_CANVAS * scale)
+    canvas = np.zeros((n, n), dtype=np.uint8)
     ink, _, top = _glyph(layout.font, size, str(layout.digit))
-    x0, y0 = (_CANVAS - ink.shape[1]) // 2, (_CANVAS - ink.shape[0]) // 2  # ink top-left
+    x0, y0 = (n - ink.shape[1]) // 2, (n - ink.shape[0]) // 2  # ink top-left
     _stamp(canvas, ink, x0, y0)
-    gap = round(layout.gap)
+    gap = round(layout.gap * scale)
     if layout.left is not None:
         other, _, o_top = _glyph(layout.font, size, str(layout.left))
         _stamp(canvas, other, x0 - gap - other.shape[1], y0 + o_top - top)  # same baseline
@@ -159,7 +170,8 @@ def render_alpha(layout: DigitLayout) -> np.ndarray:
         other, _, o_top = _glyph(layout.font, size, str(layout.right))
         _stamp(canvas, other, x0 + ink.shape[1] + gap, y0 + o_top - top)
     centre = (x0 + ink.shape[1] / 2, y0 + ink.shape[0] / 2)
-    return _warp(canvas, centre, shift=(layout.dx, layout.dy), angle=layout.angle)
+    shift = (layout.dx * scale, layout.dy * scale)
+    return _warp(canvas, centre, shift=shift, angle=layout.angle, side=side)
 
 
 def _stamp(canvas: np.ndarray, ink: np.ndarray, x: int, y: int) -> None:
@@ -173,17 +185,22 @@ def _stamp(canvas: np.ndarray, ink: np.ndarray, x: int, y: int) -> None:
 
 
 def _warp(
-    canvas: np.ndarray, centre: tuple[float, float], *, shift: tuple[float, float], angle: float
+    canvas: np.ndarray,
+    centre: tuple[float, float],
+    *,
+    shift: tuple[float, float],
+    angle: float,
+    side: int,
 ) -> np.ndarray:
     """Rotate by ``angle`` degrees CCW about ``centre``, move ``centre`` to the output centre
-    plus ``shift``, and keep a 32x32 window (bilinear)."""
+    plus ``shift``, and keep a ``side x side`` window (bilinear)."""
     theta = np.deg2rad(angle)
     a, b, d, e = np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)  # output -> input
-    ox, oy = _SIDE / 2 + shift[0], _SIDE / 2 + shift[1]  # where the centre lands in the output
+    ox, oy = side / 2 + shift[0], side / 2 + shift[1]  # where the centre lands in the output
     cx, cy = centre
     c = cx - a * ox - b * oy
     f = cy - d * ox - e * oy
     out = Image.fromarray(canvas).transform(
-        (_SIDE, _SIDE), Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR
+        (side, side), Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR
     )
     return np.asarray(out, dtype=np.float32) / 255.0

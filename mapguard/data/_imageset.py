@@ -1,4 +1,4 @@
-"""The :class:`ImageSet` value: labelled 32x32 RGB images of one split of one data source."""
+"""The :class:`ImageSet` value: labelled square RGB images of one split of one data source."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mapguard._errors import DataError
 
 __all__ = ["SIDE", "ImageSet", "stable_rng", "stratified_test_mask"]
 
+#: The default image side (pixels); every other side is asked for with ``size=``.
 SIDE = 32
 
 
@@ -23,7 +24,7 @@ class ImageSet:
     Attributes:
         name: where the data came from, e.g. ``"builtin:mnist"`` or a folder path.
         split: ``"train"``, ``"test"`` or ``"all"``.
-        images: uint8 ``[N, 3, 32, 32]``.
+        images: uint8 ``[N, 3, S, S]``, ``S`` the side (32 unless loaded with ``size=``).
         labels: int64 ``[N]``, indices into ``classes``.
         classes: class names; ``("0", ..., "9")`` for the built-in domains.
 
@@ -39,9 +40,15 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         imgs, labels = self.images, self.labels
-        if imgs.dtype != torch.uint8 or imgs.ndim != 4 or tuple(imgs.shape[1:]) != (3, SIDE, SIDE):
+        if (
+            imgs.dtype != torch.uint8
+            or imgs.ndim != 4
+            or imgs.shape[1] != 3
+            or imgs.shape[2] != imgs.shape[3]
+            or imgs.shape[2] < 1
+        ):
             raise DataError(
-                f"images of '{self.name}' must be uint8 [N, 3, {SIDE}, {SIDE}], "
+                f"images of '{self.name}' must be uint8 [N, 3, S, S] (square), "
                 f"got {imgs.dtype} {list(imgs.shape)}"
             )
         if labels.dtype != torch.int64 or tuple(labels.shape) != (imgs.shape[0],):
@@ -69,8 +76,13 @@ class ImageSet:
         """Number of classes (``len(classes)``)."""
         return len(self.classes)
 
+    @property
+    def side(self) -> int:
+        """Image side ``S`` in pixels (images are ``[N, 3, S, S]``)."""
+        return int(self.images.shape[-1])
+
     def floats(self) -> torch.Tensor:
-        """Pixels as float32 ``[N, 3, 32, 32]`` in ``[0, 1]`` (the project's pixel convention)."""
+        """Pixels as float32 ``[N, 3, S, S]`` in ``[0, 1]`` (the project's pixel convention)."""
         return self.images.to(torch.float32).div_(255.0)
 
     def subset(self, idx: torch.Tensor | Sequence[int] | np.ndarray) -> ImageSet:

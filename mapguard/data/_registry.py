@@ -24,7 +24,8 @@ class Built:
     """What a domain builder returns.
 
     Attributes:
-        images: uint8 ``[N, 32, 32, 3]`` (HWC, as PIL and numpy produce them).
+        images: uint8 ``[N, S, S, 3]`` (HWC, as PIL and numpy produce them); ``S`` is the side
+            asked for (any-side builders) or 32.
         labels: int64 ``[N]`` in ``0..9``.
         is_test: bool ``[N]``: the fixed held-out split.
     """
@@ -34,8 +35,9 @@ class Built:
     is_test: np.ndarray
 
 
-#: ``build(rng, advance) -> Built``; ``advance(k)`` reports k more images done.
-Builder = Callable[[np.random.Generator, Callable[[int], None]], Built]
+#: ``build(rng, advance) -> Built`` (32x32 images), or ``build(rng, advance, side) -> Built`` for
+#: a domain registered with ``any_side=True``; ``advance(k)`` reports k more images done.
+Builder = Callable[..., Built]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,19 +49,22 @@ class Domain:
         build: the builder.
         seeded: False for fixed real data sets (the seed is then ignored).
         size: number of images the builder makes (progress bar total), if known.
+        any_side: the builder takes the image side as a third argument; otherwise it draws
+            32x32 images and :func:`~mapguard.data.load_data` resizes them.
     """
 
     name: str
     build: Builder
     seeded: bool = True
     size: int | None = None
+    any_side: bool = False
 
 
 _REGISTRY: dict[str, Domain] = {}
 
 
 def register_domain(
-    name: str, *, seeded: bool = True, size: int | None = None
+    name: str, *, seeded: bool = True, size: int | None = None, any_side: bool = False
 ) -> Callable[[Builder], Builder]:
     """Register a builder ``fn(rng, advance) -> Built`` as domain ``name``.
 
@@ -67,6 +72,8 @@ def register_domain(
         name: lower-case identifier, used as ``builtin:<name>``.
         seeded: whether the images depend on the seed (False for fixed real data sets).
         size: number of images built, for the progress bar.
+        any_side: the builder is ``fn(rng, advance, side)`` and draws ``side x side`` images;
+            without it other sides are the 32x32 images resized (bilinear, antialiased).
     """
     if not _NAME.match(name):
         raise ValueError(f"domain name must match {_NAME.pattern}, got {name!r}")
@@ -74,7 +81,9 @@ def register_domain(
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"domain '{name}' is already registered")
-        _REGISTRY[name] = Domain(name=name, build=fn, seeded=seeded, size=size)
+        _REGISTRY[name] = Domain(
+            name=name, build=fn, seeded=seeded, size=size, any_side=any_side
+        )
         return fn
 
     return deco

@@ -1,7 +1,8 @@
 """Pixel recipes shared by the synthetic domains: backgrounds, colours, compositing, finishing.
 
-All functions work on float32 RGB arrays ``[32, 32, 3]`` in ``[0, 255]`` and draw every random
-number from the ``rng`` they are given.
+All functions work on float32 RGB arrays ``[S, S, 3]`` in ``[0, 255]`` (``S`` the image side, 32
+by default) and draw every random number from the ``rng`` they are given; at a given side each
+draws the same random numbers, so the random stream does not depend on the side.
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ def contrasting_colour(
     return np.clip(colour, 0, 255)
 
 
-def gradient_background(rng: np.random.Generator) -> np.ndarray:
-    """A linear gradient between two related random colours, in a random direction."""
+def gradient_background(rng: np.random.Generator, side: int = SIDE) -> np.ndarray:
+    """A ``side x side`` linear gradient between two related random colours, random direction."""
     first = rng.uniform(0, 255, size=3)
     second = np.clip(first + rng.normal(0, 40, size=3), 0, 255)
     theta = rng.uniform(0, 2 * np.pi)
-    coords = (np.arange(SIDE, dtype=np.float32) - (SIDE - 1) / 2) / SIDE
+    coords = (np.arange(side, dtype=np.float32) - (side - 1) / 2) / side
     ramp = np.cos(theta) * coords[None, :] + np.sin(theta) * coords[:, None] + 0.5
     ramp = np.clip(ramp, 0, 1)[..., None]
     return ((1 - ramp) * first + ramp * second).astype(np.float32)
@@ -62,16 +63,22 @@ def texture_crop(
     *,
     min_side: int = SIDE,
     max_side: int = SIDE,
+    side: int = SIDE,
 ) -> np.ndarray:
-    """A random square crop of a random photograph, resized to 32x32 (bilinear)."""
+    """A random square crop of a random photograph, resized to ``side x side`` (bilinear).
+
+    The crop's side is drawn from ``min_side..max_side``, both capped by the photograph's
+    shorter side.
+    """
     photo = textures[int(rng.integers(len(textures)))]
     h, w = photo.shape[:2]
-    side = int(rng.integers(min_side, min(max_side, h, w) + 1))
-    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = photo[y : y + side, x : x + side]
-    if side != SIDE:
+    high = min(max_side, h, w)
+    crop_side = int(rng.integers(min(min_side, high), high + 1))
+    y, x = int(rng.integers(0, h - crop_side + 1)), int(rng.integers(0, w - crop_side + 1))
+    crop = photo[y : y + crop_side, x : x + crop_side]
+    if crop_side != side:
         crop = np.asarray(
-            Image.fromarray(crop).resize((SIDE, SIDE), Image.Resampling.BILINEAR), dtype=np.uint8
+            Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR), dtype=np.uint8
         )
     return crop.astype(np.float32)
 
@@ -95,11 +102,11 @@ def mnist_m(digit: np.ndarray, background: np.ndarray) -> np.ndarray:
     """The MNIST-M blend of Ganin & Lempitsky (2015): ``|background - binarised digit|``.
 
     Args:
-        digit: uint8 ``[32, 32]`` grey digit (white ink on black).
-        background: ``[32, 32, 3]`` photograph crop.
+        digit: uint8 ``[S, S]`` grey digit (white ink on black).
+        background: ``[S, S, 3]`` photograph crop.
 
     Returns:
-        uint8 ``[32, 32, 3]``: the photograph, colour-inverted where the digit has ink.
+        uint8 ``[S, S, 3]``: the photograph, colour-inverted where the digit has ink.
     """
     ink = (digit > 0).astype(np.float32)[..., None] * 255.0
     return np.abs(background.astype(np.float32) - ink).astype(np.uint8)

@@ -10,10 +10,22 @@ from pathlib import Path
 from mapguard._errors import DataError
 from mapguard.data._registry import get_domain, list_domains
 
-__all__ = ["BUILTIN_PREFIX", "SPLITS", "DataSpec", "check_seed", "check_split", "parse_data_spec"]
+__all__ = [
+    "BUILTIN_PREFIX",
+    "MAX_SIZE",
+    "MIN_SIZE",
+    "SPLITS",
+    "DataSpec",
+    "check_seed",
+    "check_size",
+    "check_split",
+    "parse_data_spec",
+]
 
 BUILTIN_PREFIX = "builtin:"
 SPLITS = ("train", "test", "all")
+#: Image sides ``load_data`` / ``open_data`` accept (pixels).
+MIN_SIZE, MAX_SIZE = 8, 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,4 +88,17 @@ def check_seed(seed: int) -> int:
         value = -1
     if isinstance(seed, bool) or value < 0:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+    return value
+
+
+def check_size(size: int) -> int:
+    """``size`` if it is an integer image side in ``MIN_SIZE..MAX_SIZE``."""
+    try:
+        value = operator.index(size)
+    except TypeError:
+        value = -1
+    if isinstance(size, bool) or not MIN_SIZE <= value <= MAX_SIZE:
+        raise DataError(
+            f"image size must be an integer from {MIN_SIZE} to {MAX_SIZE} (pixels), got {size!r}"
+        )
     return value
