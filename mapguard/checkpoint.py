@@ -242,18 +242,25 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     return "unknown"
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, allow_code: bool = False
+) -> tuple[nn.Module, ModelMeta]:
     """Load a mapguard checkpoint (tensors only; never unpickles) and check its weight digest.
 
     The header is validated and the file's tensor shapes are compared with the architecture
     built on the ``meta`` device (no memory) before any weight is read, so a header that claims
-    millions of classes is refused without allocating them.
+    millions of classes is refused without allocating them. (The few library architectures that
+    compute on their tensors while built, torchvision's RegNets, are built for real instead.)
+
+    ``arch`` may be a zoo name or a spec (:func:`mapguard.models.create_model`). A
+    ``module:pkg.mod:factory`` spec imports and runs that module when the model is built, and a
+    checkpoint may come from anyone (an accused party included), so it is refused unless the
+    caller passes ``allow_code=True`` (:func:`load_any_model` does with ``allow_unsafe=True``).
 
     Raises:
-        ModelFileError: missing, corrupt, foreign or tampered file.
+        ModelFileError: missing, corrupt, foreign or tampered file, or a ``module:`` arch
+            without ``allow_code``.
     """
-    from mapguard.models import create_model
-
     p = Path(path)
     if detect_format(p) != "safetensors":
         raise ModelFileError(f"'{p}' is not a mapguard checkpoint (safetensors)")
@@ -266,9 +273,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"'{p}': corrupt safetensors file ({exc})") from None
     meta = ModelMeta.from_header(header, p)
-    with torch.device("meta"):
-        skeleton = create_model(meta.arch, num_classes=meta.num_classes, mean=meta.mean,
-                                std=meta.std)  # fmt: skip
+    _check_code_arch(p, meta.arch, allow_code=allow_code)
+    model = None
+    try:
+        with torch.device("meta"):
+            skeleton = _build(meta)
+    except (NotImplementedError, RuntimeError):  # computes on its tensors while built
+        skeleton = model = _build(meta)
     _check_shapes(p, meta.arch, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()},
                   shapes)  # fmt: skip
     try:
@@ -279,7 +290,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]
         raise ModelFileError(
             f"'{p}': weights do not match their recorded sha256 (corrupt or edited)"
         )
-    model = create_model(meta.arch, num_classes=meta.num_classes, mean=meta.mean, std=meta.std)
+    model = _build(meta) if model is None else model
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -288,6 +299,23 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelMeta]
             f"'{p}': weights do not fit architecture '{meta.arch}': {first}"
         ) from None
     return model.eval(), meta
+
+
+def _build(meta: ModelMeta) -> nn.Module:
+    from mapguard.models import create_model
+
+    return create_model(meta.arch, num_classes=meta.num_classes, mean=meta.mean, std=meta.std)
+
+
+def _check_code_arch(path: Path, arch: str, *, allow_code: bool) -> None:
+    """Refuse a ``module:`` architecture (building it runs the module's code) unless allowed."""
+    from mapguard.models._external import CODE_PREFIX
+
+    if arch.partition(":")[0] == CODE_PREFIX and not allow_code:
+        raise ModelFileError(
+            f"'{path}': architecture '{arch}' is user code: loading it imports and runs that "
+            "Python module; refused (opt in, e.g. --unsafe-load, only for a file you trust)"
+        )
 
 
 def _check_shapes(
@@ -316,7 +344,8 @@ def load_any_model(
 ) -> tuple[nn.Module, ModelMeta | None]:
     """Load a model file *into this process*, for commands that need its weights or gradients.
 
-    mapguard checkpoints (safetensors: data, no code) always load. ``torch.export`` archives,
+    mapguard checkpoints (safetensors: data, no code) load, except that one whose architecture is
+    user code (``module:pkg.mod:factory``) needs ``allow_unsafe=True``. ``torch.export`` archives,
     TorchScript and pickles run code from the file when loaded, so they are refused unless
     ``allow_unsafe=True`` (the ``--unsafe-load`` flag: only for files you trust). Commands that
     only *query* a model (``evaluate``, ``verify``) run code formats in an isolated worker
@@ -325,7 +354,7 @@ def load_any_model(
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "safetensors":
-        return load_checkpoint(p)
+        return load_checkpoint(p, allow_code=allow_unsafe)
     if fmt not in CODE_FORMATS:
         raise ModelFileError(
             f"'{p}' is not a recognised model file (mapguard checkpoint, .pt2 export, TorchScript)"

@@ -11,9 +11,14 @@ Example:
     >>> model = create_model("vgg_small", num_classes=10)
     >>> model(__import__("torch").rand(2, 3, 32, 32)).shape
     torch.Size([2, 10])
+
+Models defined elsewhere are built from specs (no weights are downloaded):
+``create_model("torchvision:resnet18", num_classes=10)``, ``"timm:NAME"`` (with
+``pip install 'mapguard[timm]'``) or ``"module:pkg.mod:factory"`` (runs that code);
+:func:`list_model_specs` lists the zoo and the library specs.
 """
 
-from mapguard.models._registry import create_model, list_models, register_model
+from mapguard.models._registry import create_model, list_model_specs, list_models, register_model
 from mapguard.models._zoo import DEFAULT_MEAN, DEFAULT_MODEL, DEFAULT_STD, Normalize
 
 __all__ = [
@@ -22,6 +27,7 @@ __all__ = [
     "DEFAULT_STD",
     "Normalize",
     "create_model",
+    "list_model_specs",
     "list_models",
     "register_model",
 ]
