@@ -30,10 +30,12 @@ from mapguard._errors import ConfigError
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from mapguard.export import export_program
 from mapguard.masking import (
+    LayerSummary,
     Mask,
     device_for,
     finish_distributed,
     init_distributed,
+    mask_summary,
     maskable_weights,
     save_mask,
 )
@@ -63,6 +65,7 @@ class ProtectReport:
     outputs: dict[str, str]
     model: nn.Module = field(repr=False)
     mask: Mask | None = field(default=None, repr=False)
+    masked_layers: tuple[LayerSummary, ...] = field(default=(), repr=False)
     info: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +81,9 @@ class ProtectReport:
             "method_seconds": self.method_seconds,
             "images_per_second": self.images_per_second,
             "mask_sha256": self.mask.sha256 if self.mask is not None else None,
+            "masked_layers": (
+                [layer.to_dict() for layer in self.masked_layers] if self.mask is not None else None
+            ),
             "outputs": self.outputs,
             "method_info": dict(self.info),
         }
@@ -212,6 +218,7 @@ def protect(
         outputs={kind: str(p) for kind, p in chosen.items()},
         model=result.model.cpu(),
         mask=result.mask,
+        masked_layers=mask_summary(model, result.mask) if result.mask is not None else (),
         info=result.info,
     )
     if info.is_main:

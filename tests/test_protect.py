@@ -54,6 +54,7 @@ def test_outputs_are_consistent(tiny_checkpoint, protected):
         for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values())
     )
     assert "target builtin:mnistm" in output and "ST-D" in output
+    assert "masked 5 layers, " in output and "(Conv2d 3, Linear 2)" in output
 
 
 def test_metrics_json_reports_every_domain(protected):
@@ -69,6 +70,12 @@ def test_metrics_json_reports_every_domain(protected):
     assert doc["mask_sha256"] == file_sha256(protected[0]["mask.bin"])
     info = doc["method_info"]
     assert info["world_size"] == 1 and [h["epoch"] for h in info["history"]] == [1]
+    mask = load_mask(protected[0]["mask.bin"])
+    rows = doc["masked_layers"]
+    assert [r["name"] for r in rows] == [layer.name for layer in mask.layers]
+    assert sum(r["num_weights"] for r in rows) == mask.num_weights
+    pruned = sum(r["pruned_fraction"] * r["num_weights"] for r in rows) / mask.num_weights
+    assert pruned == pytest.approx(m["pruned_fraction"], abs=1e-6)
 
 
 def test_export_runs_with_plain_pytorch_only(protected, tmp_path):
@@ -105,6 +112,7 @@ def test_ntl_method_runs_and_refuses_a_mask_output(tiny_checkpoint, tmp_path):
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert load_checkpoint(out)[1].extra["method"] == "ntl"
+    assert "masked " not in res.output
     res = invoke(
         "protect", tiny_checkpoint, "--source", "builtin:mnist", "--target", "builtin:mnistm",
         "--method", "ntl", "--out", tmp_path / "x.pt", "--mask-out", tmp_path / "m.bin", *QUICK,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import click
 
 from mapguard import _cli
@@ -52,5 +54,15 @@ def _print_summary(report) -> None:  # noqa: ANN001
     st = m.st_d
     st_text = "n/a" if st is None else f"{st:.3f}"
     click.echo(f"pruned {m.pruned_fraction:.2%}, ST-D {st_text}, {report.seconds:.0f} s")
+    if report.masked_layers:
+        click.echo(_masked_line(report.masked_layers))
     for kind, path in report.outputs.items():
         click.echo(f"  {kind}: {path}")
+
+
+def _masked_line(layers) -> str:  # noqa: ANN001
+    """``masked 3 layers, 1,234 weights (Conv2d 2, MultiheadAttention 1)``; details in --json."""
+    kinds = Counter(layer.kind for layer in layers)
+    weights = sum(layer.num_weights for layer in layers)
+    by_kind = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+    return f"masked {len(layers)} layers, {weights:,} weights ({by_kind}); per layer in --json"

@@ -1,7 +1,8 @@
 """MAP mask learning: restrict a trained classifier to its authorized domains.
 
-A binary mask over the frozen weights of every Conv/Linear layer is learned so that the masked
-model keeps the original's behaviour on *keep* data and fails on *degrade* data. The original
+A binary mask over the frozen weights of every Conv/Linear layer and attention projection
+(:func:`maskable_weights`; biases and normalisation layers stay unmasked) is learned so that the
+masked model keeps the original's behaviour on *keep* data and fails on *degrade* data. The original
 weights are never modified; :func:`apply_mask` bakes the mask into a plain copy of the model, and
 the mask itself is stored bit-packed (:func:`save_mask`, about one bit per weight).
 
@@ -43,6 +44,7 @@ from mapguard.masking._objectives import (
 )
 from mapguard.masking._parametrize import MaskedModel, MaskScores, maskable_weights
 from mapguard.masking._sources import Batch, BatchSource, TensorSource
+from mapguard.masking._summary import LayerSummary, mask_summary
 
 __all__ = [
     "GRANULARITIES",
@@ -54,6 +56,7 @@ __all__ = [
     "EpochInfo",
     "KeepAgreement",
     "KeepKL",
+    "LayerSummary",
     "Mask",
     "MaskConfig",
     "MaskLayer",
@@ -75,6 +78,7 @@ __all__ = [
     "keep_kl",
     "learn_mask",
     "load_mask",
+    "mask_summary",
     "maskable_weights",
     "save_mask",
 ]

@@ -224,7 +224,7 @@ def learn_mask(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> MaskResult:
-    """Learn a binary mask over ``model``'s Conv/Linear weights (the model is not modified).
+    """Learn a binary mask over ``model``'s Conv/Linear/attention weights (model unmodified).
 
     Minimises ``keep_weight * KL(original || masked)`` on the keep batches
     ``- degrade_weight * mean(min(CE, cap))`` on the degrade batches ``+ prune_weight * pruned``
@@ -245,7 +245,7 @@ def learn_mask(
         progress: show a progress bar (rank 0 only).
 
     Raises:
-        ConfigError: bad options or sources. ModelFileError: no Conv/Linear layer to mask.
+        ConfigError: bad options or sources. ModelFileError: no weight to mask.
         TrainingError: the loss or gradient became NaN/inf.
     """
     cfg = config or MaskConfig()
@@ -301,9 +301,10 @@ def _fit(run, keeps, degrades, steps, callbacks, digest, bar) -> tuple[list[dict
         for i in range(steps):
             batch = [next(it) for it in iters]
             vals = run.step(batch[:k], batch[k : k + d], batch[k + d :], epoch, i)
-            images += sum(b.x.shape[0] for b in batch) * info.world_size
+            seen = sum(b.x.shape[0] for b in batch) * info.world_size
+            images += seen
             sums = {n: sums.get(n, 0.0) + v for n, v in vals.items()}
-            bar.advance()
+            bar.advance(images=seen, loss=vals["loss"])
         record = {n: v / steps for n, v in sums.items()}
         record |= {
             "epoch": epoch + 1,

@@ -59,7 +59,7 @@ class MaskLayer:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Mask:
-    """A learned binary mask over named Conv/Linear weights of one specific original model."""
+    """A learned binary mask over named weights (:func:`maskable_weights`) of one original model."""
 
     granularity: str
     layers: tuple[MaskLayer, ...]
@@ -184,6 +184,19 @@ def load_mask(path: str | os.PathLike[str]) -> Mask:
     return Mask.from_bytes(data, name=str(path))
 
 
+def layer_weight(params: dict[str, torch.Tensor], layer: MaskLayer) -> torch.Tensor:
+    """The weight ``layer`` masks, from a model's ``named_parameters()``.
+
+    Raises:
+        ModelFileError: no such parameter, or one of another shape.
+    """
+    weight = params.get(layer.name)
+    if weight is None or tuple(weight.shape) != layer.weight_shape:
+        shape = layer.weight_shape
+        raise ModelFileError(f"mask layer '{layer.name}' {shape} does not fit the model")
+    return weight
+
+
 @torch.no_grad()
 def apply_mask(
     model: nn.Module,
@@ -208,11 +221,7 @@ def apply_mask(
     out = copy.deepcopy(model).eval()
     params = dict(out.named_parameters())
     for layer in mask.layers:
-        weight = params.get(layer.name)
-        if weight is None or tuple(weight.shape) != layer.weight_shape:
-            raise ModelFileError(
-                f"mask layer '{layer.name}' {layer.weight_shape} does not fit the model"
-            )
+        weight = layer_weight(params, layer)
         weight.mul_(layer.bits.to(weight.device, weight.dtype))
     if buffers:
         own = dict(out.named_buffers())

@@ -18,28 +18,45 @@ from mapguard._errors import ConfigError, ModelFileError
 
 __all__ = ["MaskScores", "MaskedModel", "binarize", "maskable_weights", "score_shape"]
 
-_MASKABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Which parameters of which layer types are masked: the weights that multiply the input. Biases,
+# normalisation layers (BatchNorm/LayerNorm/GroupNorm), embeddings such as a ViT's class token and
+# position embedding, and buffers (the input ``Normalize``) stay frozen and unmasked. A
+# MultiheadAttention holds its q/k/v projection as ``in_proj_weight`` (or ``q/k/v_proj_weight``
+# when key/value dimensions differ; the unused ones are ``None``); its ``out_proj`` is a Linear.
+_MASKED_PARAMS: tuple[tuple[type[nn.Module], tuple[str, ...]], ...] = (
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear), ("weight",)),
+    (nn.MultiheadAttention, ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")),
+)
+
+
+def _masked_params(module: nn.Module) -> list[str]:
+    """Local names of ``module``'s own parameters that a mask covers."""
+    for kinds, names in _MASKED_PARAMS:
+        if isinstance(module, kinds):
+            own = dict(module.named_parameters(recurse=False))
+            return [n for n in names if n in own]
+    return []
 
 
 def maskable_weights(model: nn.Module, *, exclude: Sequence[str] = ()) -> list[str]:
-    """Names of the ``weight`` parameters of every Conv/Linear layer not matched by ``exclude``.
+    """Names of the weights a mask covers, in module order, minus those matched by ``exclude``.
 
-    Patterns are fnmatch-style and tested against both the module name and the parameter name.
+    The weights are those of every Conv/Linear layer and the q/k/v input projections of every
+    ``nn.MultiheadAttention`` (its output projection is a Linear). Patterns are fnmatch-style and
+    tested against both the module name and the parameter name.
 
     Raises:
-        ModelFileError: the model has no Conv/Linear weight left to mask.
+        ModelFileError: the model has no such weight left to mask.
     """
     names = []
     for mod_name, module in model.named_modules():
-        if not isinstance(module, _MASKABLE) or module.weight is None:
-            continue
-        param = f"{mod_name}.weight" if mod_name else "weight"
-        if any(fnmatch.fnmatchcase(n, p) for p in exclude for n in (mod_name, param)):
-            continue
-        names.append(param)
+        for local in _masked_params(module):
+            param = f"{mod_name}.{local}" if mod_name else local
+            if not any(fnmatch.fnmatchcase(n, p) for p in exclude for n in (mod_name, param)):
+                names.append(param)
     if not names:
         what = " (after --exclude)" if exclude else ""
-        raise ModelFileError(f"model has no Conv/Linear layer to mask{what}")
+        raise ModelFileError(f"model has no Conv/Linear/attention weight to mask{what}")
     return names
 
 

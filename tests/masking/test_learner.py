@@ -235,3 +235,40 @@ def test_weight_noise_is_seeded_training_only_and_leaves_the_model_alone(tiny_mo
     result = learn_mask(tiny_model, keep=keep, degrade=degrade, config=cfg, progress=False)
     assert result.config.weight_noise == 0.1
     assert all(torch.equal(state[k], v) for k, v in tiny_model.state_dict().items())
+
+
+@pytest.mark.parametrize("arch", ["small_vit", "resnet18"])
+def test_torchvision_models_learn_save_and_apply(arch, request, tmp_path):
+    from mapguard.masking import load_mask, mask_summary, save_mask
+
+    model = request.getfixturevalue(arch)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(0)
+    keep = TensorSource(torch.rand(16, 3, 32, 32, generator=gen), seed=0, name="keep")
+    labels = torch.randint(0, 10, (16,), generator=gen)
+    degrade = TensorSource(torch.rand(16, 3, 32, 32, generator=gen), labels, seed=1, name="deg")
+    cfg = MaskConfig(epochs=1, batch_size=8, max_steps_per_epoch=2, lr=0.05, init_score=0.52)
+    moved = []
+
+    def scores_moved(info):  # every layer's scores got a gradient through the model
+        moved.extend(n for n, s in zip(info.scores.names, info.scores.scores) if (s != 0.52).any())
+
+    result = learn_mask(
+        model, keep=keep, degrade=degrade, config=cfg, callbacks=[scores_moved], progress=False
+    )
+    assert moved == [layer.name for layer in result.mask.layers]
+    assert 0.0 < result.pruned_fraction < 1.0
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    save_mask(result.mask, tmp_path / "mask.bin")
+    back = load_mask(tmp_path / "mask.bin")
+    assert back.equals(result.mask)
+    protected = apply_mask(model, back)
+    params = dict(model.named_parameters())
+    for layer in back.layers:
+        w = protected.get_parameter(layer.name)
+        assert torch.equal(w, params[layer.name] * layer.bits)
+    kinds = {s.kind for s in mask_summary(model, back)}
+    expected = {"Conv2d", "Linear"}
+    if arch == "small_vit":
+        expected |= {"MultiheadAttention", "NonDynamicallyQuantizableLinear"}
+    assert kinds == expected
