@@ -275,6 +275,7 @@ from mapguard._cli import (  # noqa: E402
     demo,
     embed,
     evaluate,
+    import_,
     keygen,
     protect,
     report,
@@ -286,6 +287,7 @@ from mapguard._cli import (  # noqa: E402
 for _command in (
     train.train,
     evaluate.evaluate,
+    import_.import_command,
     protect.protect,
     synthesize.synthesize,
     keygen.keygen,
