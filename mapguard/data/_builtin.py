@@ -34,7 +34,6 @@ from PIL import Image
 
 from mapguard.data._fonts import DigitLayout, render_alpha, usable_fonts
 from mapguard.data._imageset import SIDE, stable_rng, stratified_test_mask
-from mapguard.data._resize import resize_array
 from mapguard.data._registry import Built, register_domain
 from mapguard.data._render import (
     composite,
@@ -45,9 +44,10 @@ from mapguard.data._render import (
     mnist_m,
     texture_crop,
 )
+from mapguard.data._resize import resize_array
 from mapguard.data._sources import load_mnist_5k, load_optdigits, load_textures
 
-__all__ = ["TEST_FRACTION", "SYNTHETIC_PER_CLASS"]
+__all__ = ["SYNTHETIC_PER_CLASS", "TEST_FRACTION", "optdigit_image"]
 
 TEST_FRACTION = 0.2
 SYNTHETIC_PER_CLASS = 500
@@ -106,18 +106,23 @@ def _mnistm(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Bui
 @register_domain("optdigits", seeded=False, size=1797, any_side=True)
 def _optdigits(rng: np.random.Generator, advance: Advance, side: int = SIDE) -> Built:
     grids, labels = load_optdigits()
-    box = _px(_OPTDIGITS_BOX, side)
-    pad = (side - box) // 2
-    out = np.zeros((len(grids), side, side), dtype=np.uint8)
-    for i, grid in enumerate(grids):
-        up = Image.fromarray((grid * (255.0 / 16.0)).astype(np.float32), mode="F")
-        up = np.asarray(up.resize((box, box), Image.Resampling.BICUBIC))
-        out[i, pad : pad + box, pad : pad + box] = np.clip(np.rint(up), 0, 255)
+    out = np.stack([optdigit_image(grid, side) for grid in grids])
     split_rng = stable_rng(0, "optdigits:split")
     is_test = stratified_test_mask(labels, split_rng, test_fraction=TEST_FRACTION)
     order = split_rng.permutation(len(labels))
     advance(len(labels))
     return Built(images=_grey_to_rgb(out[order]), labels=labels[order], is_test=is_test[order])
+
+
+def optdigit_image(grid: np.ndarray, side: int = SIDE) -> np.ndarray:
+    """An 8x8 optdigits grid (values 0..16) upscaled (bicubic) into a centred box, uint8 grey."""
+    box = _px(_OPTDIGITS_BOX, side)
+    pad = (side - box) // 2
+    out = np.zeros((side, side), dtype=np.uint8)
+    up = Image.fromarray((grid * (255.0 / 16.0)).astype(np.float32), mode="F")
+    up = np.asarray(up.resize((box, box), Image.Resampling.BICUBIC))
+    out[pad : pad + box, pad : pad + box] = np.clip(np.rint(up), 0, 255)
+    return out
 
 
 def _balanced_labels(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -156,8 +156,7 @@ def _image_files(folder: Path, seen: _DirIds, *, listed: int) -> list[Path]:
             )
         if listed + len(found) > MAX_FILES:
             raise DataError(
-                f"data folder '{folder.parent}' has more than {MAX_FILES:,} images; "
-                "use a subset"
+                f"data folder '{folder.parent}' has more than {MAX_FILES:,} images; use a subset"
             )
     unique: dict[str, Path] = {}
     for path in sorted(found):

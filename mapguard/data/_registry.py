@@ -81,9 +81,7 @@ def register_domain(
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"domain '{name}' is already registered")
-        _REGISTRY[name] = Domain(
-            name=name, build=fn, seeded=seeded, size=size, any_side=any_side
-        )
+        _REGISTRY[name] = Domain(name=name, build=fn, seeded=seeded, size=size, any_side=any_side)
         return fn
 
     return deco

@@ -1,32 +1,21 @@
 """The one resize of the data package: shorter side to ``size``, then a centre square crop.
 
-``torchvision.transforms.v2.Resize(size, interpolation=BILINEAR, antialias=True)`` followed by
-``v2.CenterCrop(size)``, applied to PIL images (so the resampling is PIL's antialiased bilinear
-filter, and a square image is resized exactly as ``Image.resize((size, size), BILINEAR)``).
-Aspect ratio is kept; the longer side loses ``(long - short) * size / short`` pixels, half on
-each side. An image already ``size x size`` is returned unchanged.
+Exactly ``torchvision.transforms.v2.Compose([v2.Resize(size, interpolation=BILINEAR,
+antialias=True), v2.CenterCrop(size)])`` applied to a PIL image, written with PIL alone:
+importing torchvision costs seconds (it loads ``torch._dynamo``), and on PIL images v2 calls
+PIL's antialiased bilinear ``Image.resize`` and ``Image.crop`` with the sizes computed below
+(``tests/data/test_resize.py`` checks the equality against torchvision). The longer side becomes
+``int(size * long / short)``; the crop starts at ``int(round((long' - size) / 2))``. A square
+image is resized exactly as ``Image.resize((size, size), BILINEAR)``; an image already
+``size x size`` is returned unchanged.
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 from PIL import Image
 
 __all__ = ["resize_array", "resize_crop"]
-
-
-@functools.lru_cache(maxsize=16)
-def _transform(size: int):  # noqa: ANN202 (torchvision types stay out of the signature)
-    from torchvision.transforms import v2  # imported on first use: torchvision is slow to load
-
-    return v2.Compose(
-        [
-            v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
-            v2.CenterCrop(size),
-        ]
-    )
 
 
 def resize_crop(image: Image.Image, size: int) -> Image.Image:
@@ -36,9 +25,16 @@ def resize_crop(image: Image.Image, size: int) -> Image.Image:
         >>> resize_crop(Image.new("RGB", (64, 48)), 32).size
         (32, 32)
     """
-    if image.size == (size, size):
+    w, h = image.size
+    if (w, h) == (size, size):
         return image
-    return _transform(size)(image)
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
 
 
 def resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
