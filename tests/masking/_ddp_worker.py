@@ -1,4 +1,4 @@
-"""Run by ``torchrun`` in test_ddp.py (and imported by it for the single-process reference)."""
+"""Run by ``torchrun`` in test_distributed.py (imported by it for the one-process reference)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     info = init_distributed()
     result = run()
+    save_mask(result.mask, f"{sys.argv[1]}.{info.rank}")  # every rank: they must agree
     if info.is_main:
-        save_mask(result.mask, sys.argv[1])
         print(f"world={result.world_size} images={result.images}")
     finish_distributed()

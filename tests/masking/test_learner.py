@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -272,3 +273,18 @@ def test_torchvision_models_learn_save_and_apply(arch, request, tmp_path):
     if arch == "small_vit":
         expected |= {"MultiheadAttention", "NonDynamicallyQuantizableLinear"}
     assert kinds == expected
+
+
+def test_progress_lines_in_a_log(tiny_model, sources, capsys, monkeypatch):
+    monkeypatch.setenv("MAPGUARD_PROGRESS_INTERVAL", "0")  # capsys' stderr is no terminal
+    keep, degrade = sources
+    cfg = FAST.replace(epochs=1, max_steps_per_epoch=3)
+    learn_mask(tiny_model, keep=keep, degrade=degrade, config=cfg, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[..] learning mask (3 steps)"
+    pattern = (
+        r"\[\.\.\] learning mask: step {}/3 \(\d+%\), loss -?\d+\.\d{{4}}, \d+\.\d images/s, "
+        r"elapsed \d+s, ETA \d+s"
+    )
+    assert all(re.fullmatch(pattern.format(i + 1), line) for i, line in enumerate(err[1:4])), err
+    assert re.fullmatch(r"\[ok\] learning mask: 3 steps in \d+s, \d+\.\d images/s", err[4]), err
