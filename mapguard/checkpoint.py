@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mapguard._errors import ModelFileError
+from mapguard._errors import ConfigError, ModelFileError
 from protocols.fileio import atomic_path
 from protocols.fileio import sha256_file as file_sha256  # one home; the name many callers use
 
@@ -278,8 +278,8 @@ def load_checkpoint(
     try:
         with torch.device("meta"):
             skeleton = _build(meta)
-    except (NotImplementedError, RuntimeError):  # computes on its tensors while built
-        skeleton = model = _build(meta)
+    except (NotImplementedError, RuntimeError, ConfigError):  # computes on its tensors while
+        skeleton = model = _build(meta)  # built; a spec that is bad on any device fails here again
     _check_shapes(p, meta.arch, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()},
                   shapes)  # fmt: skip
     try:

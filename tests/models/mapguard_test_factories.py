@@ -3,6 +3,7 @@ folder put on ``sys.path`` by the test). Not collected: the name does not start 
 
 from __future__ import annotations
 
+import torch
 import torchvision
 from torch import nn
 
@@ -22,6 +23,12 @@ def tiny_vit(*, num_classes: int) -> nn.Module:
         mlp_dim=128,
         num_classes=num_classes,
     )
+
+
+def computes_while_built(*, num_classes: int) -> nn.Module:
+    """A factory that reads a tensor value while building (fails on the ``meta`` device)."""
+    width = int(torch.tensor(8).item())
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, width), nn.Linear(width, num_classes))
 
 
 def not_a_module(*, num_classes: int) -> object:

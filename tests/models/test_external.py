@@ -148,6 +148,15 @@ def test_module_arch_is_refused_without_opt_in(factories, tmp_path) -> None:
         assert torch.equal(model(x), model2(x))
 
 
+def test_module_arch_that_cannot_build_on_meta_device_loads(factories, tmp_path) -> None:
+    arch = "module:mapguard_test_factories:computes_while_built"
+    model = create_model(arch, num_classes=3).eval()
+    save_checkpoint(model, _meta(arch, 3, (3, 8, 8)), tmp_path / "m.pt")
+    loaded, _ = load_checkpoint(tmp_path / "m.pt", allow_code=True)
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(loaded(x), model(x))
+
+
 def test_module_arch_refused_before_importing_the_module(tmp_path, monkeypatch) -> None:
     marker = tmp_path / "ran"
     (tmp_path / "evil_factory_mod.py").write_text(
