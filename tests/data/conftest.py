@@ -20,3 +20,28 @@ def splits() -> dict[str, dict[str, ImageSet]]:
         }
         for name in list_domains()
     }
+
+
+def write_noise_folder(root, shapes: list[tuple[int, int]], *, classes: int = 3, seed: int = 0):  # noqa: ANN001, ANN201 (also imported by the tests as a plain helper)
+    """``classes`` class folders holding one random PNG per ``(width, height)`` in ``shapes``.
+
+    Modes cycle through RGB, L and RGBA (every one is read as RGB).
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (w, h) in enumerate(shapes):
+            pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+            mode = ("RGB", "L", "RGBA")[i % 3]
+            Image.fromarray(pixels).convert(mode).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def noise_folder():  # noqa: ANN201
+    """The :func:`write_noise_folder` helper."""
+    return write_noise_folder

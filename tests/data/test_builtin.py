@@ -194,3 +194,71 @@ def test_package_docstring_example_runs() -> None:
 
     result = doctest.testmod(mapguard.data, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+#: sha256[:16] of ``images`` and ``labels`` of ``load_data(f"builtin:{name}", split="all",
+#: seed=0)`` computed with the code before image sizes existed (commit a77b58d, 32x32 only):
+#: at the default size the domains must stay byte-identical.
+DIGESTS_32 = {
+    "mnist": ("cfca9edd848a5df8", "26ad812e612ebf63"),
+    "mnistm": ("817a6fc4f3311d71", "26ad812e612ebf63"),
+    "optdigits": ("d4b6fc17ca7bff5a", "fc2a25ada7cbec7a"),
+    "svhnlike": ("e5f97f318ebd554e", "35befb9e4748e012"),
+    "syn": ("72e2c61f3ef11153", "6daf989a14a196c2"),
+}
+
+
+def _short(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_default_size_is_byte_identical_to_the_32_pixel_code(splits, name: str) -> None:
+    data = splits[name]["all"]
+    assert data.side == 32
+    assert (_short(data.images), _short(data.labels)) == DIGESTS_32[name]
+
+
+@pytest.mark.parametrize("size", [64, 224])
+@pytest.mark.parametrize("name", ["mnist", "optdigits"])
+def test_real_domains_at_other_sizes(splits, name: str, size: int) -> None:
+    data = load_data(f"builtin:{name}", split="test", size=size, progress=False)
+    small = splits[name]["test"]
+    assert data.images.shape == (len(small), 3, size, size) and data.side == size
+    assert torch.equal(data.labels, small.labels)  # same digits, same split, same order
+    # Downsampled back to 32 the digits look like the 32x32 ones (same geometry).
+    back = torch.nn.functional.interpolate(data.floats()[:50], size=32, mode="area")
+    assert (back - small.floats()[:50]).abs().mean() < 0.05
+    suffix = "" if name in ("mnist", "optdigits") else "-seed0"
+    assert (data_cache_dir() / f"{name}-v{DATA_FORMAT_VERSION}{suffix}-{size}px.npz").is_file()
+
+
+@pytest.mark.parametrize("size", [64, 224])
+def test_synthetic_renderers_draw_at_any_side(size: int) -> None:
+    from mapguard.data._builtin import _svhn_image, _syn_image
+    from mapguard.data._imageset import stable_rng
+    from mapguard.data._sources import load_textures
+
+    svhn = _svhn_image(stable_rng(5, "t"), 7, load_textures(), size)
+    assert svhn.shape == (size, size, 3) and svhn.dtype == np.uint8 and svhn.std() > 10
+    for seed in range(3):
+        big = _syn_image(stable_rng(seed, "t"), 7, size)
+        small = _syn_image(stable_rng(seed, "t"), 7, 32)
+        assert big.shape == (size, size, 3) and big.dtype == np.uint8
+        # Same layout and colours (syn draws the same numbers at every side but the noise):
+        # area-downsampled to 32 it is close to the 32 px drawing. Measured: 1.3-7.5 levels.
+        x = torch.from_numpy(big).permute(2, 0, 1)[None].float()
+        back = torch.nn.functional.interpolate(x, size=32, mode="area")[0].permute(1, 2, 0)
+        assert (back - torch.from_numpy(small).float()).abs().mean() < 12
+
+
+def test_mnistm_at_48_keeps_labels_and_split(splits) -> None:
+    data = load_data("builtin:mnistm", split="test", size=48, progress=False)
+    assert data.images.shape[1:] == (3, 48, 48)
+    assert torch.equal(data.labels, splits["mnistm"]["test"].labels)
+
+
+@pytest.mark.parametrize("size", [7, 1025, 32.0, True, "64"])
+def test_bad_size_names_the_value(size) -> None:
+    with pytest.raises(DataError, match=f"image size must be an integer from 8 to 1024.*{size!r}"):
+        load_data("builtin:mnist", size=size, progress=False)

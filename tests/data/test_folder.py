@@ -122,3 +122,47 @@ def test_grid_png_is_small_and_atomic(flat: Path, tmp_path: Path) -> None:
         assert im.mode == "P" and im.size == (2 * 33 - 1, 3 * 33 - 1 + 14)
     with pytest.raises(DataError, match="n_per_class >= 1, got 0"):
         save_grid_png(data, tmp_path / "other.png", n_per_class=0)
+
+
+SQUARES = [(20, 20), (32, 32), (45, 45), (64, 64), (97, 97), (300, 300)]
+MIXED = [(20, 20), (64, 48), (48, 64), (33, 97), (300, 120), (224, 224), (17, 500)]
+#: sha256[:16] of load_data(noise folder of SQUARES, seed 4).images for split "all" and "train",
+#: computed with the code before image sizes existed (commit a77b58d, which resized every image
+#: to 32x32 with Image.resize): square images at the default size must stay byte-identical.
+FOLDER_DIGESTS_32 = {"all": "abf59826f45133ec", "train": "f56f3d7a1d7438e9"}
+
+
+@pytest.mark.parametrize("split", ["all", "train"])
+def test_square_images_at_32_are_byte_identical_to_before(tmp_path, noise_folder, split) -> None:
+    import hashlib
+
+    root = noise_folder(tmp_path / "sq", SQUARES)
+    data = load_data(root, split=split, seed=4, progress=False)
+    digest = hashlib.sha256(data.images.numpy().tobytes()).hexdigest()[:16]
+    assert digest == FOLDER_DIGESTS_32[split]
+
+
+@pytest.mark.parametrize("size", [32, 64, 224])
+def test_images_of_mixed_sizes_are_resized_and_centre_cropped(tmp_path, noise_folder, size):
+    from mapguard.data._resize import resize_crop
+
+    root = noise_folder(tmp_path / "mixed", MIXED)
+    data = load_data(root, split="all", size=size, progress=False)
+    assert data.images.shape == (3 * len(MIXED), 3, size, size) and data.side == size
+    for i, path in enumerate(sorted(root.glob("*/*.png"))):  # class folders, then file names
+        with Image.open(path) as im:
+            expected = np.asarray(resize_crop(im.convert("RGB"), size))
+        assert np.array_equal(data.images[i].permute(1, 2, 0).numpy(), expected), path
+
+
+def test_crop_keeps_the_centre_and_aspect(tmp_path: Path) -> None:
+    # A 200x100 image: red centre square, blue side bands. Squashing would keep blue; a crop
+    # of the centre keeps only red.
+    pixels = np.zeros((100, 200, 3), np.uint8)
+    pixels[:, :, 2] = 255
+    pixels[:, 50:150] = (255, 0, 0)
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    Image.fromarray(pixels).save(tmp_path / "d" / "a" / "x.png")
+    data = load_data(tmp_path / "d", split="all", size=64, progress=False)
+    red = torch.tensor([255, 0, 0], dtype=torch.uint8)[:, None, None]
+    assert (data.images[0][:, :, 1:-1] == red).all()

@@ -58,7 +58,8 @@ def test_take_rejects_bad_sizes(n) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"images": torch.zeros(2, 3, 28, 28, dtype=torch.uint8)}, r"uint8 \[N, 3, 32, 32\]"),
+        ({"images": torch.zeros(2, 3, 28, 30, dtype=torch.uint8)}, r"\[N, 3, S, S\] \(square"),
+        ({"images": torch.zeros(2, 1, 32, 32, dtype=torch.uint8)}, r"got torch.uint8 \[2, 1, 32"),
         ({"images": torch.zeros(2, 3, 32, 32)}, "torch.float32"),
         ({"labels": torch.zeros(3, dtype=torch.int64)}, r"int64 \[2\]"),
         ({"labels": torch.tensor([0, 3])}, r"must lie in 0..2, got 0..3"),
@@ -105,6 +106,24 @@ def test_registered_domain_is_loadable(scratch_registry) -> None:
     assert len(list((scratch_registry / "data").glob("stripes-v*-seed5.npz"))) == 1
     with pytest.raises(ValueError, match="already registered"):
         register_domain("stripes")(_stripes)
+    # A builder without ``any_side`` draws 32x32; other sides are its images resized.
+    big = load_data("builtin:stripes", split="test", seed=5, size=64, progress=False)
+    assert big.images.shape == (10, 3, 64, 64) and torch.equal(big.labels, test.labels)
+    means = big.images.float().mean((2, 3)), test.images.float().mean((2, 3))
+    assert (means[0] - means[1]).abs().max() < 3  # resizing keeps each image's mean colour
+    assert len(list((scratch_registry / "data").glob("stripes-v*-seed5-64px.npz"))) == 1
+
+
+def test_imageset_of_any_square_side() -> None:
+    data = ImageSet(
+        name="x",
+        split="all",
+        images=torch.zeros(2, 3, 224, 224, dtype=torch.uint8),
+        labels=torch.tensor([0, 1]),
+        classes=("a", "b"),
+    )
+    assert data.side == 224 and data.floats().shape == (2, 3, 224, 224)
+    assert data.subset([1]).side == 224
 
 
 def test_bad_builder_output_is_reported(scratch_registry) -> None:
