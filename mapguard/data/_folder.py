@@ -200,6 +200,6 @@ def read_image(path: Path, size: int = SIDE) -> np.ndarray:
     """
     try:
         with Image.open(path) as im:
-            return np.asarray(resize_crop(im.convert("RGB"), size), dtype=np.uint8)
+            return np.array(resize_crop(im.convert("RGB"), size), dtype=np.uint8)  # writable
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image '{path}': {exc}") from exc

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +116,8 @@ def make_folder_benchmark(
     Args:
         out: output folder (created; must be empty or absent unless ``force``).
         size: image side in pixels.
-        per_class: images per class in every domain (optdigits has at most 174 of a digit).
+        per_class: images per class in every domain (at most the 174 optdigits of its
+            smallest class: real digits are never repeated).
         seed: draws every sample; same arguments, same bytes.
         force: replace an existing ``out``.
 
@@ -135,6 +136,7 @@ def make_folder_benchmark(
         raise DataError(f"per_class must be an integer, got {per_class!r}")
     if not 1 <= per_class <= MAX_PER_CLASS:
         raise DataError(f"per_class must be in 1..{MAX_PER_CLASS}, got {per_class}")
+    _check_real_digits(per_class)
     photos = _load_photographs()
     root = Path(out)
     with atomic_dir(root, force=force) as stage:
@@ -208,15 +210,24 @@ def _load_photographs() -> list[np.ndarray]:
 # --- digits -------------------------------------------------------------------------------
 
 
-def _real_digit_picks(labels: np.ndarray, per_class: int, rng: np.random.Generator, what: str):
+def _check_real_digits(per_class: int) -> None:
+    """Refuse, before writing anything, more images per class than a real digit set holds."""
+    for what, labels in (("MNIST", _mnist_32()[1]), ("optdigits", load_optdigits()[1])):
+        fewest = int(np.bincount(labels, minlength=10).min())
+        if per_class > fewest:
+            raise DataError(
+                f"per_class={per_class} is more than the {fewest} {what} digits of its "
+                "smallest class; use fewer"
+            )
+
+
+def _real_digit_picks(
+    labels: np.ndarray, per_class: int, rng: np.random.Generator
+) -> dict[int, Iterator[int]]:
     """Iterators over ``per_class`` distinct random indices of every class."""
     picks = {}
     for d in range(10):
         members = np.flatnonzero(labels == d)
-        if per_class > len(members):
-            raise DataError(
-                f"per_class={per_class} is more than the {len(members)} {what} digits of class {d}"
-            )
         picks[d] = iter(rng.permutation(members)[:per_class].tolist())
     return picks
 
@@ -231,10 +242,10 @@ def _digit_drawer(domain: str, side: int, per_class: int, seed: int) -> Draw:
     pick_rng = stable_rng(seed, f"bench:pick:{domain}")
     if domain == "optdigits":
         grids, labels = load_optdigits()
-        picks = _real_digit_picks(labels, per_class, pick_rng, "optdigits")
+        picks = _real_digit_picks(labels, per_class, pick_rng)
         return lambda rng, d: _grey_to_rgb(optdigit_image(grids[next(picks[d])], side))
     digits, labels, _ = _mnist_32()
-    picks = _real_digit_picks(labels, per_class, pick_rng, "MNIST")
+    picks = _real_digit_picks(labels, per_class, pick_rng)
     if domain == "mnist":
         return lambda rng, d: _grey_to_rgb(resize_array(digits[next(picks[d])], side))
     textures = load_textures(colour_only=True)
