@@ -12,6 +12,14 @@ Usage::
 
     python -m benchmarks.forgery --quick     # 2 vgg_tiny + 2 vgg_small models, C up to 2,000
     python -m benchmarks.forgery             # 10 models (vgg_tiny, vgg_small), C up to 10,000
+    python -m benchmarks.forgery --variant secrets=8,images=64,min_size=5,max_size=6 \
+        --variant secrets=3,images=40        # several recipes, paired: same models, same images
+
+A variant names the recipe a claimant would imitate: ``secrets`` (k, the claimant keeps the best
+k), ``images`` (images per key) and any :class:`mapguard.watermark.EmbedConfig` field of the
+family (``min_size``, ``max_size``, ``margin``, ``family``); the committed floor printed beside it
+is that recipe's ``effect_floor``. Every variant scores its own fresh candidates on the same
+models and the same first ``images`` test digits.
 """
 
 from __future__ import annotations
@@ -25,16 +33,16 @@ import numpy as np
 import platformdirs
 import torch
 
+from benchmarks._options import key_value
 from mapguard.checkpoint import load_checkpoint
-from mapguard.data import load_data
+from mapguard.data import ImageSet, load_data
 from mapguard.training import train_source
 from mapguard.watermark import EmbedConfig
 from verification.backends import ModuleBackend
 from verification.triggers import random_secret
 from verification.verify import VerifyConfig, WatermarkSpec, verify
 
-K = 3  # secrets per watermark (the default recipe)
-N_IMAGES = 40  # images per key (the default recipe)
+_RECIPE_KEYS = ("secrets", "images")  # the rest of a variant are EmbedConfig fields
 
 
 def _models(quick: bool) -> list[tuple[str, int]]:
@@ -51,13 +59,26 @@ def _model(run: Path, arch: str, seed: int, epochs: int) -> torch.nn.Module:
     return load_checkpoint(path)[0]
 
 
-def _scores(model: torch.nn.Module, c: int, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``g`` (labels) of ``c`` random candidate keys on ``model``: one public verify call with
-    one key as "secret" and the other ``c - 1`` as its null keys."""
-    recipe = EmbedConfig()  # the family and patch sizes a default embedding commits
+def _variant(text: str) -> tuple[str, EmbedConfig]:
+    """``secrets=8,images=64,min_size=5`` -> (the text, the EmbedConfig it names)."""
+    changes: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        key, value = key_value(item)
+        changes[{"secrets": "n_secrets", "images": "n_verification"}.get(key, key)] = value
+    try:
+        return text or "default", EmbedConfig().replace(**changes)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"forgery: bad --variant {text!r}: {exc}") from None
+
+
+def _scores(model: torch.nn.Module, recipe: EmbedConfig, c: int, test: ImageSet) -> np.ndarray:
+    """``g`` (labels) of ``c`` random candidate keys of ``recipe``'s family on ``model`` and the
+    recipe's first ``n_verification`` test images: one public verify call with one key as
+    "secret" and the other ``c - 1`` as its null keys."""
+    part = test.subset(np.arange(recipe.n_verification))
     spec = WatermarkSpec(family=recipe.family, family_params=recipe.family_params(10),
-                         secrets=(random_secret(),), images=images, labels=labels,
-                         num_classes=10)  # fmt: skip
+                         secrets=(random_secret(),), images=part.images.numpy(),
+                         labels=part.labels.numpy(), num_classes=10)  # fmt: skip
     config = VerifyConfig(null_keys_per_secret=c - 1, labels_only=True, parametric_model=None,
                           n_resamples=100, null_seed=random_secret().hex())  # fmt: skip
     res = verify(ModuleBackend(model.eval()), spec, config)
@@ -68,36 +89,48 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 models, C up to 2,000.")
     parser.add_argument("--run-dir", type=Path, default=None, help="Model cache folder.")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        metavar="K=V,...",
+        help="a recipe to imitate (repeatable; default: the default recipe)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     root = os.environ.get("MAPGUARD_CACHE_DIR") or platformdirs.user_cache_dir("mapguard")
     run = args.run_dir or Path(root) / "bench-forgery"
     run.mkdir(parents=True, exist_ok=True)
     cs = [100, 1000, 2000] if args.quick else [100, 1000, 10000]
-    test = load_data("builtin:mnist", split="test", progress=False).take(N_IMAGES, seed=1)
-    images, labels = test.images.numpy(), test.labels.numpy()
-    floor = EmbedConfig().effect_floor
-    print("| model | seed | clean acc. | " + " | ".join(f"C = {c:,}" for c in cs) + " |")
-    print("|---|---|---|" + "---|" * len(cs))
-    margins = {c: [] for c in cs}
+    variants = [_variant(v) for v in (args.variant or [""])]
+    most = max(r.n_verification for _, r in variants)
+    test = load_data("builtin:mnist", split="test", progress=False).take(most, seed=1)
+    head = "| model | seed | clean acc. | variant | k | " + " | ".join(f"C = {c:,}" for c in cs)
+    print(head + " |")
+    print("|---|---|---|---|---|" + "---|" * len(cs))
+    margins = {(name, c): [] for name, _ in variants for c in cs}
     t0 = time.perf_counter()
     for arch, seed in _models(args.quick):
         model = _model(run, arch, seed, epochs=8)
-        g = _scores(model, max(cs), images, labels)
-        cells = []
-        for c in cs:
-            best = np.sort(g[:c])[::-1][:K]  # the claimant keeps the best k of C
-            margins[c].append(best.min())
-            cells.append(f"{best.min():.3f}")
         with torch.no_grad():
             acc = float((model(test.floats()).argmax(1) == test.labels).float().mean())
-        print(f"| {arch} | {seed} | {acc:.2%} | " + " | ".join(cells) + " |")
-    worst = {c: max(v) for c, v in margins.items()}
+        for name, recipe in variants:
+            g = _scores(model, recipe, max(cs), test)
+            cells = []
+            for c in cs:
+                best = np.sort(g[:c])[::-1][: recipe.n_secrets]  # the claimant keeps the best k
+                margins[name, c].append(best.min())
+                cells.append(f"{best.min():.3f}")
+            print(f"| {arch} | {seed} | {acc:.2%} | {name} | {recipe.n_secrets} | "
+                  + " | ".join(cells) + " |", flush=True)  # fmt: skip
     print()
-    print("forgery margin (max over models of the weakest of the best k = 3 keys, labels g): "
-          + ", ".join(f"C = {c:,}: {m:.3f}" for c, m in worst.items()))  # fmt: skip
-    print(f"committed effect floor of the default recipe: {floor}")
-    print(f"floor above every margin: {all(m < floor for m in worst.values())}")
+    for name, recipe in variants:
+        worst = {c: max(margins[name, c]) for c in cs}
+        print(f"{name}: forgery margin (max over models of the weakest of the best "
+              f"k = {recipe.n_secrets} keys, labels g): "
+              + ", ".join(f"C = {c:,}: {m:.3f}" for c, m in worst.items())
+              + f"; committed floor {recipe.effect_floor}; floor above every margin: "
+              f"{all(m < recipe.effect_floor for m in worst.values())}")  # fmt: skip
     print(f"({time.perf_counter() - t0:.0f} s, 1 torch thread)")
 
 

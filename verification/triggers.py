@@ -30,6 +30,7 @@ from verification._triggers.base import (
     TriggerFamily,
     get_trigger_family,
     list_trigger_families,
+    public_params,
     register_trigger_family,
 )
 from verification._triggers.blend import BlendFamily, BlendParams
@@ -39,6 +40,7 @@ from verification._triggers.targeted_patch import TargetedPatchFamily, TargetedP
 from verification._triggers.validation import SECRET_BYTES
 
 __all__ = [
+    "public_params",
     "SECRET_BYTES",
     "BlendFamily",
     "BlendParams",

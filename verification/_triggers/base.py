@@ -21,6 +21,7 @@ __all__ = [
     "TriggerFamily",
     "get_trigger_family",
     "list_trigger_families",
+    "public_params",
     "register_trigger_family",
 ]
 
@@ -145,17 +146,21 @@ class TriggerFamily(ABC):
     def derive(self, secret: bytes, *, params: object = None) -> Trigger:
         """Derive the trigger of ``secret`` (exactly 32 bytes) under ``params``."""
         p = self.make_params(params)
-        length = self.stream_length(p)
+        cells = getattr(p, "grid", 0)
+        lattice = dataclasses.replace(p, image_size=cells, grid=0) if cells else p
+        length = self.stream_length(lattice)
         if length > HKDF_MAX_LENGTH:
             raise TriggerError(
                 f"trigger family '{self.name}' with {p} needs {length} HKDF bytes, "
                 f"more than the {HKDF_MAX_LENGTH} HKDF-SHA256 can give; use smaller images"
             )
         stream = hkdf_sha256(check_secret(secret), info=self.info, length=length)
-        alpha_map, pattern, details = self.layout(stream, p)
+        alpha_map, pattern, details = self.layout(stream, lattice)
+        if cells:
+            alpha_map, pattern = (_cells_to_pixels(a, p.image_size) for a in (alpha_map, pattern))
         return Trigger(
             family=self.name,
-            params=dataclasses.asdict(p),
+            params=public_params(p),
             details=details,
             alpha_map=torch.from_numpy(alpha_map),
             pattern=torch.from_numpy(pattern),
@@ -168,6 +173,24 @@ class TriggerFamily(ABC):
     @abstractmethod
     def layout(self, stream: bytes, params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Turn the byte stream into ``(alpha_map [1,H,W], pattern [3,H,W], details)``."""
+
+
+def public_params(params: object) -> dict[str, Any]:
+    """The parameters as committed: every field, except ``grid`` when it is 0 (geometry v1), so
+    that documents written before geometry v2 existed and those written since at ``grid = 0``
+    describe a trigger with the same bytes."""
+    values = dataclasses.asdict(params)  # type: ignore[call-overload]
+    if values.get("grid", None) == 0:
+        del values["grid"]
+    return values
+
+
+def _cells_to_pixels(lattice: np.ndarray, size: int) -> np.ndarray:
+    """Map ``[C, g, g]`` cell values onto ``[C, size, size]`` pixels: pixel ``i`` (row or
+    column) takes cell ``floor(i * g / size)`` (nearest; every cell covers ``floor(size / g)`` or
+    ``ceil(size / g)`` pixels)."""
+    index = (np.arange(size) * lattice.shape[-1]) // size
+    return np.ascontiguousarray(lattice[:, index][:, :, index])
 
 
 F = TypeVar("F", bound=type[TriggerFamily])

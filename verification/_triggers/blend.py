@@ -10,7 +10,7 @@ import numpy as np
 
 from verification._triggers.base import TriggerFamily, register_trigger_family
 from verification._triggers.hkdf import colour_bits
-from verification._triggers.validation import check_int, check_unit
+from verification._triggers.validation import check_grid, check_int, check_unit
 
 __all__ = ["BlendFamily", "BlendParams"]
 
@@ -27,18 +27,24 @@ class BlendParams:
         image_size: Side of the square images (pixels); at most 77 (HKDF output limit).
         density: Expected fraction of pixels in the pattern's support.
         alpha: Blend weight on the support (low amplitude: 0.15 moves a pixel by <= 0.15).
+        grid: ``0``: one pattern value per pixel; else per cell of a ``grid x grid`` lattice
+            over the image (any image size; docs/TRIGGERS.md, geometry v2).
     """
 
     image_size: int = 32
     density: float = 0.25
     alpha: float = 0.15
+    grid: int = 0
 
     def __post_init__(self) -> None:
-        check_int("image_size", self.image_size, 1, MAX_IMAGE_SIZE)
+        check_int("image_size", self.image_size, 1, None if self.grid else MAX_IMAGE_SIZE)
+        if self.grid:
+            check_int("grid", self.grid, 1, min(self.image_size, MAX_IMAGE_SIZE))
         check_unit("density", self.density)
         check_unit("alpha", self.alpha)
         object.__setattr__(self, "density", float(self.density))
         object.__setattr__(self, "alpha", float(self.alpha))
+        check_grid(self)
 
 
 @register_trigger_family

@@ -10,7 +10,7 @@ import numpy as np
 
 from verification._triggers.base import TriggerFamily, register_trigger_family
 from verification._triggers.hkdf import colour_bits, uniform_int
-from verification._triggers.validation import check_int, check_unit
+from verification._triggers.validation import check_grid, check_int, check_unit
 
 __all__ = ["PatchFamily", "PatchParams"]
 
@@ -24,12 +24,15 @@ class PatchParams:
         min_size: Smallest patch side (pixels).
         max_size: Largest patch side (pixels).
         alpha: Opacity of the patch (1 = the patch replaces the pixels).
+        grid: ``0``: sizes and positions in pixels; else in cells of a ``grid x grid`` lattice
+            over the image (geometry relative to the image side, docs/TRIGGERS.md).
     """
 
     image_size: int = 32
     min_size: int = 4
     max_size: int = 6
     alpha: float = 1.0
+    grid: int = 0
 
     def __post_init__(self) -> None:
         check_int("image_size", self.image_size, 1)
@@ -37,6 +40,7 @@ class PatchParams:
         check_int("max_size", self.max_size, self.min_size, self.image_size)
         check_unit("alpha", self.alpha)
         object.__setattr__(self, "alpha", float(self.alpha))
+        check_grid(self)
 
 
 @register_trigger_family

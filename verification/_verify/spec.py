@@ -15,7 +15,7 @@ from verification._jsonsafe import jsonsafe
 from verification._stats.parametric import TAIL_MODELS
 from verification._stats.validation import TIES
 from verification._triggers.validation import check_secret
-from verification.triggers import get_trigger_family
+from verification.triggers import get_trigger_family, public_params
 
 __all__ = [
     "MAX_IMAGES_PER_KEY",
@@ -102,7 +102,7 @@ class WatermarkSpec:
 
 def _spec_iv(spec: WatermarkSpec) -> tuple[dict[str, Any], tuple[bytes, ...], Any, Any]:
     family = get_trigger_family(spec.family)
-    params = dataclasses.asdict(family.make_params(dict(spec.family_params)))
+    params = public_params(family.make_params(dict(spec.family_params)))
     if isinstance(spec.secrets, bytes | str) or len(spec.secrets) == 0:
         raise VerificationError("secrets must be a non-empty sequence of 32-byte strings")
     check_count("the number of secrets", len(spec.secrets), hi=MAX_SECRETS)
