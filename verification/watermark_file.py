@@ -78,9 +78,9 @@ INLINE_FORMAT = "uint8-nchw-base64/v1"
 _VS_TAG = b"mapguard/verification-set/v1\x00"
 
 #: Size limit of a watermark file. The demo's ``owner.wm`` (3 secrets, 40 inline images of
-#: 3x32x32) is about 220 KB; a file at ``MAX_IMAGES_PER_KEY`` = 1,000 such images is about 5.5 MB
-#: (pixels are base64 inside a base64 DSSE payload, 16/9 bytes per pixel).
-MAX_FILE_BYTES = 8 * 1024 * 1024
+#: 3x32x32) is about 220 KB (pixels are base64 inside a base64 DSSE payload, 16/9 bytes per
+#: pixel); 64 inline images of 3x224x224 (a model at its own resolution) are about 17 MB.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def verification_set_digest(images: np.ndarray, labels: np.ndarray) -> str:

@@ -10,12 +10,14 @@ from mapguard._config import ConfigMixin, check_int, check_number, check_range
 from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig
 from protocols.analysis import Analysis
-from verification.triggers import get_trigger_family
+from verification.triggers import get_trigger_family, public_params
 from verification.verify import MAX_IMAGES_PER_KEY, MAX_NULL_KEYS_PER_SECRET, MAX_SECRETS
 
 __all__ = ["DEFAULT_MASK", "NEGATIVE_TEACHERS", "EmbedConfig"]
 
 NEGATIVE_TEACHERS = ("clean", "stamped")
+#: The recipe's trigger lattice: patch sizes are in cells of a GRID x GRID lattice over the image.
+GRID = 32
 _VERIFIER_LIMIT = "what a verifier accepts"
 
 #: The mask-learning recipe of the watermark (docs/METHOD.md, section 3 says how it was chosen):
@@ -139,16 +141,24 @@ class EmbedConfig(ConfigMixin, what="embed"):
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
-    def family_params(self, num_classes: int) -> dict[str, Any]:
-        """The validated, complete parameters of the trigger family for ``num_classes``."""
+    def family_params(self, num_classes: int, *, image_size: int = GRID) -> dict[str, Any]:
+        """The validated, complete parameters of the trigger family for ``num_classes`` and
+        ``image_size``-pixel images, as committed.
+
+        The recipe's sizes are cells of a ``GRID``-cell lattice over the image (trigger geometry
+        v2, docs/TRIGGERS.md section 4a), so they are the same fraction of the side at every
+        resolution; at ``GRID`` pixels that is geometry v1 (``grid`` not committed).
+        """
         family = get_trigger_family(self.family)
         raw: dict[str, Any] = {"min_size": self.min_size, "max_size": self.max_size}
+        if image_size != GRID:
+            raw |= {"image_size": image_size, "grid": GRID}
         if self.targeted():
             raw |= {"num_classes": num_classes, "margin": self.margin}
         elif self.margin:
             raise ConfigError(f"family '{self.family}' has no margin; use a targeted family")
         try:
-            return dataclasses.asdict(family.make_params(raw))
+            return public_params(family.make_params(raw))
         except TypeError as exc:
             raise ConfigError(
                 f"family '{self.family}' does not take {sorted(raw)}: {exc}"

@@ -31,6 +31,7 @@ from mapguard.watermark._recipe import (
     draw_verification_set,
     learn,
     load_inputs,
+    model_side,
 )
 from protocols import keys
 from protocols.errors import InputError
@@ -141,7 +142,7 @@ def embed(
     check_output_dir(out, force=force)  # before minutes of work
     inp = load_inputs(model, data, meta)
     dev = default_device(device)
-    params = cfg.family_params(inp.meta.num_classes)
+    params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))
     secrets, triggers = draw_triggers(cfg, params, secret_rng)
     vset = draw_verification_set(inp, cfg)  # before learning: independent of the mask
     mask = learn(inp, triggers, params, cfg, dev, progress)

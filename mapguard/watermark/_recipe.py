@@ -47,6 +47,7 @@ __all__ = [
     "draw_verification_set",
     "learn",
     "load_inputs",
+    "model_side",
 ]
 
 
@@ -91,11 +92,17 @@ def load_inputs(model: Any, data: Any, meta: ModelMeta | None) -> EmbedInputs:
     """Open ``model`` (a checkpoint path, or a module with ``meta``) and ``data`` (a spec, or
     ``(train, holdout)`` image sets), and check that their class counts agree."""
     module, meta, source = _load_model(model, meta)
-    train, holdout, reference = _load_data(data)
+    side = model_side(meta)
+    train, holdout, reference = _load_data(data, side)
     for part in (train, holdout):
         if part.num_classes != meta.num_classes:
             raise DataError(
                 f"data '{part.name}' has {part.num_classes} classes, the model {meta.num_classes}"
+            )
+        if part.side != side:
+            raise DataError(
+                f"data '{part.name}' has {part.side}-pixel images, the model takes {side} "
+                f"(input_size {list(meta.input_size)})"
             )
     return EmbedInputs(
         model=module,
@@ -118,12 +125,23 @@ def _load_model(model: Any, meta: ModelMeta | None) -> tuple[nn.Module, ModelMet
     raise ModelFileError(f"model must be a checkpoint path or a torch module, got {model!r}")
 
 
-def _load_data(data: Any) -> tuple[Any, Any, str]:
+def model_side(meta: ModelMeta) -> int:
+    """The side of the square RGB images the model takes (its checkpoint's ``input_size``)."""
+    channels, height, width = meta.input_size
+    if channels != 3 or height != width:
+        raise ModelFileError(
+            f"embedding needs a model of square RGB images; this one takes input_size "
+            f"{list(meta.input_size)}"
+        )
+    return int(width)
+
+
+def _load_data(data: Any, side: int) -> tuple[Any, Any, str]:
     if isinstance(data, str):
         from mapguard.data import load_data
 
-        train = load_data(data, split="train", progress=False)
-        holdout = load_data(data, split="test", progress=False)
+        train = load_data(data, split="train", progress=False, size=side)
+        holdout = load_data(data, split="test", progress=False, size=side)
         return train, holdout, f"{data}#test"
     if isinstance(data, tuple) and len(data) == 2:
         train, holdout = data

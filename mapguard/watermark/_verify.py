@@ -57,7 +57,12 @@ class SuspectReport:
 
 
 def _backend(
-    path: Path, *, unsafe_load: bool, num_classes: int, limits: WorkerLimits
+    path: Path,
+    *,
+    unsafe_load: bool,
+    num_classes: int,
+    limits: WorkerLimits,
+    input_shape: tuple[int, ...],
 ) -> tuple[QueryBackend, str]:
     """Open the suspect: checkpoints in-process (data), code formats in the isolated worker.
 
@@ -67,14 +72,21 @@ def _backend(
     fmt = detect_suspect_format(path)
     if fmt != "safetensors":
         backend = load_suspect(
-            path, allow_unsafe_load=unsafe_load, num_classes=num_classes, limits=limits
-        )
+            path, allow_unsafe_load=unsafe_load, num_classes=num_classes, limits=limits,
+            input_shape=input_shape,
+        )  # fmt: skip
         return backend, fmt
-    module, _ = load_checkpoint(path)
+    module, meta = load_checkpoint(path)
+    if tuple(meta.input_size) != tuple(input_shape):
+        raise InputError(
+            f"suspect '{path.name}' takes input_size {list(meta.input_size)}, the watermark's "
+            f"images are {list(input_shape)}"
+        )
     backend = ModuleBackend(
         module,
         digest="sha256:" + file_sha256(path),
         description=f"mapguard checkpoint {path.name}",
+        input_shape=tuple(input_shape),
     )
     backend.probe(num_classes=num_classes)
     return backend, "mapguard-checkpoint"
@@ -134,11 +146,13 @@ def verify_suspect(
     config = _config(wm, nonce, exploratory)
     path = Path(suspect)
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
+    spec = watermark_spec(wm)
     backend, fmt = _backend(
-        path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits
-    )
+        path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits,
+        input_shape=tuple(spec.images.shape[1:]),
+    )  # fmt: skip
     try:
-        result = verify(backend, watermark_spec(wm), config)
+        result = verify(backend, spec, config)
     finally:
         backend.close()
     predicate = result_predicate(

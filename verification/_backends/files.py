@@ -82,7 +82,9 @@ UNSAFE_FLAG = "--unsafe-load"
 CODE_FORMATS = ("torch.export", "torchscript", "pickle")
 
 
-def _load_in_process(path: Path, fmt: str) -> tuple[object, int | None]:
+def _load_in_process(
+    path: Path, fmt: str, input_shape: tuple[int, ...]
+) -> tuple[object, int | None]:
     """Load a code format in *this* process: only behind the explicit unsafe flag."""
     if fmt == "torch.export":
         program = torch.export.load(str(path))
@@ -91,10 +93,11 @@ def _load_in_process(path: Path, fmt: str) -> tuple[object, int | None]:
         fixed = None
         if len(shapes) == 1 and isinstance(shapes[0][0], int):
             fixed = int(shapes[0][0])
-        if len(shapes) == 1 and tuple(shapes[0][1:]) != DEFAULT_INPUT_SHAPE:
+        if len(shapes) == 1 and tuple(shapes[0][1:]) != tuple(input_shape):
             got = [s if isinstance(s, int) else "N" for s in shapes[0]]
             raise SuspectError(
-                f"suspect model takes input {got}, the watermark needs [N, 3, 32, 32]"
+                f"suspect model takes input {got}, the watermark needs "
+                f"[N, {', '.join(map(str, input_shape))}]"
             )
         return program.module(), fixed
     if fmt == "torchscript":
@@ -119,6 +122,7 @@ def load_suspect(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     limits: WorkerLimits | None = None,
+    input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE,
 ) -> QueryBackend:
     """Open a suspect model file of a *code* format as a query backend, and probe it.
 
@@ -136,9 +140,10 @@ def load_suspect(
         batch_size: Largest batch per forward pass.
         device: Device to run on (unsafe in-process loading only).
         limits: Limits of the isolated worker.
+        input_shape: Per-image input the watermark's images have (``(3, S, S)``).
 
     Raises:
-        SuspectError: Unreadable, unsupported, or not fitting ``[N, 3, 32, 32]`` / classes.
+        SuspectError: Unreadable, unsupported, or not fitting ``[N, *input_shape]`` / classes.
         UnsafeFormatError: No process isolation here and no ``allow_unsafe_load``.
     """
     p = Path(path)
@@ -157,11 +162,12 @@ def load_suspect(
                 f"offers no process isolation; pass {UNSAFE_FLAG} only for a file you trust"
             )
         backend: QueryBackend = WorkerBackend(
-            p, fmt, labels_only=labels_only, batch_size=batch_size, limits=limits, digest=digest
-        )
+            p, fmt, labels_only=labels_only, batch_size=batch_size, limits=limits, digest=digest,
+            input_shape=input_shape,
+        )  # fmt: skip
     else:
         try:
-            module, fixed = _load_in_process(p, fmt)
+            module, fixed = _load_in_process(p, fmt, tuple(input_shape))
         except SuspectError:
             raise
         except Exception as exc:  # a corrupt file surfaces as any exception from torch
@@ -175,6 +181,7 @@ def load_suspect(
             device=device,
             digest=digest,
             fixed_batch=fixed,
+            input_shape=tuple(input_shape),
             description=f"{fmt} file {p.name} (UNSAFE LOAD in process)",
         )
         backend.isolation = "UNSAFE LOAD: loaded in the verifier's own process"

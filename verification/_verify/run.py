@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from verification._backends.base import PROBE_IMAGES, QueryBackend
-from verification._errors import VerificationError
+from verification._errors import SuspectError, VerificationError
 from verification._stats.calibration import CalibrationResult, fake_secret_calibration
 from verification._stats.effect import effect_size
 from verification._stats.parametric import TailFitResult, parametric_tail_test
@@ -31,6 +31,13 @@ def _verify_iv(backend: object, spec: object, config: object) -> None:
         raise VerificationError(f"spec must be a WatermarkSpec, got {type(spec).__name__}")
     if not isinstance(config, VerifyConfig):
         raise VerificationError(f"config must be a VerifyConfig, got {type(config).__name__}")
+    images = np.asarray(spec.images)
+    want = tuple(images.shape[1:])
+    if images.ndim == 4 and tuple(backend.input_shape) != want:
+        raise SuspectError(
+            f"the suspect backend takes [N, {', '.join(map(str, backend.input_shape))}] inputs, "
+            f"the watermark's images are [N, {', '.join(map(str, want))}]"
+        )
 
 
 def _null_seed(backend: QueryBackend, spec: WatermarkSpec, config: VerifyConfig) -> str:
@@ -246,7 +253,8 @@ def verify(
         A frozen :class:`VerificationResult`; ``to_dict()`` gives JSON.
 
     Raises:
-        SuspectError: The suspect does not take ``[N, 3, 32, 32]`` or has other classes.
+        SuspectError: The suspect does not take the watermark's ``[N, 3, S, S]`` or has other
+            classes.
         VerificationError: Invalid inputs.
     """
     config = VerifyConfig() if config is None else config
