@@ -22,7 +22,7 @@ from mapguard._device import default_device
 from mapguard._errors import ModelFileError
 from mapguard._progress import console
 from mapguard.checkpoint import ModelMeta, load_any_model
-from mapguard.training import accuracy, check_compatible, probe_num_classes
+from mapguard.training import accuracy, check_compatible, input_side, probe_num_classes
 
 __all__ = ["evaluate_model", "render_accuracy_table"]
 
@@ -53,6 +53,18 @@ def _open_for_queries(
     return _Queried(backend), None
 
 
+def _open_reference(
+    path: str | Path, side: int, allow_unsafe: bool, stack: contextlib.ExitStack
+) -> nn.Module:
+    ref, meta = _open_for_queries(path, allow_unsafe, stack)
+    if meta is not None and input_side(meta) != side:
+        raise ModelFileError(
+            f"reference '{path}' takes {input_side(meta)}x{input_side(meta)} images, the model "
+            f"{side}x{side}"
+        )
+    return ref
+
+
 def _accuracy_rows(
     model: nn.Module,
     ref: nn.Module | None,
@@ -60,6 +72,7 @@ def _accuracy_rows(
     *,
     split: str,
     k: int,
+    side: int,
     dev: torch.device,
     progress: bool,
 ) -> dict[str, dict[str, float]]:
@@ -67,8 +80,8 @@ def _accuracy_rows(
 
     rows: dict[str, dict[str, float]] = {}
     for spec in data_specs:
-        data = load_data(spec, split=split, progress=progress)
-        check_compatible(k, data)
+        data = load_data(spec, split=split, progress=progress, size=side)
+        check_compatible(k, data, side=side)
         row = {"accuracy": accuracy(model.to(dev), data, device=dev)}
         if ref is not None:
             row["reference_accuracy"] = accuracy(ref.to(dev), data, device=dev)
@@ -87,15 +100,22 @@ def evaluate_model(
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Accuracy on each data spec; with ``reference`` also before/after, drops and ST-D."""
+    """Accuracy on each data spec; with ``reference`` also before/after, drops and ST-D.
+
+    The data are loaded at the model's image side (its checkpoint's ``input_size``; 32 for a
+    model file without metadata); a reference checkpoint that records another side is refused.
+    """
     from mapguard.metrics import protection_metrics
 
     dev = default_device(device)
     with contextlib.ExitStack() as stack:
         model, meta = _open_for_queries(model_path, allow_unsafe, stack)
-        k = meta.num_classes if meta is not None else probe_num_classes(model)
-        ref = _open_for_queries(reference, allow_unsafe, stack)[0] if reference else None
-        rows = _accuracy_rows(model, ref, data_specs, split=split, k=k, dev=dev, progress=progress)
+        side = input_side(meta)
+        k = meta.num_classes if meta is not None else probe_num_classes(model, size=side)
+        ref = _open_reference(reference, side, allow_unsafe, stack) if reference else None
+        rows = _accuracy_rows(
+            model, ref, data_specs, split=split, k=k, side=side, dev=dev, progress=progress
+        )
     report: dict[str, Any] = {"model": str(model_path), "split": split, "accuracy": rows}
 
     if ref is not None and source is not None:

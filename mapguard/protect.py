@@ -41,7 +41,7 @@ from mapguard.masking import (
 )
 from mapguard.methods import MethodInputs, get_method
 from mapguard.metrics import ProtectionMetrics, protection_metrics
-from mapguard.training import accuracy, check_compatible
+from mapguard.training import accuracy, check_compatible, input_side
 from protocols.fileio import atomic_write_text, check_writable
 
 if TYPE_CHECKING:
@@ -103,12 +103,14 @@ def _check_outputs(
     return chosen
 
 
-def _load_sets(specs: Sequence[str], split: str, k: int, progress: bool) -> list[ImageSet]:
+def _load_sets(
+    specs: Sequence[str], split: str, k: int, side: int, progress: bool
+) -> list[ImageSet]:
     from mapguard.data import load_data
 
-    sets = [load_data(s, split=split, progress=progress) for s in specs]
+    sets = [load_data(s, split=split, progress=progress, size=side) for s in specs]
     for d in sets:
-        check_compatible(k, d)
+        check_compatible(k, d, side=side)
     return sets
 
 
@@ -176,7 +178,8 @@ def protect(
     """Protect the model at ``model_path`` against ``targets`` and write the outputs.
 
     Accuracies are measured on the *test* splits: source, every target, and every other built-in
-    domain with the same classes (plus the ``keep`` domains). Options are method-specific (for
+    domain with the same classes (plus the ``keep`` domains). Every data set is loaded at the
+    model's image side (its checkpoint's ``input_size``). Options are method-specific (for
     ``"map"`` any :class:`~mapguard.masking.MaskConfig` field, e.g. ``{"epochs": 4}``).
     Every output path is checked before any work; outputs are written atomically, only by rank 0
     under ``torchrun``.
@@ -198,7 +201,7 @@ def protect(
     model, meta = load_checkpoint(model_path)
     if meth.learns_mask:
         maskable_weights(model, exclude=tuple(options.get("exclude", ())))
-    data = _load_all(source, targets, keep, meta.num_classes, progress)
+    data = _load_all(source, targets, keep, meta.num_classes, input_side(meta), progress)
     info = init_distributed()
     dev = device_for(info, default_device(device))
     before = _accuracies(model, data.tests, dev)
@@ -236,16 +239,17 @@ class _Data:
 
 
 def _load_all(
-    source: str, targets: Sequence[str], keep: Sequence[str], k: int, progress: bool
+    source: str, targets: Sequence[str], keep: Sequence[str], k: int, side: int, progress: bool
 ) -> _Data:
-    """Train splits of source/targets/keep, test splits of those plus every other domain."""
-    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, progress)
+    """Train splits of source/targets/keep, test splits of those plus every other domain, all
+    at the model's image ``side``."""
+    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, side, progress)
     for spec, t in zip(targets, tgt_tr):
         if _same_images(src_tr, t):
             raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
-    keep_tr = _load_sets(keep, "train", k, progress)
+    keep_tr = _load_sets(keep, "train", k, side, progress)
     names = [source, *targets, *_other_specs(source, targets, keep)]
-    tests = dict(zip(names, _load_sets(names, "test", k, progress)))
+    tests = dict(zip(names, _load_sets(names, "test", k, side, progress)))
     return _Data(source=src_tr, targets=tuple(tgt_tr), keep=tuple(keep_tr), tests=tests)
 
 
@@ -276,7 +280,7 @@ def _write_outputs(
     if "mask-out" in paths and report.mask is not None:
         save_mask(report.mask, paths["mask-out"], force=force)
     if "export" in paths:
-        export_program(report.model, paths["export"], force=force)
+        export_program(report.model, paths["export"], input_size=meta.input_size, force=force)
     extra = {
         **meta.extra,
         "method": report.method,

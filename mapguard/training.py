@@ -28,24 +28,30 @@ from torch import nn
 from mapguard import __version__
 from mapguard._config import check_int, check_number
 from mapguard._device import default_device
-from mapguard._errors import ConfigError, ModelFileError, TrainingError
+from mapguard._errors import ConfigError, DataError, ModelFileError, TrainingError
 from mapguard._progress import progress_bar
 from protocols.fileio import check_writable
 
 if TYPE_CHECKING:
+    from mapguard.checkpoint import ModelMeta
     from mapguard.data import ImageSet
 
 __all__ = [
+    "DEFAULT_SIDE",
     "TrainConfig",
     "accuracy",
     "augment_batch",
     "batches",
     "check_compatible",
+    "input_side",
     "predict_logits",
     "probe_num_classes",
     "train_model",
     "train_source",
 ]
+
+#: Image side of a model whose file records none (and of the model zoo's architectures).
+DEFAULT_SIDE = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,30 +89,64 @@ def batches(
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Light augmentation: random shifts of up to 2 px and brightness/contrast jitter (±20%)."""
-    n = x.shape[0]
-    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    dx, dy = torch.randint(0, 5, (2,), generator=generator).tolist()
-    x = padded[:, :, dy : dy + 32, dx : dx + 32]
+    """Light augmentation: random shifts and brightness/contrast jitter (±20%).
+
+    The batch is padded by ``side // 16`` on every edge (``side / 8`` in all; replicate) and cropped
+    back to its own ``[H, W]`` at one random offset, a shift of up to 2 px at side 32, 4 px at 64,
+    14 px at 224. At 32 the generator draws exactly what the 32-only code drew (same images).
+    """
+    n, _, h, w = x.shape
+    pad = min(h, w) // 16
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
+    x = padded[:, :, dy : dy + h, dx : dx + w]
     contrast = 1 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.4
     bright = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.4
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * contrast + mean + bright).clamp(0, 1)
 
 
-def check_compatible(model_classes: int, data: ImageSet, *, what: str = "model") -> None:
-    """Refuse data whose class count differs from the model's."""
+def check_compatible(
+    model_classes: int, data: ImageSet, *, what: str = "model", side: int | None = None
+) -> None:
+    """Refuse data whose class count (and, given ``side``, image side) differs from the model's."""
     if len(data.classes) != model_classes:
         raise ModelFileError(
             f"{what} has {model_classes} classes but data '{data.name}' has {len(data.classes)}"
         )
+    if side is not None and data.side != side:
+        raise DataError(
+            f"{what} takes {side}x{side} images but data '{data.name}' has "
+            f"{data.side}x{data.side} ones"
+        )
 
 
-def probe_num_classes(model: nn.Module, *, device: torch.device | None = None) -> int:
-    """Class count of ``model`` from one forward pass (eval mode) on two blank 3x32x32 images.
+def input_side(meta: ModelMeta | None) -> int:
+    """The image side a model takes: its checkpoint's ``input_size`` ``(3, S, S)``, or
+    :data:`DEFAULT_SIDE` for a model file without metadata (nothing is inferred from the model).
 
-    For model files that do not record it (metadata-less formats); ``device`` defaults to the
-    device of the model's parameters.
+    Raises:
+        ModelFileError: the recorded input is not square 3-channel (mapguard data are).
+    """
+    if meta is None:
+        return DEFAULT_SIDE
+    channels, height, width = meta.input_size
+    if channels != 3 or height != width:
+        raise ModelFileError(
+            f"model takes input {list(meta.input_size)}; mapguard works on square RGB images "
+            "[3, S, S]"
+        )
+    return int(width)
+
+
+def probe_num_classes(
+    model: nn.Module, *, device: torch.device | None = None, size: int = 32
+) -> int:
+    """Class count of ``model`` from one forward pass (eval mode) on two blank 3 x size x size
+    images.
+
+    For model files that do not record it (metadata-less formats), and to check that a model
+    takes its input side; ``device`` defaults to the device of the model's parameters.
 
     Raises:
         ModelFileError: the model fails on such input or does not answer ``[N, classes >= 2]``.
@@ -115,9 +155,11 @@ def probe_num_classes(model: nn.Module, *, device: torch.device | None = None) -
     was_training = model.training
     try:
         with torch.no_grad():
-            out = model.eval()(torch.zeros(2, 3, 32, 32, device=dev))
-    except Exception as exc:  # noqa: BLE001 - a foreign model failing on 3x32x32 input
-        raise ModelFileError(f"model does not accept 3x32x32 images ({str(exc)[:120]})") from None
+            out = model.eval()(torch.zeros(2, 3, size, size, device=dev))
+    except Exception as exc:  # noqa: BLE001 - a foreign model failing on such input
+        raise ModelFileError(
+            f"model does not accept 3x{size}x{size} images ({str(exc)[:120]})"
+        ) from None
     finally:
         model.train(was_training)
     if out.ndim != 2 or out.shape[1] < 2:
@@ -196,19 +238,28 @@ def train_source(
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
+    size: int | None = None,
     force: bool = False,
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy."""
+    """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy.
+
+    ``arch`` is a zoo name or a spec (``torchvision:resnet18``, see
+    :func:`mapguard.models.create_model`); images are ``size x size`` (default
+    :data:`DEFAULT_SIDE`, the zoo's side), and the checkpoint records ``input_size=(3, size,
+    size)``. The fresh model is probed at that side before it is trained.
+    """
     from mapguard.checkpoint import ModelMeta, save_checkpoint
-    from mapguard.data import load_data
+    from mapguard.data import MAX_SIZE, MIN_SIZE, load_data
     from mapguard.models import create_model
 
+    side = DEFAULT_SIDE if size is None else size
+    check_int("size", side, low=MIN_SIZE, high=MAX_SIZE)
     check_writable(out, force=force)  # fail before spending minutes on training
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    train = load_data(data_spec, split="train", seed=0, progress=progress)
-    test = load_data(data_spec, split="test", seed=0, progress=progress)
+    train = load_data(data_spec, split="train", seed=0, progress=progress, size=side)
+    test = load_data(data_spec, split="test", seed=0, progress=progress, size=side)
     dev = default_device(device)
     t0 = time.perf_counter()
     # Parameter init (and dropout while training) draw from torch's global generator: seed it
@@ -216,6 +267,7 @@ def train_source(
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
         model = create_model(arch, num_classes=len(train.classes))
+        probe_num_classes(model, size=side)  # an arch that cannot take the side fails in one line
         train_model(model, train, config=cfg, device=dev, progress=progress)
     seconds = time.perf_counter() - t0
     acc = accuracy(model, test, device=dev)
@@ -223,6 +275,7 @@ def train_source(
         arch=arch,
         num_classes=len(train.classes),
         classes=tuple(train.classes),
+        input_size=(3, side, side),
         extra={
             "trained_on": data_spec,
             "train_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
@@ -235,6 +288,7 @@ def train_source(
         "out": str(out),
         "arch": arch,
         "data": data_spec,
+        "size": side,
         "test_accuracy": acc,
         "seconds": seconds,
         "weights_sha256": meta.weights_sha256,

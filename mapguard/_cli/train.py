@@ -9,7 +9,18 @@ from mapguard import _cli
 
 @_cli.command()
 @click.option("--data", "data_spec", required=True, help=_cli.DATA_HELP)
-@click.option("--arch", default="vgg_small", show_default=True, help="Architecture name.")
+@click.option(
+    "--arch",
+    default="vgg_small",
+    show_default=True,
+    help="Zoo name or spec (torchvision:NAME, timm:NAME, module:pkg.mod:factory).",
+)
+@click.option(
+    "--size",
+    type=int,
+    default=None,
+    help="Image side the model takes (default 32, the zoo's side); recorded in the checkpoint.",
+)
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--lr", type=float, default=0.05, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -24,7 +35,7 @@ def train(data_spec, quiet, as_json, **options):
         as_json,
         summary,
         lambda: click.echo(
-            f"trained {options['arch']} on {data_spec}: test accuracy "
+            f"trained {options['arch']} on {data_spec} at {summary['size']} px: test accuracy "
             f"{summary['test_accuracy']:.2%} in {summary['seconds']:.0f} s -> {options['out']}"
         ),
     )

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mapguard._errors import ConfigError
+from mapguard._errors import ConfigError, ModelFileError
 from mapguard.attacks._registry import AttackContext, AttackOutput, register_attack
 from mapguard.attacks._train import fit
 from mapguard.models import create_model
+from mapguard.training import probe_num_classes
 
 __all__ = ["distill", "distill_arch", "extract", "fresh_student"]
 
@@ -39,6 +40,20 @@ def fresh_student(ctx: AttackContext, arch: str) -> nn.Module:
         return create_model(arch, num_classes=ctx.num_classes, mean=ctx.mean, std=ctx.std)
 
 
+def _check_student_side(student: nn.Module, arch: str, side: int | None) -> None:
+    """Refuse a student that cannot take the attacker's image side (e.g. a 32-pixel zoo arch
+    for a 224-pixel victim) in one line, before any training."""
+    if side is None:
+        return
+    try:
+        probe_num_classes(student, size=side)
+    except ModelFileError:
+        raise ConfigError(
+            f"student architecture '{arch}' does not take {side}x{side} images; choose another "
+            "with --arch"
+        ) from None
+
+
 def _soft_loss(teacher: nn.Module, temperature: float):
     def loss(student: nn.Module, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -60,6 +75,7 @@ def _hard_loss(teacher: nn.Module):
 
 def _run(ctx: AttackContext, arch: str, loss, label: str) -> AttackOutput:  # noqa: ANN001
     student = fresh_student(ctx, arch)
+    _check_student_side(student, arch, ctx.data.side if ctx.data is not None else None)
     teacher = ctx.model.to(ctx.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

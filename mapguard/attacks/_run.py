@@ -21,7 +21,7 @@ from mapguard.attacks._config import AttackConfig
 from mapguard.attacks._registry import AttackContext, AttackKind, get_attack
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from mapguard.models import Normalize
-from mapguard.training import check_compatible, probe_num_classes
+from mapguard.training import DEFAULT_SIDE, check_compatible, input_side, probe_num_classes
 from protocols.fileio import check_writable
 
 if TYPE_CHECKING:
@@ -80,26 +80,33 @@ class AttackInfo:
         }
 
 
-def _facts(model: nn.Module, meta: ModelMeta | None) -> tuple[str, int, tuple, tuple]:
-    """Architecture, class count and normalisation of the victim (from meta, else the model)."""
+def _facts(model: nn.Module, meta: ModelMeta | None, side: int) -> tuple[str, int, tuple, tuple]:
+    """Architecture, class count and normalisation of the victim (from meta, else the model,
+    probed with ``side``-pixel images)."""
     if meta is not None:
         return meta.arch, meta.num_classes, tuple(meta.mean), tuple(meta.std)
     norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
     mean = tuple(norm.mean.flatten().tolist()) if norm is not None else (0.5, 0.5, 0.5)
     std = tuple(norm.std.flatten().tolist()) if norm is not None else (0.25, 0.25, 0.25)
-    return "unknown", probe_num_classes(model), mean, std
+    return "unknown", probe_num_classes(model, size=side), mean, std
 
 
 def _attacker_data(
-    kind: AttackKind, data: ImageSet | None, cfg: AttackConfig, num_classes: int, seed: int
+    kind: AttackKind,
+    data: ImageSet | None,
+    cfg: AttackConfig,
+    num_classes: int,
+    seed: int,
+    side: int | None,
 ) -> ImageSet | None:
-    """The attacker's images: ``n_images`` or ``fraction`` of ``data`` (class-balanced draw)."""
+    """The attacker's images: ``n_images`` or ``fraction`` of ``data`` (class-balanced draw);
+    with ``side`` (the victim's recorded image side) the data must have it."""
     if not kind.needs_data:
         return None
     if data is None:
         what = "clean data of the model's task" if kind.data_role == "source" else "target data"
         raise ConfigError(f"attack '{kind.name}' needs --data ({what})")
-    check_compatible(num_classes, data, what="the model")
+    check_compatible(num_classes, data, what="the model", side=side)
     n = cfg.n_images if cfg.n_images is not None else max(1, round(cfg.fraction * len(data)))
     if n > len(data):
         raise ConfigError(f"n_images={n} exceeds the {len(data)} images of '{data.name}'")
@@ -126,7 +133,9 @@ def attack(
             the recipe uses ``config.n_images`` or ``config.fraction`` of it.
         config: Options; unset fields take the kind's defaults.
         seed: Seed of the data draw, initialisations, shuffles and noise.
-        meta: The victim's checkpoint metadata (architecture for same-architecture students).
+        meta: The victim's checkpoint metadata (architecture for same-architecture students;
+            ``input_size``: ``data`` must have its side). Without it the class count is probed
+            at the side of ``data`` (32 for data-free kinds).
         device: Torch device (default: cuda if available, else cpu).
         progress: Show progress bars.
 
@@ -135,15 +144,18 @@ def attack(
 
     Raises:
         ConfigError: unknown kind, bad options, missing data. ModelFileError: class mismatch.
-        TrainingError: the attack's loss diverged.
+        DataError: data of another image side than ``meta`` records. TrainingError: the
+        attack's loss diverged.
     """
     t0 = time.perf_counter()
     spec = get_attack(kind)
     cfg = (config or AttackConfig()).resolve(spec.defaults)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    arch, classes, mean, std = _facts(model, meta)
-    subset = _attacker_data(spec, data, cfg, classes, seed)
+    side = input_side(meta) if meta is not None else None
+    probe_side = data.side if data is not None and spec.needs_data else DEFAULT_SIDE
+    arch, classes, mean, std = _facts(model, meta, probe_side)
+    subset = _attacker_data(spec, data, cfg, classes, seed, side)
     ctx = AttackContext(
         model=copy.deepcopy(model).to(default_device(str(device) if device else None)),
         arch=arch, num_classes=classes, mean=mean, std=std, data=subset, config=cfg,
@@ -178,7 +190,8 @@ def attack_file(
 ) -> tuple[AttackInfo, ModelMeta]:
     """Attack the mapguard checkpoint at ``model_path`` and save the result to ``out``.
 
-    ``data`` is a spec (``builtin:NAME`` or a folder; its *train* split is used) or an image set.
+    ``data`` is a spec (``builtin:NAME`` or a folder; its *train* split is used, at the model's
+    image side, its checkpoint's ``input_size``) or an image set of that side.
     The output is a mapguard checkpoint whose ``extra`` records the attack, its resolved config,
     seed and details, and the victim's digest and metadata.
 
@@ -191,7 +204,7 @@ def attack_file(
     if spec.needs_data and data is None:
         raise ConfigError(f"attack '{kind}' needs --data")
     victim, meta = load_checkpoint(model_path)
-    images = _load(data, progress) if spec.needs_data else None
+    images = _load(data, input_side(meta), progress) if spec.needs_data else None
     attacked, info = attack(
         victim, kind, data=images, config=config, seed=seed, meta=meta, device=device,
         progress=progress,
@@ -206,9 +219,9 @@ def attack_file(
     return info, save_checkpoint(attacked, new_meta, Path(out), force=force)
 
 
-def _load(data: str | ImageSet | None, progress: bool) -> ImageSet | None:
+def _load(data: str | ImageSet | None, side: int, progress: bool) -> ImageSet | None:
     if data is None or not isinstance(data, str):
         return data
     from mapguard.data import load_data
 
-    return load_data(data, split="train", progress=progress)
+    return load_data(data, split="train", progress=progress, size=side)

@@ -16,13 +16,18 @@ from mapguard.synthesis._result import SynthesisResult, load_result, save_result
 __all__ = ["cache_key", "cache_path", "read_cached", "write_cached"]
 
 
-def cache_key(*, weights_sha256: str, config: dict[str, Any], n: int, seed: int) -> str:
-    """SHA-256 over the canonical JSON of everything that determines the images."""
-    blob = json.dumps(
-        {"weights_sha256": weights_sha256, "config": config, "n": n, "seed": seed, "v": 1},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def cache_key(
+    *, weights_sha256: str, config: dict[str, Any], n: int, seed: int, size: int = 32
+) -> str:
+    """SHA-256 over the canonical JSON of everything that determines the images.
+
+    ``size`` (the image side) enters the key only when it is not 32, so the keys of 32-pixel
+    syntheses are those of the code before image sides other than 32 existed.
+    """
+    fields = {"weights_sha256": weights_sha256, "config": config, "n": n, "seed": seed, "v": 1}
+    if size != 32:
+        fields["size"] = size
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -19,11 +19,12 @@ class SynthesisConfig(ConfigMixin, what="synthesis"):
         lr: Adam learning rate (cosine-annealed to 0) on the image logits.
         batch_size: images optimised together; BatchNorm statistics are matched per batch, so
             a batch should hold several images of every class.
-        resolution: side of the optimised logit grid, bilinearly upscaled to 32 (32 = full res).
+        resolution: side of the optimised logit grid, bilinearly upscaled to the model's image
+            side (32 = full resolution at the default side 32; at most the model's side).
         ce_weight: weight of the cross-entropy towards each image's assigned class.
         bn_weight: weight of the BatchNorm-statistics loss (ignored for models without BN).
         first_bn_scale: extra factor on the first BatchNorm layer's distance.
-        tv_weight: weight of the squared total variation of the 32x32 image.
+        tv_weight: weight of the squared total variation of the (full-side) image.
         l2_weight: weight of the mean squared pixel value (a dark-background prior).
         diversity_weight: weight of the within-class similarity penalty on penultimate features.
         jitter: maximum random shift (pixels) applied before every forward pass.

@@ -1,7 +1,8 @@
 """Model inversion (DeepInversion-style) with a low-resolution image parameterisation.
 
 Each batch of images is ``x = sigmoid(upsample_bilinear(z))`` for learnable logits ``z`` of side
-``resolution``; ``z`` starts as dark grey, shared-channel noise. Adam (cosine-annealed) minimises
+``resolution``, upsampled to the model's image side (32 by default); ``z`` starts as dark grey,
+shared-channel noise. Adam (cosine-annealed) minimises
 
     ce * CE(f(jitter(x)), y) + bn * (s_1 d_1 + sum_{l>1} d_l) + tv * TV2(x) + l2 * mean(x^2)
     + div * mean within-class cosine similarity of penultimate features
@@ -26,11 +27,9 @@ from mapguard._progress import progress_bar
 from mapguard.synthesis._config import SynthesisConfig
 from mapguard.synthesis._hooks import BNMatcher, PenultimateHook, batchnorm_layers
 from mapguard.synthesis._result import SynthesisStats
-from mapguard.training import probe_num_classes
+from mapguard.training import DEFAULT_SIDE, probe_num_classes
 
 __all__ = ["batch_sizes", "bn_loss", "invert", "squared_tv", "within_class_similarity"]
-
-_SIDE = 32
 
 
 def batch_sizes(n: int, batch_size: int) -> list[int]:
@@ -56,10 +55,10 @@ def _init_logits(n: int, cfg: SynthesisConfig, gen: torch.Generator) -> torch.Te
     return (base + noise).expand(n, 3, -1, -1).clone()
 
 
-def render(z: torch.Tensor) -> torch.Tensor:
-    """Logits ``[B, 3, r, r]`` to images ``[B, 3, 32, 32]`` in ``[0, 1]``."""
-    if z.shape[-1] != _SIDE:
-        z = F.interpolate(z, size=(_SIDE, _SIDE), mode="bilinear", align_corners=False)
+def render(z: torch.Tensor, side: int = DEFAULT_SIDE) -> torch.Tensor:
+    """Logits ``[B, 3, r, r]`` to images ``[B, 3, side, side]`` in ``[0, 1]``."""
+    if z.shape[-1] != side:
+        z = F.interpolate(z, size=(side, side), mode="bilinear", align_corners=False)
     return torch.sigmoid(z)
 
 
@@ -122,15 +121,20 @@ class _Objective:
 
 
 def _optimise_batch(
-    objective: _Objective, labels: torch.Tensor, cfg: SynthesisConfig, gen: torch.Generator, bar
-) -> tuple[torch.Tensor, list[float]]:  # noqa: ANN001
+    objective: _Objective,
+    labels: torch.Tensor,
+    cfg: SynthesisConfig,
+    gen: torch.Generator,
+    bar,  # noqa: ANN001
+    side: int,
+) -> tuple[torch.Tensor, list[float]]:
     device = labels.device
     z = _init_logits(len(labels), cfg, gen).to(device).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     history = []
     for _ in range(cfg.steps):
-        loss, bn_value = objective(render(z), labels, gen)
+        loss, bn_value = objective(render(z, side), labels, gen)
         if not torch.isfinite(loss):
             raise ConfigError("synthesis loss became NaN/inf; lower the synthesis lr")
         (grad,) = torch.autograd.grad(loss, [z])
@@ -140,7 +144,7 @@ def _optimise_batch(
         history.append(bn_value)
         bar.advance()
     with torch.no_grad():
-        images = (render(z) * 255.0).round().clamp(0, 255).to(torch.uint8).cpu()
+        images = (render(z, side) * 255.0).round().clamp(0, 255).to(torch.uint8).cpu()
     return images, history
 
 
@@ -213,11 +217,17 @@ def invert(
     seed: int,
     device: torch.device,
     progress: bool,
+    size: int = DEFAULT_SIDE,
 ) -> tuple[torch.Tensor, torch.Tensor, SynthesisStats, int]:
-    """Recover ``n`` images (uint8) with balanced labels from ``model``; see the module doc."""
+    """Recover ``n`` uint8 images ``[n, 3, size, size]`` with balanced labels from ``model`` (the
+    logit grid keeps ``config.resolution``); see the module doc."""
+    if config.resolution > size:
+        raise ConfigError(
+            f"synthesis resolution {config.resolution} exceeds the model's image side {size}"
+        )
     on_device = next((p.device for p in model.parameters()), device) == device
     net = (model if on_device else copy.deepcopy(model).to(device)).eval()
-    k = probe_num_classes(net, device=device)
+    k = probe_num_classes(net, device=device, size=size)
     sizes = batch_sizes(n, config.batch_size)
     has_bn = bool(batchnorm_layers(net))
     objective = _Objective(net, config)
@@ -225,10 +235,10 @@ def invert(
     t0 = time.perf_counter()
     try:
         with progress_bar("synthesizing", total=len(sizes) * config.steps, enabled=progress) as bar:
-            for i, size in enumerate(sizes):
+            for i, count in enumerate(sizes):
                 gen = _batch_generator(seed, i)
-                y = _balanced_labels(size, k, gen)
-                imgs, curve = _optimise_batch(objective, y.to(device), config, gen, bar)
+                y = _balanced_labels(count, k, gen)
+                imgs, curve = _optimise_batch(objective, y.to(device), config, gen, bar, size)
                 images.append(imgs)
                 labels.append(y)
                 curves.append(curve)

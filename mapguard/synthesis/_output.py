@@ -116,21 +116,29 @@ def synthesize_to_dir(
 ) -> dict:
     """Load a model file, synthesize ``n`` images and write them with :func:`write_synthesis`.
 
-    The output location is validated before the (long) optimisation starts.
+    The images have the model's side (its checkpoint's ``input_size``; 32 for a model file
+    without metadata). The output location is validated before the (long) optimisation starts.
     """
     from mapguard.checkpoint import file_sha256, load_any_model
     from mapguard.synthesis._config import SynthesisConfig
     from mapguard.synthesis._synthesize import check_n, synthesize
+    from mapguard.training import input_side
 
     check_n(n)
     changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
     config = SynthesisConfig().replace(**changes)
     target = Path(out)
     check_output_dir(target, force=force)  # fail before minutes of optimisation
-    net, _ = load_any_model(model_path, allow_unsafe=allow_unsafe)
+    net, meta = load_any_model(model_path, allow_unsafe=allow_unsafe)
+    side = input_side(meta)
     result = synthesize(
-        net, n=n, config=config, seed=seed, cache=cache, device=device, progress=progress
-    )
-    extra = {"model": str(model_path), "model_file_sha256": file_sha256(model_path)}
+        net, n=n, config=config, seed=seed, cache=cache, device=device, progress=progress,
+        size=side,
+    )  # fmt: skip
+    extra = {
+        "model": str(model_path),
+        "model_file_sha256": file_sha256(model_path),
+        "image_side": side,
+    }
     write_synthesis(result, target, extra=extra, force=force)
     return {**result.metadata(), **extra, "out": str(target)}

@@ -56,7 +56,7 @@ class SynthesisResult:
     """Pseudo-source images recovered from a model.
 
     Attributes:
-        images: uint8 ``[N, 3, 32, 32]`` (the project's pixel layout).
+        images: uint8 ``[N, 3, S, S]`` (the project's pixel layout; ``S`` the model's side).
         labels: int64 ``[N]``, the class each image was optimised towards.
         num_classes: the model's class count.
         config: the options used.

@@ -8,13 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mapguard._config import check_int
 from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.checkpoint import weights_digest
+from mapguard.data import MAX_SIZE, MIN_SIZE
 from mapguard.synthesis._cache import cache_key, cache_path, read_cached, write_cached
 from mapguard.synthesis._config import SynthesisConfig
 from mapguard.synthesis._invert import invert
 from mapguard.synthesis._result import SynthesisResult
+from mapguard.training import DEFAULT_SIDE
 
 __all__ = ["check_n", "synthesize"]
 
@@ -37,6 +40,7 @@ def synthesize(
     cache: bool | str | os.PathLike[str] = True,
     device: str | torch.device | None = None,
     progress: bool = True,
+    size: int = DEFAULT_SIDE,
 ) -> SynthesisResult:
     """Recover ``n`` pseudo-source images from a trained classifier alone.
 
@@ -56,19 +60,22 @@ def synthesize(
             plus ``n``, ``seed`` and every option.
         device: torch device (default CUDA when present).
         progress: show a progress bar.
+        size: the image side the model takes (its checkpoint's ``input_size``); the images are
+            ``size x size``, the optimised grid stays ``config.resolution``.
 
     Raises:
-        ConfigError: bad ``n`` or options; a NaN loss. ModelFileError: the model does not take
-            3x32x32 images or has fewer than two outputs.
+        ConfigError: bad ``n``, ``size`` or options; a NaN loss. ModelFileError: the model does
+            not take 3 x size x size images or has fewer than two outputs.
     """
     cfg = config or SynthesisConfig()
     if not isinstance(cfg, SynthesisConfig):
         raise ConfigError(f"config must be a SynthesisConfig, got {type(cfg).__name__}")
     n = check_n(n)
+    check_int("size", size, low=MIN_SIZE, high=MAX_SIZE)
     digest = weights_digest(model.state_dict())
     path = None
     if cache is not False:
-        key = cache_key(weights_sha256=digest, config=cfg.to_dict(), n=n, seed=int(seed))
+        key = cache_key(weights_sha256=digest, config=cfg.to_dict(), n=n, seed=int(seed), size=size)
         path = cache_path(key, None if cache is True else Path(cache))
         hit = read_cached(path)
         if hit is not None:
@@ -82,6 +89,7 @@ def synthesize(
             seed=int(seed),
             device=default_device(str(device) if device else None),
             progress=progress,
+            size=size,
         )
     finally:
         model.train(was_training)

@@ -92,16 +92,17 @@ def start(
     cache: Any,
     device: str | torch.device | None,
     progress: bool,
+    size: int,
 ) -> FreeRun:
-    """Resolve the options (``bn_weight`` 0.1 when left at 0), synthesise the pseudo-source and
-    split it into training and held-out images."""
+    """Resolve the options (``bn_weight`` 0.1 when left at 0), synthesise the pseudo-source at
+    the model's image side ``size`` and split it into training and held-out images."""
     cfg = config or FreeConfig()
     mcfg = mask_config or MaskConfig.from_dict(defaults)
     mcfg = mcfg if mcfg.bn_weight > 0 else mcfg.replace(bn_weight=0.1)
     dev = default_device(str(device) if device else None)
     pseudo = synthesize(
         model, n=cfg.n_pseudo, config=cfg.synthesis, seed=cfg.synthesis_seed, cache=cache,
-        device=dev, progress=progress,
+        device=dev, progress=progress, size=size,
     )  # fmt: skip
     net = copy.deepcopy(model).to(dev).eval()
     train, held = pseudo.split(cfg.held_out, seed=cfg.synthesis_seed)

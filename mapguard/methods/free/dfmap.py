@@ -22,6 +22,7 @@ from mapguard.methods.free._learn import method_output, predict_labels, start
 from mapguard.methods.free._neighbours import FeatureShiftHook, FeatureStyleShift, first_conv
 from mapguard.methods.free._sources import NeighbourSource, neighbour_probe
 from mapguard.methods.free._stopping import DegradeProbe, stopping_rule
+from mapguard.training import DEFAULT_SIDE, input_side
 
 __all__ = ["data_free_mask", "protect_df_map"]
 
@@ -35,6 +36,7 @@ def data_free_mask(
     callbacks: Sequence[Any] = (),
     device: str | torch.device | None = None,
     progress: bool = True,
+    size: int = DEFAULT_SIDE,
 ) -> FreeResult:
     """DF-MAP: preserve a synthesised pseudo-source, degrade on its neighbour domains.
 
@@ -42,7 +44,7 @@ def data_free_mask(
     """
     run = start(
         model, config=config, mask_config=mask_config, defaults=DF_DEFAULTS, cache=cache,
-        device=device, progress=progress,
+        device=device, progress=progress, size=size,
     )  # fmt: skip
     cfg, net, x, train, held = run.cfg, run.net, run.x, run.train, run.held
     clean_pred = predict_labels(net, x, run.device)
@@ -85,5 +87,6 @@ def protect_df_map(inputs: MethodInputs) -> MethodOutput:
         config=fcfg,
         device=inputs.device,
         progress=inputs.progress,
+        size=input_side(inputs.meta),
     )
     return method_output(result, inputs.model, mcfg, fcfg)

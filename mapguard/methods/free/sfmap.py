@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mapguard._errors import ConfigError
+from mapguard._errors import ConfigError, DataError
 from mapguard.masking import MaskConfig, TensorSource
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.free._config import SF_DEFAULTS, FreeConfig, FreeResult, split_options
 from mapguard.methods.free._learn import method_output, predict_labels, start
 from mapguard.methods.free._stopping import DegradeProbe, stopping_rule
+from mapguard.training import DEFAULT_SIDE, input_side
 
 __all__ = ["protect_sf_map", "source_free_mask"]
 
@@ -49,6 +50,7 @@ def source_free_mask(
     callbacks: Sequence[Any] = (),
     device: str | torch.device | None = None,
     progress: bool = True,
+    size: int = DEFAULT_SIDE,
 ) -> FreeResult:
     """SF-MAP: preserve a synthesised pseudo-source, degrade on real target data.
 
@@ -65,23 +67,27 @@ def source_free_mask(
         callbacks: further per-epoch callbacks (they run before the stopping rule).
         device: torch device (default CUDA when present).
         progress: show progress bars.
+        size: the model's image side (its checkpoint's ``input_size``): the pseudo-source is
+            synthesised at it, and target images must have it.
 
     Raises:
-        ConfigError: no target, bad options.
+        ConfigError: no target, bad options. DataError: target images of another side.
     """
     targets = (
         list(target) if isinstance(target, (list, tuple)) and not _is_pair(target) else [target]
     )
     if not targets or any(t is None for t in targets):
         raise ConfigError("SF-MAP needs target data (use DF-MAP when there is none)")
+    pairs = [_as_target(t) for t in targets]
+    for tx, _ in pairs:
+        _check_side(tx, size)
     run = start(
         model, config=config, mask_config=mask_config, defaults=SF_DEFAULTS, cache=cache,
-        device=device, progress=progress,
+        device=device, progress=progress, size=size,
     )  # fmt: skip
     cfg, seed = run.cfg, run.mcfg.seed
     degrade, probes = [], []
-    for i, t in enumerate(targets):
-        tx, ty = _as_target(t)
+    for i, (tx, ty) in enumerate(pairs):
         ty = ty if use_target_labels and ty is not None else predict_labels(run.net, tx, run.device)
         fit, probe = _hold_out(len(tx), cfg.probe_size // len(targets), seed=seed + 1 + i)
         probes.append((tx[probe], ty[probe]))
@@ -92,6 +98,13 @@ def source_free_mask(
     stop = stopping_rule(run.net, run.x[run.held], cfg, DegradeProbe(run.net, px, py),
                          run.pseudo.num_classes)  # fmt: skip
     return run.learn(keep, degrade, stop, callbacks, progress)
+
+
+def _check_side(x: torch.Tensor, size: int) -> None:
+    if x.ndim != 4 or tuple(x.shape[-2:]) != (size, size):
+        raise DataError(
+            f"target images have shape {list(x.shape[1:])}; the model takes [3, {size}, {size}]"
+        )
 
 
 def _hold_out(n: int, k: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,5 +146,6 @@ def protect_sf_map(inputs: MethodInputs) -> MethodOutput:
         config=fcfg,
         device=inputs.device,
         progress=inputs.progress,
+        size=input_side(inputs.meta),
     )
     return method_output(result, inputs.model, mcfg, fcfg)
