@@ -6,6 +6,9 @@ import click
 
 from mapguard import _cli
 
+#: Exit code of an embedding written but not ready for publication (NOT_READY.txt).
+EXIT_NOT_READY = 3
+
 
 @_cli.command()
 @click.argument("model", type=_cli.FILE)
@@ -26,6 +29,8 @@ def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, q
     (private) and commitment.dsse.json (publish it before deploying the model).
 
     With --passphrase-file the key is opened with it (if encrypted) and owner.wm is encrypted.
+    Exit code 3: the outputs are written but the embedding missed its committed self-check level
+    or its accuracy-cost limit (NOT_READY.txt says why; do not publish).
     """
     from mapguard.watermark import EmbedConfig
     from mapguard.watermark import embed as run_embed
@@ -38,6 +43,13 @@ def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, q
     cfg = cfg.with_options(_cli.parse_options(extra))
     res = run_embed(model, data_spec, key, cfg, passphrase=passphrase, progress=not quiet, **args)
     _cli.echo_result(as_json, res.to_dict(), lambda: _print_embedding(res))
+    if not res.ready:
+        click.echo(
+            f"mapguard: embed missed its level, NOT READY for publication "
+            f"({res.out}/NOT_READY.txt): {'; '.join(res.not_ready)}",
+            err=True,
+        )
+        click.get_current_context().exit(EXIT_NOT_READY)
 
 
 def _print_embedding(res) -> None:  # noqa: ANN001
@@ -61,4 +73,7 @@ def _print_embedding(res) -> None:  # noqa: ANN001
         f"self-check (labels)   p = {sc['pvalue']:.3g} with {sc['queries']} queries "
         f"(ranks {sc['ranks']})"
     )
-    click.echo(f"commitment            {res.commitment_digest} (publish commitment.dsse.json)")
+    if res.ready:
+        click.echo(f"commitment            {res.commitment_digest} (publish commitment.dsse.json)")
+    else:
+        click.echo(f"commitment            {res.commitment_digest} (NOT READY: do not publish)")

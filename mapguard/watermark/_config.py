@@ -78,6 +78,11 @@ class EmbedConfig(ConfigMixin, what="embed"):
         effect_floor: Committed minimum of the weakest secret's statistic for a verdict of
             "evidenced", above what keys chosen after seeing an innocent model reach (the
             forgery margin, docs/METHOD.md section 4).
+        max_accuracy_drop: The embedding is *ready for publication* only if its clean-accuracy
+            cost is at most this (fraction; 0.01 = one point) and its self-check is evidenced
+            under the committed analysis; otherwise the outputs are kept but marked not ready
+            (``NOT_READY.txt``, ``metrics.json`` ``"ready": false``, CLI exit code 3). Fixed with
+            the recipe before the secrets are drawn, so it is no way to pick among attempts.
         export: Also write the protected model as a ``torch.export`` archive.
         seed: Seed of shuffles, negative keys and the verification-set draw (never the secrets,
             which always come from the OS CSPRNG).
@@ -99,6 +104,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     test: str = "pooled-min"
     mode_rule: str = "labels"
     effect_floor: float = 0.3
+    max_accuracy_drop: float = 0.01
     export: bool = True
     seed: int = 0
 
@@ -121,6 +127,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
         if not isinstance(self.mask, MaskConfig):
             raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
+        check_range("max_accuracy_drop", self.max_accuracy_drop, lo=0, hi=1)
         self.analysis()  # the committed analysis must be valid too
         self.family_params(10)  # validates family name and patch sizes
 

@@ -62,6 +62,9 @@ class EmbedResult:
         pruned_fraction: Fraction of weights the mask removed.
         self_check: Public summary of verifying the protected model itself (labels only).
         seconds: Wall time.
+        not_ready: Why the embedding is not ready for publication (empty: ready): the
+            self-check not evidenced under the committed analysis, or a clean-accuracy cost above
+            ``EmbedConfig.max_accuracy_drop``.
     """
 
     out: Path
@@ -79,6 +82,12 @@ class EmbedResult:
     pruned_fraction: float
     self_check: Mapping[str, Any]
     seconds: float
+    not_ready: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the embedding met its committed level and cost limit (publish it)."""
+        return not self.not_ready
 
     @property
     def accuracy_drop(self) -> float:
@@ -91,6 +100,8 @@ class EmbedResult:
         out["out"] = str(self.out)
         out["files"] = {k: str(v) for k, v in self.files.items()}
         out["accuracy_drop"] = self.accuracy_drop
+        out["not_ready"] = list(self.not_ready)
+        out["ready"] = self.ready
         return out
 
 
@@ -160,8 +171,11 @@ def embed(
         record_attempt(fingerprint, source, commitment.digest)
         spec = _spec(cfg, params, secrets, vset, inp.meta.num_classes, commitment.digest)
         check = self_check(stage / outputs.MODEL_FILE, subjects[0][1], spec, analysis)
-        metrics = {**figures, "pruned_fraction": mask.pruned_fraction, "self_check": check}
+        not_ready = readiness(cfg, figures, check, attempt=analysis.attempt)
+        metrics = {**figures, "pruned_fraction": mask.pruned_fraction, "self_check": check,
+                   "ready": not not_ready, "not_ready": list(not_ready)}  # fmt: skip
         outputs.write_documents(stage, core, commitment, key, cfg, metrics, passphrase)
+        outputs.write_not_ready(stage, not_ready)
     out_path = Path(out)
     return EmbedResult(
         out=out_path,
@@ -172,8 +186,36 @@ def embed(
         pruned_fraction=mask.pruned_fraction,
         self_check=check,
         seconds=time.perf_counter() - t0,
+        not_ready=not_ready,
         **figures,
     )
+
+
+def readiness(
+    cfg: EmbedConfig, figures: Mapping[str, Any], check: Mapping[str, Any], *, attempt: int
+) -> tuple[str, ...]:
+    """Why an embedding is not ready for publication (empty tuple: it is), in words."""
+    reasons = []
+    drop = figures["clean_accuracy_before"] - figures["clean_accuracy_after"]
+    if drop > cfg.max_accuracy_drop:
+        reasons.append(
+            f"clean accuracy cost {100 * drop:.2f} points > limit "
+            f"{100 * cfg.max_accuracy_drop:.2f} (max_accuracy_drop)"
+        )
+    if not check["evidenced"]:
+        weakest = min(check["secret_statistics"])
+        reasons.append(
+            f"self-check not evidenced: p = {check['pvalue']:.3g} (alpha {cfg.alpha:g}, floor "
+            f"{check['pvalue_floor']:.3g}), weakest secret effect {weakest:.3f} (committed "
+            f"floor {cfg.effect_floor:g})"
+        )
+    if reasons:
+        reasons.append(
+            f"attempt {attempt} is logged and will be stated in the next commitment of this key "
+            "and model; try more mask epochs (--epochs), fewer secrets, or a larger "
+            "max_accuracy_drop, decided before the next attempt"
+        )
+    return tuple(reasons)
 
 
 def _spec(

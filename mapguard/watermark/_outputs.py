@@ -53,7 +53,9 @@ COMMITMENT_FILE = "commitment.dsse.json"
 CONFIG_FILE = "embed-config.json"
 METRICS_FILE = "metrics.json"
 #: Every file an embedding writes, in the order a reader meets them.
-FILES = (MODEL_FILE, EXPORT_FILE, WATERMARK_FILE, COMMITMENT_FILE, CONFIG_FILE, METRICS_FILE)
+NOT_READY_FILE = "NOT_READY.txt"
+FILES = (MODEL_FILE, EXPORT_FILE, WATERMARK_FILE, COMMITMENT_FILE, CONFIG_FILE, METRICS_FILE,
+         NOT_READY_FILE)  # fmt: skip
 METHOD_NAME = "map-watermark"
 _PRIVATE_MODE = 0o600
 _TOOL = {"name": "mapguard", "version": __version__}
@@ -175,6 +177,18 @@ def write_documents(
     _write_public(stage / COMMITMENT_FILE, statements.sign_statement(commitment.statement, key))
     _write_public(stage / CONFIG_FILE, _jsonable(cfg.to_dict()))
     _write_public(stage / METRICS_FILE, figures)
+
+
+def write_not_ready(stage: Path, reasons: tuple[str, ...]) -> None:
+    """Mark an embedding that missed its level or cost limit: ``NOT_READY.txt`` says why and
+    that ``commitment.dsse.json`` must not be published (nothing is written when ready)."""
+    if not reasons:
+        return
+    lines = [
+        "NOT READY FOR PUBLICATION: do not publish commitment.dsse.json or deploy protected.pt.",
+        *(f"- {r}" for r in reasons),
+    ]
+    (stage / NOT_READY_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _write_private(path: Path, data: bytes) -> None:
