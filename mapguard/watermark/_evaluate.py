@@ -86,7 +86,9 @@ def self_check(
     what a thief copies: the CPU weights, the baked-in mask and the BatchNorm buffers as stored).
     """
     protected, _ = load_checkpoint(model_file)
-    backend = ModuleBackend(protected, digest="sha256:" + model_sha256)
+    backend = ModuleBackend(
+        protected, digest="sha256:" + model_sha256, input_shape=tuple(spec.images.shape[1:])
+    )
     seed = claim_null_seed(commitment_digest=spec.commitment_digest, claim_nonce=SELF_CHECK_NONCE)
     config = VerifyConfig.from_analysis(analysis, null_seed=seed, gives_probabilities=True)
     return _summary(verify(backend, spec, config))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mapguard import __version__
@@ -29,6 +30,7 @@ from verification.backends import (
     WorkerLimits,
     detect_suspect_format,
     load_suspect,
+    state_digest,
 )
 from verification.verify import (
     VerificationResult,
@@ -97,7 +99,7 @@ EXPLORATORY_OPTIONS = ("labels_only", "queries", "alpha", "null_keys")
 
 
 def verify_suspect(
-    suspect: str | os.PathLike[str],
+    suspect: str | os.PathLike[str] | torch.nn.Module,
     watermark: str | os.PathLike[str],
     *,
     claim_nonce: str | None = None,
@@ -117,7 +119,9 @@ def verify_suspect(
 
     Args:
         suspect: The suspect model file: a mapguard checkpoint (data, loaded here) or a code
-            format (``.pt2``, TorchScript, pickle: run in an isolated worker process).
+            format (``.pt2``, TorchScript, pickle: run in an isolated worker process); or an
+            in-memory ``torch.nn.Module`` taking pixels in ``[0, 1]`` (identified by its state
+            digest).
         watermark: The owner's ``owner.wm``.
         claim_nonce: The claim's nonce: fixed after the claim was filed, by someone other than
             the owner (the arbiter's nonce, or a public randomness-beacon value). Required
@@ -144,13 +148,22 @@ def verify_suspect(
     wm = read_watermark(watermark, passphrase=passphrase)
     nonce = _claim_nonce(claim_nonce, exploratory)
     config = _config(wm, nonce, exploratory)
-    path = Path(suspect)
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
     spec = watermark_spec(wm)
-    backend, fmt = _backend(
-        path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits,
-        input_shape=tuple(spec.images.shape[1:]),
-    )  # fmt: skip
+    shape = tuple(spec.images.shape[1:])
+    if isinstance(suspect, torch.nn.Module):
+        name, fmt = f"in-memory {type(suspect).__name__}", "torch.nn.Module"
+        backend: QueryBackend = ModuleBackend(
+            suspect.eval(), digest=state_digest(suspect), description=name, input_shape=shape
+        )
+        backend.probe(num_classes=wm.num_classes)
+    else:
+        path = Path(suspect)
+        name = path.name
+        backend, fmt = _backend(
+            path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits,
+            input_shape=shape,
+        )  # fmt: skip
     try:
         result = verify(backend, spec, config)
     finally:
@@ -158,7 +171,7 @@ def verify_suspect(
     predicate = result_predicate(
         result,
         watermark=wm,
-        suspect_name=path.name,
+        suspect_name=name,
         suspect_format=fmt,
         tool_name="mapguard",
         tool_version=__version__,
