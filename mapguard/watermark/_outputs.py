@@ -104,7 +104,7 @@ def save_models(
     save_checkpoint(protected.cpu(), dataclasses.replace(inp.meta, extra=extra), stage / MODEL_FILE)
     names = [MODEL_FILE]
     if cfg.export:
-        export_program(protected, stage / EXPORT_FILE)
+        export_program(protected, stage / EXPORT_FILE, input_size=inp.meta.input_size)
         names.append(EXPORT_FILE)
     return [(name, sha256_file(stage / name)) for name in names]
 
