@@ -107,9 +107,10 @@ PASSPHRASE_HELP = "File whose first line is the passphrase (never pass it on the
 FILE = click.Path(dir_okay=False)
 
 _UNSAFE_HELP = (
-    "Load .pt2/TorchScript/pickle model files in this process (runs code from the file: only for "
-    "files you trust; results say UNSAFE LOAD). Without it, verify and evaluate run such files in "
-    "an isolated worker; other commands refuse them."
+    "Load .pt2/TorchScript/pickle model files, and checkpoints whose architecture is a "
+    "module:pkg.mod:factory, in this process (runs code: only for files you trust; results say "
+    "UNSAFE LOAD). Without it, verify and evaluate run .pt2/TorchScript/pickle files in an "
+    "isolated worker; other commands refuse them."
 )
 _SHARED: dict[str, tuple[Callable[[_F], _F], ...]] = {
     "seed": (click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),),

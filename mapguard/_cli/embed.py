@@ -22,9 +22,9 @@ EXIT_NOT_READY = 3
 )
 @click.option("--no-export", is_flag=True, help="Do not write the protected.pt2 export.")
 @_cli.extra_options("Further recipe option (EmbedConfig field or mask.FIELD): -o target_weight=2.")
-@_cli.shared_options("passphrase", "seed", "device", "quiet", "json")
-def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, quiet, as_json,
-          **args):  # fmt: skip
+@_cli.shared_options("passphrase", "seed", "unsafe", "device", "quiet", "json")
+def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, unsafe_load, quiet,
+          as_json, **args):  # fmt: skip
     """Embed an ownership watermark into MODEL; write DIR with the protected model, owner.wm
     (private) and commitment.dsse.json (publish it before deploying the model).
 
@@ -41,7 +41,8 @@ def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, q
         seed=seed, export=not no_export, **{k: v for k, v in recipe.items() if v is not None}
     )
     cfg = cfg.with_options(_cli.parse_options(extra))
-    res = run_embed(model, data_spec, key, cfg, passphrase=passphrase, progress=not quiet, **args)
+    res = run_embed(model, data_spec, key, cfg, passphrase=passphrase, progress=not quiet,
+                    allow_code=unsafe_load, **args)  # fmt: skip
     _cli.echo_result(as_json, res.to_dict(), lambda: _print_embedding(res))
     if not res.ready:
         click.echo(

@@ -117,6 +117,7 @@ def embed(
     meta: ModelMeta | None = None,
     device: str | None = None,
     progress: bool = True,
+    allow_code: bool = False,
     secret_rng: np.random.Generator | None = None,
 ) -> EmbedResult:
     """Embed an ownership watermark into ``model`` and write the output folder ``out``.
@@ -141,6 +142,8 @@ def embed(
         meta: Checkpoint metadata of an in-memory ``model``.
         device: Torch device for mask learning.
         progress: Show progress bars.
+        allow_code: Build a checkpoint whose architecture is ``module:pkg.mod:factory`` (runs
+            that code: only for your own model).
         secret_rng: Tests only: a seeded generator for the secrets (never in production).
 
     Raises:
@@ -151,7 +154,7 @@ def embed(
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(f"key must be an Ed25519 private key, got {type(key).__name__}")
     check_output_dir(out, force=force)  # before minutes of work
-    inp = load_inputs(model, data, meta)
+    inp = load_inputs(model, data, meta, allow_code=allow_code)
     dev = default_device(device)
     params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))
     secrets, triggers = draw_triggers(cfg, params, secret_rng)

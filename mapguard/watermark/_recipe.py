@@ -88,10 +88,12 @@ class VerificationSet:
         )
 
 
-def load_inputs(model: Any, data: Any, meta: ModelMeta | None) -> EmbedInputs:
+def load_inputs(
+    model: Any, data: Any, meta: ModelMeta | None, *, allow_code: bool = False
+) -> EmbedInputs:
     """Open ``model`` (a checkpoint path, or a module with ``meta``) and ``data`` (a spec, or
     ``(train, holdout)`` image sets), and check that their class counts agree."""
-    module, meta, source = _load_model(model, meta)
+    module, meta, source = _load_model(model, meta, allow_code)
     side = model_side(meta)
     train, holdout, reference = _load_data(data, side)
     for part in (train, holdout):
@@ -114,9 +116,11 @@ def load_inputs(model: Any, data: Any, meta: ModelMeta | None) -> EmbedInputs:
     )
 
 
-def _load_model(model: Any, meta: ModelMeta | None) -> tuple[nn.Module, ModelMeta, str | None]:
+def _load_model(
+    model: Any, meta: ModelMeta | None, allow_code: bool
+) -> tuple[nn.Module, ModelMeta, str | None]:
     if isinstance(model, str | os.PathLike):
-        module, meta = load_checkpoint(model)
+        module, meta = load_checkpoint(model, allow_code=allow_code)
         return module, meta, sha256_file(model)
     if isinstance(model, nn.Module):
         if meta is None:

@@ -78,7 +78,7 @@ def _backend(
             input_shape=input_shape,
         )  # fmt: skip
         return backend, fmt
-    module, meta = load_checkpoint(path)
+    module, meta = load_checkpoint(path, allow_code=unsafe_load)
     if tuple(meta.input_size) != tuple(input_shape):
         raise InputError(
             f"suspect '{path.name}' takes input_size {list(meta.input_size)}, the watermark's "
