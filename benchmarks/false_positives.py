@@ -14,11 +14,12 @@ mnist seeds 0-7 and ``vgg_small`` mnist seeds 0 and W+1..W+3 (8 epochs), and ``v
 pair, and every protected model, is verified as ``mapguard verify`` does it: the watermark's
 committed analysis, null keys seeded by its commitment digest and a per-suspect public claim
 nonce, in labels mode (the committed default) and in probabilities mode (the same config with
-``labels_only=False``, an exploratory departure). The calibration ranks disjoint k-sets of each
+``labels_only=False``, an exploratory departure). The calibration ranks random k-sets of each
 innocent verification's N keys (the secrets are exchangeable with the null keys there) as fake
-secrets with the committed test and ties: with today's M = 99 the full run has 5 x 28 x 100 =
-14,000 fake k-sets per mode, so a calibrated test expects ~14 at 0.001 (95% interval about
-[5.5e-4, 1.7e-3]) and a 2x miscalibration ~28 (about [1.3e-3, 2.9e-3]): it would show.
+secrets with the committed test and ties, at least ``FAKE_SETS`` = 100 per verification
+(repeated random cuts into M + 1 disjoint k-sets): 5 x 28 x >= 100 = 14,000 fake k-sets per
+mode, so a calibrated test expects ~14 at 0.001 (95% interval about [5.5e-4, 1.7e-3]) and a 2x
+miscalibration ~28 (about [1.3e-3, 2.9e-3]): it would show.
 
 Trained models, owner keys and embeddings are cached in ``--run-dir`` (embeddings keyed by the
 recipe's hash, so a changed default re-embeds); mnist models are read from the forgery
@@ -149,19 +150,27 @@ class Row:
     fake_pvalues: tuple[float, ...]  # calibration: disjoint fake k-sets of this verification
 
 
+#: Fake k-sets drawn per innocent verification for the calibration.
+FAKE_SETS = 100
+
+
 def fake_pvalues(res: VerificationResult, a: Analysis, rng: np.random.Generator) -> np.ndarray:
     """p-values of fake secrets on an innocent suspect with the committed test and ties.
 
     ``pooled-min``: the N = k (M + 1) keys (secrets included: under H0 they are exchangeable
     with the null keys) are cut at random into M + 1 disjoint k-sets, each tested against the
-    other N - k keys. ``exact-max-rank``: :func:`fake_secret_calibration` (M trials).
+    other N - k keys; the cut is repeated ``ceil(FAKE_SETS / (M + 1))`` times, so every
+    verification gives at least ``FAKE_SETS`` fake k-sets whatever M is (sets of one cut are
+    disjoint; different cuts overlap). ``exact-max-rank``: :func:`fake_secret_calibration`.
     """
     nulls = np.asarray(res.null_stats, dtype=np.float64)
     if a.test != "pooled-min":
         cal = fake_secret_calibration(nulls, LEVELS, model=None, ties=a.ties, rng=rng)
         return np.asarray(cal.exact_pvalues)
     g = np.concatenate([np.asarray(res.secret_stats), nulls.ravel()])
-    sets = rng.permutation(g.size).reshape(-1, len(res.secret_stats))
+    k = len(res.secret_stats)
+    cuts = -(-FAKE_SETS // (g.size // k))
+    sets = np.concatenate([rng.permutation(g.size).reshape(-1, k) for _ in range(cuts)])
     return np.array([pooled_min_test(g[s], np.delete(g, s), ties=a.ties, rng=rng).pvalue
                      for s in sets])  # fmt: skip
 
@@ -267,8 +276,9 @@ def calibration_table(rows: list[Row]) -> str:
             lo, hi = _interval(hits, ps.size)
             out.append(f"| {mode} | {ps.size} | {level:g} | {hits} | {hits / ps.size:.2e} "
                        f"| [{lo:.2e}, {hi:.2e}] | {hits / ps.size / level:.2f} |")  # fmt: skip
-    out.append("\nM + 1 disjoint k-sets per verification; the interval treats them as independent "
-               "(sets of one verification share its pool of keys)")  # fmt: skip
+    out.append(f"\n>= {FAKE_SETS} fake k-sets per verification (repeated random cuts into M + 1 "
+               "disjoint k-sets); the interval treats them as independent (sets of one "
+               "verification share its pool of keys)")  # fmt: skip
     return "\n".join(out)
 
 
