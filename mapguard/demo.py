@@ -8,7 +8,6 @@ independently trained one → write the evidence report.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ class DemoConfig:
     Attributes:
         protect_options: ``protect`` options of the MAP step (the default MAP budget is 4 full
             epochs; the demo learns for ``epochs x max_steps_per_epoch`` steps).
-        embed_epochs: Mask-learning epochs of the watermark embedding (the default recipe: 4).
+        embed_epochs: Mask-learning epochs of the watermark embedding (None: the default
+            recipe's).
         independent_arch, independent_epochs: The independently trained control model.
     """
 
@@ -48,7 +48,7 @@ class DemoConfig:
     protect_options: Mapping[str, Any] = field(
         default_factory=lambda: {"epochs": 2, "max_steps_per_epoch": 40}
     )
-    embed_epochs: int = 4
+    embed_epochs: int | None = None
     independent_arch: str = "vgg_tiny"
     independent_epochs: int = 4
 
@@ -159,7 +159,7 @@ def _embed(cfg: DemoConfig, model: Path) -> dict[str, Any]:
         model,
         cfg.source,
         load_private_key(info.private_path),
-        EmbedConfig(mask=dataclasses.replace(DEFAULT_MASK, epochs=cfg.embed_epochs)),
+        EmbedConfig(mask=DEFAULT_MASK.replace(epochs=cfg.embed_epochs or DEFAULT_MASK.epochs)),
         out=cfg.out / "watermarked",
         force=True,
         device=cfg.device,
@@ -172,7 +172,10 @@ def _embed(cfg: DemoConfig, model: Path) -> dict[str, Any]:
         + f"; with random keys: {result.random_key_accuracy:.1%}; trigger PSNR "
         f"{result.psnr_db:.1f} dB"
     )
-    console.print(f"published commitment: {result.files['commitment.dsse.json']}")
+    if result.ready:
+        console.print(f"published commitment: {result.files['commitment.dsse.json']}")
+    else:
+        console.print(f"[red]NOT READY for publication[/red]: {'; '.join(result.not_ready)}")
     return {"dir": result.out, "pub": info.public_path, "key": info.private_path}
 
 

@@ -30,7 +30,7 @@ _VERIFIER_LIMIT = "what a verifier accepts"
 #: ``weight_noise`` 0.1 makes the trigger behaviour hold in a neighbourhood of the weights, where a
 #: thief's fine-tuning lands (docs/METHOD.md, "Robustness to the thief's fine-tuning").
 DEFAULT_MASK = MaskConfig(
-    epochs=4,
+    epochs=16,
     lr=1e-2,
     batch_size=64,
     keep_weight=10.0,
@@ -88,14 +88,14 @@ class EmbedConfig(ConfigMixin, what="embed"):
             which always come from the OS CSPRNG).
     """
 
-    n_secrets: int = 3
-    null_keys_per_secret: int = 99
-    n_verification: int = 40
+    n_secrets: int = 8
+    null_keys_per_secret: int = 7
+    n_verification: int = 64
     family: str = "targeted_patch"
-    min_size: int = 8
-    max_size: int = 10
+    min_size: int = 5
+    max_size: int = 6
     margin: int = 0
-    target_weight: float = 5.0
+    target_weight: float = 10.0
     augment: float = 0.0
     negative_teacher: str = "stamped"
     prune_cost: float | None = 6e-4
