@@ -143,11 +143,16 @@ def _same_images(a: ImageSet, b: ImageSet) -> bool:
     return a.images.shape == b.images.shape and torch.equal(a.images, b.images)
 
 
-def _other_specs(source: str, targets: Sequence[str], keep: Sequence[str]) -> list[str]:
-    from mapguard.data import list_domains
+def _other_specs(
+    source: str, targets: Sequence[str], keep: Sequence[str], k: int = 10
+) -> list[str]:
+    """The ``keep`` specs, and the built-in domains not used when the model has their classes
+    (the digits: a model of ``k`` other classes is measured on its own data only)."""
+    from mapguard.data import DIGIT_CLASSES, list_domains
 
     used = {_norm(s) for s in (source, *targets)}
-    specs = [f"builtin:{d}" for d in list_domains() if f"builtin:{d}" not in used]
+    domains = list_domains() if k == len(DIGIT_CLASSES) else []
+    specs = [f"builtin:{d}" for d in domains if f"builtin:{d}" not in used]
     return specs + [k for k in keep if _norm(k) not in {_norm(s) for s in specs}]
 
 
@@ -248,7 +253,7 @@ def _load_all(
         if _same_images(src_tr, t):
             raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
     keep_tr = _load_sets(keep, "train", k, side, progress)
-    names = [source, *targets, *_other_specs(source, targets, keep)]
+    names = [source, *targets, *_other_specs(source, targets, keep, k)]
     tests = dict(zip(names, _load_sets(names, "test", k, side, progress)))
     return _Data(source=src_tr, targets=tuple(tgt_tr), keep=tuple(keep_tr), tests=tests)
 

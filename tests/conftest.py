@@ -298,3 +298,84 @@ def embedded(tiny_checkpoint, mnist_small, owner, tmp_path_factory) -> Embedded:
         secret_rng=np.random.default_rng(7),
     )
     return Embedded(out=out, owner=owner, result=result, original=tiny_checkpoint)
+
+
+# ---- a model at its own input size (issue 14): 64 px only ---------------------------------------
+#: A zoo name for tests: torchvision's ShuffleNet v2 x0.5 (0.35 M parameters, fast on 2 cores)
+#: behind a layer that refuses any side but 64, so a command that loads data or probes at 32
+#: fails instead of passing by accident.
+ARCH_64 = "test_only_64px"
+
+
+class _Only64(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != (64, 64):
+            raise ValueError(f"this model takes 64x64 images, got {list(x.shape)}")
+        return x
+
+
+def _only_64(*, num_classes: int) -> torch.nn.Module:
+    import torchvision
+
+    net = torchvision.models.shufflenet_v2_x0_5(weights=None, num_classes=num_classes)
+    return torch.nn.Sequential(_Only64(), net)
+
+
+def _register_only_64() -> None:
+    from mapguard.models import list_models, register_model
+
+    if ARCH_64 not in list_models():
+        register_model(ARCH_64)(_only_64)
+
+
+_register_only_64()
+
+
+@pytest.fixture(scope="session")
+def mnist_64():
+    """(train, test) ImageSets: 512 / 200 real MNIST digits drawn at 64 x 64."""
+    from mapguard.data import load_data
+
+    train = load_data("builtin:mnist", split="train", progress=False, size=64).take(512, seed=0)
+    test = load_data("builtin:mnist", split="test", progress=False, size=64).take(200, seed=0)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def model_64(mnist_64):
+    """ARCH_64 trained for one epoch on the 64-pixel digits (about a second)."""
+    from mapguard.models import create_model
+    from mapguard.training import train_model
+
+    torch.manual_seed(0)
+    model = create_model(ARCH_64, num_classes=10)
+    return train_model(model, mnist_64[0], epochs=1, batch_size=32, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_64(model_64, tmp_path_factory) -> Path:
+    """The 64-pixel model saved as a checkpoint recording ``input_size=(3, 64, 64)``."""
+    from mapguard.checkpoint import ModelMeta, save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt64") / "m64.pt"
+    meta = ModelMeta(arch=ARCH_64, input_size=(3, 64, 64), extra={"trained_on": "builtin:mnist"})
+    save_checkpoint(model_64, meta, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def folders_64(tmp_path_factory) -> dict[str, Path]:
+    """Two small ImageFolder domains (``src``, ``tgt``: classes cat/dog/owl, train/test splits of
+    8/4 random 64-pixel images per class, tinted red and green) for quick runs at 64 px."""
+    from PIL import Image
+
+    root, rng = tmp_path_factory.mktemp("folders64"), np.random.default_rng(0)
+    for domain, tint in (("src", 0), ("tgt", 1)):
+        for split, n in (("train", 8), ("test", 4)):
+            for c in ("cat", "dog", "owl"):
+                (root / domain / split / c).mkdir(parents=True)
+                for i in range(n):
+                    px = rng.integers(0, 128, (64, 64, 3), dtype=np.uint8)
+                    px[..., tint] += 100
+                    Image.fromarray(px).save(root / domain / split / c / f"{i}.png")
+    return {"src": root / "src", "tgt": root / "tgt"}

@@ -23,3 +23,13 @@ def test_export_runs_any_batch_in_range_and_refuses_to_overwrite(tmp_path) -> No
     with pytest.raises(OutputExistsError):
         export_program(model, path)
     assert export_program(model, path, force=True) == path
+
+
+def test_export_at_the_models_input_size(model_64, tmp_path) -> None:
+    path = export_program(model_64, tmp_path / "m64.pt2", input_size=(3, 64, 64))
+    program = torch.export.load(str(path))
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), model_64.eval()(x), atol=1e-4)
+    with pytest.raises(Exception, match="64"):  # the archive fixed its image shape
+        program.module()(torch.rand(3, 3, 32, 32))

@@ -234,3 +234,30 @@ def test_a_registered_method_gets_every_role(tiny_checkpoint, tmp_path):
     assert set(m.others) == {"builtin:optdigits", "builtin:svhnlike"}
     assert m.st_d == 0.0 and m.source_drop == 0.0  # an unchanged model degrades nothing
     assert load_checkpoint(tmp_path / "p.pt")[1].extra["method"] == "test-record"
+
+
+def test_a_64_pixel_model_is_protected_and_exported_at_64(checkpoint_64, tmp_path):
+    out, export = tmp_path / "p.pt", tmp_path / "p.pt2"
+    res = invoke("protect", checkpoint_64, "--source", "builtin:mnist", "--target",
+                 "builtin:mnistm", "--out", out, "--export", export, *QUICK)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    model, meta = load_checkpoint(out)
+    assert meta.input_size == (3, 64, 64) and meta.extra["method"] == "map"
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(torch.export.load(str(export)).module()(x), model(x), atol=1e-4)
+
+
+def test_a_model_of_other_classes_is_measured_on_its_own_data_only(folders_64, tmp_path):
+    arch = "test_only_64px"  # registered in conftest: refuses any side but 64
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=3)
+    meta = ModelMeta(arch=arch, num_classes=3, classes=("cat", "dog", "owl"),
+                     input_size=(3, 64, 64))  # fmt: skip
+    save_checkpoint(model.eval(), meta, tmp_path / "m.pt")
+    res = invoke("protect", tmp_path / "m.pt", "--source", folders_64["src"], "--target",
+                 folders_64["tgt"], "--out", tmp_path / "p.pt", "--metrics-out",
+                 tmp_path / "metrics.json", *QUICK)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert not metrics["others"]  # no built-in digit domain for a 3-class model

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mapguard._errors import DataError
-from mapguard.data._imageset import SIDE, ImageSet
+from mapguard.data._imageset import ImageSet
 from protocols.fileio import atomic_path
 
 __all__ = ["grid_image", "save_grid_png"]
@@ -78,7 +78,8 @@ def save_grid_png(
 
 
 def _panel(data: ImageSet, n_per_class: int, seed: int) -> Image.Image:
-    step = SIDE + _GAP
+    side = data.side  # tiles at the set's own side (32 for the built-ins' default)
+    step = side + _GAP
     rows = len(data.classes)
     sheet = np.full((rows * step - _GAP, n_per_class * step - _GAP, 3), 255, dtype=np.uint8)
     rng = np.random.default_rng(seed)
@@ -88,5 +89,5 @@ def _panel(data: ImageSet, n_per_class: int, seed: int) -> Image.Image:
         picked = np.sort(rng.permutation(members)[:n_per_class])
         for j, i in enumerate(picked):
             tile = data.images[int(i)].permute(1, 2, 0).numpy()
-            sheet[c * step : c * step + SIDE, j * step : j * step + SIDE] = tile
+            sheet[c * step : c * step + side, j * step : j * step + side] = tile
     return Image.fromarray(sheet)

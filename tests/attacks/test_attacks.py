@@ -206,3 +206,23 @@ def test_info_records_resolved_config_for_the_checkpoint(tiny_model):
         '"amount": 0.3' in extra["attack_config"] and '"batch_size": 64' in extra["attack_config"]
     )
     assert all(isinstance(v, str) for v in extra.values())
+
+
+def test_a_64_pixel_victim_is_attacked_on_64_pixel_data(checkpoint_64, mnist_64, mnist_small,
+                                                        tmp_path):  # fmt: skip
+    from mapguard.attacks import attack_file
+    from mapguard.checkpoint import load_checkpoint
+
+    out = tmp_path / "ftll.pt"
+    cfg = AttackConfig(n_images=32, epochs=1)
+    info, meta = attack_file(checkpoint_64, "ftll", data="builtin:mnist", config=cfg, out=out,
+                             progress=False)  # fmt: skip
+    assert meta.input_size == (3, 64, 64) and info.n_images == 32
+    model, victim = load_checkpoint(checkpoint_64)
+    with pytest.raises(InputError, match="takes 64x64 images but data 'builtin:mnist' has 32x32"):
+        attack(model, "ftll", data=mnist_small[0], config=cfg, meta=victim)
+    with pytest.raises(InputError, match="student architecture 'vgg_small' does not take 64x64"):
+        attack(model, "distill-arch", data=mnist_64[0], config=cfg, meta=victim)
+    # without metadata the class count is probed at the data's side
+    attacked, info = attack(model, "ftll", data=mnist_64[0], config=cfg)
+    assert info.arch == "unknown" and attacked(torch.rand(1, 3, 64, 64)).shape == (1, 10)

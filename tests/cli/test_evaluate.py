@@ -71,3 +71,18 @@ def test_pickles_are_evaluated_in_the_worker_or_in_process_with_unsafe_load(
     assert json.loads(isolated.output)["accuracy"] == json.loads(unsafe.output)["accuracy"]
     r = run("synthesize", str(path), "--n", "2", "--out", str(tmp_path / "s"))
     _assert_clean_failure(r, "--unsafe-load")
+
+
+def test_a_64_pixel_model_is_evaluated_on_64_pixel_data(checkpoint_64, model_64, tiny_checkpoint):
+    from mapguard.data import load_data
+    from mapguard.training import accuracy
+
+    r = run("evaluate", str(checkpoint_64), "--data", "builtin:optdigits", "--reference",
+            str(checkpoint_64), "--json", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output)["accuracy"]["builtin:optdigits"]
+    test = load_data("builtin:optdigits", split="test", progress=False, size=64)
+    assert row["accuracy"] == row["reference_accuracy"] == accuracy(model_64, test)
+    r = run("evaluate", str(checkpoint_64), "--data", "builtin:optdigits", "--reference",
+            str(tiny_checkpoint))  # fmt: skip
+    _assert_clean_failure(r, "takes 32x32 images, the model 64x64")

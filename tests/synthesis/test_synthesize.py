@@ -154,3 +154,32 @@ def test_bad_n_and_bad_model(tiny_model) -> None:
         synthesize(
             nn.Linear(5, 3), n=2, config=SynthesisConfig(steps=1), cache=False, progress=False
         )
+
+
+def test_images_at_the_models_side_from_the_same_grid(model_64) -> None:
+    from mapguard.synthesis._invert import render
+
+    result = synthesize(model_64, n=10, config=SynthesisConfig(steps=2, batch_size=10), seed=0,
+                        cache=False, progress=False, size=64)  # fmt: skip
+    assert tuple(result.images.shape) == (10, 3, 64, 64)
+    z = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    # at 32 the grid is upscaled exactly as by the 32-only code (commit 4bdc8d8)
+    old = torch.sigmoid(nn.functional.interpolate(z, size=(32, 32), mode="bilinear",
+                                                  align_corners=False))  # fmt: skip
+    assert torch.equal(render(z), old) and render(z, 64).shape == (2, 3, 64, 64)
+    with pytest.raises(ConfigError, match="resolution 32 exceeds the model's image side 16"):
+        synthesize(model_64, n=2, config=SynthesisConfig(resolution=32), cache=False, size=16,
+                   progress=False)  # fmt: skip
+
+
+def test_cache_keys_of_32_pixel_syntheses_are_unchanged() -> None:
+    import hashlib
+    import json
+
+    from mapguard.synthesis._cache import cache_key
+
+    fields = {"weights_sha256": "ab", "config": {"steps": 1}, "n": 4, "seed": 0}
+    old = hashlib.sha256(json.dumps({**fields, "v": 1}, sort_keys=True,
+                                    separators=(",", ":")).encode()).hexdigest()  # fmt: skip
+    assert cache_key(**fields) == cache_key(**fields, size=32) == old
+    assert cache_key(**fields, size=64) != old

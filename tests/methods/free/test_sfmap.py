@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from mapguard._errors import ConfigError
+from mapguard._errors import ConfigError, DataError
 from mapguard.masking import MaskConfig, apply_mask
 from mapguard.methods.free import FreeConfig, source_free_mask
 from mapguard.synthesis import SynthesisConfig
@@ -45,3 +46,20 @@ def test_tiny_sf_map_lowers_target_and_keeps_source(tiny_model, mnist_small, mni
 def test_sf_map_without_target_is_a_config_error(tiny_model) -> None:
     with pytest.raises(ConfigError, match="SF-MAP needs target data"):
         source_free_mask(tiny_model, target=None, config=TINY_FREE, cache=False, progress=False)
+
+
+def test_sf_map_runs_at_the_models_side_and_refuses_other_sides(checkpoint_64, mnist_64) -> None:
+    from mapguard.checkpoint import load_checkpoint
+    from mapguard.methods import MethodInputs, get_method
+
+    model, meta = load_checkpoint(checkpoint_64)
+    options = {"n_pseudo": 20, "synthesis_steps": 2, "synthesis_batch_size": 20,
+               "steps_per_epoch": 2, "epochs": 1, "batch_size": 8}  # fmt: skip
+    out = get_method("sf-map").run(
+        MethodInputs(model=model, meta=meta, source=mnist_64[1], targets=(mnist_64[1],),
+                     options=options, progress=False)
+    )  # fmt: skip
+    assert out.mask is not None and out.info["pseudo_source"]["n"] == 20
+    with pytest.raises(DataError, match=r"target images have shape \[3, 32, 32\]"):
+        source_free_mask(model, target=torch.rand(4, 3, 32, 32), size=64, cache=False,
+                         progress=False)  # fmt: skip
