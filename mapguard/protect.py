@@ -179,6 +179,7 @@ def protect(
     force: bool = False,
     device: str | None = None,
     progress: bool = True,
+    allow_code: bool = False,
 ) -> ProtectReport:
     """Protect the model at ``model_path`` against ``targets`` and write the outputs.
 
@@ -187,7 +188,8 @@ def protect(
     model's image side (its checkpoint's ``input_size``). Options are method-specific (for
     ``"map"`` any :class:`~mapguard.masking.MaskConfig` field, e.g. ``{"epochs": 4}``).
     Every output path is checked before any work; outputs are written atomically, only by rank 0
-    under ``torchrun``.
+    under ``torchrun``. ``allow_code=True`` rebuilds a checkpoint whose architecture is a
+    ``module:pkg.mod:factory`` (runs that code: only for your own model; ``--unsafe-load``).
 
     Raises:
         ConfigError: bad method/options/roles (e.g. source == target). ModelFileError: bad model or
@@ -203,7 +205,7 @@ def protect(
     options = dict(options or {})
     if meth.validate is not None:
         meth.validate(options, seed)  # bad options fail before any data is loaded
-    model, meta = load_checkpoint(model_path)
+    model, meta = load_checkpoint(model_path, allow_code=allow_code)
     if meth.learns_mask:
         maskable_weights(model, exclude=tuple(options.get("exclude", ())))
     data = _load_all(source, targets, keep, meta.num_classes, input_side(meta), progress)

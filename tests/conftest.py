@@ -267,7 +267,13 @@ def tiny_config(**changes):
 
     # The short recipe leaves the weakest secret at g ~ 0.3-0.5 (labels): its effect floor is
     # 0.2, below the default recipe's committed 0.3 (docs/METHOD.md section 4, forgery margin).
+    # Pinned to the recipe the tests were sized for (3 secrets of 8-10 px cells), not the
+    # default recipe (8 secrets of 5-6 px, 16 epochs: minutes per embedding).
     cfg = EmbedConfig(
+        n_secrets=3,
+        min_size=8,
+        max_size=10,
+        target_weight=5.0,
         null_keys_per_secret=19,
         n_verification=40,
         effect_floor=0.2,

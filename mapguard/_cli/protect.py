@@ -27,8 +27,8 @@ from mapguard import _cli
 )
 @click.option("--exclude", multiple=True, help="MAP: layer name pattern never masked (repeatable).")
 @_cli.extra_options("Further method option, e.g. -o keep_weight=10.")
-@_cli.shared_options("seed", "device", "quiet", "json")
-def protect(model, targets, keeps, extra, quiet, as_json, **args):
+@_cli.shared_options("seed", "unsafe", "device", "quiet", "json")
+def protect(model, targets, keeps, extra, unsafe_load, quiet, as_json, **args):
     """Protect MODEL: keep its accuracy on --source, make it fail on every --target."""
     from mapguard.masking import dist_info
     from mapguard.protect import protect as run_protect
@@ -37,9 +37,8 @@ def protect(model, targets, keeps, extra, quiet, as_json, **args):
     method_options["exclude"] = list(args.pop("exclude")) or None
     options = {k: v for k, v in method_options.items() if v is not None}
     options |= _cli.parse_options(extra)
-    report = run_protect(
-        model, targets=list(targets), keep=list(keeps), options=options, progress=not quiet, **args
-    )
+    report = run_protect(model, targets=list(targets), keep=list(keeps), options=options,
+                         progress=not quiet, allow_code=unsafe_load, **args)  # fmt: skip
     if dist_info().is_main:  # under torchrun only rank 0 reports
         _cli.echo_result(as_json, report.to_dict(), lambda: _print_summary(report))
 
