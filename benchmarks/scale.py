@@ -175,7 +175,8 @@ def _embed(model: nn.Module, train: ImageSet, holdout: ImageSet, batch: int, dev
         seen.append(learn_mask(*args, **kwargs))
         return seen[-1]
 
-    cfg = EmbedConfig(mask=DEFAULT_MASK.replace(epochs=1, batch_size=batch), export=False)
+    cfg = EmbedConfig(mask=DEFAULT_MASK.replace(epochs=1, batch_size=batch), mask_images=None,
+                      export=False)  # fmt: skip
     meta = ModelMeta(arch=ARCH, num_classes=10, input_size=(3, train.side, train.side))
     try:
         with mock.patch.object(_recipe, "learn_mask", spy):

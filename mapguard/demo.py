@@ -150,7 +150,7 @@ def _protect(cfg: DemoConfig, model: Path) -> dict[str, Any]:
 
 @_step("4. Owner key and watermark embedding (secret designated domain)")
 def _embed(cfg: DemoConfig, model: Path) -> dict[str, Any]:
-    from mapguard.watermark import DEFAULT_MASK, EmbedConfig, embed
+    from mapguard.watermark import EmbedConfig, embed
     from protocols.keys import generate_keypair, load_private_key
 
     info = generate_keypair(cfg.out / "owner", force=True)
@@ -159,7 +159,7 @@ def _embed(cfg: DemoConfig, model: Path) -> dict[str, Any]:
         model,
         cfg.source,
         load_private_key(info.private_path),
-        EmbedConfig(mask=DEFAULT_MASK.replace(epochs=cfg.embed_epochs or DEFAULT_MASK.epochs)),
+        EmbedConfig().replace(epochs=cfg.embed_epochs) if cfg.embed_epochs else EmbedConfig(),
         out=cfg.out / "watermarked",
         force=True,
         device=cfg.device,

@@ -276,6 +276,7 @@ def tiny_config(**changes):
         target_weight=5.0,
         null_keys_per_secret=19,
         n_verification=40,
+        mask_images=None,
         effect_floor=0.2,
         mask=DEFAULT_MASK.replace(**TINY_MASK),
     )

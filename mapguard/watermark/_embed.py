@@ -155,6 +155,7 @@ def embed(
         raise InputError(f"key must be an Ed25519 private key, got {type(key).__name__}")
     check_output_dir(out, force=force)  # before minutes of work
     inp = load_inputs(model, data, meta, allow_code=allow_code)
+    cfg = cfg.for_data(len(inp.train))  # the images-seen budget as epochs, before any draw
     dev = default_device(device)
     params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))
     secrets, triggers = draw_triggers(cfg, params, secret_rng)

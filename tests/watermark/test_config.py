@@ -24,3 +24,19 @@ def test_with_options_sets_fields_and_mask_fields():
     assert cfg.mask.lr == EmbedConfig().mask.lr  # the other mask options stay
     with pytest.raises(ValueError, match="unknown mask option"):
         EmbedConfig().with_options({"mask.nope": 1})
+
+
+def test_the_mask_budget_is_in_images_seen_and_explicit_epochs_turn_it_off():
+    cfg = EmbedConfig()
+    assert cfg.mask_images == 64_000
+    assert cfg.for_data(4_000).mask.epochs == 16  # the measured MNIST recipe
+    assert cfg.for_data(50_000).mask.epochs == 2
+    assert cfg.for_data(200_000).mask.epochs == 1
+    assert cfg.for_data(1_000).mask.epochs == 64
+    assert cfg.for_data(4_000).mask_images == 64_000  # kept for the record
+    for explicit in (cfg.replace(epochs=3), cfg.with_options({"mask.epochs": 3})):
+        assert explicit.mask_images is None and explicit.for_data(50_000).mask.epochs == 3
+    both = cfg.with_options({"mask.epochs": 3, "mask_images": 9_000})
+    assert both.for_data(3_000).mask.epochs == 3
+    with pytest.raises(ValueError, match="mask_images"):
+        EmbedConfig(mask_images=0)
