@@ -72,8 +72,12 @@ def effect_size(
     ``g`` of a key is the mean over the ``n`` verification images of a per-image contribution
     (e.g. 1 if the image is right clean and wrong under the trigger). The estimate is
     ``mean_i [g(secret_i) - mean_j g(null_ij)]``. The interval is a percentile bootstrap that
-    resamples both sources of variation: the images (with replacement, shared by all keys, as in
-    the real queries) and, independently per secret, the null keys.
+    resamples the three sources of variation: the images (with replacement, shared by all keys,
+    as in the real queries), independently per secret the null keys, and the secrets themselves
+    (each secret with its own null keys is one unit, drawn ``k`` times with replacement): keys
+    differ in strength on any model, so an interval over images alone is too narrow (it excluded
+    0 on innocent models). With ``k = 1`` the key-to-key part cannot be estimated and the
+    interval covers images and null keys only.
 
     Assumptions: images are exchangeable draws from the verification distribution and null keys
     iid from the family; the percentile interval is approximate (first-order accurate).
@@ -98,11 +102,12 @@ def effect_size(
     key_w = gen.multinomial(m, np.full(m, 1.0 / m), size=(n_resamples, k)) / m  # [B, k, m]
     sec_b = img_w @ sec.T  # [B, k]
     null_b = np.einsum("bkm,bkm->bk", key_w, np.einsum("bn,kmn->bkm", img_w, nul))
-    boot = (sec_b - null_b).mean(axis=1)
+    unit_w = gen.multinomial(k, np.full(k, 1.0 / k), size=n_resamples) / k  # [B, k]
+    boot = np.einsum("bk,bk->b", unit_w, sec_b - null_b)
     tail = (1 - level) / 2
     low, high = np.quantile(boot, [tail, 1 - tail])
     method = (
-        f"percentile bootstrap over images and null keys ({n_resamples} resamples); "
+        f"percentile bootstrap over images, null keys and secrets ({n_resamples} resamples); "
         "effect = g(secret) - mean g(null), averaged over secrets"
     )
     return EffectSize(

@@ -27,7 +27,8 @@ def test_effect_size_estimate_and_reproducibility():
 
 
 def test_effect_size_interval_covers_the_truth():
-    """Percentile bootstrap over images and keys: coverage near the nominal 90%."""
+    """Percentile bootstrap over images and keys: coverage near the nominal 90% (conservative
+    when all secrets are equally strong: 0.987 measured here with k = 2, the secrets resampled)."""
     rng = np.random.default_rng(6)
     k, m, n, hits, reps = 2, 30, 80, 0, 150
     truth = (
@@ -43,7 +44,7 @@ def test_effect_size_interval_covers_the_truth():
         nul = (rng.random((k, m, n)) < p_null).astype(float)
         ci = effect_size(sec, nul, confidence_level=0.9, n_resamples=400, rng=rng)
         hits += ci.ci_low <= truth <= ci.ci_high
-    assert 0.8 <= hits / reps <= 0.98
+    assert 0.8 <= hits / reps <= 0.995
 
 
 def test_effect_size_validation():
@@ -53,3 +54,26 @@ def test_effect_size_validation():
         effect_size(np.zeros((1, 5)), np.zeros((1, 5, 5)), confidence_level=95)
     with pytest.raises(VerificationError, match="n_resamples"):
         effect_size(np.zeros((1, 5)), np.zeros((1, 5, 5)), n_resamples=10)
+
+
+def test_effect_size_interval_covers_secrets_of_unequal_strength():
+    """Keys differ in strength on every model: the interval must cover the effect of the secret
+    *population* (the estimand over the secret draw), not only of the k secrets drawn. With the
+    secrets' spread dominating, an interval over images and null keys alone covered 35% of 150
+    draws here (measured with the pre-change code's resampling)."""
+    rng = np.random.default_rng(11)
+    k, m, n, hits, reps = 8, 7, 64, 0, 150
+    draws = rng.normal(0, 1, 400_000)
+    truth = (
+        special.expit(rng.normal(0.5, 1.5, 400_000) + draws).mean()
+        - special.expit(rng.normal(-1, 0.5, 400_000) + draws).mean()
+    )
+    for _ in range(reps):
+        img = rng.normal(0, 1, n)
+        p_sec = special.expit(rng.normal(0.5, 1.5, k)[:, None] + img)
+        p_null = special.expit(rng.normal(-1, 0.5, (k, m))[..., None] + img)
+        sec = (rng.random((k, n)) < p_sec).astype(float)
+        nul = (rng.random((k, m, n)) < p_null).astype(float)
+        ci = effect_size(sec, nul, confidence_level=0.9, n_resamples=400, rng=rng)
+        hits += ci.ci_low <= truth <= ci.ci_high
+    assert 0.78 <= hits / reps <= 0.98
