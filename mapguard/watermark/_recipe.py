@@ -131,13 +131,9 @@ def _load_model(
 
 def model_side(meta: ModelMeta) -> int:
     """The side of the square RGB images the model takes (its checkpoint's ``input_size``)."""
-    channels, height, width = meta.input_size
-    if channels != 3 or height != width:
-        raise ModelFileError(
-            f"embedding needs a model of square RGB images; this one takes input_size "
-            f"{list(meta.input_size)}"
-        )
-    return int(width)
+    from mapguard.training import input_side
+
+    return input_side(meta)
 
 
 def _load_data(data: Any, side: int) -> tuple[Any, Any, str]:
