@@ -171,6 +171,52 @@ class MaliciousFiles:
         scripted.save(str(path))
         return path
 
+    @staticmethod
+    def onnx_external_data(path: Path, location: str, *, nested: bool = False) -> Path:
+        """An ONNX classifier of flattened pixels whose bias (10 float32, 40 bytes) is external
+        data read from ``location`` (a path: ``../../etc/passwd``-style, absolute, or next to
+        the model); with ``nested``, the tensor sits in a graph inside an ``If`` node."""
+        from onnx import TensorProto
+
+        bias = TensorProto(name="B", data_type=TensorProto.FLOAT, dims=[10])
+        bias.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", "0"), ("length", "40")):
+            bias.external_data.add(key=key, value=value)
+        return _onnx_classifier(path, bias, nested=nested)
+
+    @staticmethod
+    def onnx_custom_domain(path: Path, domain: str = "evil.custom") -> Path:
+        """An ONNX classifier whose last node is in a custom-op ``domain`` (native code)."""
+        from onnx import TensorProto, helper
+
+        bias = helper.make_tensor("B", TensorProto.FLOAT, [10], [0.0] * 10)
+        return _onnx_classifier(path, bias, domain=domain)
+
+
+def _onnx_classifier(path: Path, bias, *, nested: bool = False, domain: str = "") -> Path:  # noqa: ANN001
+    """``Flatten -> Gemm(W, bias)`` on ``[N, 3, 32, 32]`` pixels, 10 classes."""
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [3 * 32 * 32, 10], [0.001] * 30720)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])
+    opsets = [helper.make_opsetid("", 20)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    flat = helper.make_node("Flatten", ["x"], ["f"])
+    gemm = helper.make_node("Gemm", ["f", "W", "B"], ["y"], domain=domain)
+    if not nested:
+        graph = helper.make_graph([flat, gemm], "g", [x], [y], [weight, bias])
+    else:  # the external tensor inside both branches of an If
+        inner_y = helper.make_tensor_value_info("B_out", TensorProto.FLOAT, [10])
+        branch = helper.make_graph(
+            [helper.make_node("Constant", [], ["B_out"], value=bias)], "b", [], [inner_y]
+        )
+        cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
+        pick = helper.make_node("If", ["c"], ["B"], then_branch=branch, else_branch=branch)
+        graph = helper.make_graph([flat, pick, gemm], "g", [x], [y], [weight, cond])
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
+    path.write_bytes(model.SerializeToString())
+    return path
+
 
 class _FromFileOnLoad(torch.nn.Module):
     """A linear classifier whose unpickling (``__setstate__``) maps ``marker`` shared."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 import zipfile
@@ -47,13 +48,51 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 0 < header_len <= size - 8 and head[8:9] == b"{"
 
 
-SUSPECT_FORMATS = ("torch.export", "torchscript", "pickle", "safetensors")
+#: Top-level fields of an ONNX ``ModelProto`` (onnx.proto) and their protobuf wire types.
+_ONNX_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+_ONNX_MAX_IR_VERSION = 64
+
+
+def _read_varint(fh) -> int | None:  # noqa: ANN001 - a binary file
+    value = 0
+    for shift in range(0, 64, 7):
+        byte = fh.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+    return None
+
+
+def _is_onnx(path: Path, size: int) -> bool:
+    """An ONNX ``ModelProto``: the whole file is a sequence of its top-level fields (each with
+    its wire type, lengths within the file), with an ``ir_version`` in range and a ``graph``.
+    Only tags and lengths are read here; the graph itself is checked in the isolated worker."""
+    seen: dict[int, int] = {}
+    with open(path, "rb") as fh:
+        while fh.tell() < size:
+            key = _read_varint(fh)
+            if key is None or _ONNX_MODEL_FIELDS.get(key >> 3) != key & 7:
+                return False
+            value = _read_varint(fh)
+            if value is None or (key & 7 == 2 and fh.tell() + value > size):
+                return False
+            if key & 7 == 2:
+                fh.seek(value, os.SEEK_CUR)
+            seen[key >> 3] = value
+    return 1 <= seen.get(1, 0) <= _ONNX_MAX_IR_VERSION and 7 in seen
+
+
+SUSPECT_FORMATS = ("torch.export", "torchscript", "pickle", "onnx", "safetensors")
+ONNX_INSTALL = "pip install 'mapguard[onnx]'"
 
 
 def detect_suspect_format(path: str | os.PathLike[str]) -> str:
     """Name the format of ``path`` from its content, not its extension.
 
-    Returns one of ``"torch.export"``, ``"torchscript"``, ``"pickle"``, ``"safetensors"``.
+    Returns one of ``"torch.export"``, ``"torchscript"``, ``"pickle"``, ``"onnx"``,
+    ``"safetensors"``.
 
     Raises:
         SuspectError: Missing, unreadable or unrecognised file.
@@ -68,10 +107,16 @@ def detect_suspect_format(path: str | os.PathLike[str]) -> str:
             return _zip_format(p)
     except (OSError, zipfile.BadZipFile) as exc:
         raise SuspectError(f"cannot read suspect model file '{p}': {exc}") from exc
-    if _is_safetensors(head, p.stat().st_size):
+    size = p.stat().st_size
+    if _is_safetensors(head, size):
         return "safetensors"
     if head[:1] == b"\x80":
         return "pickle"
+    try:
+        if _is_onnx(p, size):
+            return "onnx"
+    except OSError as exc:
+        raise SuspectError(f"cannot read suspect model file '{p}': {exc}") from exc
     raise SuspectError(
         f"'{p}' is not a model file this verifier reads; supported: "
         f"{', '.join(SUSPECT_FORMATS)} (detected by content)"
@@ -79,13 +124,29 @@ def detect_suspect_format(path: str | os.PathLike[str]) -> str:
 
 
 UNSAFE_FLAG = "--unsafe-load"
-CODE_FORMATS = ("torch.export", "torchscript", "pickle")
+CODE_FORMATS = ("torch.export", "torchscript", "pickle", "onnx")
+
+
+class _OnnxSession:
+    """An onnxruntime session (CPU) called like a module; only behind the unsafe flag."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.cpu().float().numpy()})[0]
+        return torch.from_numpy(out)
 
 
 def _load_in_process(
     path: Path, fmt: str, input_shape: tuple[int, ...]
 ) -> tuple[object, int | None]:
     """Load a code format in *this* process: only behind the explicit unsafe flag."""
+    if fmt == "onnx":
+        return _OnnxSession(path), None
     if fmt == "torch.export":
         program = torch.export.load(str(path))
         names = set(program.graph_signature.user_inputs)
@@ -126,8 +187,10 @@ def load_suspect(
 ) -> QueryBackend:
     """Open a suspect model file of a *code* format as a query backend, and probe it.
 
-    ``torch.export`` archives, TorchScript and pickles can all run code when loaded, so they are
-    loaded in an isolated worker process (:class:`WorkerBackend`). Only with
+    ``torch.export`` archives, TorchScript and pickles can all run code when loaded, and ONNX
+    models are parsed by onnxruntime's native code (extra ``mapguard[onnx]``), so they are
+    loaded in an isolated worker process (:class:`WorkerBackend`; an ONNX model referencing
+    external data or a non-standard operator domain is refused there). Only with
     ``allow_unsafe_load=True`` are they loaded in this process instead (the backend's
     :attr:`~QueryBackend.isolation` then says ``"UNSAFE LOAD"``). Safetensors files hold weights
     without an architecture: they are mapguard checkpoints and refused here.
@@ -154,6 +217,8 @@ def load_suspect(
             "checkpoint; load it with the mapguard CLI ('mapguard verify'), or give the verifier "
             "a torch.export (.pt2) or TorchScript file"
         )
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        raise SuspectError(f"'{p}' is an ONNX model: reading it needs onnxruntime ({ONNX_INSTALL})")
     digest = "sha256:" + sha256_file(p)
     if not allow_unsafe_load:
         if not isolation_available():

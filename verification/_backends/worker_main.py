@@ -1,8 +1,10 @@
-"""The isolated worker: loads a *code* model file (``.pt2``, TorchScript, pickle) and answers
-queries over a pipe. Run only by :mod:`verification._backends.worker`, never imported by it.
+"""The isolated worker: loads a suspect model file (``.pt2``, TorchScript, pickle: code; ONNX: a
+graph for onnxruntime's native parser) and answers queries over a pipe. Run only by
+:mod:`verification._backends.worker`, never imported by it.
 
-This file is a standalone script (stdlib + torch + numpy): it does not import ``verification``
-so that nothing of the arbiter's process state reaches the sandbox. Order of events:
+This file is a standalone script (stdlib + torch + numpy, and onnxruntime for ONNX): it does not
+import ``verification`` so that nothing of the arbiter's process state reaches the sandbox.
+Order of events:
 
 1. the protocol pipes are moved off fds 0/1 (fd 1 becomes ``/dev/null``, so a model that prints
    cannot corrupt the protocol);
@@ -10,7 +12,9 @@ so that nothing of the arbiter's process state reaches the sandbox. Order of eve
 3. the sandbox is applied to this process (inherited by anything it starts): ``no_new_privs``
    and a Landlock ruleset that denies every file-system write and TCP bind/connect and limits reads
    to the Python installation and system libraries; resource limits were set by the parent;
-4. the suspect is read from an already-open read-only file descriptor and loaded;
+4. the suspect is read from an already-open read-only file descriptor and loaded (an ONNX model
+   is first walked field by field here, and refused if it references external data or uses an
+   operator domain outside the ONNX standard; see :func:`_onnx_refusal`);
 5. requests are answered until ``exit`` or end of input.
 
 Wire format (both directions; no pickle): ``b"MGW1"``, a 4-byte little-endian length, a UTF-8
@@ -121,9 +125,130 @@ def _read_roots(extra: list[str]) -> list[str]:
     return sorted(roots) + list(_READ_ROOTS)
 
 
-def _load(fmt: str, data: bytes):  # noqa: ANN202 - torch types only known after import
+# ---- ONNX: a protobuf ModelProto, checked before onnxruntime parses it ------------------------
+#: Operator domains of the ONNX standard; any other (custom ops, onnxruntime's ``com.microsoft``
+#: contrib ops, model-local functions) is refused.
+ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+# message -> {field number: message type of that field} (onnx.proto, ONNX 1.17); fields not
+# listed are skipped by wire type. ``domain`` fields are checked against ONNX_DOMAINS; tensors
+# for external data (``external_data`` = 13, ``data_location`` = 14, EXTERNAL = 1).
+_ONNX_FIELDS = {
+    "model": {7: "graph", 8: "opset", 20: "training", 25: "function"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "tensor": {},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "training": {1: "graph", 2: "graph"},
+    "function": {7: "node", 9: "opset", 11: "attribute"},
+    "opset": {},
+}
+_ONNX_DOMAIN_FIELD = {"opset": 1, "node": 7, "function": 10}
+_ONNX_MAX_DEPTH = 64
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 64:
+        if pos >= end:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+    raise ValueError("varint too long")
+
+
+def _fields(data: bytes, pos: int, end: int):  # noqa: ANN202 - a generator of tuples
+    """Yield ``(field, wire type, value, start, stop)`` of one protobuf message, strictly."""
+    while pos < end:
+        key, pos = _varint(data, pos, end)
+        field, wire = key >> 3, key & 7
+        start = pos
+        if wire == 0:
+            value, pos = _varint(data, pos, end)
+        elif wire == 2:
+            value, start = _varint(data, pos, end)
+            pos = start + value
+        elif wire in (1, 5):
+            value, pos = None, pos + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"wire type {wire}")
+        if field < 1 or pos > end:
+            raise ValueError("malformed field")
+        yield field, wire, value, start, pos
+
+
+def _onnx_refusal(data: bytes, kind: str = "model", pos: int = 0, end: int = -1,
+                  depth: int = 0) -> str:  # fmt: skip
+    """Why this ONNX model is refused ("" if it is not): external data or a non-standard
+    domain anywhere (graphs nested in attributes, training graphs, functions included)."""
+    end = len(data) if end < 0 else end
+    if depth > _ONNX_MAX_DEPTH:
+        raise ValueError("graphs nested too deeply")
+    children, domain_field = _ONNX_FIELDS[kind], _ONNX_DOMAIN_FIELD.get(kind)
+    for field, wire, value, start, stop in _fields(data, pos, end):
+        if kind == "tensor" and (field == 13 or (field == 14 and value == 1)):
+            return "a tensor references external data (a file path): refused"
+        if field == domain_field and wire == 2:
+            domain = data[start:stop].decode("utf-8", "replace")
+            if domain not in ONNX_DOMAINS:
+                return f"operator domain {domain[:60]!r} is not ONNX's own: refused"
+        if field in children:
+            if wire != 2:
+                raise ValueError(f"field {field} of {kind} is not a message")
+            why = _onnx_refusal(data, children[field], start, stop, depth + 1)
+            if why:
+                return why
+    return ""
+
+
+class _OnnxModel:
+    """An onnxruntime session on the CPU, called like a module: float32 tensor in, tensor out."""
+
+    def __init__(self, data: bytes, threads: int) -> None:
+        import onnxruntime as ort
+
+        try:
+            why = _onnx_refusal(data)
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"not a valid ONNX model ({exc})") from None
+        if why:
+            raise PermissionError(why)
+        options = ort.SessionOptions()  # no custom-op libraries are ever registered
+        options.intra_op_num_threads, options.inter_op_num_threads = max(1, threads), 1
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.load_model_format", "ONNX")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)":
+            got = ", ".join(f"{i.name}: {i.type}" for i in inputs)[:200]
+            raise TypeError(f"the ONNX model must take one float tensor, it takes ({got})")
+        self.input_name = inputs[0].name
+        dims = [d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape]
+        self.info = {
+            "input_shape": dims[1:] if dims and None not in dims[1:] else None,
+            "fixed_batch": dims[0] if dims else None,
+        }
+
+    def __call__(self, x):  # noqa: ANN001, ANN204 - torch is imported lazily
+        import numpy as np
+        import torch
+
+        out = self.session.run(None, {self.input_name: x.numpy().astype(np.float32)})[0]
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"the ONNX model returned {type(out).__name__}, not a tensor")
+        return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def _load(fmt: str, data: bytes, threads: int):  # noqa: ANN202 - types known after import
     import torch
 
+    if fmt == "onnx":
+        model = _OnnxModel(data, threads)
+        return model, model.info
     buf = io.BytesIO(data)
     if fmt == "torch.export":
         program = torch.export.load(buf)
@@ -191,12 +316,15 @@ def main() -> int:
     import torch.export  # noqa: F401
     import torch.export.pt2_archive._package  # noqa: F401  (imports create cache dirs: trusted)
 
+    if fmt == "onnx":  # the native library is loaded before the sandbox, like torch's
+        import onnxruntime  # noqa: F401
+
     torch.set_num_threads(max(1, threads))
     with open(suspect_fd, "rb", closefd=True) as fh:
         data = fh.read()
     sandbox = _landlock(_read_roots(extra_roots))
     try:
-        module, info = _load(fmt, data)
+        module, info = _load(fmt, data, threads)
         del data
         if isinstance(module, torch.nn.Module):
             try:
