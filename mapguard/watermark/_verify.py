@@ -2,8 +2,9 @@
 
 mapguard checkpoints (safetensors, weights without code) are loaded here with
 :func:`mapguard.checkpoint.load_checkpoint`; every format whose loading runs code
-(``torch.export``, TorchScript, pickle) goes through :func:`verification.backends.load_suspect`,
-which runs it in an isolated worker process (in this process only with ``unsafe_load``).
+(``torch.export``, TorchScript, pickle), and ONNX (onnxruntime, a native parser), goes through
+:func:`verification.backends.load_suspect`, which runs it in an isolated worker process (in this
+process only with ``unsafe_load``).
 The test, the ``result-predicate-v1`` document and its signing are the arbiter's
 (:mod:`verification.verify`); this module only opens the suspect and names the tool.
 """
@@ -119,8 +120,8 @@ def verify_suspect(
 
     Args:
         suspect: The suspect model file: a mapguard checkpoint (data, loaded here) or a code
-            format (``.pt2``, TorchScript, pickle: run in an isolated worker process); or an
-            in-memory ``torch.nn.Module`` taking pixels in ``[0, 1]`` (identified by its state
+            format (``.pt2``, TorchScript, pickle) or ONNX (run in an isolated worker process);
+            or an in-memory ``torch.nn.Module`` taking pixels in ``[0, 1]`` (identified by its state
             digest).
         watermark: The owner's ``owner.wm``.
         claim_nonce: The claim's nonce: fixed after the claim was filed, by someone other than

@@ -1,7 +1,8 @@
 """Query backend over an isolated worker process, for model files whose loading runs code.
 
 ``.pt2`` archives (their graph may call any ATen operator, and their weights or sample inputs may
-be pickles), TorchScript (code) and pickles are never loaded in the verifier's process. The
+be pickles), TorchScript (code), pickles and ONNX models (onnxruntime: a native parser; external
+data would read files) are never loaded in the verifier's process. The
 worker (``worker_main.py`` next to this file, a standalone script run by path) runs:
 
 - as a new process with an empty environment (only ``OMP_NUM_THREADS``, ``LC_ALL``, ``PATH``),
