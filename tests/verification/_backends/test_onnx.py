@@ -144,3 +144,13 @@ def test_unsafe_load_runs_onnx_in_process(onnx_file):
     with load_suspect(path, allow_unsafe_load=True, num_classes=10) as backend:
         assert backend.isolation.startswith("UNSAFE LOAD")
         assert torch.allclose(backend.query(x), torch.softmax(net(x), dim=1), atol=1e-6)
+
+
+def test_a_malformed_graph_is_refused_in_one_line(tmp_path):
+    # Valid top-level fields (ir_version 10, a graph of 3 bytes) around a graph that is not one.
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x08\x0a\x3a\x03\x0a\xff\xff")
+    assert detect_suspect_format(path) == "onnx"
+    with pytest.raises(SuspectError, match="not a valid ONNX model") as info:
+        load_suspect(path, limits=FAST)
+    assert "\n" not in str(info.value)
