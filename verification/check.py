@@ -11,6 +11,9 @@ unauthenticated byte is ever interpreted):
    names no signer: whose result it is, is what ``pubkey`` says;
 4. ``subject``: the statement's subject digest is the model it speaks about (the protected model
    of a commitment, the suspect of a result) and, with ``artifact``, the digest of that file;
+   ``timestamp`` (a commitment, with ``timestamp`` and ``tsa_cert``): the RFC 3161 token
+   certifies the commitment digest and verifies with the TSA certificate the user supplied
+   (:func:`verification.timestamps.verify_timestamp`); its time is ``CheckResult.timestamp``;
 5. with ``watermark`` (the revealed owner's file): ``watermark``: the file opens and its own
    signature verifies with ``pubkey`` (for a commitment: the owner key it names);
    ``commitment``: it belongs to this statement and every committed digest opens to the revealed
@@ -43,6 +46,7 @@ from protocols import canonical, dsse, keys, openings, statements
 from protocols.analysis import claim_null_seed
 from protocols.errors import InputError, SignatureError
 from protocols.fileio import MAX_JSON_BYTES, read_input, sha256_file
+from verification import timestamps
 from verification.triggers import get_trigger_family
 from verification.watermark_file import (
     MAX_FILE_BYTES,
@@ -79,6 +83,9 @@ class CheckResult:
         signer: Fingerprint of ``pubkey``.
         statement_digest: SHA-256 of the signed statement (the commitment digest), once known.
         subjects: ``(name, sha256)`` of each subject, once the statement is authenticated.
+        timestamp: The time certified by the commitment's RFC 3161 token, if one was checked
+            and verified.
+        created: The statement's own ``created`` time (the signer's clock), once authenticated.
     """
 
     ok: bool
@@ -87,6 +94,8 @@ class CheckResult:
     signer: str
     statement_digest: str | None = None
     subjects: tuple[tuple[str, str], ...] = ()
+    timestamp: timestamps.CertifiedTime | None = None
+    created: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -133,6 +142,8 @@ def check(
     *,
     passphrase: bytes | None = None,
     artifact: str | os.PathLike[str] | None = None,
+    timestamp: str | os.PathLike[str] | None = None,
+    tsa_cert: str | os.PathLike[str] | None = None,
 ) -> CheckResult:
     """Check a signed commitment or result file (see the module docstring for the steps).
 
@@ -142,6 +153,9 @@ def check(
         watermark: The revealed watermark file, to check that the commitment opens to it.
         passphrase: Passphrase of an encrypted watermark file.
         artifact: The model file the statement is about, to compare its digest with the subject.
+        timestamp: An RFC 3161 token on the commitment (``commitment.tsr``); needs ``tsa_cert``.
+        tsa_cert: The TSA's certificate and its CA chain up to the root (PEM), to check
+            ``timestamp`` against.
 
     Returns:
         :class:`CheckResult`; problems with the content of ``file`` or ``watermark`` are failed
@@ -150,7 +164,8 @@ def check(
     Raises:
         InputError: ``pubkey`` cannot be loaded, or ``file``, ``watermark`` or ``artifact``
             cannot be read: missing, not a regular file, or (``file``: 1 MiB, ``watermark``:
-            :data:`~verification.watermark_file.MAX_FILE_BYTES`) too large.
+            :data:`~verification.watermark_file.MAX_FILE_BYTES`) too large; ``timestamp``
+            without ``tsa_cert`` (or the reverse), or an unusable TSA certificate file.
     """
     key = _public_key(pubkey)
     signer = keys.fingerprint(key)
@@ -159,6 +174,7 @@ def check(
     if watermark is not None:
         wm = (Path(watermark), read_input(watermark, "watermark", max_bytes=MAX_FILE_BYTES))
     artifact_path = None if artifact is None else _regular_file(artifact, "artifact")
+    token = _token_inputs(timestamp, tsa_cert)
     run, state = _Run(), _State()
     try:
         run.step("signature", lambda: _signature(data, Path(file), key, state))
@@ -166,6 +182,8 @@ def check(
         if state.kind == "commitment":
             run.step("signer", lambda: _named_signer(state, signer))
         run.step("subject", lambda: _subject(state, artifact_path))
+        if token is not None:
+            run.step("timestamp", lambda: _timestamp(*token, state))
         if wm is not None:
             run.step("watermark", lambda: _watermark(*wm, key, passphrase, state))
             for name, fn in _WATERMARK_CHECKS[state.kind]:
@@ -180,6 +198,8 @@ def check(
         signer=signer,
         statement_digest=state.digest,
         subjects=state.subjects,
+        timestamp=state.certified,
+        created=state.statement.get("predicate", {}).get("created"),
     )
 
 
@@ -191,6 +211,7 @@ class _State:
     digest: str | None = None
     subjects: tuple[tuple[str, str], ...] = ()
     wm: WatermarkFile | None = None
+    certified: timestamps.CertifiedTime | None = None
 
 
 def _signature(data: bytes, path: Path, key: Ed25519PublicKey, state: _State) -> str:
@@ -239,6 +260,36 @@ def _subject(state: _State, artifact: Path | None) -> str:
     if actual not in digests:
         raise _Failed(f"'{artifact}' has sha256 {actual}, not a subject of this statement")
     return f"'{artifact}' is the subject ({actual})"
+
+
+def _token_inputs(
+    timestamp: str | os.PathLike[str] | None, tsa_cert: str | os.PathLike[str] | None
+) -> tuple[Path, bytes, timestamps.TsaTrust] | None:
+    """The token's bytes and the user's TSA certificate, read before any check runs."""
+    if timestamp is None and tsa_cert is None:
+        return None
+    if tsa_cert is None:
+        raise InputError(
+            f"the time-stamp token '{timestamp}' needs the TSA's certificate (--tsa-cert, PEM: "
+            "the TSA certificate and its CA chain); a certificate inside the token is never "
+            "trusted on its own"
+        )
+    if timestamp is None:
+        raise InputError(f"--tsa-cert '{tsa_cert}' is given without a time-stamp token to check")
+    timestamps.ensure_available()
+    data = read_input(timestamp, "time-stamp token", max_bytes=timestamps.MAX_TOKEN_BYTES)
+    return Path(timestamp), data, timestamps.load_tsa_trust(tsa_cert)
+
+
+def _timestamp(path: Path, data: bytes, trust: timestamps.TsaTrust, state: _State) -> str:
+    if state.kind != "commitment":
+        raise _Failed("a time-stamp token is checked on a commitment, not on a result")
+    c = timestamps.verify_timestamp(data, state.statement, trust, source=f"token '{path}'")
+    state.certified = c
+    accuracy = "" if c.accuracy_seconds is None else f" (±{c.accuracy_seconds:g} s)"
+    return (f"RFC 3161 token certifies the commitment digest at {c.time}{accuracy}; TSA "
+            f"'{c.tsa}' ({c.tsa_certificate_sha256[:23]}..., from '{trust.source}'), policy "
+            f"{c.policy}, serial {c.serial_number}")  # fmt: skip
 
 
 def _watermark(

@@ -281,6 +281,7 @@ from mapguard._cli import (  # noqa: E402
     protect,
     report,
     synthesize,
+    timestamp,
     train,
     verify,
 )
@@ -294,6 +295,7 @@ for _command in (
     keygen.keygen,
     embed.embed,
     verify.verify,
+    timestamp.timestamp,
     check.check,
     report.report_command,
     attack.attack,

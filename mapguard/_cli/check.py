@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from mapguard import _cli
@@ -23,24 +25,63 @@ _EXISTING = click.Path(exists=True, dir_okay=False)
     type=_EXISTING,
     help="The model file the statement is about: compare its sha256 with the subject.",
 )
+@click.option(
+    "--timestamp",
+    "timestamp_path",
+    type=_EXISTING,
+    help="RFC 3161 token on the commitment (commitment.tsr, from `mapguard timestamp`).",
+)
+@click.option(
+    "--tsa-cert",
+    type=_EXISTING,
+    help="The TSA's certificate and its CA chain up to the root (PEM), to check --timestamp.",
+)
+@click.option(
+    "--suspect-first-seen",
+    metavar="TIME",
+    help="The suspect's first known date (RFC 3339 or YYYY-MM-DD): say whether the certified "
+    "time predates it.",
+)
 @_cli.shared_options("passphrase", "json")
-def check(file, pubkey, watermark_path, artifact, passphrase_file, as_json):
+def check(
+    file,
+    pubkey,
+    watermark_path,
+    artifact,
+    timestamp_path,
+    tsa_cert,
+    suspect_first_seen,
+    passphrase_file,
+    as_json,
+):
     """Check a signed commitment or result: signature, schema, subject and (with --watermark)
     that the commitment opens to the revealed watermark. Exit 0 only if all hold."""
+    from verification import timestamps
     from verification.check import check as run_check
 
+    first_seen = None
+    if suspect_first_seen is not None:
+        first_seen = timestamps.parse_time(suspect_first_seen, what="--suspect-first-seen")
     res = run_check(
         file,
         pubkey,
         watermark_path,
         passphrase=_cli.read_passphrase(passphrase_file),
         artifact=artifact,
+        timestamp=timestamp_path,
+        tsa_cert=tsa_cert,
     )
-    _cli.echo_result(as_json, res.to_dict(), lambda: _print_checks(res))
+    data, order = res.to_dict(), None
+    if res.kind == "commitment" and (timestamp_path or first_seen):
+        order = timestamps.time_order(res.timestamp, first_seen, stated=res.created)
+        data["order"] = dataclasses.asdict(order)
+    _cli.echo_result(as_json, data, lambda: _print_checks(res, order))
     click.get_current_context().exit(0 if res.ok else 1)
 
 
-def _print_checks(res) -> None:  # noqa: ANN001
+def _print_checks(res, order) -> None:  # noqa: ANN001
     for item in res.items:
         click.echo(f"{'ok  ' if item.ok else 'FAIL'}  {item.name:<17} {item.detail}")
     click.echo(f"{res.kind}: {'all checks hold' if res.ok else 'CHECK FAILED'}")
+    if order is not None:
+        click.echo(f"order: {order.sentence}")
