@@ -116,3 +116,37 @@ def test_unsafe_load_is_stamped_in_the_result(embedded, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["suspect"]["isolation"].startswith("UNSAFE LOAD")
     assert "UNSAFE LOAD" in res.output
+
+
+def test_onnx_export_gives_the_checkpoints_pvalue(embedded, tmp_path):
+    # Issue 16: an owner who ships ONNX. The .onnx (onnxruntime in the isolated worker) and the
+    # protected.pt (in-process) get the same p-value for one watermark and claim nonce.
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from mapguard.watermark import verify_suspect
+
+    onnx = tmp_path / "protected.onnx"
+    res = _run("export-onnx", embedded.file("protected.pt"), "--out", onnx)
+    assert res.exit_code == 0 and "ONNX" in res.output, res.output
+    wm = embedded.file("owner.wm")
+    reports = [
+        verify_suspect(p, wm, claim_nonce="c1") for p in (embedded.file("protected.pt"), onnx)
+    ]
+    checkpoint, exported = (r.result for r in reports)
+    assert reports[1].predicate["suspect"]["isolation"].startswith("isolated worker")
+    assert reports[1].predicate["suspect"]["format"] == "onnx"
+    assert exported.pvalue == checkpoint.pvalue and exported.evidenced
+    assert tuple(exported.ranks) == tuple(checkpoint.ranks)
+
+
+def test_verify_refuses_an_onnx_file_reading_external_data(embedded, tmp_path, malicious):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"ARBITER-PRIVATE-KEY-0123456789abcdefXYZ!")
+    path = malicious.onnx_external_data(tmp_path / "suspect.onnx", "../../../" + str(secret))
+    out = tmp_path / "result.json"
+    wm = embedded.file("owner.wm")
+    res = _run("verify", path, "--watermark", wm, "--claim-nonce", "c1", "--out", out)
+    assert _one_line_error(res) and "references external data" in res.output, res.output
+    assert "ARBITER" not in res.output and not out.exists()
