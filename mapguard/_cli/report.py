@@ -41,6 +41,23 @@ _PATH = click.Path(exists=False, dir_okay=False, path_type=Path)
     help="Write the report even if a signature fails or cannot be checked, marked "
     "UNVERIFIED in red at the top (default: refuse with exit code 2).",
 )
+@click.option(
+    "--timestamp",
+    "timestamp_path",
+    type=_PATH,
+    help="RFC 3161 token on the commitment (commitment.tsr, from `mapguard timestamp`).",
+)
+@click.option(
+    "--tsa-cert",
+    type=_PATH,
+    help="The TSA's certificate and its CA chain up to the root (PEM), to check --timestamp.",
+)
+@click.option(
+    "--suspect-first-seen",
+    metavar="TIME",
+    help="The suspect's first known date (RFC 3339 or YYYY-MM-DD): the report says whether the "
+    "commitment's certified time predates it.",
+)
 @_cli.shared_options("passphrase", "json")
 def report_command(
     result: Path,
@@ -51,6 +68,9 @@ def report_command(
     force: bool,
     pdf: Path | None,
     allow_unverified: bool,
+    timestamp_path: Path | None,
+    tsa_cert: Path | None,
+    suspect_first_seen: str | None,
     passphrase_file: str | None,
     as_json: bool,
 ) -> None:
@@ -74,6 +94,9 @@ def report_command(
         force=force,
         allow_unverified=allow_unverified,
         watermark_passphrase=_cli.read_passphrase(passphrase_file),
+        timestamp_path=timestamp_path,
+        tsa_cert_path=tsa_cert,
+        suspect_first_seen=suspect_first_seen,
     )
     _cli.echo_result(as_json, res.to_dict(), lambda: _print_report(res))
 

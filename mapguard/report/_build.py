@@ -16,6 +16,7 @@ from mapguard.report._evidence import load_evidence
 from mapguard.report._render import render_html, render_pdf
 from mapguard.report._sources import SignatureCheck
 from protocols.fileio import atomic_write_bytes, check_writable
+from verification import timestamps
 
 __all__ = ["ReportResult", "build_report"]
 
@@ -66,10 +67,12 @@ def _default_command(
     out_html: PathLike,
     pdf: PathLike | None,
     allow_unverified: bool,
+    timing: Sequence[str] = (),
 ) -> list[str]:
     cmd = ["mapguard", "report", str(result_path), "--commitment", str(commitment_path)]
     if watermark_path is not None:
         cmd += ["--watermark", str(watermark_path)]
+    cmd += timing
     for key in pubkey_paths:
         cmd += ["--pubkey", str(key)]
     cmd += ["--out", str(out_html)]
@@ -78,6 +81,19 @@ def _default_command(
     if allow_unverified:
         cmd.append("--allow-unverified")
     return cmd
+
+
+def _timing_options(
+    timestamp_path: PathLike | None,
+    tsa_cert_path: PathLike | None,
+    first_seen: str | dt.datetime | None,
+) -> list[str]:
+    """``--timestamp``, ``--tsa-cert`` and ``--suspect-first-seen`` as given."""
+    given = [("--timestamp", timestamp_path), ("--tsa-cert", tsa_cert_path)]
+    if isinstance(first_seen, dt.datetime):
+        first_seen = first_seen.isoformat().replace("+00:00", "Z")
+    given.append(("--suspect-first-seen", first_seen))
+    return [str(x) for option, value in given if value is not None for x in (option, value)]
 
 
 def _key_paths(pubkey_path: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
@@ -100,6 +116,9 @@ def build_report(
     allow_unverified: bool = False,
     watermark_passphrase: bytes | None = None,
     generated: str | None = None,
+    timestamp_path: PathLike | None = None,
+    tsa_cert_path: PathLike | None = None,
+    suspect_first_seen: str | dt.datetime | None = None,
 ) -> ReportResult:
     """Write the evidence report on a verification result.
 
@@ -117,6 +136,11 @@ def build_report(
             marked UNVERIFIED in red at the top, instead of refusing.
         watermark_passphrase: Passphrase of an encrypted watermark file.
         generated: Report timestamp (RFC 3339); default now (UTC).
+        timestamp_path: An RFC 3161 token on the commitment (``mapguard timestamp``); needs
+            ``tsa_cert_path``. Its certified time is shown, with its source, if it verifies.
+        tsa_cert_path: The TSA's certificate and its CA chain up to the root (PEM).
+        suspect_first_seen: The suspect's first known date (RFC 3339 or ``YYYY-MM-DD``), given
+            by the arbiter: the report says whether the certified time predates it.
 
     Returns:
         A :class:`ReportResult` with the paths, the report's SHA-256 and the signature checks.
@@ -125,9 +149,13 @@ def build_report(
         UnverifiedInputError: a signature failed or could not be checked (without
             ``allow_unverified``).
         ReportError: the inputs do not belong together, or PDF rendering is unavailable.
+        TimestampError: a malformed ``suspect_first_seen`` or TSA certificate file.
         OutputExistsError: an output exists and ``force`` is false.
     """
     keys = _key_paths(pubkey_path)
+    first_seen = suspect_first_seen
+    if isinstance(first_seen, str):
+        first_seen = timestamps.parse_time(first_seen, what="--suspect-first-seen")
     outputs = [Path(out_html)] + ([Path(pdf)] if pdf is not None else [])
     if len(set(map(os.path.abspath, outputs))) != len(outputs):
         raise ReportError(f"--out and --pdf must differ, both are '{out_html}'")
@@ -140,14 +168,19 @@ def build_report(
         pubkey_paths=keys,
         watermark_passphrase=watermark_passphrase,
         allow_unverified=allow_unverified,
+        timestamp_path=timestamp_path,
+        tsa_cert_path=tsa_cert_path,
     )
+    timing = _timing_options(timestamp_path, tsa_cert_path, suspect_first_seen)
     command = _default_command(
-        result_path, commitment_path, watermark_path, keys, out_html, pdf, allow_unverified
-    )
+        result_path, commitment_path, watermark_path, keys, out_html, pdf, allow_unverified,
+        timing,
+    )  # fmt: skip
     context = build_context(
         evidence,
         generated=generated or _now(),
         report_command=command,
+        first_seen=first_seen,
     )
     html = render_html(context).encode("utf-8")
     pdf_bytes = render_pdf(html.decode("utf-8")) if pdf is not None else None

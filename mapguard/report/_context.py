@@ -6,6 +6,7 @@ computes itself (digests of files, the environment) are plain text cells without
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,31 +17,40 @@ from mapguard.report._layout import CALIBRATION
 from mapguard.report._results import figures, results
 from mapguard.report._rows import Row, result_cell, text, tool
 from mapguard.report._sources import UNSIGNED, SignatureCheck
+from verification import timestamps
 
 __all__ = ["build_context"]
 
 
 def build_context(
-    evidence: Evidence, *, generated: str, report_command: Sequence[str]
+    evidence: Evidence,
+    *,
+    generated: str,
+    report_command: Sequence[str],
+    first_seen: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The template context of a report on ``evidence``."""
+    """The template context of a report on ``evidence`` (``first_seen``: the suspect's first
+    known date, given by the arbiter)."""
     docs = {"result": evidence.result.predicate, "commitment": evidence.commitment.predicate}
     if evidence.watermark is not None:
         docs["watermark"] = evidence.watermark
     s = Sources(docs)
+    certified = evidence.timestamp.certified if evidence.timestamp is not None else None
+    stated = s.get("commitment:created") if s.has("commitment:created") else None
+    order = timestamps.time_order(certified, first_seen, stated=stated)
     return {
         "generated": generated,
         "banners": _banners(evidence),
-        "summary": _summary(s),
+        "summary": {**_summary(s), "order": text(order.sentence)},
         "checks": evidence.checks,
         "parties": _parties(s, evidence),
         "models": _models(s),
-        "commitment": _commitment(s, evidence),
+        "commitment": _commitment(s, evidence) + _certified_rows(certified, order),
         "embedding": _embedding(s, evidence),
         "protocol": _protocol(s),
         "results": results(s),
         "figures": figures(s),
-        "custody": custody(s, evidence, generated),
+        "custody": custody(s, evidence, generated, first_seen=order.first_seen),
         "reproduce": reproduce(s, evidence, report_command),
         "limitations": limitations(evidence),
     }
@@ -173,6 +183,28 @@ def _commitment(s: Sources, evidence: Evidence) -> list[Row]:
         rows.append(Row(label, s.num(f"commitment:commitments.{part}.digest", "text")))
     rows.append(Row("Written by", text(tool(s, "commitment"))))
     return rows
+
+
+def _certified_rows(
+    certified: timestamps.CertifiedTime | None, order: timestamps.TimeOrder
+) -> list[Row]:
+    """The trusted time of the commitment (RFC 3161 token, checked at report time), and the
+    order with the suspect's first known date."""
+    if certified is None:
+        rows = [Row("Certified time", text("none: no trusted time-stamp was checked; the time "
+                                            "above is the owner's own clock"))]  # fmt: skip
+    else:
+        seconds = certified.accuracy_seconds
+        accuracy = "" if seconds is None else f" ±{seconds:g} s"
+        rows = [
+            Row("Certified time (RFC 3161 time-stamp, checked at report time)",
+                text(f"{certified.time}{accuracy}")),
+            Row("Time-stamp authority (certificate supplied by the user)",
+                text(f"{certified.tsa} ({certified.tsa_certificate_sha256})")),
+            Row("Token", text(f"serial {certified.serial_number}, policy {certified.policy}, "
+                              f"certifies {certified.hash_algorithm} {certified.digest}")),
+        ]  # fmt: skip
+    return [*rows, Row("Order with the suspect's first known date", text(order.sentence))]
 
 
 def _embedding(s: Sources, evidence: Evidence) -> dict[str, Any]:

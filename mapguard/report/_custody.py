@@ -35,16 +35,26 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def custody(s: Sources, evidence: Evidence, generated: str) -> dict[str, Any]:
-    """Input files with digests, timestamps, tools and the environment of this report."""
+def custody(
+    s: Sources, evidence: Evidence, generated: str, *, first_seen: str | None = None
+) -> dict[str, Any]:
+    """Input files with digests, timestamps (each with its source), tools and the environment
+    of this report."""
     env = [Row("Python", text(sys.version.split()[0])), Row("Platform", text(platform.platform()))]
     env += [Row(name, text(_version(name))) for name in _PACKAGES]
     recorded = s.first(*RESULT["environment"])
     timestamps = [
-        Row("Commitment created", s.num("commitment:created", "text")),
-        Row("Verification result created", s.num("result:created", "text")),
-        Row("Report generated", text(generated)),
-    ]
+        Row("Commitment created (the owner's own clock, as signed)",
+            s.num("commitment:created", "text")),
+        Row("Verification result created (the verifier's clock)", s.num("result:created", "text")),
+        Row("Report generated (this machine's clock)", text(generated)),
+    ]  # fmt: skip
+    certified = evidence.timestamp.certified if evidence.timestamp is not None else None
+    if certified is not None:
+        source = f"RFC 3161 time-stamp authority '{certified.tsa}'"
+        timestamps.insert(1, Row(f"Commitment certified ({source})", text(certified.time)))
+    if first_seen is not None:
+        timestamps.append(Row("Suspect first known (as given by the arbiter)", text(first_seen)))
     tools = [
         Row("Commitment written by", text(tool(s, "commitment"))),
         Row("Verification performed by", text(tool(s, "result"))),
@@ -80,6 +90,9 @@ def reproduce(
         ],
         ["mapguard", "check", evidence.result.file.path, "--pubkey", keys[-1]],
     ]
+    if evidence.timestamp is not None:
+        token, cert = (f.path for f in evidence.timestamp.files)
+        check[0] += ["--timestamp", token, "--tsa-cert", cert]
     return [
         {
             "title": "Compare the digests of the input files with the chain of custody",
@@ -118,6 +131,16 @@ def _verify_command(s: Sources, wm: str) -> str:
     return shlex.join([*args, "--key", "owner.key", "--out", "result.json"])
 
 
+def _time_limitation(evidence: Evidence) -> str:
+    if evidence.timestamp is None or evidence.timestamp.certified is None:
+        return ("The commitment's time is the signer's own statement; an independent "
+                "time-stamp (e.g. an RFC 3161 token from `mapguard timestamp`, or a "
+                "transparency-log entry) would corroborate it.")  # fmt: skip
+    return ("The commitment's time is certified by the RFC 3161 time-stamp authority named in "
+            "section 4, checked with the certificate supplied for this report: it is as "
+            "trustworthy as that authority and as the certificate's provenance.")  # fmt: skip
+
+
 def limitations(evidence: Evidence) -> list[str]:
     """What the report does not establish."""
     items = [
@@ -127,8 +150,7 @@ def limitations(evidence: Evidence) -> list[str]:
         "suspect was copied, and it does not show who copied it, when, or how.",
         "Its validity rests on the secret trigger being exchangeable with random triggers of the "
         "same family, i.e. on the secret having been drawn at random and committed to before the "
-        "suspect existed. The commitment's time is the signer's own statement; an independent "
-        "time-stamp (e.g. a transparency-log entry) would corroborate it.",
+        "suspect existed. " + _time_limitation(evidence),
         "A signature shows that the holder of the private key signed the file; who holds that key "
         "must be established separately (e.g. by the owner publishing the key fingerprint).",
         "The result concerns the suspect file with the SHA-256 shown. A deployed service may run a "

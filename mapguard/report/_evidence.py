@@ -19,6 +19,7 @@ from mapguard.report._sources import (
     load_signed,
     load_watermark,
 )
+from mapguard.report._timestamp import TimestampEvidence, load_timestamp
 from protocols import statements
 
 __all__ = ["PUBLIC_WATERMARK_FIELDS", "Evidence", "load_evidence"]
@@ -48,6 +49,7 @@ class Evidence:
         keys: The public keys given.
         checks: One signature/integrity check per signed input, in display order.
         commitment_digest: SHA-256 of the commitment statement (what results refer to).
+        timestamp: The commitment's RFC 3161 token and its check, if one was given.
     """
 
     result: SignedDoc
@@ -57,6 +59,7 @@ class Evidence:
     keys: tuple[PublicKey, ...]
     checks: tuple[SignatureCheck, ...]
     commitment_digest: str | None
+    timestamp: TimestampEvidence | None = None
 
     @property
     def files(self) -> tuple[InputFile, ...]:
@@ -64,6 +67,8 @@ class Evidence:
         files = [self.result.file, self.commitment.file]
         if self.watermark_file is not None:
             files.append(self.watermark_file)
+        if self.timestamp is not None:
+            files.extend(self.timestamp.files)
         return (*files, *(k.file for k in self.keys))
 
     @property
@@ -85,13 +90,16 @@ def load_evidence(
     pubkey_paths: Sequence[str | os.PathLike[str]] = (),
     watermark_passphrase: bytes | None = None,
     allow_unverified: bool = False,
+    timestamp_path: str | os.PathLike[str] | None = None,
+    tsa_cert_path: str | os.PathLike[str] | None = None,
 ) -> Evidence:
     """Load and check the inputs of a report.
 
     Raises:
         UnverifiedInputError: a signature failed or could not be checked (one line naming the
             file) and ``allow_unverified`` is false.
-        ReportError: the files do not belong together (other model, other commitment).
+        ReportError: the files do not belong together (other model, other commitment), or a
+            token is given without its TSA certificate (or the reverse).
         SchemaError / SignatureError: a file is malformed.
     """
     keys = load_public_keys(pubkey_paths)
@@ -112,6 +120,9 @@ def load_evidence(
         )
     )
     checks = [result.check, commitment.check]
+    timestamp = load_timestamp(timestamp_path, tsa_cert_path, commitment)
+    if timestamp is not None:
+        checks.append(timestamp.check)
     watermark = watermark_file = None
     if watermark_path is not None:
         full, watermark_file, wm_check = load_watermark(
@@ -132,6 +143,7 @@ def load_evidence(
         commitment_digest=(
             statements.statement_digest(commitment.statement) if commitment.statement else None
         ),
+        timestamp=timestamp,
     )
     _refuse_unverified(evidence, allow_unverified)
     _cross_check(evidence)
