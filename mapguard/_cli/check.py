@@ -7,6 +7,7 @@ import dataclasses
 import click
 
 from mapguard import _cli
+from mapguard._cli.timestamp import timing_options
 
 _EXISTING = click.Path(exists=True, dir_okay=False)
 
@@ -25,23 +26,7 @@ _EXISTING = click.Path(exists=True, dir_okay=False)
     type=_EXISTING,
     help="The model file the statement is about: compare its sha256 with the subject.",
 )
-@click.option(
-    "--timestamp",
-    "timestamp_path",
-    type=_EXISTING,
-    help="RFC 3161 token on the commitment (commitment.tsr, from `mapguard timestamp`).",
-)
-@click.option(
-    "--tsa-cert",
-    type=_EXISTING,
-    help="The TSA's certificate and its CA chain up to the root (PEM), to check --timestamp.",
-)
-@click.option(
-    "--suspect-first-seen",
-    metavar="TIME",
-    help="The suspect's first known date (RFC 3339 or YYYY-MM-DD): say whether the certified "
-    "time predates it.",
-)
+@timing_options
 @_cli.shared_options("passphrase", "json")
 def check(
     file,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mapguard import _cli
+from mapguard._cli.timestamp import timing_options
 
 __all__ = ["report_command"]
 
@@ -41,23 +42,7 @@ _PATH = click.Path(exists=False, dir_okay=False, path_type=Path)
     help="Write the report even if a signature fails or cannot be checked, marked "
     "UNVERIFIED in red at the top (default: refuse with exit code 2).",
 )
-@click.option(
-    "--timestamp",
-    "timestamp_path",
-    type=_PATH,
-    help="RFC 3161 token on the commitment (commitment.tsr, from `mapguard timestamp`).",
-)
-@click.option(
-    "--tsa-cert",
-    type=_PATH,
-    help="The TSA's certificate and its CA chain up to the root (PEM), to check --timestamp.",
-)
-@click.option(
-    "--suspect-first-seen",
-    metavar="TIME",
-    help="The suspect's first known date (RFC 3339 or YYYY-MM-DD): the report says whether the "
-    "commitment's certified time predates it.",
-)
+@timing_options
 @_cli.shared_options("passphrase", "json")
 def report_command(
     result: Path,
@@ -68,8 +53,8 @@ def report_command(
     force: bool,
     pdf: Path | None,
     allow_unverified: bool,
-    timestamp_path: Path | None,
-    tsa_cert: Path | None,
+    timestamp_path: str | None,
+    tsa_cert: str | None,
     suspect_first_seen: str | None,
     passphrase_file: str | None,
     as_json: bool,

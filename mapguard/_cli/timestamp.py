@@ -8,6 +8,27 @@ from mapguard import _cli
 
 _EXISTING = click.Path(exists=True, dir_okay=False)
 
+#: ``--timestamp``, ``--tsa-cert`` and ``--suspect-first-seen`` of ``check`` and ``report``.
+timing_options = _cli._stacked(
+    click.option(
+        "--timestamp",
+        "timestamp_path",
+        type=_cli.FILE,
+        help="RFC 3161 token on the commitment (commitment.tsr, from `mapguard timestamp`).",
+    ),
+    click.option(
+        "--tsa-cert",
+        type=_cli.FILE,
+        help="The TSA's certificate and its CA chain up to the root (PEM), to check --timestamp.",
+    ),
+    click.option(
+        "--suspect-first-seen",
+        metavar="TIME",
+        help="The suspect's first known date (RFC 3339 or YYYY-MM-DD): say whether the "
+        "commitment's certified time predates it.",
+    ),
+)
+
 
 @_cli.command()
 @click.argument("commitment", type=_EXISTING)
