@@ -10,6 +10,8 @@ It never imports ``mapguard``: a court expert can install and audit it alone. Pu
 - :mod:`verification.watermark_file` — the revealed owner's file (``owner.wm``) as a spec
 - :mod:`verification.check` — check a signed commitment or result (and its watermark)
 - :mod:`verification.transforms` — query-time input transformations a thief may apply
+- :mod:`verification.timestamps` — RFC 3161 tokens on a commitment, checked with the user's TSA
+  certificate, and whether the certified time predates the suspect
 
 Example (the test in two steps: a secret's trigger, then its rank among null keys'):
     >>> import numpy as np
@@ -21,4 +23,4 @@ Example (the test in two steps: a secret's trigger, then its rank among null key
     0.01
 """
 
-__all__ = ["backends", "check", "stats", "transforms", "triggers", "verify", "watermark_file"]
+__all__ = ["backends", "check", "stats", "timestamps", "transforms", "triggers", "verify", "watermark_file"]
