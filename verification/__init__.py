@@ -23,4 +23,13 @@ Example (the test in two steps: a secret's trigger, then its rank among null key
     0.01
 """
 
-__all__ = ["backends", "check", "stats", "timestamps", "transforms", "triggers", "verify", "watermark_file"]
+__all__ = [
+    "backends",
+    "check",
+    "stats",
+    "timestamps",
+    "transforms",
+    "triggers",
+    "verify",
+    "watermark_file",
+]
