@@ -75,16 +75,17 @@ def _accuracy_rows(
     side: int,
     dev: torch.device,
     progress: bool,
+    workers: int,
 ) -> dict[str, dict[str, float]]:
-    from mapguard.data import load_data
+    from mapguard.data import load_or_stream
 
     rows: dict[str, dict[str, float]] = {}
     for spec in data_specs:
-        data = load_data(spec, split=split, progress=progress, size=side)
+        data = load_or_stream(spec, split=split, progress=progress, size=side)
         check_compatible(k, data, side=side)
-        row = {"accuracy": accuracy(model.to(dev), data, device=dev)}
+        row = {"accuracy": accuracy(model.to(dev), data, device=dev, workers=workers)}
         if ref is not None:
-            row["reference_accuracy"] = accuracy(ref.to(dev), data, device=dev)
+            row["reference_accuracy"] = accuracy(ref.to(dev), data, device=dev, workers=workers)
         rows[spec] = row
     return rows
 
@@ -99,13 +100,19 @@ def evaluate_model(
     allow_unsafe: bool = False,
     device: str | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Accuracy on each data spec; with ``reference`` also before/after, drops and ST-D.
 
     The data are loaded at the model's image side (its checkpoint's ``input_size``; 32 for a
     model file without metadata); a reference checkpoint that records another side is refused.
+    Folders are streamed from disk in batches (``workers`` decoding processes), built-in domains
+    held in memory.
     """
+    from mapguard._config import check_int
     from mapguard.metrics import protection_metrics
+
+    check_int("workers", workers, low=0)
 
     dev = default_device(device)
     with contextlib.ExitStack() as stack:
@@ -114,8 +121,9 @@ def evaluate_model(
         k = meta.num_classes if meta is not None else probe_num_classes(model, size=side)
         ref = _open_reference(reference, side, allow_unsafe, stack) if reference else None
         rows = _accuracy_rows(
-            model, ref, data_specs, split=split, k=k, side=side, dev=dev, progress=progress
-        )
+            model, ref, data_specs, split=split, k=k, side=side, dev=dev, progress=progress,
+            workers=workers,
+        )  # fmt: skip
     report: dict[str, Any] = {"model": str(model_path), "split": split, "accuracy": rows}
 
     if ref is not None and source is not None:

@@ -2,9 +2,10 @@
 ``mapguard protect``).
 
 One walk: load the model and the data (train splits for the method, test splits of every domain
-for the metrics) -> run a protection method from :mod:`mapguard.methods` -> measure accuracies
-before and after (:mod:`mapguard.metrics`) -> write the protected checkpoint, mask, metrics and
-``torch.export`` archive (:mod:`mapguard.export`).
+for the metrics; folders are streamed from disk, built-in domains held in memory) -> run a
+protection method from :mod:`mapguard.methods` -> measure accuracies before and after
+(:mod:`mapguard.metrics`) -> write the protected checkpoint, mask, metrics and ``torch.export``
+archive (:mod:`mapguard.export`).
 
 Example:
     >>> # protect("model.pt", source="builtin:mnist", targets=["builtin:mnistm"], out="p.pt")
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from mapguard import __version__
+from mapguard._config import check_int
 from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
@@ -45,7 +47,10 @@ from mapguard.training import accuracy, check_compatible, input_side
 from protocols.fileio import atomic_write_text, check_writable
 
 if TYPE_CHECKING:
-    from mapguard.data import ImageSet
+    from mapguard.data import FolderDataset, ImageSet
+
+    #: A split as protect reads it: in memory (built-in domains) or streamed (folders).
+    Data = ImageSet | FolderDataset
 
 __all__ = ["ProtectReport", "protect"]
 
@@ -104,11 +109,14 @@ def _check_outputs(
 
 
 def _load_sets(
-    specs: Sequence[str], split: str, k: int, side: int, progress: bool
-) -> list[ImageSet]:
-    from mapguard.data import load_data
+    specs: Sequence[str], split: str, k: int, side: int, progress: bool, stream: bool = True
+) -> list[Data]:
+    """The ``split`` of every spec: folders streamed unless ``stream`` is False (a method that
+    needs its data in memory), built-in domains in memory."""
+    from mapguard.data import load_data, load_or_stream
 
-    sets = [load_data(s, split=split, progress=progress, size=side) for s in specs]
+    read = load_or_stream if stream else load_data
+    sets = [read(s, split=split, progress=progress, size=side) for s in specs]
     for d in sets:
         check_compatible(k, d, side=side)
     return sets
@@ -139,8 +147,26 @@ def _norm(spec: str) -> str:
     return str(parsed.path.resolve()) if parsed.path is not None else str(parsed)
 
 
-def _same_images(a: ImageSet, b: ImageSet) -> bool:
-    return a.images.shape == b.images.shape and torch.equal(a.images, b.images)
+def _same_images(a: Data, b: Data, workers: int) -> bool:
+    """Whether two splits hold the same pixels; streamed ones are compared a batch at a time
+    (stopping at the first difference), after their lengths and labels."""
+    from mapguard.data import ImageSet, ImageSetDataset, data_loader
+
+    if isinstance(a, ImageSet) and isinstance(b, ImageSet):
+        return a.images.shape == b.images.shape and torch.equal(a.images, b.images)
+    if len(a) != len(b) or a.side != b.side or not torch.equal(a.labels, b.labels):
+        return False
+    loaders = [
+        data_loader(
+            ImageSetDataset(d) if isinstance(d, ImageSet) else d,
+            batch_size=256,
+            seed=0,
+            workers=workers,
+            shuffle=False,
+        )  # fmt: skip
+        for d in (a, b)
+    ]
+    return all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(*loaders))
 
 
 def _other_specs(
@@ -157,10 +183,12 @@ def _other_specs(
 
 
 def _accuracies(
-    model: nn.Module, sets: Mapping[str, ImageSet], device: torch.device
+    model: nn.Module, sets: Mapping[str, Data], device: torch.device, workers: int
 ) -> dict[str, float]:
     model.to(device).eval()
-    return {name: accuracy(model, data, device=device) for name, data in sets.items()}
+    return {
+        name: accuracy(model, data, device=device, workers=workers) for name, data in sets.items()
+    }
 
 
 def protect(
@@ -180,6 +208,7 @@ def protect(
     device: str | None = None,
     progress: bool = True,
     allow_code: bool = False,
+    workers: int = 0,
 ) -> ProtectReport:
     """Protect the model at ``model_path`` against ``targets`` and write the outputs.
 
@@ -190,6 +219,10 @@ def protect(
     Every output path is checked before any work; outputs are written atomically, only by rank 0
     under ``torchrun``. ``allow_code=True`` rebuilds a checkpoint whose architecture is a
     ``module:pkg.mod:factory`` (runs that code: only for your own model; ``--unsafe-load``).
+    Folder data are streamed from disk, decoded by ``workers`` DataLoader processes (the
+    accuracies, and the training batches of a method registered with ``streams=True``: ``map``,
+    ``ntl``), so memory does not grow with the number of images; results are the same whatever
+    ``workers`` is. Built-in domains are held in memory.
 
     Raises:
         ConfigError: bad method/options/roles (e.g. source == target). ModelFileError: bad model or
@@ -202,22 +235,26 @@ def protect(
     if mask_out is not None and not meth.learns_mask:
         raise ConfigError(f"method '{method}' learns no mask; drop --mask-out")
     _check_roles(source, targets, keep, need_targets=meth.needs_target)
+    check_int("workers", workers, low=0)
     options = dict(options or {})
     if meth.validate is not None:
         meth.validate(options, seed)  # bad options fail before any data is loaded
     model, meta = load_checkpoint(model_path, allow_code=allow_code)
     if meth.learns_mask:
         maskable_weights(model, exclude=tuple(options.get("exclude", ())))
-    data = _load_all(source, targets, keep, meta.num_classes, input_side(meta), progress)
+    data = _load_all(
+        source, targets, keep, meta.num_classes, input_side(meta), progress,
+        stream=meth.streams, workers=workers,
+    )  # fmt: skip
     info = init_distributed()
     dev = device_for(info, default_device(device))
-    before = _accuracies(model, data.tests, dev)
+    before = _accuracies(model, data.tests, dev, workers)
     inputs = MethodInputs(
         model=model, meta=meta, source=data.source, targets=data.targets, keep=data.keep,
-        options=options, seed=seed, device=dev, progress=progress,
+        options=options, seed=seed, device=dev, progress=progress, workers=workers,
     )  # fmt: skip
     result = meth.run(inputs)
-    after = _accuracies(result.model, data.tests, dev)
+    after = _accuracies(result.model, data.tests, dev, workers)
     report = ProtectReport(
         method=method,
         metrics=_metrics(source, targets, before, after, result, meta.num_classes),
@@ -239,22 +276,30 @@ def protect(
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class _Data:
-    source: ImageSet
-    targets: tuple[ImageSet, ...]
-    keep: tuple[ImageSet, ...]
-    tests: dict[str, ImageSet]
+    source: Data
+    targets: tuple[Data, ...]
+    keep: tuple[Data, ...]
+    tests: dict[str, Data]
 
 
 def _load_all(
-    source: str, targets: Sequence[str], keep: Sequence[str], k: int, side: int, progress: bool
+    source: str,
+    targets: Sequence[str],
+    keep: Sequence[str],
+    k: int,
+    side: int,
+    progress: bool,
+    *,
+    stream: bool,
+    workers: int,
 ) -> _Data:
-    """Train splits of source/targets/keep, test splits of those plus every other domain, all
-    at the model's image ``side``."""
-    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, side, progress)
+    """Train splits of source/targets/keep (folders streamed when the method ``stream``s), test
+    splits of those plus every other domain (folders streamed), all at the model's ``side``."""
+    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, side, progress, stream)
     for spec, t in zip(targets, tgt_tr):
-        if _same_images(src_tr, t):
+        if _same_images(src_tr, t, workers):
             raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
-    keep_tr = _load_sets(keep, "train", k, side, progress)
+    keep_tr = _load_sets(keep, "train", k, side, progress, stream)
     names = [source, *targets, *_other_specs(source, targets, keep, k)]
     tests = dict(zip(names, _load_sets(names, "test", k, side, progress)))
     return _Data(source=src_tr, targets=tuple(tgt_tr), keep=tuple(keep_tr), tests=tests)

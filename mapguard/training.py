@@ -16,7 +16,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,10 +34,14 @@ from protocols.fileio import check_writable
 
 if TYPE_CHECKING:
     from mapguard.checkpoint import ModelMeta
-    from mapguard.data import ImageSet
+    from mapguard.data import FolderDataset, ImageSet, ImageSetDataset
+
+    #: What training and measuring take: an in-memory split or a streamed one.
+    Data = ImageSet | FolderDataset | ImageSetDataset
 
 __all__ = [
     "DEFAULT_SIDE",
+    "STREAM_BATCH",
     "TrainConfig",
     "accuracy",
     "augment_batch",
@@ -52,6 +56,10 @@ __all__ = [
 
 #: Image side of a model whose file records none (and of the model zoo's architectures).
 DEFAULT_SIDE = 32
+
+#: Images a batch when :func:`accuracy` streams a Dataset: what bounds its memory (decoded
+#: images and activations), whatever the number of images.
+STREAM_BATCH = 128
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +115,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def check_compatible(
-    model_classes: int, data: ImageSet, *, what: str = "model", side: int | None = None
+    model_classes: int, data: Data, *, what: str = "model", side: int | None = None
 ) -> None:
     """Refuse data whose class count (and, given ``side``, image side) differs from the model's."""
     if len(data.classes) != model_classes:
@@ -171,30 +179,34 @@ def probe_num_classes(
 
 def train_model(
     model: nn.Module,
-    data: ImageSet,
+    data: Data,
     *,
     config: TrainConfig | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    workers: int = 0,
     **overrides: object,
 ) -> nn.Module:
     """Train ``model`` on ``data`` with SGD + cosine schedule; returns it in eval mode.
 
+    ``data`` is an :class:`ImageSet` (held in memory) or a ``Dataset`` of ``(x, label)`` such as
+    a :class:`~mapguard.data.FolderDataset`, streamed through a DataLoader with ``workers``
+    processes in an order drawn from the seed (the same batches whatever ``workers`` is).
     Keyword ``overrides`` (e.g. ``epochs=3, seed=1``) replace fields of ``config``.
     """
     cfg = TrainConfig(**{**(config.__dict__ if config else {}), **overrides})
     dev = default_device(str(device) if device else None)
     model.to(dev).train()
     gen = torch.Generator().manual_seed(cfg.seed)
-    x, y = data.floats(), data.labels
-    steps = cfg.epochs * max(1, math.ceil(len(x) / cfg.batch_size))
+    epoch_batches = _epoch_batches(data, cfg, gen, workers)
+    steps = cfg.epochs * max(1, math.ceil(len(data) / cfg.batch_size))
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True
     )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     with progress_bar("training", total=steps, enabled=progress) as bar:
         for _ in range(cfg.epochs):
-            for xb, yb in batches(x, y, batch_size=cfg.batch_size, generator=gen, drop_last=True):
+            for xb, yb in epoch_batches():
                 if cfg.augment:
                     xb = augment_batch(xb, gen)
                 loss = F.cross_entropy(model(xb.to(dev)), yb.to(dev))
@@ -206,6 +218,24 @@ def train_model(
                 sched.step()
                 bar.advance()
     return model.eval()
+
+
+def _epoch_batches(
+    data: Data, cfg: TrainConfig, gen: torch.Generator, workers: int
+) -> Callable[[], Iterable[tuple[torch.Tensor, Any]]]:
+    """One epoch's shuffled ``(x, y)`` batches, last partial batch dropped (unless it is the
+    only one). An ImageSet draws its order from ``gen`` (the augmentation's generator, as
+    always); a Dataset from a DataLoader seeded with ``cfg.seed``, decoding as it goes."""
+    if hasattr(data, "floats"):  # an ImageSet: in memory, the order of every earlier release
+        x, y = data.floats(), data.labels
+        return lambda: batches(x, y, batch_size=cfg.batch_size, generator=gen, drop_last=True)
+    from mapguard.data import data_loader
+
+    drop = len(data) >= cfg.batch_size
+    loader = data_loader(
+        data, batch_size=cfg.batch_size, seed=cfg.seed, workers=workers, drop_last=drop
+    )
+    return lambda: loader
 
 
 @torch.no_grad()
@@ -221,12 +251,36 @@ def predict_logits(
     return torch.cat(out) if out else torch.empty(0)
 
 
-def accuracy(model: nn.Module, data: ImageSet, *, device: torch.device | None = None) -> float:
-    """Top-1 accuracy of ``model`` on ``data`` (fraction in [0, 1])."""
+def accuracy(
+    model: nn.Module,
+    data: Data,
+    *,
+    device: torch.device | None = None,
+    workers: int = 0,
+    batch_size: int | None = None,
+) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (fraction in [0, 1]).
+
+    An :class:`ImageSet` is predicted from memory, 512 images a batch; a ``Dataset`` (e.g. a
+    folder from :func:`~mapguard.data.open_data`) is read in order through a DataLoader with
+    ``workers`` processes, :data:`STREAM_BATCH` images a batch, so memory does not grow with its
+    length. ``batch_size`` overrides either.
+    """
     if len(data) == 0:
         raise ConfigError(f"data '{data.name}' ({data.split}) is empty")
-    logits = predict_logits(model, data.floats(), device=device)
-    return float((logits.argmax(1) == data.labels).float().mean())
+    if hasattr(data, "floats"):
+        logits = predict_logits(model, data.floats(), batch_size=batch_size or 512, device=device)
+        return float((logits.argmax(1) == data.labels).float().mean())
+    from mapguard.data import data_loader
+
+    batch_size = batch_size or STREAM_BATCH
+    loader = data_loader(data, batch_size=batch_size, seed=0, workers=workers, shuffle=False)
+    correct = 0
+    for x, y in loader:
+        logits = predict_logits(model, x, batch_size=batch_size, device=device)
+        correct += int((logits.argmax(1) == y).sum())
+    # float32 like the in-memory mean above (an exact count over n, rounded once)
+    return float(torch.tensor(correct, dtype=torch.float32) / len(data))
 
 
 def train_source(
@@ -242,24 +296,28 @@ def train_source(
     force: bool = False,
     device: str | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy.
 
     ``arch`` is a zoo name or a spec (``torchvision:resnet18``, see
     :func:`mapguard.models.create_model`); images are ``size x size`` (default
     :data:`DEFAULT_SIDE`, the zoo's side), and the checkpoint records ``input_size=(3, size,
-    size)``. The fresh model is probed at that side before it is trained.
+    size)``. The fresh model is probed at that side before it is trained. A folder is streamed
+    from disk (``workers`` decoding processes; the same model whatever their number), a built-in
+    domain held in memory.
     """
     from mapguard.checkpoint import ModelMeta, save_checkpoint
-    from mapguard.data import MAX_SIZE, MIN_SIZE, load_data
+    from mapguard.data import MAX_SIZE, MIN_SIZE, load_or_stream
     from mapguard.models import create_model
 
     side = DEFAULT_SIDE if size is None else size
     check_int("size", side, low=MIN_SIZE, high=MAX_SIZE)
     check_writable(out, force=force)  # fail before spending minutes on training
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    train = load_data(data_spec, split="train", seed=0, progress=progress, size=side)
-    test = load_data(data_spec, split="test", seed=0, progress=progress, size=side)
+    check_int("workers", workers, low=0)
+    train = load_or_stream(data_spec, split="train", seed=0, progress=progress, size=side)
+    test = load_or_stream(data_spec, split="test", seed=0, progress=progress, size=side)
     dev = default_device(device)
     t0 = time.perf_counter()
     # Parameter init (and dropout while training) draw from torch's global generator: seed it
@@ -268,9 +326,9 @@ def train_source(
         torch.manual_seed(seed)
         model = create_model(arch, num_classes=len(train.classes))
         probe_num_classes(model, size=side)  # an arch that cannot take the side fails in one line
-        train_model(model, train, config=cfg, device=dev, progress=progress)
+        train_model(model, train, config=cfg, device=dev, progress=progress, workers=workers)
     seconds = time.perf_counter() - t0
-    acc = accuracy(model, test, device=dev)
+    acc = accuracy(model, test, device=dev, workers=workers)
     meta = ModelMeta(
         arch=arch,
         num_classes=len(train.classes),

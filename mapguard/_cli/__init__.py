@@ -127,12 +127,21 @@ _SHARED: dict[str, tuple[Callable[[_F], _F], ...]] = {
     "quiet": (click.option("--quiet", "-q", is_flag=True, help="No progress bars."),),
     "json": (click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),),
     "passphrase": (click.option("--passphrase-file", type=FILE, help=PASSPHRASE_HELP),),
+    "workers": (
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="DataLoader processes decoding folder images (results do not depend on it).",
+        ),
+    ),
 }
 
 
 def shared_options(*names: str) -> Callable[[_F], _F]:
     """The shared options ``names`` (``seed``, ``force``, ``unsafe``, ``device``, ``quiet``,
-    ``json``, ``passphrase``), listed under ``--help`` in the order given."""
+    ``json``, ``passphrase``, ``workers``), listed under ``--help`` in the order given."""
     unknown = sorted(set(names) - set(_SHARED))
     if unknown:
         raise ValueError(f"unknown shared option(s) {unknown}; choose from {sorted(_SHARED)}")

@@ -13,7 +13,7 @@ from mapguard import _cli
 @click.option("--split", type=click.Choice(["test", "train", "all"]), default="test")
 @click.option("--reference", type=_cli.FILE, help="Original model: adds drops.")
 @click.option("--source", help="Which --data is the authorized source (for ST-D).")
-@_cli.shared_options("unsafe", "device", "quiet", "json")
+@_cli.shared_options("workers", "unsafe", "device", "quiet", "json")
 def evaluate(model, data_specs, unsafe_load, quiet, as_json, **options):
     """Accuracy of MODEL on each --data (and drops / ST-D against --reference)."""
     from mapguard.evaluate import evaluate_model, render_accuracy_table

@@ -9,7 +9,8 @@ torchvision-style ImageFolder directory (``<class>/<image>``, optionally under `
 Images are ``size x size`` (``size=32`` by default, any side from 8 to 1024): built-in domains
 are drawn at that side, folder images are resized on their shorter side and centre-cropped.
 :func:`load_data` holds a split in memory; :func:`open_data` streams a folder (a torch
-``Dataset`` decoding one image at a time), :func:`data_loader` batches it with worker processes
+``Dataset`` decoding one image at a time; :func:`load_or_stream`, what the commands use, streams
+folders and holds the small built-in domains), :func:`data_loader` batches it with worker processes
 in a seeded order, and :class:`DatasetSource` feeds it to the mask learner.
 :func:`make_folder_benchmark` writes ImageFolder trees (digits, photos) at any resolution.
 
@@ -26,7 +27,13 @@ Example:
 
 from mapguard.data import _builtin
 from mapguard.data._cache import CACHE_ENV, DATA_FORMAT_VERSION, data_cache_dir
-from mapguard.data._dataset import FolderDataset, ImageSetDataset, data_loader, open_data
+from mapguard.data._dataset import (
+    FolderDataset,
+    ImageSetDataset,
+    data_loader,
+    load_or_stream,
+    open_data,
+)
 from mapguard.data._fonts import usable_fonts
 from mapguard.data._grid import grid_image, save_grid_png
 from mapguard.data._imageset import ImageSet
@@ -57,6 +64,7 @@ __all__ = [
     "grid_image",
     "list_domains",
     "load_data",
+    "load_or_stream",
     "make_folder_benchmark",
     "open_data",
     "parse_data_spec",

@@ -26,7 +26,7 @@ from mapguard.data._imageset import SIDE, ImageSet
 from mapguard.data._load import load_data
 from mapguard.data._spec import check_seed, check_size, check_split, parse_data_spec
 
-__all__ = ["FolderDataset", "ImageSetDataset", "data_loader", "open_data"]
+__all__ = ["FolderDataset", "ImageSetDataset", "data_loader", "load_or_stream", "open_data"]
 
 Item = tuple[torch.Tensor, int]
 
@@ -67,6 +67,11 @@ class FolderDataset(Dataset[Item]):
     def __len__(self) -> int:
         return len(self._ends)
 
+    @property
+    def side(self) -> int:
+        """The image side (as :attr:`ImageSet.side`)."""
+        return self.size
+
     def path(self, index: int) -> Path:
         """The file of image ``index``."""
         start = int(self._ends[index - 1]) if index else 0
@@ -98,6 +103,11 @@ class ImageSetDataset(Dataset[Item]):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def side(self) -> int:
+        """The image side (as :attr:`ImageSet.side`)."""
+        return self.size
 
     def __getitem__(self, index: int) -> Item:
         return _to_floats(self.data.images[index]), int(self.labels[index])
@@ -154,6 +164,25 @@ def open_data(
         )
     files, classes = list_folder(parsed.path, name=parsed.name, split=split, seed=seed)
     return FolderDataset(files, name=parsed.name, split=split, classes=classes, size=size)
+
+
+def load_or_stream(
+    spec: str | os.PathLike[str],
+    *,
+    split: str = "train",
+    seed: int = 0,
+    size: int = SIDE,
+    progress: bool = True,
+) -> ImageSet | FolderDataset:
+    """A built-in domain held in memory (an :class:`ImageSet`: drawn, small), a folder streamed.
+
+    What the commands read their data with: a built-in spec gives exactly
+    :func:`load_data`'s ``ImageSet`` (so their results on built-in data do not change), a folder
+    a :class:`FolderDataset` whose images are decoded only when a batch needs them.
+    """
+    if parse_data_spec(spec).path is None:
+        return load_data(spec, split=split, seed=seed, size=size, progress=progress)
+    return open_data(spec, split=split, seed=seed, size=size, progress=progress)  # type: ignore[return-value]
 
 
 def data_loader(

@@ -13,23 +13,29 @@ from mapguard._errors import ConfigError
 
 if TYPE_CHECKING:
     from mapguard.checkpoint import ModelMeta
-    from mapguard.data import ImageSet
+    from mapguard.data import FolderDataset, ImageSet
     from mapguard.masking import Mask
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class MethodInputs:
-    """What a protection method receives (data are the *train* splits)."""
+    """What a protection method receives (data are the *train* splits).
+
+    A method registered with ``streams=True`` gets a folder as a
+    :class:`~mapguard.data.FolderDataset` (decoded as batches need it, ``workers`` processes) and
+    a built-in domain as an :class:`~mapguard.data.ImageSet`; any other method gets ImageSets.
+    """
 
     model: nn.Module
     meta: ModelMeta
-    source: ImageSet
-    targets: tuple[ImageSet, ...]
-    keep: tuple[ImageSet, ...] = ()
+    source: ImageSet | FolderDataset
+    targets: tuple[ImageSet | FolderDataset, ...]
+    keep: tuple[ImageSet | FolderDataset, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: torch.device = torch.device("cpu")
     progress: bool = True
+    workers: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -54,6 +60,7 @@ class Method:
     learns_mask: bool
     validate: Callable[[Mapping[str, Any], int], object] | None
     needs_target: bool = True
+    streams: bool = False
 
 
 _METHODS: dict[str, Method] = {}
@@ -66,13 +73,15 @@ def register_method(
     learns_mask: bool = True,
     validate: Callable[[Mapping[str, Any], int], object] | None = None,
     needs_target: bool = True,
+    streams: bool = False,
 ) -> Callable[[Callable[[MethodInputs], MethodOutput]], Callable[[MethodInputs], MethodOutput]]:
     """Register a protection method ``fn(MethodInputs) -> MethodOutput`` under ``name``.
 
     ``learns_mask`` says whether its output carries a :class:`~mapguard.masking.Mask` (and whether
     the model must have Conv/Linear weights to mask); ``validate(options, seed)`` checks the
     method's options before any data is loaded (raise :class:`ConfigError`); ``needs_target=False``
-    lets it run without ``--target`` (data-free methods; given targets are then only evaluated).
+    lets it run without ``--target`` (data-free methods; given targets are then only evaluated);
+    ``streams=True`` says it takes folder data as a streamed ``Dataset`` (:class:`MethodInputs`).
     """
 
     def deco(fn: Callable[[MethodInputs], MethodOutput]) -> Callable[[MethodInputs], MethodOutput]:
@@ -85,6 +94,7 @@ def register_method(
             learns_mask=learns_mask,
             validate=validate,
             needs_target=needs_target,
+            streams=streams,
         )
         return fn
 

@@ -6,12 +6,25 @@ Registered as protection method ``"map"``; the mask learner itself is :mod:`mapg
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mapguard.masking import MaskConfig, TensorSource, learn_mask
+from mapguard.masking import BatchSource, MaskConfig, TensorSource, learn_mask
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 
-__all__ = ["map_config", "protect_map"]
+if TYPE_CHECKING:
+    from mapguard.data import FolderDataset, ImageSet
+
+__all__ = ["batch_source", "map_config", "protect_map"]
+
+
+def batch_source(data: ImageSet | FolderDataset, *, seed: int, workers: int = 0) -> BatchSource:
+    """The mask learner's source for ``data``: an ImageSet's tensors, or a Dataset streamed by
+    ``workers`` processes (:class:`~mapguard.data.DatasetSource`: the same order and steps)."""
+    if hasattr(data, "floats"):
+        return TensorSource(data.floats(), data.labels, seed=seed, name=data.name)
+    from mapguard.data import DatasetSource
+
+    return DatasetSource(data, seed=seed, name=data.name, workers=workers)
 
 
 def map_config(options: Mapping[str, Any], seed: int) -> MaskConfig:
@@ -23,16 +36,17 @@ def map_config(options: Mapping[str, Any], seed: int) -> MaskConfig:
     "map",
     description="MAP: learn a binary mask over the frozen weights (source-available)",
     validate=map_config,
+    streams=True,
 )
 def protect_map(inputs: MethodInputs) -> MethodOutput:
     """Learn a mask keeping ``source`` (+ ``keep``) and degrading every target; bake it in."""
     cfg = map_config(inputs.options, inputs.seed)
     keep = [
-        TensorSource(d.floats(), d.labels, seed=cfg.seed + i, name=d.name)
+        batch_source(d, seed=cfg.seed + i, workers=inputs.workers)
         for i, d in enumerate((inputs.source, *inputs.keep))
     ]
     degrade = [
-        TensorSource(d.floats(), d.labels, seed=cfg.seed + 100 + i, name=d.name)
+        batch_source(d, seed=cfg.seed + 100 + i, workers=inputs.workers)
         for i, d in enumerate(inputs.targets)
     ]
     result = learn_mask(

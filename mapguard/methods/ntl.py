@@ -30,13 +30,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
 from mapguard._config import ConfigMixin, check_int, check_number
 from mapguard._device import default_device
 from mapguard._errors import ConfigError, ModelFileError, TrainingError
 from mapguard._progress import progress_bar
-from mapguard.masking import TensorSource
+from mapguard.masking import BatchSource, TensorSource
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
+from mapguard.methods.map import batch_source
 
 __all__ = ["NTLConfig", "NTLResult", "mmd", "ntl_finetune", "protect_ntl"]
 
@@ -131,8 +133,8 @@ def _ntl_loss(
 def ntl_finetune(
     model: nn.Module,
     *,
-    source: TensorSource | Sequence[TensorSource],
-    target: TensorSource | Sequence[TensorSource],
+    source: BatchSource | Sequence[BatchSource],
+    target: BatchSource | Sequence[BatchSource],
     config: NTLConfig | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -141,15 +143,17 @@ def ntl_finetune(
 
     Args:
         model: trained classifier.
-        source: labelled source data (several sources are all kept: e.g. extra authorized domains).
-        target: labelled unauthorized target data (several are pooled).
+        source: labelled source data (several sources are all kept: e.g. extra authorized domains),
+            :class:`TensorSource` or :class:`~mapguard.data.DatasetSource` (streamed); the
+            sources are pooled and reshuffled from ``config.seed``.
+        target: labelled unauthorized target data (several are pooled, from ``config.seed + 1``).
         config: options (paper defaults).
         device: torch device.
         progress: show a progress bar.
     """
     cfg = config or NTLConfig()
-    srcs = [source] if isinstance(source, TensorSource) else list(source)
-    tgts = [target] if isinstance(target, TensorSource) else list(target)
+    srcs = [source] if isinstance(source, BatchSource) else list(source)
+    tgts = [target] if isinstance(target, BatchSource) else list(target)
     if any(s.y is None for s in srcs + tgts):
         raise ConfigError("NTL needs labelled source and target data")
     dev = default_device(str(device) if device else None)
@@ -157,12 +161,7 @@ def ntl_finetune(
     net.requires_grad_(True)
     hook = _Penultimate(net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    src = TensorSource(
-        torch.cat([s.x for s in srcs]), torch.cat([s.y for s in srcs]), seed=cfg.seed
-    )
-    tgt = TensorSource(
-        torch.cat([t.x for t in tgts]), torch.cat([t.y for t in tgts]), seed=cfg.seed + 1
-    )
+    src, tgt = _pool(srcs, seed=cfg.seed), _pool(tgts, seed=cfg.seed + 1)
     steps = min(src.steps_per_epoch(cfg.batch_size), cfg.max_steps_per_epoch or 1 << 30)
     history, images, t0 = [], 0, time.perf_counter()
     try:
@@ -202,7 +201,36 @@ def ntl_finetune(
     )
 
 
-def _cycle(src: TensorSource, batch_size: int, epoch: int):  # noqa: ANN202
+def _pool(sources: Sequence[BatchSource], *, seed: int) -> BatchSource:
+    """One labelled source of all ``sources``: tensors concatenated when every one is held in
+    memory (the pooled order of every earlier release), else one streamed ConcatDataset."""
+    if all(isinstance(s, TensorSource) for s in sources):
+        x, y = torch.cat([s.x for s in sources]), torch.cat([s.y for s in sources])
+        return TensorSource(x, y, seed=seed)
+    from mapguard.data import DatasetSource
+
+    parts: list[Dataset] = []
+    for s in sources:
+        if isinstance(s, TensorSource):
+            parts.append(TensorDataset(s.x, s.y))
+        elif isinstance(s, DatasetSource):
+            parts.append(s.dataset)
+        else:
+            raise ConfigError(f"NTL takes TensorSource or DatasetSource data, got {s!r}")
+    workers = max((getattr(s, "workers", 0) for s in sources), default=0)
+    pooled = _Pooled(parts, labels=torch.cat([s.y for s in sources]))
+    return DatasetSource(pooled, seed=seed, name="+".join(s.name for s in sources), workers=workers)
+
+
+class _Pooled(ConcatDataset):
+    """A ConcatDataset that carries its ``labels`` (what a labelled DatasetSource reports)."""
+
+    def __init__(self, parts: Sequence[Dataset], *, labels: torch.Tensor) -> None:
+        super().__init__(parts)
+        self.labels = labels
+
+
+def _cycle(src: BatchSource, batch_size: int, epoch: int):  # noqa: ANN202
     k = epoch * 1000
     while True:
         yield from src.batches(epoch=k, batch_size=batch_size)
@@ -218,6 +246,7 @@ def _to(batch, dev: torch.device):  # noqa: ANN001, ANN202
     description="NTL baseline: fine-tune all weights (Wang et al. 2022)",
     learns_mask=False,
     validate=lambda options, seed: NTLConfig.from_dict({"seed": seed, **options}),
+    streams=True,
 )
 def protect_ntl(inputs: MethodInputs) -> MethodOutput:
     """Fine-tune every weight with the NTL objective (source + keep kept, targets degraded)."""
@@ -225,9 +254,9 @@ def protect_ntl(inputs: MethodInputs) -> MethodOutput:
     result = ntl_finetune(
         inputs.model,
         source=[
-            TensorSource(d.floats(), d.labels, name=d.name) for d in (inputs.source, *inputs.keep)
+            batch_source(d, seed=0, workers=inputs.workers) for d in (inputs.source, *inputs.keep)
         ],
-        target=[TensorSource(d.floats(), d.labels, name=d.name) for d in inputs.targets],
+        target=[batch_source(d, seed=0, workers=inputs.workers) for d in inputs.targets],
         config=cfg,
         device=inputs.device,
         progress=inputs.progress,
