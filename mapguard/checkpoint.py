@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mapguard._errors import ConfigError, ModelFileError
+from protocols.errors import InputError
 from protocols.fileio import atomic_path
 from protocols.fileio import sha256_file as file_sha256  # one home; the name many callers use
 
@@ -215,7 +216,7 @@ def save_checkpoint(
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Sniff a model file: safetensors, export, torchscript, pickle or unknown."""
+    """Sniff a model file: safetensors, export, torchscript, pickle, onnx or unknown."""
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"model file '{p}' does not exist or is not a file")
@@ -239,7 +240,12 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "unknown"
     if head[:1] == b"\x80":
         return "pickle"
-    return "unknown"
+    from verification.backends import detect_suspect_format  # the one ONNX sniff (by content)
+
+    try:
+        return "onnx" if detect_suspect_format(p) == "onnx" else "unknown"
+    except InputError:
+        return "unknown"
 
 
 def load_checkpoint(
@@ -336,7 +342,7 @@ def _check_shapes(
         raise ModelFileError(f"'{path}': weights do not fit architecture '{arch}': {what}")
 
 
-CODE_FORMATS = ("export", "torchscript", "pickle")
+CODE_FORMATS = ("export", "torchscript", "pickle", "onnx")
 
 
 def load_any_model(
@@ -358,6 +364,11 @@ def load_any_model(
     if fmt not in CODE_FORMATS:
         raise ModelFileError(
             f"'{p}' is not a recognised model file (mapguard checkpoint, .pt2 export, TorchScript)"
+        )
+    if fmt == "onnx":
+        raise ModelFileError(
+            f"'{p}' is an ONNX file: it has no torch weights for this command; 'mapguard evaluate' "
+            "and 'mapguard verify' query it in the isolated worker (without --unsafe-load)"
         )
     if not allow_unsafe:
         raise ModelFileError(

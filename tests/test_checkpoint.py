@@ -163,3 +163,28 @@ def test_crafted_metadata_through_the_cli_is_exit_2_not_1(model, tmp_path) -> No
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
         assert "extra is not JSON" in done.stderr
     assert not out.exists()
+
+
+def test_onnx_files_are_told_by_content_and_only_queried(tmp_path) -> None:
+    """An ONNX file (any name) is a code format here: never loaded as a torch module; evaluate
+    and verify query it in the isolated worker."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from mapguard.checkpoint import CODE_FORMATS, detect_format, load_any_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["pixels"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+    )
+    path = tmp_path / "model.bin"  # not named .onnx: the content decides
+    onnx.save(helper.make_model(graph), str(path))
+    assert detect_format(path) == "onnx" and "onnx" in CODE_FORMATS
+    for unsafe in (False, True):
+        with pytest.raises(ModelFileError, match="ONNX file: it has no torch weights"):
+            load_any_model(path, allow_unsafe=unsafe)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07garbage")
+    assert detect_format(garbage) == "unknown"
