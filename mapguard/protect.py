@@ -170,14 +170,15 @@ def _same_images(a: Data, b: Data, workers: int) -> bool:
 
 
 def _other_specs(
-    source: str, targets: Sequence[str], keep: Sequence[str], k: int = 10
+    source: str, targets: Sequence[str], keep: Sequence[str], classes: Sequence[str]
 ) -> list[str]:
-    """The ``keep`` specs, and the built-in domains not used when the model has their classes
-    (the digits: a model of ``k`` other classes is measured on its own data only)."""
+    """The ``keep`` specs, and the built-in domains not used when the source data has their
+    classes (the digits "0".."9": a model of other classes, even ten of them, is measured on its
+    own data only, not on digits rendered at its side)."""
     from mapguard.data import DIGIT_CLASSES, list_domains
 
     used = {_norm(s) for s in (source, *targets)}
-    domains = list_domains() if k == len(DIGIT_CLASSES) else []
+    domains = list_domains() if tuple(classes) == tuple(DIGIT_CLASSES) else []
     specs = [f"builtin:{d}" for d in domains if f"builtin:{d}" not in used]
     return specs + [k for k in keep if _norm(k) not in {_norm(s) for s in specs}]
 
@@ -300,7 +301,7 @@ def _load_all(
         if _same_images(src_tr, t, workers):
             raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
     keep_tr = _load_sets(keep, "train", k, side, progress, stream)
-    names = [source, *targets, *_other_specs(source, targets, keep, k)]
+    names = [source, *targets, *_other_specs(source, targets, keep, src_tr.classes)]
     tests = dict(zip(names, _load_sets(names, "test", k, side, progress)))
     return _Data(source=src_tr, targets=tuple(tgt_tr), keep=tuple(keep_tr), tests=tests)
 
