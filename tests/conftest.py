@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -432,3 +433,19 @@ def folders_64(tmp_path_factory) -> dict[str, Path]:
                     px[..., tint] += 100
                     Image.fromarray(px).save(root / domain / split / c / f"{i}.png")
     return {"src": root / "src", "tgt": root / "tgt"}
+
+
+@pytest.fixture(scope="session")
+def tsa():
+    """``tests/_tsa.py`` (a real OpenSSL time-stamping authority made in the tests), loaded once;
+    the tests that use it skip where ``openssl`` is missing."""
+    import importlib.util
+
+    name = "mapguard_tests_tsa"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "_tsa.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    sys.modules[name].require_openssl()
+    return sys.modules[name]

@@ -5,9 +5,7 @@ The TSA is real (``openssl ts -reply``, tests/_tsa.py) and the token comes from
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,18 +14,6 @@ from click.testing import CliRunner
 from mapguard._cli import cli
 from protocols import canonical, dsse, statements
 from verification import timestamps
-
-
-@pytest.fixture(scope="module")
-def tsa():
-    name = "mapguard_tests_tsa"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "_tsa.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    sys.modules[name].require_openssl()
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")

@@ -17,23 +17,6 @@ from protocols.errors import InputError
 from verification import timestamps
 from verification.check import check
 
-_TSA = Path(__file__).resolve().parents[1] / "_tsa.py"
-
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory):
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("mapguard_tests_tsa", _TSA)
-    if "mapguard_tests_tsa" not in sys.modules:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    module = sys.modules["mapguard_tests_tsa"]
-    module.require_openssl()
-    return module
-
 
 @pytest.fixture(scope="module")
 def authority(tsa, tmp_path_factory):
