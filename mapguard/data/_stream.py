@@ -21,14 +21,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mapguard._errors import ConfigError
-from mapguard.masking._sources import Batch, BatchSource
+from mapguard.masking._sources import Batch, BatchSource, epoch_order
 
 __all__ = ["DatasetSource"]
 
@@ -75,14 +74,8 @@ class DatasetSource(BatchSource):
     def batches(
         self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
     ) -> Iterator[Batch]:
-        if batch_size % world_size:
-            raise ConfigError(f"batch size {batch_size} is not divisible by {world_size} processes")
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        n = len(self)
-        order = torch.randperm(n, generator=gen)
-        if n < batch_size:  # tiny sets: repeat to fill one batch
-            order = order.repeat(math.ceil(batch_size / n))[:batch_size]
-        share = batch_size // world_size
+        order, _, share = epoch_order(len(self), seed=self.seed, epoch=epoch,
+                                      batch_size=batch_size, world_size=world_size)  # fmt: skip
         starts = range(0, self.steps_per_epoch(batch_size) * batch_size, batch_size)
         mine = [order[s + rank * share : s + (rank + 1) * share].tolist() for s in starts]
         loader = DataLoader(self.dataset, batch_sampler=mine, num_workers=self.workers)

@@ -18,7 +18,23 @@ import torch
 from mapguard._errors import ConfigError
 from mapguard.training import augment_batch
 
-__all__ = ["Batch", "BatchSource", "TensorSource"]
+__all__ = ["Batch", "BatchSource", "TensorSource", "epoch_order"]
+
+
+def epoch_order(
+    n: int, *, seed: int, epoch: int, batch_size: int, world_size: int
+) -> tuple[torch.Tensor, torch.Generator, int]:
+    """The shuffled order of one epoch of ``n`` items (the one rule of every batch source):
+    ``(order, generator, share)``; the generator, seeded by ``seed`` and ``epoch``, has drawn the
+    permutation and goes on to draw any augmentation; a set smaller than a batch repeats to fill
+    one; ``share`` is each of ``world_size`` processes' part of a batch."""
+    if batch_size % world_size:
+        raise ConfigError(f"batch size {batch_size} is not divisible by {world_size} processes")
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=gen)
+    if n < batch_size:  # tiny sets: repeat to fill one batch
+        order = order.repeat(math.ceil(batch_size / n))[:batch_size]
+    return order, gen, batch_size // world_size
 
 
 class Batch(NamedTuple):
@@ -91,14 +107,8 @@ class TensorSource(BatchSource):
     def batches(
         self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
     ) -> Iterator[Batch]:
-        if batch_size % world_size:
-            raise ConfigError(f"batch size {batch_size} is not divisible by {world_size} processes")
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        n = len(self)
-        order = torch.randperm(n, generator=gen)
-        if n < batch_size:  # tiny sets: repeat to fill one batch
-            order = order.repeat(math.ceil(batch_size / n))[:batch_size]
-        share = batch_size // world_size
+        order, gen, share = epoch_order(len(self), seed=self.seed, epoch=epoch,
+                                        batch_size=batch_size, world_size=world_size)  # fmt: skip
         for start in range(0, self.steps_per_epoch(batch_size) * batch_size, batch_size):
             idx = order[start : start + batch_size]
             x = augment_batch(self.x[idx], gen) if self.augment else self.x[idx]
