@@ -99,9 +99,15 @@ def markdown(results: dict[str, Any]) -> str:
         fp = d["false_positives"]
         cells = [d["detection_all_attacks"], d["detection_accuracy_keeping"],
                  d["detection_transforms"], fp["0.001"], fp["0.01"], fp["0.05"]]  # fmt: skip
-        lines.append(f"| {mode} | " + " | ".join(
+        lines.append(f"| {mode} (p alone) | " + " | ".join(
             f"{c['k']}/{c['n']} ({_pct(c['ci95'][0])}–{_pct(c['ci95'][1])}%)" for c in cells
         ) + " |")  # fmt: skip
+        if "verdict_all_attacks" in d:  # results written before the verdict rows existed lack it
+            cells = [d["verdict_all_attacks"], d["verdict_accuracy_keeping"],
+                     d["verdict_transforms"], d["verdict_false_positives"]]  # fmt: skip
+            lines.append(f"| {mode} (committed verdict: p and effect floor) | " + " | ".join(
+                f"{c['k']}/{c['n']} ({_pct(c['ci95'][0])}–{_pct(c['ci95'][1])}%)" for c in cells
+            ) + " | | |")  # fmt: skip
     if "authorization" in results:
         from benchmarks.authorization_attacks import table
 

@@ -33,8 +33,13 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci": [mean - half, mean + half], "n": len(v)}
 
 
-def rate(rows: Sequence[Mapping[str, Any]], mode: str, alpha: float) -> dict[str, Any]:
-    k = sum(r[mode]["pvalue"] <= alpha for r in rows)
+def rate(rows: Sequence[Mapping[str, Any]], mode: str, alpha: float | None) -> dict[str, Any]:
+    """How many ``rows`` reject at ``alpha`` (p alone), or with ``alpha=None`` are "evidenced" by
+    the committed verdict (p <= the committed alpha and the effect floor), with a Wilson CI."""
+    if alpha is None:
+        k = sum(bool(r[mode]["evidenced"]) for r in rows)
+    else:
+        k = sum(r[mode]["pvalue"] <= alpha for r in rows)
     return {"k": k, "n": len(rows), "rate": k / len(rows) if rows else math.nan,
             "ci95": list(wilson(k, len(rows)))}  # fmt: skip
 
@@ -53,6 +58,10 @@ def summarise(
             "detection_accuracy_keeping": rate(keeping, mode, ALPHA),
             "detection_transforms": rate(transforms, mode, ALPHA),
             "false_positives": {str(a): rate(independent, mode, a) for a in (1e-3, 1e-2, 5e-2)},
+            "verdict_all_attacks": rate(attacked, mode, None),
+            "verdict_accuracy_keeping": rate(keeping, mode, None),
+            "verdict_transforms": rate(transforms, mode, None),
+            "verdict_false_positives": rate(independent, mode, None),
             "independent_min_pvalue": min(r[mode]["pvalue"] for r in independent),
             "independent_median_pvalue": statistics.median(r[mode]["pvalue"] for r in independent),
             "missed_accuracy_keeping": sorted(
