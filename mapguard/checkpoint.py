@@ -22,13 +22,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +35,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mapguard._code_formats import CODE_FORMATS, FORMAT_NAMES, detect_format, load_code_format
 from mapguard._errors import ConfigError, ModelFileError
-from protocols.errors import InputError
 from protocols.fileio import atomic_path
 from protocols.fileio import sha256_file as file_sha256  # one home; the name many callers use
 
 __all__ = [
+    "CODE_FORMATS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "ModelMeta",
@@ -215,39 +214,6 @@ def save_checkpoint(
     return meta
 
 
-def detect_format(path: str | os.PathLike[str]) -> str:
-    """Sniff a model file: safetensors, export, torchscript, pickle, onnx or unknown."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"model file '{p}' does not exist or is not a file")
-    with open(p, "rb") as fh:
-        head = fh.read(16)
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            names = zipfile.ZipFile(p).namelist()
-        except zipfile.BadZipFile:
-            return "unknown"
-        if any(n.split("/", 1)[-1].startswith("archive_format") for n in names) or any(
-            "/models/" in n and n.endswith(".json") for n in names
-        ):
-            return "export"
-        if any(n.split("/", 1)[-1].startswith("code/") for n in names):
-            return "torchscript"
-        if any(n.endswith("data.pkl") for n in names):
-            return "pickle"
-        return "unknown"
-    if head[:1] == b"\x80":
-        return "pickle"
-    from verification.backends import detect_suspect_format  # the one ONNX sniff (by content)
-
-    try:
-        return "onnx" if detect_suspect_format(p) == "onnx" else "unknown"
-    except InputError:
-        return "unknown"
-
-
 def load_checkpoint(
     path: str | os.PathLike[str], *, allow_code: bool = False
 ) -> tuple[nn.Module, ModelMeta]:
@@ -342,9 +308,6 @@ def _check_shapes(
         raise ModelFileError(f"'{path}': weights do not fit architecture '{arch}': {what}")
 
 
-CODE_FORMATS = ("export", "torchscript", "pickle", "onnx")
-
-
 def load_any_model(
     path: str | os.PathLike[str], *, allow_unsafe: bool = False
 ) -> tuple[nn.Module, ModelMeta | None]:
@@ -372,47 +335,14 @@ def load_any_model(
         )
     if not allow_unsafe:
         raise ModelFileError(
-            f"'{p}' is a {_FORMAT_NAMES[fmt]} file: loading it runs code from the file, and this "
+            f"'{p}' is a {FORMAT_NAMES[fmt]} file: loading it runs code from the file, and this "
             "command needs the model in its own process; convert it to a mapguard checkpoint, "
             "or pass --unsafe-load only for a file you trust"
         )
     try:
-        return _load_code_format(p, fmt), None
+        return load_code_format(p, fmt), None
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - any loader failure on a user file is bad input
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelFileError(f"'{p}': cannot load {fmt} model ({first[:200]})") from None
-
-
-_FORMAT_NAMES = {"export": "torch.export (.pt2)", "torchscript": "TorchScript", "pickle": "pickle"}
-
-
-class _FixedMode(nn.Module):
-    """An exported program's module: its train/eval mode was fixed at export time, so
-    ``train()``/``eval()`` (which it refuses) only set the flag here."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x)
-
-    def train(self, mode: bool = True) -> _FixedMode:
-        self.training = mode
-        return self
-
-
-def _load_code_format(p: Path, fmt: str) -> nn.Module:
-    if fmt == "export":
-        module = _FixedMode(torch.export.load(str(p)).module())
-    elif fmt == "torchscript":
-        module = torch.jit.load(str(p), map_location="cpu")
-    else:
-        module = torch.load(str(p), map_location="cpu", weights_only=False)
-        if not isinstance(module, nn.Module):
-            raise ModelFileError(f"'{p}' unpickles to {type(module).__name__}, not a torch module")
-    with contextlib.suppress(NotImplementedError):  # exported modules fix their mode
-        module.eval()
-    return module

@@ -174,7 +174,7 @@ def check(
     if watermark is not None:
         wm = (Path(watermark), read_input(watermark, "watermark", max_bytes=MAX_FILE_BYTES))
     artifact_path = None if artifact is None else _regular_file(artifact, "artifact")
-    token = _token_inputs(timestamp, tsa_cert)
+    token = timestamps.read_token_inputs(timestamp, tsa_cert)
     run, state = _Run(), _State()
     try:
         run.step("signature", lambda: _signature(data, Path(file), key, state))
@@ -260,25 +260,6 @@ def _subject(state: _State, artifact: Path | None) -> str:
     if actual not in digests:
         raise _Failed(f"'{artifact}' has sha256 {actual}, not a subject of this statement")
     return f"'{artifact}' is the subject ({actual})"
-
-
-def _token_inputs(
-    timestamp: str | os.PathLike[str] | None, tsa_cert: str | os.PathLike[str] | None
-) -> tuple[Path, bytes, timestamps.TsaTrust] | None:
-    """The token's bytes and the user's TSA certificate, read before any check runs."""
-    if timestamp is None and tsa_cert is None:
-        return None
-    if tsa_cert is None:
-        raise InputError(
-            f"the time-stamp token '{timestamp}' needs the TSA's certificate (--tsa-cert, PEM: "
-            "the TSA certificate and its CA chain); a certificate inside the token is never "
-            "trusted on its own"
-        )
-    if timestamp is None:
-        raise InputError(f"--tsa-cert '{tsa_cert}' is given without a time-stamp token to check")
-    timestamps.ensure_available()
-    data = read_input(timestamp, "time-stamp token", max_bytes=timestamps.MAX_TOKEN_BYTES)
-    return Path(timestamp), data, timestamps.load_tsa_trust(tsa_cert)
 
 
 def _timestamp(path: Path, data: bytes, trust: timestamps.TsaTrust, state: _State) -> str:

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+from pathlib import Path
 
+from protocols.errors import InputError
+from protocols.fileio import read_input
 from verification._rfc3161 import (
     MAX_TOKEN_BYTES,
     CertifiedTime,
@@ -39,6 +43,7 @@ from verification._rfc3161 import (
 )
 
 __all__ = [
+    "read_token_inputs",
     "MAX_TOKEN_BYTES",
     "PREDATES",
     "CertifiedTime",
@@ -151,3 +156,23 @@ def time_order(
     return TimeOrder(
         established=established, sentence=sentence, certified=certified.time, first_seen=seen
     )
+
+
+def read_token_inputs(
+    timestamp: str | os.PathLike[str] | None, tsa_cert: str | os.PathLike[str] | None
+) -> tuple[Path, bytes, TsaTrust] | None:
+    """The token's bytes and the user's TSA certificate (both or neither), read before any check
+    runs; a token is never checked without the user's certificate."""
+    if timestamp is None and tsa_cert is None:
+        return None
+    if tsa_cert is None:
+        raise InputError(
+            f"the time-stamp token '{timestamp}' needs the TSA's certificate (--tsa-cert, PEM: "
+            "the TSA certificate and its CA chain); a certificate inside the token is never "
+            "trusted on its own"
+        )
+    if timestamp is None:
+        raise InputError(f"--tsa-cert '{tsa_cert}' is given without a time-stamp token to check")
+    ensure_available()
+    data = read_input(timestamp, "time-stamp token", max_bytes=MAX_TOKEN_BYTES)
+    return Path(timestamp), data, load_tsa_trust(tsa_cert)
