@@ -16,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import os
 import urllib.error
@@ -27,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mapguard._errors import MapguardError
-from protocols import canonical, dsse, statements
-from protocols.errors import SignatureError
+from protocols import dsse, statements
 from protocols.fileio import MAX_JSON_BYTES, atomic_write_bytes, check_writable, read_input
 from verification import timestamps
 
@@ -72,12 +69,7 @@ def _statement(path: str | os.PathLike[str]) -> dict[str, Any]:
     certifies only that these bytes existed; the signature is the arbiter's to check."""
     data = read_input(path, "commitment", max_bytes=MAX_JSON_BYTES)
     envelope = dsse.parse_envelope(data, source=f"'{path}'")
-    try:
-        payload = base64.b64decode(envelope["payload"], validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError(f"'{path}': envelope payload is not valid base64") from None
-    statement = canonical.loads(payload, source=f"'{path}' payload")
-    statements.validate_statement(statement)
+    statement = statements.decode_unverified(envelope, source=f"'{path}'")
     if statement["predicateType"] != statements.COMMITMENT_PREDICATE_TYPE:
         raise MapguardError(f"'{path}' holds a {statement['predicateType']!r} statement, "
                             "not a commitment")  # fmt: skip

@@ -29,19 +29,22 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols import canonical, dsse, schemas
-from protocols.errors import InputError, SchemaError
+from protocols.errors import InputError, SchemaError, SignatureError
 
 __all__ = [
     "COMMITMENT_PREDICATE_TYPE",
     "PAYLOAD_TYPE",
     "RESULT_PREDICATE_TYPE",
     "STATEMENT_TYPE",
+    "decode_unverified",
     "list_predicate_types",
     "make_statement",
     "register_predicate_type",
@@ -179,4 +182,22 @@ def verify_statement(
             f"statement predicateType is {statement['predicateType']!r}, "
             f"expected {expected_predicate_type!r}"
         )
+    return statement
+
+
+def decode_unverified(envelope: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """The statement an envelope carries, parsed and validated WITHOUT checking its signature:
+    only for callers that mark what they do with it as unverified (an UNVERIFIED report) or that
+    need no authenticity (a time-stamp request on the bytes as published).
+
+    Raises:
+        SignatureError: the payload is not base64. InputError / SchemaError: not a valid
+            statement.
+    """
+    try:
+        payload = base64.b64decode(envelope["payload"], validate=True)
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise SignatureError(f"{source}: envelope payload is not valid base64") from None
+    statement = canonical.loads(payload, source=f"{source} payload")
+    validate_statement(statement)
     return statement

@@ -6,8 +6,6 @@ from the same bytes, so the digest printed in the report is the digest of what w
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
@@ -205,12 +203,7 @@ def _decode_unverified(
     envelope: Mapping[str, Any], path: str, predicate_type: str
 ) -> dict[str, Any]:
     """The envelope's statement WITHOUT checking its signature (for marked, unverified reports)."""
-    try:
-        payload = base64.b64decode(envelope["payload"], validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError(f"'{path}': envelope payload is not valid base64") from None
-    statement = canonical.loads(payload, source=f"'{path}' payload")
-    statements.validate_statement(statement)
+    statement = statements.decode_unverified(envelope, source=f"'{path}'")
     _expect_type(statement, path, predicate_type)
     return statement
 
