@@ -1,7 +1,7 @@
 """Issue 11: a suspect file never runs code on the arbiter's machine, whatever command reads it.
 
 Each attack file is built in the test from the watermarked model (``MaliciousFiles`` in
-tests/conftest.py; tests/verification/_backends/test_worker.py proves each one writes its marker
+tests/_malicious.py; tests/verification/_backends/test_worker.py proves each one writes its marker
 when loaded in-process). Every command that reads a model must either answer correctly through the
 isolated worker or refuse with exit code 2 and one line, and the marker must never appear.
 """

@@ -1,7 +1,7 @@
 """ONNX suspects (issue 16): detected by content, run by onnxruntime in the isolated worker,
 refused when they reference external data (a path: any file of the arbiter) or a custom domain.
 
-The attack files are built in the tests (``MaliciousFiles.onnx_*`` in tests/conftest.py); the
+The attack files are built in the tests (``MaliciousFiles.onnx_*`` in tests/_malicious.py); the
 positive control proves that external data really reads the file it names.
 """
 

@@ -1,6 +1,6 @@
 """verification/_backends/worker.py: code-format suspects run in an isolated worker process.
 
-The files here are real attack files (see ``MaliciousFiles`` in tests/conftest.py) and real
+The files here are real attack files (see ``MaliciousFiles`` in tests/_malicious.py) and real
 misbehaving models; nothing of the worker is mocked.
 """
 
