@@ -28,7 +28,7 @@ class MethodInputs:
 
     model: nn.Module
     meta: ModelMeta
-    source: ImageSet | FolderDataset
+    source: ImageSet | FolderDataset | None
     targets: tuple[ImageSet | FolderDataset, ...]
     keep: tuple[ImageSet | FolderDataset, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -61,6 +61,7 @@ class Method:
     validate: Callable[[Mapping[str, Any], int], object] | None
     needs_target: bool = True
     streams: bool = False
+    needs_source: bool = True
 
 
 _METHODS: dict[str, Method] = {}
@@ -74,6 +75,7 @@ def register_method(
     validate: Callable[[Mapping[str, Any], int], object] | None = None,
     needs_target: bool = True,
     streams: bool = False,
+    needs_source: bool = True,
 ) -> Callable[[Callable[[MethodInputs], MethodOutput]], Callable[[MethodInputs], MethodOutput]]:
     """Register a protection method ``fn(MethodInputs) -> MethodOutput`` under ``name``.
 
@@ -81,7 +83,9 @@ def register_method(
     the model must have Conv/Linear weights to mask); ``validate(options, seed)`` checks the
     method's options before any data is loaded (raise :class:`ConfigError`); ``needs_target=False``
     lets it run without ``--target`` (data-free methods; given targets are then only evaluated);
-    ``streams=True`` says it takes folder data as a streamed ``Dataset`` (:class:`MethodInputs`).
+    ``streams=True`` says it takes folder data as a streamed ``Dataset`` (:class:`MethodInputs`);
+    ``needs_source=False`` says it never reads the source's training data (source-free methods:
+    ``MethodInputs.source`` is then None, and a given source is only evaluated on its test split).
     """
 
     def deco(fn: Callable[[MethodInputs], MethodOutput]) -> Callable[[MethodInputs], MethodOutput]:
@@ -95,6 +99,7 @@ def register_method(
             validate=validate,
             needs_target=needs_target,
             streams=streams,
+            needs_source=needs_source,
         )
         return fn
 
