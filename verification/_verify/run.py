@@ -21,7 +21,7 @@ from verification._verify.result import NullSummary, VerificationResult
 from verification._verify.spec import VerifyConfig, WatermarkSpec, public_null_seed
 from verification.triggers import Trigger, get_trigger_family, null_secrets
 
-__all__ = ["verify"]
+__all__ = ["planned_queries", "verify"]
 
 
 def _verify_iv(backend: object, spec: object, config: object) -> None:
@@ -186,6 +186,21 @@ def _budget_images(spec: WatermarkSpec, config: VerifyConfig) -> int | None:
             f"{per_image + PROBE_IMAGES} queries with {k} secrets and {m} null keys each"
         )
     return n
+
+
+def planned_queries(spec: WatermarkSpec, config: VerifyConfig | None = None) -> int:
+    """Queries :func:`verify` sends for ``spec`` under ``config``, the probe included.
+
+    ``n * (1 + k * (1 + M)) + PROBE_IMAGES``: every image clean and under each of the ``k``
+    secret and ``k * M`` null triggers. A remote suspect's hard query budget is this number.
+
+    Raises:
+        VerificationError: The analysis does not fit the watermark (see :func:`verify`).
+    """
+    config = VerifyConfig() if config is None else config
+    n = _n_images(spec, _budget_images(spec, config))
+    k = len(spec.secrets)
+    return n * (1 + k * (1 + config.null_keys_per_secret)) + PROBE_IMAGES
 
 
 def _n_images(spec: WatermarkSpec, n: int | None) -> int:
