@@ -21,7 +21,7 @@ from protocols import canonical, schemas, statements
 from verification._verify.result import VerificationResult
 from verification.watermark_file import WatermarkFile
 
-__all__ = ["RESULT_SCHEMA", "result_predicate", "write_result"]
+__all__ = ["RESULT_SCHEMA", "result_predicate", "result_subject", "write_result"]
 
 RESULT_SCHEMA = "result-predicate-v1"
 
@@ -114,6 +114,8 @@ def result_predicate(
     analysis: Mapping[str, Any] | None = None,
     claim_nonce: str | None = None,
     exploratory: bool = False,
+    endpoint: str | None = None,
+    query_log: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``result-predicate-v1`` document of ``res`` (no secret and no trigger position).
 
@@ -128,18 +130,22 @@ def result_predicate(
         analysis: The analysis run (the commitment's ``verification`` block when pre-registered).
         claim_nonce: The claim nonce that seeded the null keys with the commitment digest.
         exploratory: The analysis is not the committed one (the result says so).
+        endpoint: A remote suspect's URL (without credentials): recorded instead of a file
+            digest; the statement's subject is then ``query_log`` (name and SHA-256).
+        query_log: The query log's block (name, sha256, summary) of a remote suspect.
 
     Raises:
         SchemaError: the document does not validate (a bug, not a user error).
     """
     digest = (res.suspect_digest or "").removeprefix("sha256:")
+    identity = {"endpoint": endpoint} if endpoint is not None else {"sha256": digest}
     predicate = {
         "schema_version": "1",
         "created": canonical.now_rfc3339(),
         "tool": {"name": tool_name, "version": tool_version},
         "suspect": {
             "name": suspect_name,
-            "sha256": digest,
+            **identity,
             "format": suspect_format,
             **({"isolation": isolation} if isolation else {}),
         },
@@ -150,6 +156,7 @@ def result_predicate(
         **({"analysis": dict(analysis)} if analysis is not None else {}),
         **({"claim_nonce": claim_nonce} if claim_nonce is not None else {}),
         "exploratory": bool(exploratory),
+        **({"query_log": dict(query_log)} if query_log is not None else {}),
         "query_mode": res.mode,
         "queries_used": res.queries,
         "test": _test(res),
@@ -168,6 +175,16 @@ def result_predicate(
     return predicate
 
 
+def result_subject(predicate: Mapping[str, Any]) -> tuple[str, str]:
+    """``(name, sha256)`` the result is about: the suspect file, or a remote suspect's query log
+    (the answers the endpoint gave, bound to the signed result by this digest)."""
+    suspect = predicate["suspect"]
+    if "sha256" in suspect:
+        return suspect["name"], suspect["sha256"]
+    log = predicate["query_log"]
+    return log["name"], log["sha256"]
+
+
 def write_result(
     path: str | os.PathLike[str],
     predicate: Mapping[str, Any],
@@ -179,16 +196,16 @@ def write_result(
 
     The signed form is an in-toto Statement v1 (predicate type
     :data:`protocols.statements.RESULT_PREDICATE_TYPE`) whose one subject is the suspect file
-    (name and SHA-256 from the predicate), in a DSSE envelope signed by ``key``.
+    (name and SHA-256 from the predicate; a remote suspect's: its query log), in a DSSE
+    envelope signed by ``key``.
 
     Raises:
         OutputExistsError: ``path`` exists and ``force`` is false.
     """
     if key is None:
         return canonical.write_json(path, predicate, force=force)
-    suspect = predicate["suspect"]
     statement = statements.make_statement(
-        subjects=[(suspect["name"], suspect["sha256"])],
+        subjects=[result_subject(predicate)],
         predicate_type=statements.RESULT_PREDICATE_TYPE,
         predicate=predicate,
     )
