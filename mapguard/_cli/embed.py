@@ -31,7 +31,11 @@ def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, u
     With --passphrase-file the key is opened with it (if encrypted) and owner.wm is encrypted.
     Exit code 3: the outputs are written but the embedding missed its committed self-check level
     or its accuracy-cost limit (NOT_READY.txt says why; do not publish).
+
+    Data parallel: torchrun --nproc-per-node N -m mapguard embed ... (every process learns its
+    share of each batch; rank 0 draws the secrets, writes DIR and prints).
     """
+    from mapguard.masking import launched_rank
     from mapguard.watermark import EmbedConfig
     from mapguard.watermark import embed as run_embed
 
@@ -43,6 +47,8 @@ def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, u
     cfg = cfg.with_options(_cli.parse_options(extra))
     res = run_embed(model, data_spec, key, cfg, passphrase=passphrase, progress=not quiet,
                     allow_code=unsafe_load, **args)  # fmt: skip
+    if launched_rank() != 0:  # under torchrun rank 0 reports; every rank exits with its code
+        click.get_current_context().exit(0 if res.ready else EXIT_NOT_READY)
     _cli.echo_result(as_json, res.to_dict(), lambda: _print_embedding(res))
     if not res.ready:
         click.echo(

@@ -22,10 +22,12 @@ Example:
 from mapguard.masking._config import GRANULARITIES, MaskConfig
 from mapguard.masking._distributed import (
     DistInfo,
+    broadcast_from_main,
     device_for,
     dist_info,
     finish_distributed,
     init_distributed,
+    launched_rank,
 )
 from mapguard.masking._learner import EpochInfo, MaskResult, learn_mask
 from mapguard.masking._mask import Mask, MaskLayer, apply_mask, load_mask, save_mask
@@ -70,12 +72,14 @@ __all__ = [
     "apply_mask",
     "bn_distance",
     "bounded_cross_entropy",
+    "broadcast_from_main",
     "default_terms",
     "device_for",
     "dist_info",
     "finish_distributed",
     "init_distributed",
     "keep_kl",
+    "launched_rank",
     "learn_mask",
     "load_mask",
     "mask_summary",

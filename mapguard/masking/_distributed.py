@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "device_for", "dist_info", "finish_distributed", "init_distributed"]
+T = TypeVar("T")
+
+__all__ = [
+    "DistInfo",
+    "broadcast_from_main",
+    "device_for",
+    "dist_info",
+    "finish_distributed",
+    "init_distributed",
+    "launched_rank",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +75,27 @@ def finish_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def broadcast_from_main(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (pickled; ``obj`` itself outside a process group).
+
+    For values that must be identical on every rank but are drawn once (an embedding's secrets,
+    from the OS CSPRNG) or computed by rank 0 alone (its result). Other ranks pass a placeholder.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def launched_rank() -> int:
+    """This process's rank: the process group's, else ``RANK`` as ``torchrun`` set it (still
+    true after :func:`finish_distributed`, so a command prints from rank 0 only), else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0") or 0)
 
 
 def device_for(info: DistInfo, requested: torch.device) -> torch.device:

@@ -16,16 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from torch import nn
 
 from mapguard._device import default_device
 from mapguard.checkpoint import ModelMeta
+from mapguard.masking import (
+    MaskResult,
+    broadcast_from_main,
+    device_for,
+    finish_distributed,
+    init_distributed,
+)
 from mapguard.watermark import _outputs as outputs
 from mapguard.watermark._attempts import previous_attempts, record_attempt
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._evaluate import evaluate, self_check
 from mapguard.watermark._recipe import (
+    EmbedInputs,
     VerificationSet,
     draw_triggers,
     draw_verification_set,
@@ -37,6 +46,7 @@ from protocols import keys
 from protocols.errors import InputError
 from protocols.fileio import atomic_dir, check_output_dir
 from verification.backends import state_digest
+from verification.triggers import Trigger
 from verification.verify import WatermarkSpec
 
 __all__ = ["EmbedResult", "embed"]
@@ -156,14 +166,57 @@ def embed(
     check_output_dir(out, force=force)  # before minutes of work
     inp = load_inputs(model, data, meta, allow_code=allow_code)
     cfg = cfg.for_data(len(inp.train))  # the images-seen budget as epochs, before any draw
-    dev = default_device(device)
+    info = init_distributed()  # under torchrun: every rank learns, rank 0 writes
+    dev = device_for(info, default_device(device))
     params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))
-    secrets, triggers = draw_triggers(cfg, params, secret_rng)
-    vset = draw_verification_set(inp, cfg)  # before learning: independent of the mask
+    secrets, triggers = draw_triggers(cfg, params, secret_rng)  # rank 0's, on every rank
+    drawn = _Drawn(
+        params=params,
+        secrets=secrets,
+        triggers=triggers,
+        vset=draw_verification_set(inp, cfg),  # before learning: independent of the mask
+    )
     mask = learn(inp, triggers, params, cfg, dev, progress)
-    protected = mask.apply(inp.model).to(dev).eval()
-    figures = evaluate(inp, protected, triggers, params, cfg, dev)
-    core = outputs.watermark_core(cfg, params, secrets, triggers, vset.encode())
+    result = None
+    if info.is_main:
+        result = _publish(inp, drawn, mask, cfg, key, out=out, force=force,
+                          passphrase=passphrase, device=dev, t0=t0)  # fmt: skip
+    result = broadcast_from_main(result)  # the other ranks wait for rank 0's outputs
+    finish_distributed()
+    return result
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class _Drawn:
+    """What was drawn before learning: the family's parameters, the secrets and their triggers,
+    and the verification set."""
+
+    params: Mapping[str, Any]
+    secrets: list[bytes]
+    triggers: list[Trigger]
+    vset: VerificationSet
+
+
+def _publish(
+    inp: EmbedInputs,
+    drawn: _Drawn,
+    mask: MaskResult,
+    cfg: EmbedConfig,
+    key: Ed25519PrivateKey,
+    *,
+    out: str | os.PathLike[str],
+    force: bool,
+    passphrase: bytes | None,
+    device: torch.device,
+    t0: float,
+) -> EmbedResult:
+    """Evaluate the protected model, then write, commit, self-check and seal, all inside one
+    :func:`protocols.fileio.atomic_dir` (rank 0 only under ``torchrun``)."""
+    protected = mask.apply(inp.model).to(device).eval()
+    figures = evaluate(inp, protected, drawn.triggers, drawn.params, cfg, device)
+    core = outputs.watermark_core(
+        cfg, drawn.params, drawn.secrets, drawn.triggers, drawn.vset.encode()
+    )
     with atomic_dir(out, force=force) as stage:
         subjects = outputs.save_models(stage, inp, protected, mask, cfg)
         fingerprint = keys.fingerprint(key.public_key())
@@ -173,7 +226,7 @@ def embed(
         commitment = outputs.commit(core, inp, cfg, key, subjects, analysis)
         # Counted before the self-check is computed: stopping after a poor one cannot hide it.
         record_attempt(fingerprint, source, commitment.digest)
-        spec = _spec(cfg, params, secrets, vset, inp.meta.num_classes, commitment.digest)
+        spec = _spec(cfg, drawn, inp.meta.num_classes, commitment.digest)
         check = self_check(stage / outputs.MODEL_FILE, subjects[0][1], spec, analysis)
         not_ready = readiness(cfg, figures, check, attempt=analysis.attempt)
         metrics = {**figures, "pruned_fraction": mask.pruned_fraction, "self_check": check,
@@ -184,7 +237,7 @@ def embed(
     return EmbedResult(
         out=out_path,
         files={n: out_path / n for n in outputs.FILES if (out_path / n).exists()},
-        fingerprint=keys.fingerprint(key.public_key()),
+        fingerprint=fingerprint,
         commitment_digest=commitment.digest,
         model_sha256=subjects[0][1],
         pruned_fraction=mask.pruned_fraction,
@@ -207,11 +260,12 @@ def readiness(
             f"{100 * cfg.max_accuracy_drop:.2f} (max_accuracy_drop)"
         )
     if not check["evidenced"]:
-        weakest = min(check["secret_statistics"])
+        stats = sorted(check["secret_statistics"])
         reasons.append(
             f"self-check not evidenced: p = {check['pvalue']:.3g} (alpha {cfg.alpha:g}, floor "
-            f"{check['pvalue_floor']:.3g}), weakest secret effect {weakest:.3f} (committed "
-            f"floor {cfg.effect_floor:g})"
+            f"{check['pvalue_floor']:.3g}), secret effects {stats[0]:.3f} (weakest) to "
+            f"{stats[-1]:.3f} (committed floor {cfg.effect_floor:g} on the "
+            f"{cfg.floor_statistic})"
         )
     if reasons:
         reasons.append(
@@ -223,21 +277,16 @@ def readiness(
 
 
 def _spec(
-    cfg: EmbedConfig,
-    params: Mapping[str, Any],
-    secrets: list[bytes],
-    vset: VerificationSet,
-    num_classes: int,
-    commitment_digest: str,
+    cfg: EmbedConfig, drawn: _Drawn, num_classes: int, commitment_digest: str
 ) -> WatermarkSpec:
     """The watermark as a verifier will read it from ``owner.wm`` (the committed images, as
     drawn: the encoded copy in the document holds the same bytes)."""
     return WatermarkSpec(
         family=cfg.family,
-        family_params=dict(params),
-        secrets=tuple(secrets),
-        images=vset.images,
-        labels=vset.labels,
+        family_params=dict(drawn.params),
+        secrets=tuple(drawn.secrets),
+        images=drawn.vset.images,
+        labels=drawn.vset.labels,
         num_classes=num_classes,
         commitment_digest=commitment_digest,
     )

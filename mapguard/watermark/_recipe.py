@@ -26,6 +26,8 @@ from mapguard.masking import (
     MaskResult,
     ObjectiveTerm,
     TensorSource,
+    broadcast_from_main,
+    dist_info,
     learn_mask,
     maskable_weights,
 )
@@ -154,9 +156,14 @@ def _load_data(data: Any, side: int) -> tuple[Any, Any, str]:
 def draw_triggers(
     cfg: EmbedConfig, params: Mapping[str, Any], rng: np.random.Generator | None
 ) -> tuple[list[bytes], list[Trigger]]:
-    """Fresh iid secrets (OS CSPRNG unless a test passes ``rng``) and their triggers."""
+    """Fresh iid secrets (OS CSPRNG unless a test passes ``rng``) and their triggers.
+
+    Under ``torchrun`` rank 0 draws the secrets and every rank receives them (every rank then
+    learns the same watermark); the triggers are derived from them on each rank.
+    """
     family = get_trigger_family(cfg.family)
-    secrets = [random_secret(rng) for _ in range(cfg.n_secrets)]
+    drawn = [random_secret(rng) for _ in range(cfg.n_secrets)] if dist_info().is_main else None
+    secrets: list[bytes] = broadcast_from_main(drawn)
     return secrets, [family.derive(s, params=params) for s in secrets]
 
 

@@ -1,0 +1,27 @@
+"""Run by ``torchrun`` in test_embed_distributed.py: one embedding, data parallel.
+
+``argv``: checkpoint, data, owner key, config JSON, output folder. Each rank passes a *different*
+secret generator (seed 7 + 1000 * rank): the embedding must use rank 0's secrets on every rank.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mapguard.masking import launched_rank
+from mapguard.watermark import EmbedConfig, embed
+from protocols import keys
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    model, data, key, config, out = sys.argv[1:6]
+    rank = launched_rank()
+    cfg = EmbedConfig.from_dict(json.loads(Path(config).read_text()))
+    result = embed(model, data, keys.load_private_key(key), cfg, out=out, progress=False,
+                   device="cpu", secret_rng=np.random.default_rng(7 + 1000 * rank))  # fmt: skip
+    print(f"rank={rank} commitment={result.commitment_digest} ready={result.ready}")
