@@ -126,6 +126,9 @@ class _Run:
         if info.active:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.masked, device_ids=ids, broadcast_buffers=False)
+        for term in terms:  # a term that simulates an adversary needs the masked model itself
+            if hasattr(term, "bind"):
+                term.bind(self.masked)
         self.bn = BNRecorder(self.masked.original) if any(t.name == "bn" for t in terms) else None
         self.opt = make_optimizer(cfg.optimizer, self.scores.parameters(), cfg.lr)
 

@@ -12,12 +12,12 @@ registry is complete whenever it is used. Adding a method is a single registrati
 
 Example:
     >>> sorted(list_methods())
-    ['df-map', 'map', 'ntl', 'sf-map']
+    ['df-map', 'map', 'map-nft', 'ntl', 'sf-map']
     >>> get_method("map").learns_mask, get_method("df-map").needs_target
     (True, False)
 """
 
-from mapguard.methods import free, ntl
+from mapguard.methods import free, map_nft, ntl
 from mapguard.methods import map as map_method
 from mapguard.methods._registry import (
     Method,
@@ -29,7 +29,7 @@ from mapguard.methods._registry import (
 )
 
 #: The built-in methods (each registers itself where it is defined).
-BUILTIN_METHODS = (map_method, ntl, free)
+BUILTIN_METHODS = (map_method, map_nft, ntl, free)
 
 __all__ = [
     "BUILTIN_METHODS",

@@ -14,7 +14,8 @@ from mapguard.methods import get_method, list_methods
 @pytest.mark.parametrize(
     ("module", "call", "expected"),
     [
-        ("mapguard.methods._registry", "list_methods()", ["df-map", "map", "ntl", "sf-map"]),
+        ("mapguard.methods._registry", "list_methods()", ["df-map", "map", "map-nft", "ntl",
+         "sf-map"]),
         ("mapguard.attacks._registry", "list_attacks()", ["distill", "distill-arch", "extract",
          "fine-prune", "ftal", "ftll", "prune", "quantize", "regrow", "rtal", "target-ft"]),
         ("mapguard.data._registry", "list_domains()", ["mnist", "mnistm", "optdigits",
@@ -32,7 +33,8 @@ def test_registries_hold_every_builtin_in_a_fresh_process(module, call, expected
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown method 'mpa'; choose one of: df-map, map, ntl"):
+    valid = "df-map, map, map-nft, ntl"
+    with pytest.raises(ConfigError, match=f"unknown method 'mpa'; choose one of: {valid}"):
         get_method("mpa")
     assert get_method("ntl").learns_mask is False and get_method("df-map").needs_target is False
     assert set(list_methods()) >= {"map", "ntl", "sf-map", "df-map"}
