@@ -88,6 +88,12 @@ def malicious():
     return _load_helper("mapguard_tests_malicious", "_malicious.py").MaliciousFiles
 
 
+@pytest.fixture(scope="session")
+def oip_server():
+    """``OipServer``: an Open Inference Protocol server on 127.0.0.1 (tests/_oip_server.py)."""
+    return _load_helper("mapguard_tests_oip_server", "_oip_server.py").OipServer
+
+
 # ---- an owner key and one watermark embedded in the tiny model (watermark and verification tests)
 #: A short recipe for vgg_tiny on 1,200 digits (seconds, not minutes); the default recipe is
 #: tuned for vgg_small on the full source split (docs/METHOD.md §3). Without the recipe's weight
