@@ -30,7 +30,7 @@ from mapguard import _cli
 @_cli.shared_options("seed", "workers", "unsafe", "device", "quiet", "json")
 def protect(model, targets, keeps, extra, unsafe_load, quiet, as_json, **args):
     """Protect MODEL: keep its accuracy on --source, make it fail on every --target."""
-    from mapguard.masking import dist_info
+    from mapguard.masking import launched_rank
     from mapguard.protect import protect as run_protect
 
     method_options = {k: args.pop(k) for k in ("epochs", "lr", "batch_size", "granularity")}
@@ -39,7 +39,7 @@ def protect(model, targets, keeps, extra, unsafe_load, quiet, as_json, **args):
     options |= _cli.parse_options(extra)
     report = run_protect(model, targets=list(targets), keep=list(keeps), options=options,
                          progress=not quiet, allow_code=unsafe_load, **args)  # fmt: skip
-    if dist_info().is_main:  # under torchrun only rank 0 reports
+    if launched_rank() == 0:  # under torchrun only rank 0 reports (group left by now)
         _cli.echo_result(as_json, report.to_dict(), lambda: _print_summary(report))
 
 
