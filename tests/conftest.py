@@ -267,6 +267,25 @@ def folders_64(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def digit_folders(mnist_small, tmp_path_factory) -> dict[str, Path]:
+    """Two 32-pixel ImageFolder domains of real MNIST digits, for the tiny model: ``src`` (24
+    train / 12 test digits per class) and ``tgt`` (the same digits inverted). Classes are named
+    ``d0``..``d9``, not the digits, so protect measures these folders only."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("digit-folders")
+    for split, data in zip(("train", "test"), mnist_small):
+        for c in range(10):
+            for i in torch.nonzero(data.labels == c).flatten()[: 24 if split == "train" else 12]:
+                px = data.images[int(i)].permute(1, 2, 0).numpy()
+                for domain, pixels in (("src", px), ("tgt", 255 - px)):
+                    folder = root / domain / split / f"d{c}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(pixels).save(folder / f"{int(i):05d}.png")
+    return {"src": root / "src", "tgt": root / "tgt"}
+
+
+@pytest.fixture(scope="session")
 def tsa():
     """``tests/_tsa.py`` (a real OpenSSL time-stamping authority made in the tests), loaded once;
     the tests that use it skip where ``openssl`` is missing."""

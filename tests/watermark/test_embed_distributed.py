@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mapguard.checkpoint import load_checkpoint
 from mapguard.masking import maskable_weights
@@ -22,18 +21,6 @@ from protocols import dsse, keys, statements
 from verification.watermark_file import read_watermark
 
 HERE = Path(__file__).parent
-
-
-def digit_folder(root: Path, train, test, *, per_class: int) -> Path:
-    """``per_class`` train and ``per_class // 2`` test digits of each class as 32-pixel PNGs."""
-    for split, data, n in (("train", train, per_class), ("test", test, per_class // 2)):
-        for c in range(10):
-            (root / split / str(c)).mkdir(parents=True)
-            idx = torch.nonzero(data.labels == c).flatten()[:n]
-            for i in idx.tolist():
-                px = data.images[i].permute(1, 2, 0).numpy()
-                Image.fromarray(px).save(root / split / str(c) / f"{i:05d}.png")
-    return root
 
 
 def _zeroed(path: Path) -> torch.Tensor:
@@ -46,9 +33,9 @@ def _document(out: Path) -> dict:
 
 
 def test_two_process_embed_matches_one_process(
-    tiny_checkpoint, mnist_small, owner, tmp_path, tiny_config
+    tiny_checkpoint, digit_folders, owner, tmp_path, tiny_config
 ):
-    data = digit_folder(tmp_path / "digits", *mnist_small, per_class=24)
+    data = digit_folders["src"]
     cfg = tiny_config(n_verification=40)
     single = embed(tiny_checkpoint, str(data), owner.key(), cfg, out=tmp_path / "one",
                    progress=False, device="cpu", secret_rng=np.random.default_rng(7))  # fmt: skip
