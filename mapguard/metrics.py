@@ -21,8 +21,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from mapguard._config import check_int
 from mapguard._errors import ConfigError
@@ -97,18 +98,32 @@ def st_d(
 
 @dataclass(frozen=True, kw_only=True)
 class ProtectionMetrics:
-    """Before/after figures of one protection run (accuracies are fractions)."""
+    """Before/after figures of one protection run (accuracies are fractions).
 
-    source: str
-    source_before: float
-    source_after: float
+    A source-free run given no source data (SF-MAP / DF-MAP without ``--source``) has
+    ``source = source_before = source_after = None`` and reports ``estimated_source_drop``
+    instead (the method's estimate with its interval, e.g. ``{"estimate": 0.01, "low": 0.0,
+    "high": 0.03, ...}``; fractions, not points); ``st_d`` is then None.
+    """
+
+    source: str | None
+    source_before: float | None
+    source_after: float | None
     targets: dict[str, tuple[float, float]]
     others: dict[str, tuple[float, float]]
     pruned_fraction: float
     num_classes: int
+    estimated_source_drop: Mapping[str, Any] | None = None
 
     @property
-    def source_drop(self) -> float:
+    def source_measured(self) -> bool:
+        """Whether the source accuracy was measured (source test data given)."""
+        return self.source_before is not None and self.source_after is not None
+
+    @property
+    def source_drop(self) -> float | None:
+        if self.source_before is None or self.source_after is None:
+            return None
         return self.source_before - self.source_after
 
     def target_drop(self, name: str) -> float:
@@ -117,7 +132,7 @@ class ProtectionMetrics:
 
     @property
     def st_d(self) -> float | None:
-        if not self.targets:
+        if not self.targets or self.source_before is None or self.source_after is None:
             return None
         return st_d(
             source_before=self.source_before,
@@ -136,6 +151,14 @@ class ProtectionMetrics:
             k: {"before": b, "after": a, "drop": b - a} for k, (b, a) in self.others.items()
         }
         d["source_drop"] = self.source_drop
+        d["source_accuracy"] = (
+            {"before": self.source_before, "after": self.source_after, "drop": self.source_drop}
+            if self.source_measured
+            else None
+        )
+        d["estimated_source_drop"] = (
+            dict(self.estimated_source_drop) if self.estimated_source_drop is not None else None
+        )
         d["st_d"] = self.st_d
         return d
 
@@ -143,8 +166,9 @@ class ProtectionMetrics:
 def protection_metrics(**kwargs: object) -> ProtectionMetrics:
     """Build :class:`ProtectionMetrics` (validates every accuracy)."""
     m = ProtectionMetrics(**kwargs)  # type: ignore[arg-type]
-    _check_acc("source_before", m.source_before)
-    _check_acc("source_after", m.source_after)
+    if m.source_before is not None or m.source_after is not None:
+        _check_acc("source_before", m.source_before)  # type: ignore[arg-type]
+        _check_acc("source_after", m.source_after)  # type: ignore[arg-type]
     for name, (b, a) in {**m.targets, **m.others}.items():
         _check_acc(f"accuracy on {name}", b)
         _check_acc(f"accuracy on {name}", a)

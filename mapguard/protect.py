@@ -123,18 +123,19 @@ def _load_sets(
 
 
 def _check_roles(
-    source: str, targets: Sequence[str], keep: Sequence[str], *, need_targets: bool = True
+    source: str | None, targets: Sequence[str], keep: Sequence[str], *, need_targets: bool = True
 ) -> None:
     if not targets and need_targets:
         raise ConfigError("give at least one --target")
-    norm = {s: _norm(s) for s in (source, *targets, *keep)}
+    given = (source, *targets, *keep) if source is not None else (*targets, *keep)
+    norm = {s: _norm(s) for s in given}
     for t in targets:
-        if norm[t] == norm[source]:
+        if source is not None and norm[t] == norm[source]:
             raise ConfigError(f"source and target are the same data ('{source}')")
     for k in keep:
         if norm[k] in {norm[t] for t in targets}:
             raise ConfigError(f"'{k}' is given both as --keep and as --target")
-        if norm[k] == norm[source]:
+        if source is not None and norm[k] == norm[source]:
             raise ConfigError(f"--keep '{k}' is the source already")
     if len({norm[t] for t in targets}) != len(targets):
         raise ConfigError("the same --target is given twice")
@@ -170,14 +171,14 @@ def _same_images(a: Data, b: Data, workers: int) -> bool:
 
 
 def _other_specs(
-    source: str, targets: Sequence[str], keep: Sequence[str], classes: Sequence[str]
+    source: str | None, targets: Sequence[str], keep: Sequence[str], classes: Sequence[str]
 ) -> list[str]:
     """The ``keep`` specs, and the built-in domains not used when the source data has their
     classes (the digits "0".."9": a model of other classes, even ten of them, is measured on its
     own data only, not on digits rendered at its side)."""
     from mapguard.data import DIGIT_CLASSES, list_domains
 
-    used = {_norm(s) for s in (source, *targets)}
+    used = {_norm(s) for s in (source, *targets) if s is not None}
     domains = list_domains() if tuple(classes) == tuple(DIGIT_CLASSES) else []
     specs = [f"builtin:{d}" for d in domains if f"builtin:{d}" not in used]
     return specs + [k for k in keep if _norm(k) not in {_norm(s) for s in specs}]
@@ -195,7 +196,7 @@ def _accuracies(
 def protect(
     model_path: str | os.PathLike[str],
     *,
-    source: str,
+    source: str | None,
     targets: Sequence[str],
     keep: Sequence[str] = (),
     method: str = "map",
@@ -225,6 +226,11 @@ def protect(
     ``ntl``), so memory does not grow with the number of images; results are the same whatever
     ``workers`` is. Built-in domains are held in memory.
 
+    ``source`` may be None only for a method registered with ``needs_source=False`` (``sf-map``,
+    ``df-map``): such a method never gets the source's training split; given a source, only its
+    test split is read (to measure the drop), and without one the metrics report the method's
+    ``estimated_source_drop`` instead of a measured drop.
+
     Raises:
         ConfigError: bad method/options/roles (e.g. source == target). ModelFileError: bad model or
         class mismatch. DataError: bad data. TrainingError: NaN loss. OutputExistsError.
@@ -235,6 +241,8 @@ def protect(
     meth = get_method(method)
     if mask_out is not None and not meth.learns_mask:
         raise ConfigError(f"method '{method}' learns no mask; drop --mask-out")
+    if source is None and meth.needs_source:
+        raise ConfigError(f"method '{method}' needs --source (its training data are read)")
     _check_roles(source, targets, keep, need_targets=meth.needs_target)
     check_int("workers", workers, low=0)
     options = dict(options or {})
@@ -244,8 +252,8 @@ def protect(
     if meth.learns_mask:
         maskable_weights(model, exclude=tuple(options.get("exclude", ())))
     data = _load_all(
-        source, targets, keep, meta.num_classes, input_side(meta), progress,
-        stream=meth.streams, workers=workers,
+        source, targets, keep, meta, progress, stream=meth.streams, workers=workers,
+        source_train=meth.needs_source,
     )  # fmt: skip
     info = init_distributed()
     dev = device_for(info, default_device(device))
@@ -277,41 +285,58 @@ def protect(
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class _Data:
-    source: Data
+    source: Data | None
     targets: tuple[Data, ...]
     keep: tuple[Data, ...]
     tests: dict[str, Data]
 
 
 def _load_all(
-    source: str,
+    source: str | None,
     targets: Sequence[str],
     keep: Sequence[str],
-    k: int,
-    side: int,
+    meta: ModelMeta,
     progress: bool,
     *,
     stream: bool,
     workers: int,
+    source_train: bool = True,
 ) -> _Data:
     """Train splits of source/targets/keep (folders streamed when the method ``stream``s), test
-    splits of those plus every other domain (folders streamed), all at the model's ``side``."""
-    src_tr, *tgt_tr = _load_sets([source, *targets], "train", k, side, progress, stream)
-    for spec, t in zip(targets, tgt_tr):
-        if _same_images(src_tr, t, workers):
-            raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
+    splits of those plus every other domain (folders streamed), all at the model's side. Without
+    ``source_train`` the source's train split is never opened (source-free methods): the source
+    and targets are then compared on their test splits."""
+    k, side = meta.num_classes, input_side(meta)
+    read_src = source is not None and source_train
+    src_tr = _load_sets([source], "train", k, side, progress, stream)[0] if read_src else None
+    tgt_tr = _load_sets(targets, "train", k, side, progress, stream)
+    if src_tr is not None:
+        _check_distinct(source, zip(targets, tgt_tr), src_tr, workers)
     keep_tr = _load_sets(keep, "train", k, side, progress, stream)
-    names = [source, *targets, *_other_specs(source, targets, keep, src_tr.classes)]
-    tests = dict(zip(names, _load_sets(names, "test", k, side, progress)))
+    src_spec = [source] if source is not None else []
+    src_te = _load_sets(src_spec, "test", k, side, progress)
+    classes = src_te[0].classes if src_te else meta.classes
+    rest = [*targets, *_other_specs(source, targets, keep, classes)]
+    tests = dict(zip([*src_spec, *rest], [*src_te, *_load_sets(rest, "test", k, side, progress)]))
+    if src_tr is None and src_te:
+        _check_distinct(source, ((t, tests[t]) for t in targets), src_te[0], workers)
     return _Data(source=src_tr, targets=tuple(tgt_tr), keep=tuple(keep_tr), tests=tests)
+
+
+def _check_distinct(source: str | None, targets, src: Data, workers: int) -> None:  # noqa: ANN001
+    """Source and targets (``(spec, split)`` pairs) must hold different images."""
+    for spec, t in targets:
+        if _same_images(src, t, workers):
+            raise ConfigError(f"source '{source}' and target '{spec}' hold the same images")
 
 
 def _metrics(source, targets, before, after, result, num_classes) -> ProtectionMetrics:  # noqa: ANN001
     others = [n for n in before if n != source and n not in targets]
     return protection_metrics(
         source=source,
-        source_before=before[source],
-        source_after=after[source],
+        source_before=before.get(source),
+        source_after=after.get(source),
+        estimated_source_drop=result.info.get("estimated_source_drop"),
         targets={t: (before[t], after[t]) for t in targets},
         others={o: (before[o], after[o]) for o in others},
         pruned_fraction=result.mask.pruned_fraction if result.mask is not None else 0.0,
@@ -338,7 +363,7 @@ def _write_outputs(
         **meta.extra,
         "method": report.method,
         "pruned_fraction": f"{report.metrics.pruned_fraction:.6f}",
-        "source": source,
+        "source": source or "",
         "targets": json.dumps(list(targets)),
         "mask_sha256": mask_sha,
         "original_weights_sha256": meta.weights_sha256,

@@ -11,7 +11,11 @@ from mapguard import _cli
 
 @_cli.command()
 @click.argument("model", type=_cli.FILE)
-@click.option("--source", required=True, help=f"Authorized source data. {_cli.DATA_HELP}")
+@click.option(
+    "--source",
+    help="Authorized source data (required except for sf-map / df-map, which never read its "
+    f"training split: given, only its test split is read, to measure the drop). {_cli.DATA_HELP}",
+)
 @click.option("--target", "targets", multiple=True, help="Unauthorized target data (repeatable).")
 @click.option(
     "--keep", "keeps", multiple=True, help="Further authorized data to preserve (repeatable)."
@@ -45,7 +49,7 @@ def protect(model, targets, keeps, extra, unsafe_load, quiet, as_json, **args):
 
 def _print_summary(report) -> None:  # noqa: ANN001
     m = report.metrics
-    click.echo(f"{report.method}: source {m.source} {m.source_before:.2%} -> {m.source_after:.2%}")
+    click.echo(f"{report.method}: {_source_line(m)}")
     for name, (b, a) in m.targets.items():
         click.echo(f"  target {name}: {b:.2%} -> {a:.2%}")
     for name, (b, a) in m.others.items():
@@ -57,6 +61,21 @@ def _print_summary(report) -> None:  # noqa: ANN001
         click.echo(_masked_line(report.masked_layers))
     for kind, path in report.outputs.items():
         click.echo(f"  {kind}: {path}")
+
+
+def _source_line(m) -> str:  # noqa: ANN001
+    """The measured source accuracies, or (no source data given) the estimated drop."""
+    est = m.estimated_source_drop
+    est_text = (
+        f"estimated source drop {100 * est['estimate']:.1f} pts "
+        f"[{100 * est['low']:.1f}, {100 * est['high']:.1f}] ({est['confidence']:.0%})"
+        if est
+        else ""
+    )
+    if m.source_before is None:
+        return f"no source data given; {est_text or 'no estimate of the source drop'}"
+    measured = f"source {m.source} {m.source_before:.2%} -> {m.source_after:.2%}"
+    return f"{measured}; {est_text}" if est_text else measured
 
 
 def _masked_line(layers) -> str:  # noqa: ANN001

@@ -2,7 +2,9 @@
 
 :func:`synthesize` inverts the model (DeepInversion-style, low-resolution parameterisation;
 ``docs/METHOD.md, section 2``); :func:`write_synthesis` stores a result with a picture grid (the
-pseudo-source next to its neighbour domains, :func:`mapguard.methods.free.neighbour_sets`).
+pseudo-source next to its neighbour domains, :func:`mapguard.methods.free.neighbour_sets`);
+:func:`boundary_samples` synthesises images where a model and its masked copy disagree (SF-MAP /
+DF-MAP's boundary-aware keep set).
 
 Example:
     >>> import torch
@@ -14,6 +16,12 @@ Example:
     ((10, 3, 32, 32), torch.uint8, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
 """
 
+from mapguard.synthesis._boundary import (
+    boundary_samples,
+    class_mixtures,
+    js_divergence,
+    sample_bn_scores,
+)
 from mapguard.synthesis._config import SynthesisConfig
 from mapguard.synthesis._invert import bn_loss
 from mapguard.synthesis._output import as_imageset, save_grid, synthesize_to_dir, write_synthesis
@@ -26,7 +34,11 @@ __all__ = [
     "SynthesisStats",
     "as_imageset",
     "bn_loss",
+    "boundary_samples",
+    "class_mixtures",
+    "js_divergence",
     "load_result",
+    "sample_bn_scores",
     "save_grid",
     "save_result",
     "synthesize",

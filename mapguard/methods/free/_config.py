@@ -53,6 +53,20 @@ class FreeConfig(ConfigMixin, what="free"):
         families: neighbour families for DF-MAP (``feature_stats`` = AdaIN-style shift).
         synthesis: pseudo-source synthesis options.
         synthesis_seed: seed of the synthesis.
+        boundary: boundary-aware keep set: after every epoch, this many two-class mixtures of
+            pseudo-source images are moved where the original and the current masked model
+            disagree (:func:`mapguard.synthesis.boundary_samples`); the ``boundary_keep``
+            fraction closest to the BN statistics joins a pool of at most ``boundary_pool``
+            images (oldest dropped first), which fills ``boundary_fraction`` of every keep batch.
+            0: off.
+        boundary_steps: optimisation steps of each boundary synthesis.
+        probe_mixtures: two-class mixtures per held-out pseudo-source image in the held-out
+            boundary set whose disagreement rate gives the drop estimate (and the stopping rule).
+        stop_disagreement: largest disagreement rate on that set an accepted epoch may have
+            (``None``: not used for acceptance).
+        hard_neighbours: DF-MAP draws this many neighbour versions of every chunk and keeps the
+            one on which the original model is most confident in the clean label (where ``f``
+            still transfers: what the mask must break). 1: no choice.
     """
 
     n_pseudo: int = 200
@@ -69,9 +83,27 @@ class FreeConfig(ConfigMixin, what="free"):
     families: tuple[str, ...] = DEFAULT_FAMILIES
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     synthesis_seed: int = 0
+    boundary: int = 0
+    boundary_steps: int = 30
+    boundary_keep: float = 0.5
+    boundary_fraction: float = 0.25
+    boundary_pool: int = 160
+    probe_mixtures: int = 4
+    stop_disagreement: float | None = None
+    hard_neighbours: int = 1
 
     def __post_init__(self) -> None:
         check_int("n_pseudo", self.n_pseudo, low=4)
+        for name in ("boundary", "probe_mixtures"):
+            check_int(name, getattr(self, name), low=0)
+        for name in ("boundary_steps", "boundary_pool", "hard_neighbours"):
+            check_int(name, getattr(self, name), low=1)
+        for name in ("boundary_keep", "boundary_fraction", "stop_disagreement"):
+            value = getattr(self, name)
+            if name == "stop_disagreement" and value is None:
+                continue
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise ConfigError(f"{name} must be a fraction in [0, 1], got {value!r}")
         if not (isinstance(self.keep_mixup, (int, float)) and 0.0 <= self.keep_mixup <= 1.0):
             raise ConfigError(f"keep_mixup must be a fraction in [0, 1], got {self.keep_mixup!r}")
         if not isinstance(self.stop_mixup, bool):
@@ -111,6 +143,11 @@ class FreeResult:
         chosen_epoch: epoch (1-based) whose mask was selected.
         within_threshold: whether the chosen epoch met ``stop_kl`` (else the lowest-KL epoch).
         reached_goal: whether learning stopped because the degrade goal was reached.
+        disagreement: disagreement rate with the original on the held-out boundary set, per
+            epoch.
+        estimated_source_drop: the chosen epoch's estimated source drop and its interval
+            (:func:`~mapguard.methods.free._estimate.estimate_drop`).
+        boundary_images: images in the boundary-aware keep pool at the end.
     """
 
     mask: Mask
@@ -121,6 +158,9 @@ class FreeResult:
     chosen_epoch: int
     within_threshold: bool
     reached_goal: bool
+    disagreement: tuple[float, ...] = ()
+    estimated_source_drop: dict[str, Any] | None = None
+    boundary_images: int = 0
 
     @property
     def pruned_fraction(self) -> float:
@@ -134,6 +174,9 @@ class FreeResult:
             "reached_goal": self.reached_goal,
             "chosen_epoch": self.chosen_epoch,
             "within_threshold": self.within_threshold,
+            "disagreement": list(self.disagreement),
+            "estimated_source_drop": self.estimated_source_drop,
+            "boundary_images": self.boundary_images,
             "pseudo_source": {
                 "n": len(self.pseudo),
                 "seconds": self.pseudo.stats.seconds,

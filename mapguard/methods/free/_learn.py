@@ -15,9 +15,11 @@ from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.masking import BatchSource, MaskConfig, apply_mask, learn_mask
 from mapguard.methods._registry import MethodOutput
+from mapguard.methods.free._boundary import BoundaryKeep
 from mapguard.methods.free._config import FreeConfig, FreeResult
+from mapguard.methods.free._estimate import estimate_drop
 from mapguard.methods.free._sources import PseudoSource
-from mapguard.methods.free._stopping import HeldOutKLStop
+from mapguard.methods.free._stopping import DegradeProbe, HeldOutKLStop, stopping_rule
 from mapguard.synthesis import SynthesisResult, synthesize
 
 __all__ = ["FreeRun", "method_output", "predict_labels", "start"]
@@ -51,26 +53,42 @@ class FreeRun:
         return PseudoSource(
             self.x[self.train], steps_per_epoch=steps, seed=self.mcfg.seed,
             augment=cfg.keep_augment, mixup=cfg.keep_mixup,
+            pool_fraction=cfg.boundary_fraction if cfg.boundary else 0.0,
+            pool_size=cfg.boundary_pool,
+        )  # fmt: skip
+
+    def stopping_rule(self, probe: DegradeProbe | None) -> HeldOutKLStop:
+        """The stopping rule on the held-out pseudo-source (and its boundary set)."""
+        held = self.held
+        return stopping_rule(
+            self.net, self.x[held], self.cfg, probe, self.pseudo.num_classes,
+            self.pseudo.labels[held],
         )  # fmt: skip
 
     def learn(
         self,
-        keep: BatchSource,
+        keep: PseudoSource,
         degrade: BatchSource | Sequence[BatchSource],
         stop: HeldOutKLStop,
         callbacks: Sequence[Any],
         progress: bool,
     ) -> FreeResult:
-        """Learn the mask (``callbacks`` run before the stopping rule) and pick the epoch."""
+        """Learn the mask (``callbacks`` run before the stopping rule; the boundary-aware keep
+        set grows after it, on epochs that did not end learning) and pick the epoch."""
         if self.mcfg.update_bn:
             raise ConfigError(
                 "SF-MAP / DF-MAP keep BatchNorm statistics frozen (update_bn must be False)"
             )
+        grow = []
+        if self.cfg.boundary:
+            x, y = self.x[self.train], self.pseudo.labels[self.train]
+            grow = [BoundaryKeep(self.net, x, y, keep, self.cfg, seed=self.mcfg.seed)]
         learned = learn_mask(
             self.net, keep=keep, degrade=degrade, config=self.mcfg,
-            callbacks=[*callbacks, stop], device=self.device, progress=progress,
+            callbacks=[*callbacks, stop, *grow], device=self.device, progress=progress,
         )  # fmt: skip
         mask, epoch, ok = stop.selection()
+        d = stop.disagreement[epoch - 1]
         return FreeResult(
             mask=mask,
             learned=learned,
@@ -80,6 +98,9 @@ class FreeRun:
             chosen_epoch=epoch,
             within_threshold=ok,
             reached_goal=stop.reached_goal,
+            disagreement=tuple(stop.disagreement),
+            estimated_source_drop=estimate_drop(d, len(stop.boundary)),
+            boundary_images=len(keep.pool),
         )
 
 

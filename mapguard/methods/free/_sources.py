@@ -59,7 +59,9 @@ class PseudoSource(_FixedSteps):
     With ``augment`` every batch gets the source-training augmentation (shifts of up to 2 px,
     brightness/contrast jitter, :func:`mapguard.training.augment_batch`) so that the keep term
     cannot be met by memorising a few hundred exact images; the original model's logits are then
-    computed per batch by the learner.
+    computed per batch by the learner. With ``pool_fraction > 0`` that fraction of every batch
+    is drawn from a growing *pool* of further images (:meth:`add`: the boundary-aware keep set)
+    once the pool holds any; an empty pool draws exactly what a source without one draws.
     """
 
     name = "pseudo-source"
@@ -73,6 +75,8 @@ class PseudoSource(_FixedSteps):
         augment: bool = False,
         teacher: torch.Tensor | None = None,
         mixup: float = 0.0,
+        pool_fraction: float = 0.0,
+        pool_size: int = 0,
     ) -> None:
         if x.ndim != 4 or len(x) == 0:
             raise ConfigError(
@@ -80,20 +84,30 @@ class PseudoSource(_FixedSteps):
             )
         self.x, self.steps, self.seed = x, steps_per_epoch, seed
         self.augment, self.teacher, self.mixup = augment, teacher, mixup
+        self.pool_fraction, self.pool_size = pool_fraction, pool_size
+        self.pool = x.new_zeros((0, *x.shape[1:]))
+
+    def add(self, images: torch.Tensor) -> None:
+        """Add images to the pool (the oldest leave once it holds more than ``pool_size``)."""
+        self.pool = torch.cat([self.pool, images.to(self.pool)])[-self.pool_size :]
 
     def _batch(self, epoch: int, step: int, batch_size: int, part: slice) -> Batch:
         gen = step_generator(self.seed, epoch, step)
         idx = _draw(len(self.x), batch_size, gen)
-        x = augment_batch(self.x[idx], gen) if self.augment else self.x[idx]
+        x = self.x[idx]
+        k = min(batch_size, int(round(self.pool_fraction * batch_size))) if len(self.pool) else 0
+        if k:
+            x = torch.cat([x[: batch_size - k], self.pool[_draw(len(self.pool), k, gen)]])
+        x = augment_batch(x, gen) if self.augment else x
         if self.mixup > 0:
             x = mix_pairs(x, int(round(self.mixup * len(x))), gen)
-        fresh = self.augment or self.mixup > 0  # teacher logits computed per batch
+        fresh = self.augment or self.mixup > 0 or self.pool_fraction > 0  # teacher per batch
         teacher = None if self.teacher is None or fresh else self.teacher[idx][part]
         return Batch(x[part], None, teacher)
 
     @torch.no_grad()
     def with_teacher(self, teacher) -> PseudoSource:  # noqa: ANN001
-        if self.augment or self.mixup > 0:  # logits of changed images are computed per batch
+        if self.augment or self.mixup > 0 or self.pool_fraction > 0:  # computed per batch
             return self
         x = self.x
         logits = torch.cat([teacher(x[i : i + 512]).float().cpu() for i in range(0, len(x), 512)])

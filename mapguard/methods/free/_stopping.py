@@ -16,13 +16,22 @@ from torch.func import functional_call
 from mapguard._errors import ConfigError
 from mapguard.masking import EpochInfo, Mask, keep_kl
 from mapguard.methods.free._config import FreeConfig
+from mapguard.methods.free._estimate import boundary_probe, disagreement
 from mapguard.methods.free._sources import mix_pairs, step_generator
 
-__all__ = ["DegradeProbe", "HeldOutKLStop", "masked_logits", "stopping_rule"]
+__all__ = ["DegradeProbe", "HeldOutKLStop", "masked_logits", "masked_params", "stopping_rule"]
 
 
 def _mask_tensor(bits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return bits.to(device=like.device, dtype=like.dtype)
+
+
+def masked_params(model: nn.Module, mask: Mask | None) -> dict[str, torch.Tensor]:
+    """``model``'s parameters, detached, with ``mask`` applied (None: unmasked)."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    for layer in mask.layers if mask is not None else ():
+        params[layer.name] = params[layer.name] * _mask_tensor(layer.bits, params[layer.name])
+    return params
 
 
 @torch.no_grad()
@@ -31,9 +40,7 @@ def masked_logits(
 ) -> torch.Tensor:
     """Logits of ``model`` with ``mask`` applied, without copying or modifying the model."""
     device = next(model.parameters()).device
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    for layer in mask.layers:
-        params[layer.name] = params[layer.name] * _mask_tensor(layer.bits, params[layer.name])
+    params = masked_params(model, mask)
     was_training = model.training
     model.eval()
     try:
@@ -58,15 +65,26 @@ class DegradeProbe:
         return float((masked_logits(self.model, mask, self.x).argmax(1) == self.y).float().mean())
 
 
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat(
+        [model(x[i : i + 256].to(device)).float().cpu() for i in range(0, len(x), 256)]
+    )
+
+
 class HeldOutKLStop:
     """The source-free stopping rule, as a :func:`~mapguard.masking.learn_mask` callback.
 
     After every epoch ``e``: the drift ``kappa_e = KL_T(original || masked)`` on held-out
     pseudo-source images, and (with a ``probe``) the masked model's accuracy ``a_e`` on held-out
-    degrade images. An epoch is *accepted* when ``kappa_e <= threshold``. Learning stops at the
-    first accepted epoch with ``a_e <= goal`` (enough degradation: more epochs would only cost
-    source accuracy) or after ``patience`` consecutive epochs above the threshold. The selected
-    mask is that of the last accepted epoch (the lowest-drift epoch when none was accepted).
+    degrade images, and the disagreement rate ``d_e`` of the two models on the held-out
+    ``boundary`` set (default: the held-out images; :mod:`~mapguard.methods.free._estimate`). An
+    epoch is *accepted* when ``kappa_e <= threshold`` (and ``d_e <= max_disagreement`` if set).
+    Learning stops at the first accepted epoch with ``a_e <= goal`` (enough degradation: more
+    epochs would only cost source accuracy) or after ``patience`` consecutive rejected epochs.
+    The selected mask is that of the last accepted epoch (the lowest-drift epoch when none was
+    accepted).
     """
 
     def __init__(
@@ -79,20 +97,19 @@ class HeldOutKLStop:
         patience: int = 1,
         probe: DegradeProbe | None = None,
         goal: float = 0.0,
+        boundary: torch.Tensor | None = None,
+        max_disagreement: float | None = None,
     ) -> None:
         self.model, self.x, self.threshold, self.patience = model, held_out, threshold, patience
         self.temperature = temperature
         self.probe, self.goal = probe, goal
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            self.teacher = torch.cat(
-                [
-                    model(held_out[i : i + 256].to(device)).float().cpu()
-                    for i in range(0, len(held_out), 256)
-                ]
-            )
+        self.boundary = held_out if boundary is None else boundary
+        self.max_disagreement = max_disagreement
+        self.teacher = _logits(model, held_out)
+        self.boundary_teacher = _logits(model, self.boundary)
         self.kl: list[float] = []
         self.degrade_accuracy: list[float] = []
+        self.disagreement: list[float] = []
         self.accepted: tuple[int, Mask] | None = None
         self.lowest: tuple[float, int, Mask] | None = None
         self.reached_goal = False
@@ -103,11 +120,14 @@ class HeldOutKLStop:
         logits = masked_logits(self.model, mask, self.x)
         kl = float(keep_kl(logits, self.teacher, self.temperature))
         self.kl.append(kl)
+        d = disagreement(self.boundary_teacher, masked_logits(self.model, mask, self.boundary))
+        self.disagreement.append(d)
         acc = self.probe(mask) if self.probe is not None else float("nan")
         self.degrade_accuracy.append(acc)
         if self.lowest is None or kl < self.lowest[0]:
             self.lowest = (kl, info.epoch, mask)
-        if kl <= self.threshold:
+        limit = self.max_disagreement
+        if kl <= self.threshold and (limit is None or d <= limit):
             self.accepted, self._above = (info.epoch, mask), 0
             self.reached_goal = acc <= self.goal
             return self.reached_goal
@@ -124,11 +144,22 @@ class HeldOutKLStop:
 
 
 def stopping_rule(
-    net: nn.Module, held: torch.Tensor, cfg: FreeConfig, probe: DegradeProbe | None, k: int
+    net: nn.Module,
+    held: torch.Tensor,
+    cfg: FreeConfig,
+    probe: DegradeProbe | None,
+    k: int,
+    held_labels: torch.Tensor | None = None,
 ) -> HeldOutKLStop:
     """The :class:`HeldOutKLStop` of ``cfg`` for a ``k``-class model (goal ``2 / k`` by default;
-    with ``stop_mixup`` the held-out images also hold 4 fixed mixtures of each)."""
+    with ``stop_mixup`` the held-out images also hold 4 fixed mixtures of each). Its boundary
+    set is ``held`` plus ``cfg.probe_mixtures`` two-class mixtures per image (``held_labels``)."""
     goal = cfg.degrade_goal if cfg.degrade_goal is not None else 2.0 / k
+    boundary = None
+    if held_labels is not None:
+        boundary = boundary_probe(
+            held, held_labels, per_image=cfg.probe_mixtures, seed=cfg.synthesis_seed
+        )
     if cfg.stop_mixup:
         gen = step_generator(cfg.synthesis_seed, 0x57)
         held = torch.cat([held, *(mix_pairs(held, len(held), gen) for _ in range(4))])
@@ -140,4 +171,6 @@ def stopping_rule(
         patience=cfg.patience,
         probe=probe,
         goal=goal,
+        boundary=boundary,
+        max_disagreement=cfg.stop_disagreement,
     )

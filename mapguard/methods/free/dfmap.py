@@ -21,7 +21,7 @@ from mapguard.methods.free._config import DF_DEFAULTS, FreeConfig, FreeResult, s
 from mapguard.methods.free._learn import method_output, predict_labels, start
 from mapguard.methods.free._neighbours import FeatureShiftHook, FeatureStyleShift, first_conv
 from mapguard.methods.free._sources import NeighbourSource, neighbour_probe
-from mapguard.methods.free._stopping import DegradeProbe, stopping_rule
+from mapguard.methods.free._stopping import DegradeProbe
 from mapguard.training import DEFAULT_SIDE, input_side
 
 __all__ = ["data_free_mask", "protect_df_map"]
@@ -61,7 +61,7 @@ def data_free_mask(
         if degrade.image_families:  # the feature-statistics shift has no fixed pixel version
             px, py = neighbour_probe(degrade, x[held], clean_pred[held], cfg.probe_size)
             probe = DegradeProbe(net, px, py)
-        stop = stopping_rule(net, x[held], cfg, probe, run.pseudo.num_classes)
+        stop = run.stopping_rule(probe)
         return run.learn(keep, degrade, stop, callbacks, progress)
     finally:
         if hook is not None:
@@ -77,6 +77,7 @@ def _df_configs(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, Free
     description="DF-MAP: MAP without any data (pseudo-source and its neighbour domains)",
     validate=_df_configs,
     needs_target=False,
+    needs_source=False,
 )
 def protect_df_map(inputs: MethodInputs) -> MethodOutput:
     """Never reads source or target data (given targets are only evaluated)."""

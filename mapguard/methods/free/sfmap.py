@@ -20,7 +20,7 @@ from mapguard.masking import MaskConfig, TensorSource
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.free._config import SF_DEFAULTS, FreeConfig, FreeResult, split_options
 from mapguard.methods.free._learn import method_output, predict_labels, start
-from mapguard.methods.free._stopping import DegradeProbe, stopping_rule
+from mapguard.methods.free._stopping import DegradeProbe
 from mapguard.training import DEFAULT_SIDE, input_side
 
 __all__ = ["protect_sf_map", "source_free_mask"]
@@ -95,8 +95,7 @@ def source_free_mask(
     steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // run.mcfg.batch_size)
     keep = run.keep_source(steps)
     px, py = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
-    stop = stopping_rule(run.net, run.x[run.held], cfg, DegradeProbe(run.net, px, py),
-                         run.pseudo.num_classes)  # fmt: skip
+    stop = run.stopping_rule(DegradeProbe(run.net, px, py))
     return run.learn(keep, degrade, stop, callbacks, progress)
 
 
@@ -134,6 +133,7 @@ def _sf_configs(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, Free
     "sf-map",
     description="SF-MAP: MAP without source data (synthesised pseudo-source; targets given)",
     validate=_sf_configs,
+    needs_source=False,
 )
 def protect_sf_map(inputs: MethodInputs) -> MethodOutput:
     """Never reads the source data: preserves a pseudo-source synthesised from the model."""
