@@ -33,6 +33,8 @@ from protocols.errors import SchemaError
 
 __all__ = [
     "ANALYSIS_VERSION",
+    "FLOOR_STATISTICS",
+    "KNOWN_VERSIONS",
     "MODE_RULES",
     "NULL_SEED_RULE",
     "TESTS",
@@ -41,7 +43,13 @@ __all__ = [
     "resolve_mode",
 ]
 
-ANALYSIS_VERSION = "2"
+ANALYSIS_VERSION = "3"
+#: Versions this code reads: "2" fixed the floor on the weakest secret (``floor_statistic``
+#: "min", not written in its block); "3" names the floor statistic.
+KNOWN_VERSIONS = ("2", ANALYSIS_VERSION)
+#: What the effect floor applies to: the weakest secret's statistic (``min``; one weakened
+#: secret sinks the verdict) or the median of the k secrets' statistics (half of them may fail).
+FLOOR_STATISTICS = ("min", "median")
 #: ``pooled-min``: all N = k (M + 1) keys ranked together, p = C(c, k) / C(N, k);
 #: ``exact-max-rank``: each secret ranked among its own M null keys, the ranks combined exactly.
 TESTS = ("pooled-min", "exact-max-rank")
@@ -67,12 +75,15 @@ class Analysis:
             against the secrets: labels-mode statistics tie a lot, and the level falls far
             below alpha).
         alpha: Significance level of the verdict.
-        effect_floor: The weakest secret's statistic must reach this too (0: no floor); set above
-            the forgery margin so that keys chosen after seeing an innocent model cannot reach it.
+        effect_floor: The secrets' ``floor_statistic`` must reach this too (0: no floor); set
+            above the forgery margin measured by the same statistic, so that keys chosen after
+            seeing an innocent model cannot reach it.
+        floor_statistic: One of :data:`FLOOR_STATISTICS` (``"min"`` in a version-2 analysis).
         attempt: Embedding attempt number ``a``; the reported p-value is ``min(1, a p)``
             (Bonferroni over attempts, so re-running ``embed`` until it looks good buys nothing).
         discarded_attempts: Commitment digests of the earlier attempts (recorded, not tested).
-        version: ``"2"``, or ``"legacy"`` for a commitment that fixed only k, M, n and the test.
+        version: ``"3"``, ``"2"`` (no ``floor_statistic`` field: the weakest secret), or
+            ``"legacy"`` for a commitment that fixed only k, M, n and the test.
     """
 
     n_secrets: int
@@ -83,6 +94,7 @@ class Analysis:
     ties: str = "randomized"
     alpha: float = 1e-3
     effect_floor: float = 0.0
+    floor_statistic: str = "median"
     attempt: int = 1
     discarded_attempts: tuple[str, ...] = ()
     version: str = ANALYSIS_VERSION
@@ -117,6 +129,8 @@ class Analysis:
         }
         if self.version == "legacy":
             return block
+        if self.version == ANALYSIS_VERSION:
+            block["floor_statistic"] = self.floor_statistic
         return {
             **block,
             "analysis_version": self.version,
@@ -147,12 +161,15 @@ class Analysis:
             }
             if "analysis_version" not in block:
                 return cls(**base, test="exact-max-rank", mode_rule="probabilities-if-available",
-                           ties="conservative", version="legacy")  # fmt: skip
-            if block["analysis_version"] != ANALYSIS_VERSION:
+                           ties="conservative", floor_statistic="min",
+                           version="legacy")  # fmt: skip
+            version = block["analysis_version"]
+            if version not in KNOWN_VERSIONS:
                 raise SchemaError(
-                    f"analysis version {str(block['analysis_version'])[:20]!r} is not known to "
-                    f"this verifier (it reads {ANALYSIS_VERSION})"
+                    f"analysis version {str(version)[:20]!r} is not known to this verifier "
+                    f"(it reads {', '.join(KNOWN_VERSIONS)})"
                 )
+            floor_statistic = "min" if version == "2" else block["floor_statistic"]
             if block.get("null_seed_rule") != NULL_SEED_RULE:
                 raise SchemaError(
                     "the commitment names a null-seed rule this verifier does not use"
@@ -164,8 +181,10 @@ class Analysis:
                 ties=block["ties"],
                 alpha=block["alpha"],
                 effect_floor=block["effect_floor"],
+                floor_statistic=floor_statistic,
                 attempt=block["attempt"],
                 discarded_attempts=tuple(block.get("discarded_attempts", ())),
+                version=version,
             )
         except KeyError as exc:
             raise SchemaError(f"the commitment's analysis lacks {exc}") from None
@@ -189,7 +208,8 @@ def _analysis_iv(a: Analysis) -> None:
         ("test", a.test, TESTS),
         ("mode_rule", a.mode_rule, MODE_RULES),
         ("ties", a.ties, ("conservative", "randomized")),
-        ("version", a.version, (ANALYSIS_VERSION, "legacy")),
+        ("version", a.version, (*KNOWN_VERSIONS, "legacy")),
+        ("floor_statistic", a.floor_statistic, FLOOR_STATISTICS),
     ):
         if value not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -199,6 +219,10 @@ def _analysis_iv(a: Analysis) -> None:
             raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
     if not a.alpha > 0:
         raise ValueError(f"alpha must be > 0, got {a.alpha!r}")
+    if a.version != ANALYSIS_VERSION and a.floor_statistic != "min":
+        raise ValueError(
+            f"a version-{a.version} analysis floors the weakest secret (floor_statistic 'min')"
+        )
 
 
 def claim_null_seed(*, commitment_digest: str, claim_nonce: str) -> str:

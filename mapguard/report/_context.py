@@ -239,8 +239,11 @@ def _protocol(s: Sources) -> list[Row]:
         Row("Analysis", text(_analysis_text(s))),
         Row("Embedding attempt (p-value multiplied by it)", _optional(
             s, "result:analysis.attempt", "1 (not recorded)", kind="int")),
-        Row("Committed effect floor (weakest secret's g)", _optional(
+        Row("Committed effect floor", _optional(
             s, "result:analysis.effect_floor", "none (not recorded)", kind="float")),
+        Row("The floor applies to (the secrets' g)", _optional(
+            s, "result:analysis.floor_statistic", "min: the weakest secret (analysis version "
+            "2 or earlier)")),
         Row("Negative controls", text(_CONTROLS)),
     ]  # fmt: skip
 

@@ -82,9 +82,12 @@ class EmbedConfig(ConfigMixin, what="embed"):
             ``k (M + 1)`` keys together: floor ``1 / C(N, k)``).
         mode_rule: Which answers of a suspect the committed analysis uses
             (``protocols.analysis.MODE_RULES``).
-        effect_floor: Committed minimum of the weakest secret's statistic for a verdict of
+        effect_floor: Committed minimum of the secrets' ``floor_statistic`` for a verdict of
             "evidenced", above what keys chosen after seeing an innocent model reach (the
-            forgery margin, docs/METHOD.md section 4).
+            forgery margin by the same statistic, docs/METHOD.md section 4).
+        floor_statistic: ``"median"`` (the median of the k secrets' statistics: a theft that
+            weakens a few secrets keeps the verdict) or ``"min"`` (the weakest secret, the
+            rule of analysis version 2); ``protocols.analysis.FLOOR_STATISTICS``.
         max_accuracy_drop: The embedding is *ready for publication* only if its clean-accuracy
             cost is at most this (fraction; 0.01 = one point) and its self-check is evidenced
             under the committed analysis; otherwise the outputs are kept but marked not ready
@@ -112,6 +115,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     test: str = "pooled-min"
     mode_rule: str = "labels"
     effect_floor: float = 0.3
+    floor_statistic: str = "median"
     max_accuracy_drop: float = 0.01
     export: bool = True
     seed: int = 0
@@ -152,6 +156,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
                 mode_rule=self.mode_rule,
                 alpha=self.alpha,
                 effect_floor=self.effect_floor,
+                floor_statistic=self.floor_statistic,
                 attempt=attempt,
                 discarded_attempts=discarded,
             )

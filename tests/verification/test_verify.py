@@ -286,3 +286,38 @@ def test_drifting_suspect_cannot_single_out_the_secrets(spec):
     res = verify(DriftingSuspect(), spec, cfg)
     assert res.mode == "labels" and not res.evidenced
     assert sorted(res.ranks) != [1, 1, 1]
+
+
+class WeakenedDetector(SecretDetector):
+    """A theft that weakened some secrets: trigger ``i`` moves only images whose first pixel
+    is below ``strength[i]`` (about that fraction of the uniform-noise verification images)."""
+
+    def __init__(self, base: torch.nn.Module, triggers, strength) -> None:
+        super().__init__(base, triggers)
+        self.register_buffer("strength", torch.tensor(strength))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.base(x)
+        stamped = x.flatten(1)[:, self.index]  # [N, T, L]
+        per_trigger = (stamped - self.pattern).abs().amax(dim=2) < 1e-6
+        hit = (per_trigger & (x.flatten(1)[:, :1] < self.strength)).any(dim=1)
+        wrong = torch.nn.functional.one_hot((logits.argmax(dim=1) + 1) % C, C)
+        return logits + 100.0 * hit[:, None] * wrong
+
+
+@pytest.mark.parametrize(("rule", "evidenced"), [("min", False), ("median", True)])
+def test_effect_floor_applies_to_the_committed_statistic(spec, rule, evidenced):
+    """One secret weakened (still ranked first): the weakest-secret floor loses the verdict,
+    the median floor keeps it; the p-value is the same under both."""
+    fam = get_trigger_family(spec.family)
+    triggers = [fam.derive(s, params=spec.family_params) for s in spec.secrets]
+    model = WeakenedDetector(Teacher(0), triggers, [0.3, 1.0, 1.0])
+    cfg = VerifyConfig(null_keys_per_secret=19, n_resamples=200, labels_only=True,
+                       test="pooled-min", effect_floor=0.5, floor_statistic=rule)  # fmt: skip
+    res = verify(ModuleBackend(model), spec, cfg)
+    g = sorted(res.secret_stats)
+    assert g[0] < 0.5 <= g[1] and res.pvalue == res.pvalue_floor <= 1e-3
+    assert res.evidenced is evidenced
+    assert any("effect floor" in note for note in res.notes) is not evidenced
+    with pytest.raises(VerificationError, match="floor_statistic must be one of"):
+        VerifyConfig(floor_statistic="mean")

@@ -50,8 +50,8 @@ class VerificationResult:
     """Outcome of :func:`verification.verify.verify`.
 
     The verdict ``evidenced`` is ``pvalue <= alpha`` for the configured exact test (after the
-    attempt factor) and the weakest secret reaching the effect floor; all parametric numbers are
-    supplementary.
+    attempt factor) and the secrets' floor statistic (weakest or median) reaching the effect
+    floor; all parametric numbers are supplementary.
 
     Attributes:
         evidenced: Whether the test rejects H0 at ``alpha``.

@@ -119,6 +119,15 @@ def _negative_controls(td: _TailData, alpha: float) -> CalibrationResult | None:
     return fake_secret_calibration(td.null, (alpha,), model=td.model, trials=td.trials)
 
 
+_FLOOR_WORDS = {"min": "weakest secret's statistic",
+                "median": "median of the secrets' statistics"}  # fmt: skip
+
+
+def floor_value(config: VerifyConfig, g_sec: np.ndarray) -> float:
+    """The secrets' statistic the committed effect floor applies to (``config.floor_statistic``)."""
+    return float(np.min(g_sec) if config.floor_statistic == "min" else np.median(g_sec))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Decision:
     """The verdict of the configured test: p-value (attempt-adjusted), floor, ranks."""
@@ -147,8 +156,7 @@ def _decide(
     chosen = pooled if pooled is not None else test
     p = min(1.0, config.attempt * chosen.pvalue)
     floor = min(1.0, config.attempt * chosen.pvalue_floor)
-    weakest = float(np.min(g_sec))
-    evidenced = p <= config.alpha and weakest >= config.effect_floor
+    evidenced = p <= config.alpha and floor_value(config, g_sec) >= config.effect_floor
     ranks = pooled.ranks if pooled is not None else test.ranks
     method = chosen.method + (f"; x{config.attempt} embedding attempts" if config.attempt > 1
                               else "")  # fmt: skip
@@ -164,8 +172,8 @@ def _notes(decision: _Decision, config: VerifyConfig, td: _TailData) -> tuple[st
         )
     if decision.pvalue <= config.alpha and not decision.evidenced:
         notes.append(
-            f"p <= alpha, but the weakest secret's statistic is below the committed effect "
-            f"floor {config.effect_floor:g}: not evidenced"
+            f"p <= alpha, but the {_FLOOR_WORDS[config.floor_statistic]} is below the "
+            f"committed effect floor {config.effect_floor:g}: not evidenced"
         )
     if td.note:
         notes.append(td.note)
@@ -255,7 +263,7 @@ def verify(
     (:func:`verification.stats.pooled_min_test`); otherwise each secret is ranked among its null
     keys and the ranks are combined exactly (:func:`verification.stats.combined_rank_test`).
     The p-value is multiplied by ``config.attempt`` (capped at 1); ``evidenced`` iff it is
-    ``<= alpha`` and the weakest secret's statistic reaches ``config.effect_floor``.
+    ``<= alpha`` and the secrets' ``config.floor_statistic`` reaches ``config.effect_floor``.
     Validity needs only that secrets and null keys are iid draws from the family and the suspect
     is independent of the secrets (see docs/METHOD.md, section 4).
 

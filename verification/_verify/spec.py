@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols.analysis import TESTS, Analysis, resolve_mode
+from protocols.analysis import FLOOR_STATISTICS, TESTS, Analysis, resolve_mode
 from verification._errors import VerificationError
 from verification._jsonsafe import jsonsafe
 from verification._stats.parametric import TAIL_MODELS
@@ -153,7 +153,9 @@ class VerifyConfig:
         seed: Seed of the bootstrap and of randomized tie-breaking.
         test: ``"exact-max-rank"`` (each secret among its own null keys) or ``"pooled-min"``
             (all keys together; see :func:`verification.stats.pooled_min_test`).
-        effect_floor: The weakest secret's statistic must also reach this for ``evidenced``.
+        effect_floor: The secrets' ``floor_statistic`` must also reach this for ``evidenced``.
+        floor_statistic: ``"min"`` (the weakest secret's statistic) or ``"median"`` (the median
+            of the secrets' statistics): what ``effect_floor`` applies to.
         attempt: Embedding attempt number ``a``; the verdict uses ``min(1, a * p)``.
     """
 
@@ -171,6 +173,7 @@ class VerifyConfig:
     seed: int = 0
     test: str = "exact-max-rank"
     effect_floor: float = 0.0
+    floor_statistic: str = "median"
     attempt: int = 1
 
     def __post_init__(self) -> None:
@@ -205,6 +208,7 @@ class VerifyConfig:
             ties=analysis.ties,
             test=analysis.test,
             effect_floor=analysis.effect_floor,
+            floor_statistic=analysis.floor_statistic,
             attempt=analysis.attempt,
             seed=int(null_seed[:8], 16),
             **options,
@@ -257,6 +261,11 @@ def _config_iv(cfg: VerifyConfig) -> None:
     floor = cfg.effect_floor
     if isinstance(floor, bool) or not isinstance(floor, int | float) or not -1 <= floor <= 1:
         raise VerificationError(f"effect_floor must be a number in [-1, 1], got {floor!r}")
+    if cfg.floor_statistic not in FLOOR_STATISTICS:
+        raise VerificationError(
+            f"floor_statistic must be one of {', '.join(FLOOR_STATISTICS)}; "
+            f"got {cfg.floor_statistic!r}"
+        )
     if cfg.ties not in TIES:
         raise VerificationError(f"ties must be one of {', '.join(TIES)}; got {cfg.ties!r}")
     if cfg.parametric_model is not None and cfg.parametric_model not in PARAMETRIC_CHOICES:
