@@ -10,7 +10,8 @@ unauthenticated byte is ever interpreted):
    (``owner_key_fingerprint``), so a copy re-signed by anyone else fails. A result predicate
    names no signer: whose result it is, is what ``pubkey`` says;
 4. ``subject``: the statement's subject digest is the model it speaks about (the protected model
-   of a commitment, the suspect of a result) and, with ``artifact``, the digest of that file;
+   of a commitment, the suspect of a result: a remote one's query log, whose digest and summary
+   ``query log`` then checks) and, with ``artifact``, the digest of that file;
    ``timestamp`` (a commitment, with ``timestamp`` and ``tsa_cert``): the RFC 3161 token
    certifies the commitment digest and verifies with the TSA certificate the user supplied
    (:func:`verification.timestamps.verify_timestamp`); its time is ``CheckResult.timestamp``;
@@ -47,6 +48,8 @@ from protocols.analysis import claim_null_seed
 from protocols.errors import InputError, SignatureError
 from protocols.fileio import MAX_JSON_BYTES, read_input, sha256_file
 from verification import timestamps
+from verification._backends.querylog import check_query_log
+from verification._verify.result_document import result_subject
 from verification.triggers import get_trigger_family
 from verification.watermark_file import (
     MAX_FILE_BYTES,
@@ -144,6 +147,7 @@ def check(
     artifact: str | os.PathLike[str] | None = None,
     timestamp: str | os.PathLike[str] | None = None,
     tsa_cert: str | os.PathLike[str] | None = None,
+    query_log: str | os.PathLike[str] | None = None,
 ) -> CheckResult:
     """Check a signed commitment or result file (see the module docstring for the steps).
 
@@ -156,6 +160,8 @@ def check(
         timestamp: An RFC 3161 token on the commitment (``commitment.tsr``); needs ``tsa_cert``.
         tsa_cert: The TSA's certificate and its CA chain up to the root (PEM), to check
             ``timestamp`` against.
+        query_log: A remote result's query log (default: next to ``file``, by its recorded
+            name): its SHA-256 and summary must be those the result records.
 
     Returns:
         :class:`CheckResult`; problems with the content of ``file`` or ``watermark`` are failed
@@ -182,6 +188,9 @@ def check(
         if state.kind == "commitment":
             run.step("signer", lambda: _named_signer(state, signer))
         run.step("subject", lambda: _subject(state, artifact_path))
+        if "query_log" in state.statement["predicate"] and state.kind == "result":
+            log = state.statement["predicate"]["query_log"]
+            run.step("query log", lambda: check_query_log(log, query_log, Path(file)))
         if token is not None:
             run.step("timestamp", lambda: _timestamp(*token, state))
         if wm is not None:
@@ -246,11 +255,8 @@ def _named_signer(state: _State, signer: str) -> str:
 
 def _subject(state: _State, artifact: Path | None) -> str:
     predicate = state.statement["predicate"]
-    named = (
-        predicate["model"]["sha256"]
-        if state.kind == "commitment"
-        else predicate["suspect"]["sha256"]
-    )
+    named = predicate["model"]["sha256"] if state.kind == "commitment" else (
+        result_subject(predicate)[1])  # fmt: skip
     digests = [d for _, d in state.subjects]
     if digests[0] != named:
         raise _Failed(f"subject digest {digests[0]} is not the predicate's model {named}")

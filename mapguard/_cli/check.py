@@ -26,6 +26,11 @@ _EXISTING = click.Path(exists=True, dir_okay=False)
     type=_EXISTING,
     help="The model file the statement is about: compare its sha256 with the subject.",
 )
+@click.option(
+    "--query-log",
+    type=_EXISTING,
+    help="A remote result's query log (default: next to FILE, by the name it records).",
+)
 @timing_options
 @_cli.shared_options("passphrase", "json")
 def check(
@@ -33,6 +38,7 @@ def check(
     pubkey,
     watermark_path,
     artifact,
+    query_log,
     timestamp_path,
     tsa_cert,
     suspect_first_seen,
@@ -55,6 +61,7 @@ def check(
         artifact=artifact,
         timestamp=timestamp_path,
         tsa_cert=tsa_cert,
+        query_log=query_log,
     )
     data, order = res.to_dict(), None
     if res.kind == "commitment" and (timestamp_path or first_seen):

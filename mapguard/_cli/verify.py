@@ -9,9 +9,51 @@ import click
 from mapguard import _cli
 from protocols.errors import InputError
 
+_REMOTE = {
+    "query_log": "--query-log", "resume": "--resume", "auth_env": "--auth-env",
+    "auth_file": "--auth-file", "request_template": "--request-template", "ca_cert": "--ca-cert",
+    "batch_size": "--batch-size", "max_qps": "--max-qps", "retries": "--retries",
+    "max_wait": "--max-retry-wait", "max_queries": "--max-queries",
+}  # fmt: skip
+
+
+def _remote_options(fn):  # noqa: ANN001, ANN202 - a click decorator
+    """Options of a suspect behind an API (SUSPECT an http(s) URL); none changes the p-value."""
+    options = (
+        click.option("--query-log", type=_cli.FILE,
+                     help="Remote: the query log (default: next to --out, NAME.querylog.jsonl)."),
+        click.option("--resume", is_flag=True,
+                     help="Remote: continue the query log of an interrupted run (answered "
+                     "requests are read back, not asked again)."),
+        click.option("--auth-env", metavar="VAR",
+                     help="Remote: environment variable holding the credential (a bearer token "
+                     "or 'Header-Name: value')."),
+        click.option("--auth-file", type=_cli.FILE,
+                     help="Remote: file holding the credential (as --auth-env)."),
+        click.option("--request-template", type=_cli.FILE,
+                     help="Remote: a mapguard-request-template-v1 JSON file for an API that is "
+                     "not the Open Inference Protocol (docs/FORMATS.md)."),
+        click.option("--ca-cert", type=_cli.FILE,
+                     help="Remote: PEM CA certificate of the endpoint (default: the system's)."),
+        click.option("--batch-size", type=click.IntRange(1, 4096),
+                     help="Remote: images per request [64]."),
+        click.option("--max-qps", type=click.FloatRange(min=0, min_open=True),
+                     help="Remote: most queries (images) per second [no limit]."),
+        click.option("--retries", type=click.IntRange(0, 20),
+                     help="Remote: retries of a request after a timeout, 429 or 5xx [4]."),
+        click.option("--max-retry-wait", "max_wait", type=click.FloatRange(min=0, min_open=True),
+                     help="Remote: longest wait before a retry, Retry-After included [60 s]."),
+        click.option("--max-queries", type=click.IntRange(min=1),
+                     help="Remote: stop after this many queries (an API quota; --resume "
+                     "continues). Never more than the committed analysis needs."),
+    )  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
 
 @_cli.command()
-@click.argument("suspect", type=_cli.FILE)
+@click.argument("suspect")
 @click.option("--watermark", "watermark_path", required=True, type=_cli.FILE)
 @click.option(
     "--claim-nonce",
@@ -36,8 +78,10 @@ from protocols.errors import InputError
     type=click.FloatRange(min=1),
     default=300,
     show_default=True,
-    help="Seconds the isolated worker may take to load the suspect, and to answer one batch.",
+    help="Seconds the isolated worker may take to load the suspect, and to answer one batch "
+    "(remote: one request).",
 )
+@_remote_options
 @_cli.shared_options("passphrase", "unsafe", "json")
 def verify(
     suspect,
@@ -53,8 +97,10 @@ def verify(
     as_json,
     **options,
 ):
-    """Run the committed analysis on SUSPECT; exit 0 evidenced, 1 not evidenced, 2 error."""
+    """Run the committed analysis on SUSPECT (a model file, or an http(s) inference endpoint);
+    exit 0 evidenced, 1 not evidenced, 2 error."""
     from mapguard.watermark import verify_suspect
+    from mapguard.watermark._verify_remote import remote_options
 
     chosen = {"labels_only": labels_only or None, "queries": queries, "alpha": alpha,
               "null_keys": null_keys}  # fmt: skip
@@ -64,6 +110,12 @@ def verify(
             f"{', '.join(given)} would change the committed analysis; the p-value is fixed by "
             "the commitment (pass --exploratory for a run that is stamped EXPLORATORY)"
         )
+    remote = {k: options.pop(k) for k in _REMOTE}
+    remote["timeout"] = options["timeout"]
+    if not suspect.lower().startswith(("http://", "https://")):
+        given = [_REMOTE[k] for k, v in remote.items() if k in _REMOTE and v not in (None, False)]
+        if given:
+            raise InputError(f"{', '.join(given)}: only for a suspect behind an http(s) URL")
     key, passphrase = _cli.owner_key(key_path, passphrase_file)
     report = verify_suspect(
         suspect,
@@ -72,6 +124,7 @@ def verify(
         exploratory=chosen if exploratory else None,
         key=key,
         passphrase=passphrase,
+        remote=remote_options(remote),
         **options,
     )
     name = Path(watermark_path).name
@@ -110,6 +163,22 @@ def _print_verdict(report, watermark_name: str) -> None:  # noqa: ANN001
     if isolation:
         click.echo(f"loaded       {isolation}")
     signed = "signed statement" if report.signed else "unsigned JSON"
+    log = p.get("query_log")
+    if log is None:
+        click.echo(
+            f"result       {report.out} ({signed}; suspect sha256 {p['suspect']['sha256'][:16]}...)"
+        )
+        return
     click.echo(
-        f"result       {report.out} ({signed}; suspect sha256 {p['suspect']['sha256'][:16]}...)"
+        f"query log    {log['name']} (sha256 {log['sha256'][:16]}...): {log['queries']} queries "
+        f"in {log['requests']} requests, {log['failures']} failed exchanges, {log['retries']} "
+        f"retries, {log['sessions']} session(s)"
     )
+    same = log.get("nondeterminism", {})
+    if same and not same.get("deterministic", True):
+        click.echo(
+            f"WARNING      the endpoint answered {same['changed_answers']} of "
+            f"{same['rechecked_images']} re-asked images differently (max difference "
+            f"{same['max_abs_difference']:.3g}): it is not deterministic"
+        )
+    click.echo(f"result       {report.out} ({signed}; endpoint {p['suspect']['endpoint']})")

@@ -11,10 +11,11 @@ The test, the ``result-predicate-v1`` document and its signing are the arbiter's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mapguard import __version__
 from mapguard.checkpoint import file_sha256, load_checkpoint
+from mapguard.watermark._verify_remote import (
+    RemoteOptions,
+    default_log_path,
+    open_remote,
+    remote_record,
+)
 from protocols.analysis import claim_null_seed
 from protocols.errors import InputError, OutputExistsError
 from verification.backends import (
     ModuleBackend,
     QueryBackend,
+    RemoteBackend,
     WorkerLimits,
     detect_suspect_format,
+    is_endpoint,
     load_suspect,
     state_digest,
 )
@@ -42,7 +51,7 @@ from verification.verify import (
 )
 from verification.watermark_file import WatermarkFile, read_watermark, watermark_spec
 
-__all__ = ["EXPLORATORY_OPTIONS", "SuspectReport", "verify_suspect"]
+__all__ = ["EXPLORATORY_OPTIONS", "RemoteOptions", "SuspectReport", "verify_suspect"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -111,6 +120,7 @@ def verify_suspect(
     timeout: float = 300.0,
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
+    remote: RemoteOptions | None = None,
 ) -> SuspectReport:
     """Run the committed analysis of ``watermark`` on ``suspect`` and write the result to ``out``.
 
@@ -121,8 +131,9 @@ def verify_suspect(
     Args:
         suspect: The suspect model file: a mapguard checkpoint (data, loaded here) or a code
             format (``.pt2``, TorchScript, pickle) or ONNX (run in an isolated worker process);
-            or an in-memory ``torch.nn.Module`` taking pixels in ``[0, 1]`` (identified by its state
-            digest).
+            an ``http(s)://`` endpoint (Open Inference Protocol, or a request template; every
+            exchange in the query log, whose digest the result records); or an in-memory
+            ``torch.nn.Module`` taking pixels in ``[0, 1]`` (identified by its state digest).
         watermark: The owner's ``owner.wm``.
         claim_nonce: The claim's nonce: fixed after the claim was filed, by someone other than
             the owner (the arbiter's nonce, or a public randomness-beacon value). Required
@@ -138,6 +149,7 @@ def verify_suspect(
         timeout: Wall-clock seconds the isolated worker may take to load, and per batch.
         out: Where to write the result (None: write nothing).
         force: Overwrite ``out``.
+        remote: How to reach an endpoint (options, credentials, the query log, resume).
 
     Raises:
         InputError: unreadable inputs, a missing claim nonce, a suspect that does not fit the
@@ -152,21 +164,24 @@ def verify_suspect(
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
     spec = watermark_spec(wm)
     shape = tuple(spec.images.shape[1:])
-    if isinstance(suspect, torch.nn.Module):
-        name, fmt = f"in-memory {type(suspect).__name__}", "torch.nn.Module"
-        backend: QueryBackend = ModuleBackend(
-            suspect.eval(), digest=state_digest(suspect), description=name, input_shape=shape
-        )
-        backend.probe(num_classes=wm.num_classes)
+    remote_block = None
+    options = remote if remote is not None else RemoteOptions()
+    kept = None
+    if is_endpoint(suspect):
+        kept = default_log_path(target, options)
+        with _log_kept(kept):
+            backend: QueryBackend = open_remote(
+                str(suspect), wm=wm, spec=spec, config=config, claim_nonce=nonce, out=target,
+                options=options,
+            )  # fmt: skip
+        name, fmt = backend.endpoint, backend.wire.name
     else:
-        path = Path(suspect)
-        name = path.name
-        backend, fmt = _backend(
-            path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits,
-            input_shape=shape,
-        )  # fmt: skip
+        backend, name, fmt = _local(suspect, wm, shape, unsafe_load=unsafe_load, limits=limits)
     try:
-        result = verify(backend, spec, config)
+        with _log_kept(kept):
+            result = verify(backend, spec, config)
+            if isinstance(backend, RemoteBackend):
+                remote_block = remote_record(backend)
     finally:
         backend.close()
     predicate = result_predicate(
@@ -180,10 +195,49 @@ def verify_suspect(
         analysis=_analysis_record(wm, exploratory),
         claim_nonce=nonce,
         exploratory=exploratory is not None,
+        endpoint=name if remote_block is not None else None,
+        query_log=remote_block,
     )
     if target is not None:
         write_result(target, predicate, key=key, force=force)
     return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target)
+
+
+@contextlib.contextmanager
+def _log_kept(log: Path | None) -> Iterator[None]:
+    """A remote run's user-facing error says where its query log is and how to continue."""
+    try:
+        yield
+    except InputError as exc:
+        if log is None or not log.exists() or "query log" in str(exc):
+            raise
+        raise InputError(f"{exc}; query log '{log}' kept: rerun with --resume") from None
+
+
+def _local(
+    suspect: str | os.PathLike[str] | torch.nn.Module,
+    wm: WatermarkFile,
+    shape: tuple[int, ...],
+    *,
+    unsafe_load: bool,
+    limits: WorkerLimits,
+) -> tuple[QueryBackend, str, str]:
+    """A suspect file or in-memory module: ``(backend, name, format)``, probed."""
+    if isinstance(suspect, torch.nn.Module):
+        backend: QueryBackend = ModuleBackend(
+            suspect.eval(),
+            digest=state_digest(suspect),
+            description=f"in-memory {type(suspect).__name__}",
+            input_shape=shape,
+        )
+        backend.probe(num_classes=wm.num_classes)
+        return backend, f"in-memory {type(suspect).__name__}", "torch.nn.Module"
+    path = Path(suspect)
+    backend, fmt = _backend(
+        path, unsafe_load=unsafe_load, num_classes=wm.num_classes, limits=limits,
+        input_shape=shape,
+    )  # fmt: skip
+    return backend, path.name, fmt
 
 
 def _claim_nonce(claim_nonce: str | None, exploratory: Mapping[str, Any] | None) -> str:
