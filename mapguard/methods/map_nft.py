@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mapguard._errors import ConfigError
-from mapguard.masking import MaskConfig, TensorSource, learn_mask
+from mapguard.masking import MaskConfig, TensorSource, dist_info, learn_mask
 from mapguard.masking._adversary import AdversaryConfig, SimulatedFineTune
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.map import batch_source
@@ -58,6 +58,8 @@ def map_nft_config(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, A
 def protect_map_nft(inputs: MethodInputs) -> MethodOutput:
     """Learn a MAP mask whose restriction survives a few simulated target fine-tuning steps."""
     cfg, adv = map_nft_config(inputs.options, inputs.seed)
+    if dist_info().active:  # the simulated thief's gradient bypasses DistributedDataParallel
+        raise ConfigError("map-nft runs in a single process (not under torchrun)")
     keep = [batch_source(d, seed=cfg.seed + i) for i, d in enumerate((inputs.source, *inputs.keep))]
     degrade = [batch_source(d, seed=cfg.seed + 100 + i) for i, d in enumerate(inputs.targets)]
     term = SimulatedFineTune(data=_labelled_targets(degrade, seed=cfg.seed + 200), config=adv)

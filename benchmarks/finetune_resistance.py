@@ -1,0 +1,276 @@
+"""Fine-tuning resistance: how many labelled target images undo a protection?
+
+For each (source, target) pair the source model is protected by every method variant (same seed,
+same budget, one run), and each protected model, the unprotected model and a randomly
+initialised model of the same architecture are fine-tuned on ``N`` labelled target images with
+NTLBench's four strategies (:mod:`benchmarks.finetune_resistance_curves`); the thief picks the
+learning rate on a validation split of its own ``N`` images. Reported: the target learning
+curves (PNG), SLC-AUC relative to from-scratch (over ``N <= 100`` and over the whole grid, for
+each strategy and for the best one per ``N``), source accuracy and protection time, and the
+clean-source attacks (FTAL / RTAL on 10% of the source data, and a TransNTL-like fine-tuning on
+10% of the source data under random domain shifts).
+
+    python -m benchmarks.finetune_resistance [--quick] [--run-dir DIR] [--variants NAME,...]
+        [--pairs mnist:mnistm,...] [--no-plot]
+
+Every model and every curve point is cached under the run directory (a rerun resumes). The
+quick run ends with one line per method, ``SLC-AUC <method> <value>`` (best strategy, N <= 100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.finetune_resistance_curves import STRATEGIES, Thief, attack_curve_point, slc_auc
+from benchmarks.finetune_resistance_source import source_route
+from benchmarks.robustness.cache import log, train_cached
+from benchmarks.robustness.plan import Independent
+from mapguard.checkpoint import load_checkpoint
+from mapguard.data import load_data
+from mapguard.models import create_model
+from mapguard.training import accuracy
+from protocols.fileio import atomic_write_text
+
+__all__ = ["FULL", "QUICK", "VARIANTS", "Budget", "main"]
+
+#: The protection variants measured side by side: label -> (method, options beyond the budget's).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "map": ("map", {}),
+    "map-nft": ("map-nft", {}),
+    "map-nft-running-bn": ("map-nft", {"adversary_batch_stats": False}),
+    "map-nft-1step": ("map-nft", {"adversary_steps": 1}),
+    "map-nft-w10": ("map-nft", {"adversary_weight": 10.0}),
+    "map-nft-5steps": ("map-nft", {"adversary_steps": 5, "adversary_lr": 0.1}),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """Sizes of one run."""
+
+    arch: str
+    source_n_train: int
+    source_epochs: int
+    protect: Mapping[str, Any]
+    ns: tuple[int, ...]
+    seeds: tuple[int, ...]
+    thief: Thief
+    variants: tuple[str, ...]
+    source_epochs_attack: int
+    pairs: tuple[str, ...] = ("mnist:mnistm",)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+QUICK = Budget(
+    arch="vgg_tiny", source_n_train=1200, source_epochs=3,  # = the robustness quick source model
+    protect={"epochs": 4, "max_steps_per_epoch": 30}, ns=(0, 10, 50, 100, 500), seeds=(0, 1),
+    thief=Thief(lrs=(0.01, 0.05), max_steps=120), variants=("map", "map-nft"),
+    source_epochs_attack=5,
+)  # fmt: skip
+FULL = Budget(
+    arch="vgg_tiny", source_n_train=4000, source_epochs=6,
+    protect={"epochs": 4, "max_steps_per_epoch": 60}, ns=(0, 10, 50, 100, 500), seeds=(0, 1, 2),
+    thief=Thief(lrs=(0.003, 0.01, 0.05)), variants=tuple(VARIANTS),
+    source_epochs_attack=10, pairs=("mnist:mnistm", "syn:mnistm", "syn:svhnlike"),
+)  # fmt: skip
+
+
+def source_model(run: Path, domain: str, budget: Budget) -> Path:
+    """The source model of ``domain`` (trained once; the quick MNIST one is the robustness
+    benchmark's, read from its cache when present)."""
+    spec = Independent("source", f"builtin:{domain}", budget.arch, budget.source_n_train,
+                       budget.source_epochs, 0)  # fmt: skip
+    shared = Path("runs/robustness-quick/source.pt")
+    if domain == "mnist" and budget is QUICK:
+        return train_cached(shared, spec)
+    return train_cached(run / "models" / f"source-{domain}.pt", spec)
+
+
+def protected_model(
+    run: Path, src_path: Path, pair: tuple[str, str], label: str, budget: Budget
+) -> tuple[Path, dict[str, Any]]:
+    """Protect ``src_path`` with variant ``label`` (once); the model file and its metrics."""
+    from mapguard.protect import protect
+
+    method, options = VARIANTS[label]
+    folder = run / "models" / f"{pair[0]}-{pair[1]}"
+    out, metrics = folder / f"{label}.pt", folder / f"{label}.json"
+    if not metrics.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        report = protect(src_path, source=f"builtin:{pair[0]}", targets=[f"builtin:{pair[1]}"],
+                         method=method, out=out, options={**budget.protect, **options}, seed=0,
+                         force=True, progress=False)  # fmt: skip
+        info = {"method_seconds": report.method_seconds, "method": method, "options": options}
+        atomic_write_text(metrics, json.dumps(info, indent=2) + "\n", force=True)
+        log(f"{pair}: protected with {label} in {report.method_seconds:.0f} s")
+    return out, json.loads(metrics.read_text())
+
+
+def curve_rows(
+    run: Path, pair: tuple[str, str], models: Mapping[str, Any], budget: Budget
+) -> list[dict[str, Any]]:
+    """Every (model, strategy, N, seed) point, each cached as one JSON file."""
+    train = load_data(f"builtin:{pair[1]}", split="train", progress=False)
+    test = load_data(f"builtin:{pair[1]}", split="test", progress=False)
+    test_xy = (test.floats(), test.labels)
+    rows = []
+    for label, model in models.items():
+        strategies = ("direct-all",) if label == "scratch" else STRATEGIES
+        for strategy in strategies:
+            for n in budget.ns:
+                for seed in budget.seeds:
+                    path = (
+                        run
+                        / "rows"
+                        / f"{pair[0]}-{pair[1]}"
+                        / f"{label}-{strategy}-n{n}-s{seed}.json"
+                    )
+                    if not path.exists():
+                        net = model if isinstance(model, torch.nn.Module) else model(seed)
+                        point = _point(net, strategy, train, n, test_xy, seed, budget)
+                        row = {"model": label, "strategy": strategy, "n": n, "seed": seed, **point}
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        atomic_write_text(path, json.dumps(row) + "\n", force=True)
+                    rows.append(json.loads(path.read_text()))
+        log(f"{pair}: curves of {label} done")
+    return rows
+
+
+def _point(net, strategy, train, n, test_xy, seed, budget) -> dict[str, float]:  # noqa: ANN001
+    if n == 0:
+        x, y = torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long)
+    else:
+        sub = train.take(n, seed=seed)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        x, y = sub.floats()[order], sub.labels[order]
+    return attack_curve_point(net, strategy, x, y, test_xy, seed=seed, thief=budget.thief)
+
+
+def _scratch(arch: str):  # noqa: ANN202
+    def make(seed: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return create_model(arch, num_classes=10)
+
+    return make
+
+
+def curves(rows: Sequence[Mapping[str, Any]], ns: Sequence[int]) -> dict[str, dict[str, list]]:
+    """Mean test accuracy over seeds per model and strategy along ``ns``, plus ``best`` (the
+    strongest strategy at each N) for every model."""
+    out: dict[str, dict[str, list]] = {}
+    for r in rows:
+        out.setdefault(r["model"], {}).setdefault(r["strategy"], [])
+    for model, per in out.items():
+        for strategy in per:
+            per[strategy] = [statistics.fmean(r["test"] for r in rows if r["model"] == model and
+                                              r["strategy"] == strategy and r["n"] == n)
+                             for n in ns]  # fmt: skip
+        per["best"] = [max(per[s][i] for s in per) for i in range(len(ns))]
+    return out
+
+
+def slc_table(acc: Mapping[str, Mapping[str, list]], ns: Sequence[int]) -> dict[str, dict]:
+    """SLC-AUC of every model and strategy vs scratch, over ``N <= 100`` and the whole grid."""
+    cut = [i for i, n in enumerate(ns) if n <= 100]
+    scratch = acc["scratch"]["direct-all"]
+    table: dict[str, dict] = {}
+    for model, per in acc.items():
+        if model == "scratch":
+            continue
+        table[model] = {
+            s: {"le100": slc_auc([ns[i] for i in cut], [c[i] for i in cut],
+                                 [scratch[i] for i in cut]),
+                "all": slc_auc(ns, c, scratch)}
+            for s, c in per.items()
+        }  # fmt: skip
+    return table
+
+
+def run_pair(run: Path, pair: tuple[str, str], budget: Budget, variants: Sequence[str]) -> dict:
+    """Models, curves, SLC-AUC and the clean-source attacks of one pair."""
+    src_path = source_model(run, pair[0], budget)
+    tests = {d: load_data(f"builtin:{d}", split="test", progress=False) for d in pair}
+    models: dict[str, Any] = {"unprotected": load_checkpoint(src_path)[0]}
+    facts: dict[str, dict[str, Any]] = {"unprotected": {"method_seconds": 0.0}}
+    for label in variants:
+        path, facts[label] = protected_model(run, src_path, pair, label, budget)
+        models[label] = load_checkpoint(path)[0]
+    for label, model in models.items():
+        facts[label] |= {f"{k}_accuracy": accuracy(model, tests[d])
+                         for k, d in zip(("source", "target"), pair)}  # fmt: skip
+    models["scratch"] = _scratch(budget.arch)
+    rows = curve_rows(run, pair, models, budget)
+    acc = curves(rows, budget.ns)
+    t0 = time.perf_counter()
+    route = source_route(run, pair, {k: v for k, v in models.items() if k != "scratch"},
+                         tests[pair[1]], epochs=budget.source_epochs_attack)  # fmt: skip
+    log(f"{pair}: source-data route in {time.perf_counter() - t0:.0f} s")
+    return {"pair": list(pair), "models": facts, "curves": acc, "ns": list(budget.ns),
+            "slc_auc": slc_table(acc, budget.ns), "source_route": route, "rows": rows}  # fmt: skip
+
+
+def summary_lines(result: Mapping[str, Any]) -> list[str]:
+    """The markdown table of one pair (docs/ROBUSTNESS.md)."""
+    facts, slc, route = result["models"], result["slc_auc"], result["source_route"]
+    base = facts["unprotected"]["method_seconds"]
+    lines = ["| model | source acc % | target acc % | protect s | SLC-AUC N≤100 (best) | "
+             "SLC-AUC all N (best) | worst strategy ≤100 | FTAL-10% | RTAL-10% | shift-10% |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for label, f in facts.items():
+        s = slc[label]
+        worst = max(STRATEGIES, key=lambda k: s[k]["le100"])
+        r = route[label]
+        lines.append(f"| {label} | {100 * f['source_accuracy']:.1f} | "
+                     f"{100 * f['target_accuracy']:.1f} | {f['method_seconds'] or base:.0f} | "
+                     f"{s['best']['le100']:+.2f} | {s['best']['all']:+.2f} | {worst} "
+                     f"{s[worst]['le100']:+.2f} | {100 * r['ftal-10%']:.1f} | "
+                     f"{100 * r['rtal-10%']:.1f} | {100 * r['shift-10%']:.1f} |")  # fmt: skip
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one pair, 2 learning rates, 2 seeds")
+    ap.add_argument(
+        "--run-dir", help="cache of models and points (default runs/finetune-resistance[-quick])"
+    )
+    ap.add_argument(
+        "--variants", help=f"comma-separated protection variants ({', '.join(VARIANTS)})"
+    )
+    ap.add_argument("--pairs", help="comma-separated SOURCE:TARGET domain pairs")
+    ap.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
+    args = ap.parse_args(argv)
+    budget = QUICK if args.quick else FULL
+    variants = tuple(args.variants.split(",")) if args.variants else budget.variants
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    pairs = [tuple(p.split(":")) for p in (args.pairs.split(",") if args.pairs else budget.pairs)]
+    run = Path(args.run_dir or ("runs/finetune-resistance" + ("-quick" if args.quick else "")))
+    torch.set_num_threads(1)
+    results = [run_pair(run, pair, budget, variants) for pair in pairs]  # type: ignore[arg-type]
+    atomic_write_text(run / "results.json", json.dumps(results, indent=1) + "\n", force=True)
+    if not args.no_plot:
+        from benchmarks.finetune_resistance_source import plot_curves
+
+        plot_curves(results, Path("docs/images"), "-quick" if args.quick else "")
+    for res in results:
+        print(f"\n{res['pair'][0]} -> {res['pair'][1]}\n" + "\n".join(summary_lines(res)))
+    for label in results[0]["slc_auc"]:  # mean over the pairs
+        value = statistics.fmean(r["slc_auc"][label]["best"]["le100"] for r in results)
+        print(f"SLC-AUC {label} {value:+.3f}")
+    return {"results": results}
+
+
+if __name__ == "__main__":
+    main()
