@@ -11,6 +11,8 @@ from verification.transforms import DEFAULT_SUITE
 ALPHA = 1e-3
 KEEP_POINTS = 0.05  # "keeps clean accuracy": within 5 points of the watermarked model
 SOURCE, TARGET = "builtin:mnist", "builtin:mnistm"
+#: A transfer set that is not the owner's data (rendered font digits).
+OTHER = "builtin:syn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Budget:
     attacks: tuple[AttackRun, ...]
     independent: tuple[Independent, ...]
     transforms: tuple[tuple[str, Mapping[str, Any]], ...] = DEFAULT_SUITE
+    derived_nulls: tuple[AttackRun, ...] = ()
 
 
 def _attack_plan(
@@ -80,7 +83,22 @@ def _attack_plan(
             "target-ft-100", "target-ft", {"n_images": 100, "epochs": 20}, ft_seeds[:1], TARGET
         ),  # fmt: skip
     ]
+    runs += _thief_plan(ft, ft_seeds, distill)
     return tuple(runs)
+
+
+def _thief_plan(
+    ft: Mapping[str, Any], ft_seeds: tuple[int, ...], distill: Mapping[str, Any]
+) -> list[AttackRun]:
+    """Issue 15's stronger thieves: a transfer set that is not the owner's data, a label budget,
+    and the adaptive attacker who knows the trigger family but not the key."""
+    hard = {**{k: v for k, v in distill.items() if k != "temperature"}, "lr": 0.05}
+    return [
+        AttackRun("distill-on-syn", "distill", distill, ft_seeds[:1], OTHER),
+        AttackRun("extract-on-syn", "extract", hard, ft_seeds[:1], OTHER),
+        AttackRun("extract-1k-labels", "extract", {**hard, "n_images": 1000}, ft_seeds[:1]),
+        AttackRun("unlearn-triggers", "unlearn-triggers", {"fraction": 0.1, **ft}, ft_seeds),
+    ]
 
 
 def _independent(quick: bool) -> tuple[Independent, ...]:
@@ -99,6 +117,17 @@ def _independent(quick: bool) -> tuple[Independent, ...]:
     return tuple(models)
 
 
+def _derived_nulls(ft_epochs: int, distill: Mapping[str, Any]) -> tuple[AttackRun, ...]:
+    """How the derived null models are made from a model that never saw the secrets."""
+    hard = {**{k: v for k, v in distill.items() if k != "temperature"}, "lr": 0.05}
+    return (
+        AttackRun("ftal-10%", "ftal", {"fraction": 0.1, "epochs": ft_epochs, "lr": 0.01}),
+        AttackRun("distill", "distill", distill),
+        AttackRun("extract", "extract", hard),
+        AttackRun("distill-on-syn", "distill", distill, data=OTHER),
+    )
+
+
 QUICK = Budget(
     arch="vgg_tiny",
     # the test suite's tiny model: vgg_tiny, 3 epochs on 1,200 MNIST digits (tests/conftest.py)
@@ -115,6 +144,7 @@ QUICK = Budget(
         distill_arch={"fraction": 0.25, "epochs": 3, "lr": 0.01, "temperature": 4.0},
     ),  # fmt: skip
     independent=_independent(True),
+    derived_nulls=_derived_nulls(5, {"fraction": 0.5, "epochs": 4, "lr": 0.01, "temperature": 4.0}),
 )
 FULL = Budget(
     arch="vgg_small",  # the default model, which the watermark recipe was tuned on,
@@ -131,4 +161,7 @@ FULL = Budget(
         distill_arch={"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0},
     ),  # fmt: skip
     independent=_independent(False),
+    derived_nulls=_derived_nulls(
+        10, {"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0}
+    ),  # fmt: skip
 )

@@ -108,6 +108,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {mode} (committed verdict: p and effect floor) | " + " | ".join(
                 f"{c['k']}/{c['n']} ({_pct(c['ci95'][0])}–{_pct(c['ci95'][1])}%)" for c in cells
             ) + " | | |")  # fmt: skip
+        for rule in ("min", "median"):
+            r = d.get(f"rule_{rule}")
+            if r is None:
+                continue
+            cells = [r["all_attacks"], r["accuracy_keeping"], r["transforms"],
+                     r["false_positives"]]  # fmt: skip
+            lines.append(f"| {mode} (floor on the {rule} of the secrets' g) | " + " | ".join(
+                f"{c['k']}/{c['n']} ({_pct(c['ci95'][0])}–{_pct(c['ci95'][1])}%)" for c in cells
+            ) + " | | |")  # fmt: skip
     if "authorization" in results:
         from benchmarks.authorization_attacks import table
 

@@ -73,6 +73,9 @@ def verify_both(
             "pvalue": res.pvalue, "evidenced": res.evidenced, "statistic": res.statistic,
             "parametric_pvalue": res.parametric_pvalue, "ranks": list(res.ranks),
             "effect": res.effect.estimate, "queries": res.queries,
+            "secret_stats": [float(g) for g in res.secret_stats],
+            "alpha": cfg.alpha, "effect_floor": cfg.effect_floor,
+            "floor_statistic": cfg.floor_statistic,
         }  # fmt: skip
         out["triggered_accuracy"] = float(np.mean(res.triggered_accuracies))
         out["null_triggered_accuracy"] = res.null_triggered_accuracy
@@ -150,4 +153,23 @@ def independent_rows(
         path = train_cached(run / "independent" / f"{ind.name}.pt", ind)
         row = suspect_row(ind.name, "independent", ind.seed, path, spec, analysis, test)
         rows.append(row | {"domain": ind.domain, "n_train": ind.n_train})
+    return rows + derived_null_rows(run, source, spec, analysis, test, budget)
+
+
+def derived_null_rows(
+    run: Path, source: Path, spec: WatermarkSpec, analysis: Analysis, test: Any, budget: Budget
+) -> list[dict[str, Any]]:
+    """Null models made the way a thief makes copies, from models that never saw the secrets
+    (issue 15): students distilled or extracted from an independent teacher, and the owner's
+    model *before* embedding fine-tuned or distilled by someone else (the same initialisation)."""
+    teacher = train_cached(run / "independent" / f"{budget.independent[0].name}.pt",
+                           budget.independent[0])  # fmt: skip
+    data: dict[str, Any] = {}
+    rows = []
+    for victim, name in ((teacher, budget.independent[0].name), (source, "original")):
+        for ar in budget.derived_nulls:
+            path, info = attacked_cached(run, victim, ar, 0, data, "derived-nulls")
+            label = f"{ar.label} of {name}"
+            rows.append(suspect_row(label, "independent", 0, path, spec, analysis, test,
+                                    info=info) | {"derived_from": name})  # fmt: skip
     return rows

@@ -33,10 +33,24 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci": [mean - half, mean + half], "n": len(v)}
 
 
-def rate(rows: Sequence[Mapping[str, Any]], mode: str, alpha: float | None) -> dict[str, Any]:
+def floor_verdict(row: Mapping[str, Any], statistic: str) -> bool:
+    """The verdict had the committed floor applied to ``statistic`` ("min" or "median") of the
+    secrets' g: the same p-value, alpha and floor value, the other rule (paired comparison)."""
+    g = row["secret_stats"]
+    value = min(g) if statistic == "min" else statistics.median(g)
+    return row["pvalue"] <= row["alpha"] and value >= row["effect_floor"]
+
+
+def rate(
+    rows: Sequence[Mapping[str, Any]], mode: str, alpha: float | None, *,
+    floor_statistic: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """How many ``rows`` reject at ``alpha`` (p alone), or with ``alpha=None`` are "evidenced" by
-    the committed verdict (p <= the committed alpha and the effect floor), with a Wilson CI."""
-    if alpha is None:
+    the committed verdict (p <= the committed alpha and the effect floor), or with
+    ``floor_statistic`` by that floor rule instead of the committed one; with a Wilson CI."""
+    if floor_statistic is not None:
+        k = sum(floor_verdict(r[mode], floor_statistic) for r in rows)
+    elif alpha is None:
         k = sum(bool(r[mode]["evidenced"]) for r in rows)
     else:
         k = sum(r[mode]["pvalue"] <= alpha for r in rows)
@@ -62,6 +76,7 @@ def summarise(
             "verdict_accuracy_keeping": rate(keeping, mode, None),
             "verdict_transforms": rate(transforms, mode, None),
             "verdict_false_positives": rate(independent, mode, None),
+            **_rule_rates(attacked, keeping, transforms, independent, mode),
             "independent_min_pvalue": min(r[mode]["pvalue"] for r in independent),
             "independent_median_pvalue": statistics.median(r[mode]["pvalue"] for r in independent),
             "missed_accuracy_keeping": sorted(
@@ -69,6 +84,28 @@ def summarise(
             ),  # fmt: skip
         }
     return out
+
+
+def _rule_rates(
+    attacked: list[dict[str, Any]], keeping: list[dict[str, Any]],
+    transforms: list[dict[str, Any]], independent: list[dict[str, Any]], mode: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The verdict rates under each floor rule, paired on the same rows (results written before
+    the rows kept the secrets' statistics give none)."""
+    if not all("secret_stats" in r[mode] for r in attacked + transforms + independent):
+        return {}
+    return {
+        f"rule_{rule}": {
+            name: rate(rows, mode, None, floor_statistic=rule)
+            for name, rows in (
+                ("all_attacks", attacked),
+                ("accuracy_keeping", keeping),
+                ("transforms", transforms),
+                ("false_positives", independent),
+            )
+        }  # fmt: skip
+        for rule in ("min", "median")
+    }
 
 
 def by_label(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
