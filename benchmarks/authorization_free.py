@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,15 @@ from typing import Any
 
 import torch
 
+from benchmarks._free_tables import (
+    calibrate,
+    load_map,
+    print_df,
+    print_paired,
+    print_sf,
+    print_synthesis,
+    scatter,
+)
 from benchmarks._options import add_overrides
 from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
@@ -40,16 +48,22 @@ from mapguard.methods.free import (
     data_free_mask,
     source_free_mask,
 )
-from mapguard.metrics import st_d
 from mapguard.synthesis import bn_loss, synthesize
 from mapguard.training import accuracy, train_source
 
-INFORMATIVE = 0.25  # a pair is informative when the unprotected target accuracy is >= 25%
+#: FreeConfig options of the variants compared side by side (paired: same pairs, seeds, models).
+#: ``base`` = the defaults before issue 17; ``boundary`` = boundary-aware keep set (SF and DF)
+#: plus the harder neighbours (DF only; SF-MAP has no neighbours).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {"boundary": 0, "hard_neighbours": 1},
+    "boundary": {"boundary": 32, "hard_neighbours": 3},
+}
 
 
 def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="mnist source only, one seed")
+    ap.add_argument("--sources", nargs="+", help="source domains to run (default: all)")
     ap.add_argument("--arch", default="vgg_small")
     ap.add_argument("--epochs", type=int, default=8, help="source-model training epochs")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="DF-MAP seeds")
@@ -58,6 +72,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--models-dir", default="runs/authorization/models")
     ap.add_argument("--map-results", help="results JSON of benchmarks.authorization")
     ap.add_argument("--out", default="runs/authorization_free")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--plot", help="write the predicted-vs-measured drop scatter plot (PNG)")
     add_overrides(ap, "--mask-option", "MaskConfig default of both methods, e.g. init_score=2")
     ap.add_argument(
         "--report-only", action="store_true", help="print the tables of the runs done so far"
@@ -70,7 +86,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.domains = ["mnist"] if args.quick else list_domains()
+        self.domains = ["mnist"] if args.quick else (args.sources or list_domains())
         self.all_domains = list_domains()
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -164,11 +180,14 @@ def _row(
         "held_out_kl": list(out.held_out_kl),
         "degrade_accuracy": list(out.degrade_accuracy),
         "reached_goal": out.reached_goal,
+        "disagreement": list(out.disagreement),
+        "estimated_source_drop": out.estimated_source_drop,
+        "variant": key.split(":")[1],
     }
 
 
-def run_sf(bench: Bench, src: str, tgt: str, seed: int) -> dict[str, Any]:
-    key = f"sf-map:{src}:{tgt}:{seed}"
+def run_sf(bench: Bench, src: str, tgt: str, seed: int, variant: str) -> dict[str, Any]:
+    key = f"sf-map:{variant}:{src}:{tgt}:{seed}"
     if key in bench.done:
         return bench.done[key]
     target = load_data(f"builtin:{tgt}", split="train", progress=False)
@@ -179,12 +198,13 @@ def run_sf(bench: Bench, src: str, tgt: str, seed: int) -> dict[str, Any]:
     return _run_free(bench, key, "sf-map", src, [tgt], seed, SF_DEFAULTS, learn)
 
 
-def run_df(bench: Bench, src: str, seed: int) -> dict[str, Any]:
+def run_df(bench: Bench, src: str, seed: int, variant: str) -> dict[str, Any]:
     def learn(model: torch.nn.Module, mcfg: MaskConfig, cfg: FreeConfig) -> Any:
         return data_free_mask(model, mask_config=mcfg, config=cfg, progress=False)
 
     others = [d for d in bench.all_domains if d != src]
-    return _run_free(bench, f"df-map:{src}:{seed}", "df-map", src, others, seed, DF_DEFAULTS, learn)
+    key = f"df-map:{variant}:{src}:{seed}"
+    return _run_free(bench, key, "df-map", src, others, seed, DF_DEFAULTS, learn)
 
 
 def _run_free(
@@ -197,7 +217,7 @@ def _run_free(
         return bench.done[key]
     model = bench.model(src)
     before = bench.accuracies(model)
-    cfg = FreeConfig(synthesis_seed=0)
+    cfg = FreeConfig(synthesis_seed=0, **VARIANTS[key.split(":")[1]])
     mcfg = MaskConfig.from_dict({**defaults, **bench.args.mask_option, "seed": seed})
     t0 = time.perf_counter()
     out = learn(model, mcfg, cfg)
@@ -206,133 +226,9 @@ def _run_free(
     return bench.record(_row(kind, key, src, before, after, out, targets, seconds))
 
 
-def _std(r: dict[str, Any], targets: list[str]) -> float | None:
-    return st_d(
-        source_before=r["before"][r["source"]],
-        source_after=r["after"][r["source"]],
-        target_before=[r["before"][t] for t in targets],
-        target_after=[r["after"][t] for t in targets],
-    )
-
-
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
-def _load_map(path: str | None) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Rows of ``benchmarks.authorization --out`` keyed by (source, target, method)."""
-    if not path:
-        return {}
-    rows = json.loads(Path(path).read_text())["rows"]
-    return {(r["source"], r["target"], r["method"]): r for r in rows}
-
-
-SF_HEADER = (
-    "| source | target | src before | src after | drop (pts) | tgt before | tgt after "
-    "| other domains after | ST-D | MAP ST-D | NTL ST-D | pruned | epoch | time (s) | target met |"
-)
-
-
-def _table(title: str, header: str) -> None:
-    """Print a markdown table's title, header and separator row."""
-    print(f"\n### {title}\n")
-    print(header)
-    print("|---" * header.count(" | ") + "|---|")
-
-
-def _drop(r: dict[str, Any]) -> float:
-    """Source accuracy lost by the run ``r``, in points."""
-    return 100 * (r["before"][r["source"]] - r["after"][r["source"]])
-
-
-def print_sf(rows: list[dict[str, Any]], baselines: dict[tuple[str, str, str], dict]) -> None:
-    _table("SF-MAP (no source data; pseudo-source + real target)", SF_HEADER)
-    hits = informative = beats = compared = 0
-    for r in rows:
-        s, t, drop = r["source"], r["targets"][0], _drop(r)
-        info = r["before"][t] >= INFORMATIVE
-        ok = drop <= 2.0 and r["after"][t] <= 0.20
-        informative += info
-        hits += info and ok
-        std = _std(r, [t])
-        mp, ntl = baselines.get((s, t, "map"), {}), baselines.get((s, t, "ntl"), {})
-        if info and std is not None and ntl.get("st_d") is not None:
-            compared += 1
-            beats += std >= ntl["st_d"]
-        others = ", ".join(f"{d} {r['after'][d]:.0%}" for d in r["after"] if d not in (s, t))
-        verdict = ("yes" if ok else "no") if info else "(uninformative)"
-        print(
-            f"| {s} | {t} | {r['before'][s]:.1%} | {r['after'][s]:.1%} | {drop:.1f} "
-            f"| {r['before'][t]:.1%} | {r['after'][t]:.1%} | {others} | {_fmt(std)} "
-            f"| {_fmt(mp.get('st_d'))} | {_fmt(ntl.get('st_d'))} | {r['pruned']:.2%} "
-            f"| {r['chosen_epoch']}/{r['epochs_run']} | {r['seconds']:.0f} | {verdict} |"
-        )
-    print(f"\nSF-MAP target (drop <= 2 pts, target <= 20%) met on {hits} of {informative} "
-          "informative pairs.")  # fmt: skip
-    if compared:
-        print(f"SF-MAP ST-D >= NTL's (NTL given the real source data) on {beats} of {compared} "
-              "informative pairs.")  # fmt: skip
-
-
-DF_HEADER = (
-    "| source | seed | src before | src after | drop (pts) | unseen domains before -> after "
-    "| max unseen after | ST-D (informative unseen) | pruned | epoch | time (s) | target met |"
-)
-
-
-def print_df(rows: list[dict[str, Any]], mapped: dict[tuple[str, str, str], Any]) -> None:
-    _table("DF-MAP (no data at all), one row per source and seed", DF_HEADER)
-    for r in rows:
-        s, drop = r["source"], _drop(r)
-        unseen = ", ".join(f"{d} {r['before'][d]:.0%}->{r['after'][d]:.0%}" for d in r["targets"])
-        worst = max(r["after"][d] for d in r["targets"])
-        informative = [d for d in r["targets"] if r["before"][d] >= INFORMATIVE]
-        std = _std(r, informative) if informative else None
-        ok = drop <= 3.0 and worst <= 0.25
-        print(
-            f"| {s} | {r['key'].rsplit(':', 1)[1]} | {r['before'][s]:.1%} | {r['after'][s]:.1%} "
-            f"| {drop:.1f} | {unseen} | {worst:.1%} | {_fmt(std)} | {r['pruned']:.2%} "
-            f"| {r['chosen_epoch']}/{r['epochs_run']} | {r['seconds']:.0f} "
-            f"| {'yes' if ok else 'no'} |"
-        )
-    by_src: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_src.setdefault(r["source"], []).append(r)
-    print("\nper source, mean over seeds: source drop (pts) / max unseen accuracy")
-    for s, rs in by_src.items():
-        drops = [_drop(r) for r in rs]
-        worst = [max(r["after"][d] for d in r["targets"]) for r in rs]
-        d_txt = f"{statistics.mean(drops):.1f} (range {min(drops):.1f} to {max(drops):.1f})"
-        w_txt = f"{statistics.mean(worst):.1%} (range {min(worst):.1%} to {max(worst):.1%})"
-        print(f"- {s}: {d_txt} / {w_txt}")
-    if mapped:  # per (run, informative unseen domain): DF-MAP's ST-D on that pair vs NTL's
-        pairs = [
-            (_std(r, [d]), mapped[(r["source"], d, "ntl")]["st_d"] or 0.0)
-            for r in rows
-            for d in r["targets"]
-            if r["before"][d] >= INFORMATIVE and (r["source"], d, "ntl") in mapped
-        ]
-        beats = sum((df or 0.0) >= ntl for df, ntl in pairs)
-        print(
-            f"\nDF-MAP ST-D >= NTL's (NTL given the real source *and target* data) on {beats} "
-            f"of {len(pairs)} (run, informative unseen domain) pairs."
-        )
-
-
-def print_synthesis(rows: list[dict[str, Any]]) -> None:
-    print("\n### Pseudo-source synthesis\n")
-    print("| source model | images | time (s) | source-model agreement | BN loss "
-          "| real-data BN loss | fidelity (independent vgg_tiny) |")  # fmt: skip
-    print("|---" * 7 + "|")
-    for r in rows:
-        print(
-            f"| {r['source']} | {r['n']} | {r['seconds']:.0f} | {r['agreement']:.1%} "
-            f"| {r['bn_loss']:.2f} | {r['real_bn_loss']:.2f} | {r['fidelity']:.1%} |"
-        )
-
-
 def report(bench: Bench, args: argparse.Namespace) -> None:
-    """Tables from the finished runs only (nothing is trained or learned)."""
+    """Tables from the finished runs only (nothing is trained or learned): per variant, then
+    paired, then the leave-one-pair-out calibration of the drop estimate (and its plot)."""
     rows = list(bench.done.values())
     order = {d: i for i, d in enumerate(bench.all_domains)}
 
@@ -340,15 +236,30 @@ def report(bench: Bench, args: argparse.Namespace) -> None:
         return (order[r["source"]], [order.get(t, 9) for t in r.get("targets", [])], r["key"])
 
     synth = sorted((r for r in rows if r["kind"] == "synthesis"), key=key)
-    sf = sorted((r for r in rows if r["kind"] == "sf-map"), key=key)
-    df = sorted((r for r in rows if r["kind"] == "df-map"), key=key)
+    free = sorted((r for r in rows if r["kind"] != "synthesis"), key=key)
     print(f"(finished runs in {bench.out / 'runs.jsonl'}: {len(synth)} syntheses, "
-          f"{len(sf)} SF-MAP, {len(df)} DF-MAP)")  # fmt: skip
+          f"{len(free)} SF-/DF-MAP)")  # fmt: skip
+    cal = calibrate(free)
     print_synthesis(synth)
-    if sf:
-        print_sf(sf, _load_map(args.map_results))
-    if df:
-        print_df(df, _load_map(args.map_results))
+    baselines = load_map(args.map_results)
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in free)]
+    for v in variants:
+        sf = [r for r in free if r["kind"] == "sf-map" and r["variant"] == v]
+        df = [r for r in free if r["kind"] == "df-map" and r["variant"] == v]
+        if sf:
+            print_sf(sf, baselines, title=f", variant {v}")
+        if df:
+            print_df(df, baselines, title=f", variant {v}")
+    for kind in ("sf-map", "df-map"):
+        print_paired(free, kind, variants)
+    if cal:
+        print(f"\nDrop estimate, fitted on {cal['n']} SF-MAP runs: drop = {cal['slope']:.3f} * d "
+              f"+ {cal['offset']:.4f}, margin {cal['margin']:.4f}; leave-one-pair-out estimate "
+              f"within 2 pts of the measured drop on {cal['within_2pts']} of {cal['n']} runs, "
+              f"interval covers it on {cal['coverage']} of {cal['n']}.")  # fmt: skip
+    if args.plot and cal:
+        scatter(free, Path(args.plot))
+        print(f"scatter plot: {args.plot}")
 
 
 def main() -> None:
@@ -359,32 +270,30 @@ def main() -> None:
         report(bench, args)
         return
     seeds = args.seeds[:1] if args.quick else args.seeds
-    synth, sf, df = [], [], []
     for src in bench.domains:  # first seed of everything first: early results, then more seeds
-        synth.append(_synthesis_row(bench, src, FreeConfig(synthesis_seed=0)))
+        _synthesis_row(bench, src, FreeConfig(synthesis_seed=0))
         if "sf-map" in args.methods:
             for tgt in [d for d in bench.all_domains if d != src]:
-                sf += [run_sf(bench, src, tgt, seed) for seed in args.sf_seeds]
+                for seed in args.sf_seeds:
+                    for v in args.variants:  # paired: both variants before the next pair
+                        run_sf(bench, src, tgt, seed, v)
                 print(f"sf-map {src}->{tgt} done", flush=True)
         if "df-map" in args.methods:
-            df.append(run_df(bench, src, seeds[0]))
+            for v in args.variants:
+                run_df(bench, src, seeds[0], v)
             print(f"df-map {src} seed {seeds[0]} done", flush=True)
     if "df-map" in args.methods:
         for seed in seeds[1:]:
             for src in bench.domains:
-                df.append(run_df(bench, src, seed))
+                for v in args.variants:
+                    run_df(bench, src, seed, v)
                 print(f"df-map {src} seed {seed} done", flush=True)
-    df.sort(key=lambda r: (bench.domains.index(r["source"]), r["key"]))
     print(
         f"\nmachine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, "
         f"cuda={torch.cuda.is_available()}; arch {args.arch}, source models {args.epochs} epochs"
     )
-    print_synthesis(synth)
-    if sf:
-        print_sf(sf, _load_map(args.map_results))
-    if df:
-        print_df(df, _load_map(args.map_results))
+    report(bench, args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -138,9 +138,11 @@ class NeighbourSource(_FixedSteps):
 
     Every step draws a fresh batch of clean images, splits it into chunks, and shifts each chunk
     with a family chosen at random from ``families``; labels are the original model's
-    predictions on the *clean* images. Rows assigned ``feature_stats`` are left as pixels and
-    shifted at the first conv layer by a hook (``keep_rows`` = rows of keep images that precede
-    the degrade rows in the learner's forward pass, per process).
+    predictions on the *clean* images (with ``hard > 1`` and a ``scorer(images, labels)``, each
+    chunk is the most confidently classified of ``hard`` shifts). Rows assigned
+    ``feature_stats`` are left as pixels and shifted at the first conv layer by a hook
+    (``keep_rows`` = rows of keep images that precede the degrade rows in the learner's forward
+    pass, per process).
     """
 
     name = "neighbours"
@@ -156,8 +158,11 @@ class NeighbourSource(_FixedSteps):
         hook: FeatureShiftHook | None = None,
         keep_sources: int = 1,
         chunks: int = 4,
+        hard: int = 1,
+        scorer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.x, self.labels, self.steps, self.seed = x, labels, steps_per_epoch, seed
+        self.hard, self.scorer = hard, scorer
         self.image_families = [create_family(f) for f in families if f != FeatureStyleShift.name]
         self.use_feature = FeatureStyleShift.name in families and hook is not None
         self.hook, self.keep_sources, self.chunks = hook, keep_sources, chunks
@@ -179,8 +184,26 @@ class NeighbourSource(_FixedSteps):
             if pick == len(self.image_families):
                 flags[a:b] = True
             else:
-                x[a:b] = self.image_families[pick].apply(x[a:b], gen)
+                x[a:b] = self._hardest(x[a:b], self.labels[idx][a:b], pick, gen)
         return x, self.labels[idx], flags, gen
+
+    def _hardest(
+        self, x: torch.Tensor, y: torch.Tensor, pick: int, gen: torch.Generator
+    ) -> torch.Tensor:
+        """Family ``pick``'s shift of ``x``; with ``hard > 1``, the one of ``hard`` shifts (the
+        others of random image families) on which the original model is most confident in the
+        clean labels ``y``: where it still transfers, the images the mask must break."""
+        best = self.image_families[pick].apply(x, gen)
+        if self.hard <= 1 or self.scorer is None:
+            return best
+        score = float(self.scorer(best, y))
+        for _ in range(self.hard - 1):
+            other = int(torch.randint(0, len(self.image_families), (1,), generator=gen))
+            cand = self.image_families[other].apply(x, gen)
+            s = float(self.scorer(cand, y))
+            if s > score:
+                best, score = cand, s
+        return best
 
     def _batch(self, epoch: int, step: int, batch_size: int, part: slice) -> Batch:
         x, y, flags, gen = self.global_batch(epoch, step, batch_size)

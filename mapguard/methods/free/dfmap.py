@@ -55,7 +55,8 @@ def data_free_mask(
         keep = run.keep_source(steps)
         degrade = NeighbourSource(
             x[train], clean_pred[train], families=cfg.families, steps_per_epoch=steps,
-            seed=run.mcfg.seed + 1, hook=hook,
+            seed=run.mcfg.seed + 1, hook=hook, hard=cfg.hard_neighbours,
+            scorer=_confidence(net, run.device),
         )  # fmt: skip
         probe = None
         if degrade.image_families:  # the feature-statistics shift has no fixed pixel version
@@ -66,6 +67,23 @@ def data_free_mask(
     finally:
         if hook is not None:
             hook.close()
+
+
+def _confidence(net: nn.Module, device: torch.device):  # noqa: ANN202 - a scorer
+    """``scorer(x, y)``: the original model's mean probability of the labels ``y`` on ``x``
+    (evaluated in eval mode, whatever mode the learner left the shared model in)."""
+
+    @torch.no_grad()
+    def score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        was_training = net.training
+        net.eval()
+        try:
+            p = torch.softmax(net(x.to(device)).float(), 1)
+        finally:
+            net.train(was_training)
+        return p[torch.arange(len(y)), y.to(device)].mean().cpu()
+
+    return score
 
 
 def _df_configs(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, FreeConfig]:

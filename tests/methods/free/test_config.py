@@ -18,6 +18,11 @@ from mapguard.methods.free import FreeConfig
         ({"steps_per_epoch": 0}, "steps_per_epoch"),
         ({"keep_mixup": 1.5}, "keep_mixup"),
         ({"stop_mixup": "yes"}, "stop_mixup"),
+        ({"boundary": -1}, "boundary"),
+        ({"boundary_fraction": 1.5}, "boundary_fraction"),
+        ({"boundary_keep": -0.1}, "boundary_keep"),
+        ({"stop_disagreement": 2.0}, "stop_disagreement"),
+        ({"hard_neighbours": 0}, "hard_neighbours"),
     ],
 )
 def test_bad_free_options(change, needle) -> None:

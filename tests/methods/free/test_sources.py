@@ -41,3 +41,38 @@ def test_pseudo_source_with_mixup_computes_teacher_logits_per_batch(tiny_model) 
     batches = list(src.batches(epoch=1, batch_size=8))
     assert len(batches) == 2 and all(b.teacher is None for b in batches)
     assert not any(any(torch.equal(row, xi) for xi in x) for row in batches[0].x[:4])
+
+
+def test_pseudo_source_pool_fills_its_share_and_an_empty_pool_changes_nothing() -> None:
+    from mapguard.methods.free import PseudoSource
+
+    x = torch.rand(16, 3, 8, 8)
+    plain = PseudoSource(x, steps_per_epoch=2, seed=0, augment=True)
+    pooled = PseudoSource(x, steps_per_epoch=2, seed=0, augment=True, pool_fraction=0.25,
+                          pool_size=4)  # fmt: skip
+    same = zip(plain.batches(epoch=0, batch_size=8), pooled.batches(epoch=0, batch_size=8))
+    assert all(torch.equal(a.x, b.x) for a, b in same)  # empty pool: the plain draws
+    pooled.add(torch.full((6, 3, 8, 8), 0.5))
+    assert len(pooled.pool) == 4  # bounded: the oldest left
+    batch = next(iter(pooled.batches(epoch=0, batch_size=8)))
+    assert batch.teacher is None and pooled.with_teacher(None) is pooled
+    grey = (batch.x.flatten(1).std(1) < 0.05).sum()  # augmentation keeps a flat image flat
+    assert int(grey) == 2  # 25 % of 8 rows come from the pool
+
+
+def test_hard_neighbours_pick_the_most_confidently_classified_shift(tiny_model, mnist_small):
+    x, y = mnist_small[1].floats()[:64], mnist_small[1].labels[:64]
+    tiny_model.eval()
+
+    @torch.no_grad()
+    def confidence(images, labels):
+        return torch.softmax(tiny_model(images), 1)[torch.arange(len(labels)), labels].mean()
+
+    def mean_conf(hard: int) -> list[float]:
+        src = NeighbourSource(x, y, families=("colour", "texture", "random_conv"),
+                              steps_per_epoch=4, seed=0, hard=hard, scorer=confidence)  # fmt: skip
+        return [float(confidence(b.x, b.y)) for b in src.batches(epoch=0, batch_size=32)]
+
+    easy, hard = mean_conf(1), mean_conf(4)
+    assert all(h >= e - 1e-6 for e, h in zip(easy, hard))  # each chunk: the first or better
+    assert sum(hard) > sum(easy) + 0.05, (easy, hard)
