@@ -35,6 +35,8 @@ class DemoConfig:
         embed_epochs: Mask-learning epochs of the watermark embedding (None: the default
             recipe's).
         independent_arch, independent_epochs: The independently trained control model.
+        remote: Also serve the stolen copy over HTTP on 127.0.0.1 (Open Inference Protocol) and
+            verify it there; the report is then the remote one (endpoint and query log).
     """
 
     out: Path
@@ -51,6 +53,7 @@ class DemoConfig:
     embed_epochs: int | None = None
     independent_arch: str = "vgg_tiny"
     independent_epochs: int = 4
+    remote: bool = False
 
 
 def _model_cache() -> Path:
@@ -217,12 +220,49 @@ def _verify(cfg: DemoConfig, wm: dict[str, Any]) -> dict[str, Any]:
     return verdicts
 
 
+@_step("5b. Verify the stolen copy behind an inference API (served on 127.0.0.1)")
+def _verify_remote(cfg: DemoConfig, wm: dict[str, Any]) -> dict[str, Any]:
+    return verify_served(wm["dir"], wm["key"], out=cfg.out)
+
+
+def verify_served(wm_dir: Path, key_path: Path, *, out: Path) -> dict[str, Any]:
+    """Serve ``wm_dir/protected.pt`` over the Open Inference Protocol on 127.0.0.1 and verify
+    it through the endpoint: the result records the URL and the query log."""
+    from mapguard._oip_server import OipServer
+    from mapguard.checkpoint import load_checkpoint
+    from mapguard.training import input_side
+    from mapguard.watermark import verify_suspect
+    from protocols.keys import load_private_key
+
+    model, meta = load_checkpoint(wm_dir / "protected.pt")
+    result = out / "result-remote.dsse.json"
+    for stale in (result, out / "result-remote.querylog.jsonl"):
+        stale.unlink(missing_ok=True)  # a fresh claim each demo run
+    with OipServer(model.eval(), side=input_side(meta), num_classes=meta.num_classes) as server:
+        console.print(f"serving the stolen copy at {server.url}")
+        rep = verify_suspect(
+            server.url,
+            wm_dir / "owner.wm",
+            claim_nonce=DEMO_CLAIM_NONCE,
+            key=load_private_key(key_path),
+            out=result,
+        )
+    log = rep.predicate["query_log"]
+    verdict = "OWNERSHIP EVIDENCED" if rep.evidenced else "not evidenced"
+    console.print(
+        f"remote       p = {rep.result.pvalue:.3g}: [bold]{verdict}[/bold]; query log {log['name']}"
+        f" ({log['queries']} queries in {log['requests']} requests, {log['retries']} retries)"
+    )
+    return {"evidenced": rep.evidenced, "pvalue": rep.result.pvalue, "out": rep.out,
+            "endpoint": server.url, "query_log": out / log["name"]}  # fmt: skip
+
+
 @_step("6. Evidence report")
 def _report(cfg: DemoConfig, wm: dict[str, Any], verdicts: dict[str, Any]) -> Path:
     from mapguard.report import build_report
 
     res = build_report(
-        verdicts["watermarked"]["out"],
+        verdicts.get("remote", verdicts["watermarked"])["out"],
         wm["dir"] / "commitment.dsse.json",
         watermark_path=wm["dir"] / "owner.wm",
         pubkey_path=wm["pub"],
@@ -242,5 +282,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     state["protect"] = _protect(cfg, state["source_model"])
     state["watermark"] = _embed(cfg, state["source_model"])
     state["verdicts"] = _verify(cfg, state["watermark"])
+    if cfg.remote:
+        state["verdicts"]["remote"] = _verify_remote(cfg, state["watermark"])
     state["report"] = _report(cfg, state["watermark"], state["verdicts"])
     return state

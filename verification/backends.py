@@ -25,7 +25,13 @@ from verification._backends.files import (
 )
 from verification._backends.files import load_suspect as _load_file
 from verification._backends.module import ModuleBackend, state_digest
-from verification._backends.querylog import LOG_SCHEMA, LogSummary, QueryLog, read_query_log
+from verification._backends.querylog import (
+    LOG_SCHEMA,
+    LogSummary,
+    QueryLog,
+    check_query_log,
+    read_query_log,
+)
 from verification._backends.remote import (
     RECHECK_IMAGES,
     HttpOptions,
@@ -50,6 +56,7 @@ __all__ = [
     "TransformedBackend",
     "WorkerBackend",
     "WorkerLimits",
+    "check_query_log",
     "detect_suspect_format",
     "is_endpoint",
     "isolation_available",

@@ -107,6 +107,7 @@ def _summary(s: Sources) -> dict[str, Any]:
         "null_keys": result_cell(s, "null_keys_per_secret", "int"),
         "suspect": s.num("result:suspect.name", "text"),
         "suspect_sha256": s.num("result:suspect.sha256", "text"),
+        "endpoint": s.get("result:suspect.endpoint", None),
         "protected": s.num("commitment:model.name", "text"),
         "committed": s.num("commitment:created", "text"),
         "owner": s.num("commitment:owner_key_fingerprint", "text"),
@@ -156,7 +157,9 @@ def _models(s: Sources) -> list[dict[str, Cell]]:
             "name": s.num("result:suspect.name", "text"),
             "format": s.num("result:suspect.format", "text"),
             "size": result_cell(s, "suspect_size", "int"),
-            "sha256": s.num("result:suspect.sha256", "text"),
+            "sha256": s.num("result:suspect.sha256", "text")
+            if s.get("result:suspect.sha256", None)
+            else text("remote endpoint: no file; its answers are in the query log (section 9)"),
             "loading": s.num("result:suspect.isolation", "text")
             if s.get("result:suspect.isolation")
             else text("not recorded (result written before isolation was recorded)"),

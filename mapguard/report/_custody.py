@@ -7,12 +7,14 @@ import shlex
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from mapguard.report._cells import Sources
 from mapguard.report._evidence import Evidence
 from mapguard.report._layout import RESULT
 from mapguard.report._rows import Row, text, tool
+from protocols.errors import InputError
 
 __all__ = ["custody", "limitations", "reproduce"]
 
@@ -65,11 +67,46 @@ def custody(
         tools.insert(1, Row("Watermark file written by", text(tool(s, "watermark"))))
     return {
         "files": evidence.files,
+        "query_log": _query_log(s, evidence),
         "timestamps": timestamps,
         "tools": tools,
         "environment": env,
         "verify_environment": [Row(k, c) for k, c in s.flatten(recorded)] if recorded else [],
     }
+
+
+def _query_log(s: Sources, evidence: Evidence) -> list[Row]:
+    """A remote suspect's query log, as the result records it, and whether the file matches."""
+    block = evidence.result.predicate.get("query_log")
+    if not isinstance(block, dict):
+        return []
+    from verification.backends import check_query_log
+
+    try:
+        found = check_query_log(block, None, Path(evidence.result.file.path))
+    except InputError as exc:
+        found = f"NOT CHECKED OR NOT MATCHING: {exc}"
+    same = block.get("nondeterminism") or {}
+    determinism = "not re-checked" if not same else (
+        "the same answers to re-asked images" if same.get("deterministic") else
+        f"NONDETERMINISTIC: {same.get('changed_answers')} of {same.get('rechecked_images')} "
+        f"re-asked images answered differently (max difference "
+        f"{same.get('max_abs_difference', 0):.3g})")  # fmt: skip
+    span = f"{block.get('first', '?')} to {block.get('last', '?')}"
+    rows = [
+        Row("Endpoint queried", s.num("result:suspect.endpoint", "text")),
+        Row("Query log (name, SHA-256 signed with the result)", text(
+            f"{block.get('name')} ({block.get('sha256')})", mono=True)),  # fmt: skip
+        Row("Log file next to the result", text(found)),
+        Row("Requests answered / queries (images)", text(
+            f"{block.get('requests')} / {block.get('queries')}")),  # fmt: skip
+        Row("Exchanges / failures / retries", text(
+            f"{block.get('exchanges')} / {block.get('failures')} / {block.get('retries')}")),
+        Row("Time span of the queries (the verifier's clock)", text(span)),
+        Row("Sessions (1 + resumed runs)", text(str(block.get("sessions", 1)))),
+        Row("Determinism of the endpoint", text(determinism)),
+    ]  # fmt: skip
+    return rows
 
 
 def reproduce(
@@ -141,6 +178,15 @@ def _time_limitation(evidence: Evidence) -> str:
             "trustworthy as that authority and as the certificate's provenance.")  # fmt: skip
 
 
+def _suspect_limitation(evidence: Evidence) -> str:
+    if "endpoint" in (evidence.result.predicate.get("suspect") or {}):
+        return ("The result concerns the answers the endpoint gave during the time span of its "
+                "query log; it does not show which model file the service runs, nor that it ran "
+                "the same model before or after.")  # fmt: skip
+    return ("The result concerns the suspect file with the SHA-256 shown. A deployed service may "
+            "run a different model than a file obtained from it.")  # fmt: skip
+
+
 def limitations(evidence: Evidence) -> list[str]:
     """What the report does not establish."""
     items = [
@@ -153,8 +199,7 @@ def limitations(evidence: Evidence) -> list[str]:
         "suspect existed. " + _time_limitation(evidence),
         "A signature shows that the holder of the private key signed the file; who holds that key "
         "must be established separately (e.g. by the owner publishing the key fingerprint).",
-        "The result concerns the suspect file with the SHA-256 shown. A deployed service may run a "
-        "different model than a file obtained from it.",
+        _suspect_limitation(evidence),
         "A 'not evidenced' verdict does not show independence: fine-tuning, pruning, "
         "distillation or a labels-only interface can weaken the watermark, and few queries "
         "limit the power.",

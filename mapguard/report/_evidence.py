@@ -190,7 +190,8 @@ def _problems(result: SignedDoc, commitment: SignedDoc, commitment_digest: str |
             f"the result refers to protected model {r['watermark']['model_sha256']}, "
             f"the commitment to {c['model']['sha256']}"
         )
-    if result.statement and not _has_subject(result.statement, r["suspect"]["sha256"]):
+    subject = r["suspect"].get("sha256") or (r.get("query_log") or {}).get("sha256", "")
+    if result.statement and not _has_subject(result.statement, subject):
         problems.append("the result statement's subject is not the suspect model it reports on")
     if commitment.statement and not _has_subject(commitment.statement, c["model"]["sha256"]):
         problems.append("the commitment statement's subject is not the model it commits to")
