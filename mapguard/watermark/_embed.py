@@ -129,6 +129,7 @@ def embed(
     progress: bool = True,
     allow_code: bool = False,
     secret_rng: np.random.Generator | None = None,
+    workers: int = 0,
 ) -> EmbedResult:
     """Embed an ownership watermark into ``model`` and write the output folder ``out``.
 
@@ -143,7 +144,8 @@ def embed(
     Args:
         model: A mapguard checkpoint path, or a module together with ``meta``.
         data: ``"builtin:NAME"`` / folder spec (train split: mask learning; test split:
-            evaluation and verification images), or ``(train, holdout)`` image sets.
+            evaluation and verification images; a folder is streamed from disk, a built-in
+            domain held in memory), or ``(train, holdout)`` image sets or datasets.
         key: The owner's Ed25519 private key.
         config: Options (defaults: :class:`EmbedConfig`).
         out: Output folder (must not exist unless ``force``).
@@ -155,6 +157,12 @@ def embed(
         allow_code: Build a checkpoint whose architecture is ``module:pkg.mod:factory`` (runs
             that code: only for your own model).
         secret_rng: Tests only: a seeded generator for the secrets (never in production).
+        workers: DataLoader processes decoding streamed (folder) images; the outputs do not
+            depend on it.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process learns its share of each batch; rank
+    0 draws the secrets (every rank gets them), evaluates, writes ``out`` and self-checks, and
+    every rank returns its result.
 
     Raises:
         InputError: bad inputs (typed subclasses: ConfigError, DataError, ModelFileError, ...).
@@ -164,7 +172,7 @@ def embed(
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(f"key must be an Ed25519 private key, got {type(key).__name__}")
     check_output_dir(out, force=force)  # before minutes of work
-    inp = load_inputs(model, data, meta, allow_code=allow_code)
+    inp = load_inputs(model, data, meta, allow_code=allow_code, workers=workers)
     cfg = cfg.for_data(len(inp.train))  # the images-seen budget as epochs, before any draw
     info = init_distributed()  # under torchrun: every rank learns, rank 0 writes
     dev = device_for(info, default_device(device))

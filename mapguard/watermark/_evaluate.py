@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,13 @@ import torch
 from torch import nn
 
 from mapguard.checkpoint import load_checkpoint
-from mapguard.training import predict_logits
+from mapguard.training import STREAM_BATCH, predict_logits
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._recipe import EmbedInputs
 from mapguard.watermark._sources import stack_triggers, stamp
 from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend
-from verification.triggers import Trigger, get_trigger_family, psnr, random_secret
+from verification.triggers import Trigger, get_trigger_family, random_secret
 from verification.verify import VerificationResult, VerifyConfig, WatermarkSpec, verify
 
 __all__ = ["evaluate", "self_check"]
@@ -28,8 +29,30 @@ def _labels(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Te
     return predict_logits(model, x, device=device).argmax(1)
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    return float((_labels(model, x, device) == y).float().mean())
+def _rate(hits: torch.Tensor) -> float:
+    """The fraction of true values (float32 mean, as every accuracy of mapguard)."""
+    return float(hits.float().mean())
+
+
+def _holdout_chunks(inp: EmbedInputs) -> Iterator[torch.Tensor]:
+    """The held-out images in order: an ``ImageSet`` as one tensor (memory), a streamed dataset
+    :data:`~mapguard.training.STREAM_BATCH` images at a time (memory bounded)."""
+    if hasattr(inp.holdout, "floats"):
+        yield inp.holdout.floats()
+        return
+    from mapguard.data import data_loader
+
+    loader = data_loader(inp.holdout, batch_size=STREAM_BATCH, seed=0, workers=inp.workers,
+                         shuffle=False)  # fmt: skip
+    yield from (x for x, _ in loader)
+
+
+def _mse(parts: list[tuple[float, int]]) -> float:
+    """The mean squared error over all chunks from ``(chunk mean, chunk elements)`` (one chunk:
+    its mean as it is, the figure of the in-memory code)."""
+    if len(parts) == 1:
+        return parts[0][0]
+    return sum(m * n for m, n in parts) / sum(n for _, n in parts)
 
 
 def evaluate(
@@ -42,32 +65,39 @@ def evaluate(
 ) -> dict[str, Any]:
     """Held-out figures: clean accuracy before and after, accuracy under each secret trigger
     (and the share sent to its target), accuracy under random keys of the family, and the
-    triggers' visibility (PSNR)."""
-    x, y = inp.holdout.floats(), inp.holdout.labels
-    before = _accuracy(inp.model, x, y, device)
-    after = _accuracy(protected, x, y, device)
-    secret_acc, target_rate, psnrs = [], [], []
-    for t in triggers:
-        xt = t.apply(x)
-        pred = _labels(protected, xt, device)
-        secret_acc.append(float((pred == y).float().mean()))
+    triggers' visibility (PSNR). A streamed hold-out is read once, a chunk at a time."""
+    y = inp.holdout.labels
+    family = get_trigger_family(cfg.family)
+    rng = np.random.default_rng([cfg.seed, 0xA11])  # one random key per image, in order
+    preds: dict[str, list[torch.Tensor]] = {}
+    errors: list[list[tuple[float, int]]] = [[] for _ in triggers]
+    for x in _holdout_chunks(inp):
+        keys = [family.derive(random_secret(rng), params=params) for _ in range(x.shape[0])]
+        xr = stamp(x, *stack_triggers(keys))
+        found = {"before": _labels(inp.model, x, device), "after": _labels(protected, x, device),
+                 "random": _labels(protected, xr, device),
+                 "random_before": _labels(inp.model, xr, device)}  # fmt: skip
+        for i, t in enumerate(triggers):
+            xt = t.apply(x)
+            found[f"secret{i}"] = _labels(protected, xt, device)
+            errors[i].append((float(torch.mean((x.double() - xt.double()) ** 2)), x.numel()))
+        for name, labels in found.items():
+            preds.setdefault(name, []).append(labels)
+    pred = {name: torch.cat(parts) for name, parts in preds.items()}
+    secret_acc, target_rate = [], []
+    for i, t in enumerate(triggers):
+        secret_acc.append(_rate(pred[f"secret{i}"] == y))
         if "target" in t.details:
             other = y != t.details["target"]
-            target_rate.append(float((pred[other] == t.details["target"]).float().mean()))
-        psnrs.append(psnr(x, xt))
-    family = get_trigger_family(cfg.family)
-    rng = np.random.default_rng([cfg.seed, 0xA11])
-    alpha, pattern = stack_triggers(
-        [family.derive(random_secret(rng), params=params) for _ in range(x.shape[0])]
-    )
-    xr = stamp(x, alpha, pattern)
+            target_rate.append(_rate(pred[f"secret{i}"][other] == t.details["target"]))
+    psnrs = [math.inf if m == 0.0 else 10.0 * math.log10(1.0 / m) for m in map(_mse, errors)]
     return {
-        "clean_accuracy_before": before,
-        "clean_accuracy_after": after,
+        "clean_accuracy_before": _rate(pred["before"] == y),
+        "clean_accuracy_after": _rate(pred["after"] == y),
         "secret_trigger_accuracy": tuple(secret_acc),
         "target_rate": tuple(target_rate) if target_rate else None,
-        "random_key_accuracy": _accuracy(protected, xr, y, device),
-        "random_key_accuracy_before": _accuracy(inp.model, xr, y, device),
+        "random_key_accuracy": _rate(pred["random"] == y),
+        "random_key_accuracy_before": _rate(pred["random_before"] == y),
         "psnr_db": float(np.mean(psnrs)),
     }
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapguard._config import check_int
 from mapguard._errors import ConfigError, DataError, ModelFileError
 from mapguard.checkpoint import ModelMeta, load_checkpoint
 from mapguard.masking import (
@@ -34,6 +35,7 @@ from mapguard.masking import (
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._sources import (
     AugmentedSource,
+    Images,
     NegativeKeySource,
     SecretTriggerSource,
     TargetTerm,
@@ -47,6 +49,7 @@ __all__ = [
     "VerificationSet",
     "draw_triggers",
     "draw_verification_set",
+    "images_of",
     "learn",
     "load_inputs",
     "model_side",
@@ -61,9 +64,11 @@ class EmbedInputs:
         model: The original model (eval mode; never modified).
         meta: Its checkpoint metadata.
         source_sha256: SHA-256 of the checkpoint file it came from (None for a module).
-        train: Images the mask learns on.
-        holdout: Held-out images: evaluation and the verification set.
+        train: Images the mask learns on: an ``ImageSet`` in memory (built-in domains), or a
+            streamed ``FolderDataset`` (folders: decoded as batches need them).
+        holdout: Held-out images: evaluation and the verification set (likewise).
         reference: Where the held-out images come from (``"builtin:mnist#test"``).
+        workers: DataLoader processes decoding streamed images (results do not depend on it).
     """
 
     model: nn.Module
@@ -72,6 +77,7 @@ class EmbedInputs:
     train: Any
     holdout: Any
     reference: str
+    workers: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -91,17 +97,19 @@ class VerificationSet:
 
 
 def load_inputs(
-    model: Any, data: Any, meta: ModelMeta | None, *, allow_code: bool = False
+    model: Any, data: Any, meta: ModelMeta | None, *, allow_code: bool = False, workers: int = 0
 ) -> EmbedInputs:
-    """Open ``model`` (a checkpoint path, or a module with ``meta``) and ``data`` (a spec, or
-    ``(train, holdout)`` image sets), and check that their class counts agree."""
+    """Open ``model`` (a checkpoint path, or a module with ``meta``) and ``data`` (a spec: a
+    folder is streamed, a built-in domain held in memory; or ``(train, holdout)`` image sets or
+    datasets), and check that their class counts and image sides agree."""
+    check_int("workers", workers, low=0)
     module, meta, source = _load_model(model, meta, allow_code)
     side = model_side(meta)
     train, holdout, reference = _load_data(data, side)
     for part in (train, holdout):
-        if part.num_classes != meta.num_classes:
+        if len(part.classes) != meta.num_classes:
             raise DataError(
-                f"data '{part.name}' has {part.num_classes} classes, the model {meta.num_classes}"
+                f"data '{part.name}' has {len(part.classes)} classes, the model {meta.num_classes}"
             )
         if part.side != side:
             raise DataError(
@@ -115,6 +123,7 @@ def load_inputs(
         train=train,
         holdout=holdout,
         reference=reference,
+        workers=workers,
     )
 
 
@@ -139,12 +148,12 @@ def model_side(meta: ModelMeta) -> int:
 
 
 def _load_data(data: Any, side: int) -> tuple[Any, Any, str]:
-    if isinstance(data, str):
-        from mapguard.data import load_data
+    if isinstance(data, str | os.PathLike):
+        from mapguard.data import load_or_stream
 
-        train = load_data(data, split="train", progress=False, size=side)
-        holdout = load_data(data, split="test", progress=False, size=side)
-        return train, holdout, f"{data}#test"
+        train = load_or_stream(data, split="train", progress=False, size=side)
+        holdout = load_or_stream(data, split="test", progress=False, size=side)
+        return train, holdout, f"{os.fspath(data)}#test"
     if isinstance(data, tuple) and len(data) == 2:
         train, holdout = data
         return train, holdout, f"{holdout.name}#{holdout.split}"
@@ -178,11 +187,25 @@ def draw_verification_set(inp: EmbedInputs, cfg: EmbedConfig) -> VerificationSet
     idx = np.sort(rng.choice(total, size=n, replace=False))
     pick = torch.from_numpy(idx)
     return VerificationSet(
-        images=inp.holdout.images[pick].numpy(),
+        images=_pixels(inp.holdout, pick).numpy(),
         labels=inp.holdout.labels[pick].numpy(),
         indices=tuple(int(i) for i in idx),
         reference=inp.reference,
     )
+
+
+def _pixels(data: Any, pick: torch.Tensor) -> torch.Tensor:
+    """uint8 images ``pick`` of an ``ImageSet``, or of a streamed dataset (decoded, and brought
+    back to the bytes it decodes them from: ``x = byte / 255`` in float32 rounds back exactly)."""
+    if hasattr(data, "images"):
+        return data.images[pick]
+    floats = torch.stack([data[int(i)][0] for i in pick])
+    return torch.round(floats * 255.0).to(torch.uint8)
+
+
+def images_of(data: Any, workers: int) -> Images:
+    """The float images of ``data``: an ``ImageSet`` held in memory, a dataset streamed."""
+    return Images(data.floats() if hasattr(data, "floats") else data, workers=workers)
 
 
 def learn(
@@ -195,7 +218,7 @@ def learn(
 ) -> MaskResult:
     """Learn the watermark mask: keep the source (clean and under random keys of the family),
     send the secret triggers to their target classes (targeted families)."""
-    x, y = inp.train.floats(), inp.train.labels
+    x, y = images_of(inp.train, inp.workers), inp.train.labels
     seed = cfg.mask.seed
     negatives: BatchSource = NegativeKeySource(
         x,
@@ -211,7 +234,7 @@ def learn(
     )
     return learn_mask(
         inp.model,
-        keep=[TensorSource(x, seed=seed, name="source"), negatives],
+        keep=[_keep_source(x, seed), negatives],
         degrade=degrade,
         config=_mask_config(cfg, inp.model),
         extra_terms=_target_terms(x, y, triggers, cfg),
@@ -220,8 +243,17 @@ def learn(
     )
 
 
+def _keep_source(x: Images, seed: int) -> BatchSource:
+    """The clean source images, unlabelled: from memory, or streamed in the same order."""
+    if x.tensor is not None:
+        return TensorSource(x.tensor, seed=seed, name="source")
+    from mapguard.data import DatasetSource
+
+    return DatasetSource(x.dataset, seed=seed, name="source", workers=x.workers, labelled=False)
+
+
 def _target_terms(
-    x: torch.Tensor, y: torch.Tensor, triggers: list[Trigger], cfg: EmbedConfig
+    x: Images, y: torch.Tensor, triggers: list[Trigger], cfg: EmbedConfig
 ) -> list[ObjectiveTerm]:
     """The targeted term (targeted families with a positive ``target_weight``), or none."""
     if not (cfg.targeted() and cfg.target_weight > 0):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 
 from mapguard._errors import ConfigError
 from mapguard.masking import Batch, BatchSource, ObjectiveTerm, StepView
@@ -24,6 +25,7 @@ from verification.triggers import Trigger, TriggerFamily, random_secret
 __all__ = [
     "AUGMENT_RANGES",
     "AugmentedSource",
+    "Images",
     "NegativeKeySource",
     "SecretTriggerSource",
     "TargetTerm",
@@ -45,11 +47,49 @@ def stamp(x: torch.Tensor, alpha: torch.Tensor, pattern: torch.Tensor) -> torch.
     return torch.lerp(x, pattern.expand_as(x), alpha.expand_as(x))
 
 
-def _order(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+def _order(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=gen)
-    for start in range(0, max(n - batch_size, 0) + 1, batch_size):
-        yield order[start : start + batch_size]
+    return [order[s : s + batch_size] for s in range(0, max(n - batch_size, 0) + 1, batch_size)]
+
+
+def _share(batch_size: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s part of every global batch."""
+    if batch_size % world_size:
+        raise ConfigError(f"batch size {batch_size} is not divisible by {world_size} processes")
+    share = batch_size // world_size
+    return slice(rank * share, (rank + 1) * share)
+
+
+class Images:
+    """Float images ``[3, S, S]`` by index: a tensor held in memory, or a ``Dataset`` of ``(x,
+    label)`` items (a folder from :func:`mapguard.data.open_data`) decoded by ``workers``
+    DataLoader processes only when a batch needs them. Both give the same pixels."""
+
+    def __init__(self, data: torch.Tensor | Dataset, *, workers: int = 0) -> None:
+        self.tensor = data if isinstance(data, torch.Tensor) else None
+        self.dataset, self.workers = data, workers
+        if len(self) == 0 or (self.tensor is not None and self.tensor.ndim != 4):
+            shape = list(self.tensor.shape) if self.tensor is not None else "an empty dataset"
+            raise ConfigError(f"watermark sources need images [N, 3, H, W], got {shape}")
+
+    def __len__(self) -> int:
+        return int(self.tensor.shape[0]) if self.tensor is not None else len(self.dataset)
+
+    def take(self, batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The images of each index tensor in ``batches``, in turn."""
+        if self.tensor is not None:
+            yield from (self.tensor[idx] for idx in batches)
+            return
+        sampler = [idx.tolist() for idx in batches]
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.workers)
+        yield from (x for x, _ in loader)
+
+    def chunks(self, size: int = 512) -> Iterator[torch.Tensor]:
+        """Every image in order, ``size`` at a time."""
+        yield from self.take(
+            [torch.arange(i, min(i + size, len(self))) for i in range(0, len(self), size)]
+        )
 
 
 class NegativeKeySource(BatchSource):
@@ -72,29 +112,26 @@ class NegativeKeySource(BatchSource):
 
     def __init__(
         self,
-        x: torch.Tensor,
+        x: Images | torch.Tensor,
         family: TriggerFamily,
         params: Mapping[str, Any],
         *,
         seed: int,
         clean_teacher: bool = True,
     ) -> None:
-        if x.ndim != 4 or x.shape[0] == 0:
-            raise ConfigError(f"negative-key source needs images [N, 3, H, W], got {list(x.shape)}")
-        self.x, self.family, self.params, self.seed = x, family, dict(params), seed
+        self.x = x if isinstance(x, Images) else Images(x)
+        self.family, self.params, self.seed = family, dict(params), seed
         self.clean_teacher = clean_teacher
         self.teacher: torch.Tensor | None = None
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return max(1, self.x.shape[0] // batch_size)
+        return max(1, len(self.x) // batch_size)
 
     @torch.no_grad()
     def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
         if not self.clean_teacher:
             return self  # the learner runs the original on each stamped batch
-        self.teacher = torch.cat(
-            [teacher(self.x[i : i + 512]).float().cpu() for i in range(0, self.x.shape[0], 512)]
-        )
+        self.teacher = torch.cat([teacher(x).float().cpu() for x in self.x.chunks(512)])
         return self
 
     def batches(
@@ -103,13 +140,12 @@ class NegativeKeySource(BatchSource):
         if self.clean_teacher and self.teacher is None:
             raise ConfigError("negative-key source needs cached teacher logits (cache_teacher)")
         rng = np.random.default_rng([self.seed, epoch])
-        share = batch_size // world_size
-        for idx in _order(self.x.shape[0], batch_size, self.seed, epoch):
-            alpha, pattern = self._draw(rng, len(idx))
-            part = slice(rank * share, (rank + 1) * share)
-            xs = stamp(self.x[idx], alpha, pattern)[part]
-            teacher = self.teacher[idx][part] if self.teacher is not None else None
-            yield Batch(xs, None, teacher)
+        part = _share(batch_size, rank, world_size)
+        order = _order(len(self.x), batch_size, self.seed, epoch)
+        for idx, x in zip(order, self.x.take([idx[part] for idx in order]), strict=True):
+            alpha, pattern = self._draw(rng, len(idx))  # every rank draws the whole batch's keys
+            teacher = self.teacher[idx[part]] if self.teacher is not None else None
+            yield Batch(stamp(x, alpha[part], pattern[part]), None, teacher)
 
     def _draw(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Blend weights and patterns of ``n`` fresh family keys, in a random order.
@@ -139,7 +175,7 @@ class SecretTriggerSource(BatchSource):
 
     def __init__(
         self,
-        x: torch.Tensor,
+        x: Images | torch.Tensor,
         y: torch.Tensor,
         triggers: Sequence[Trigger],
         *,
@@ -150,27 +186,25 @@ class SecretTriggerSource(BatchSource):
     ) -> None:
         if not triggers:
             raise ConfigError("need at least one secret trigger")
-        self.x, self.y, self.seed, self.name = x, y, seed, name
+        self.x = x if isinstance(x, Images) else Images(x)
+        self.y, self.seed, self.name = y, seed, name
         self.alpha, self.pattern = stack_triggers(triggers)
         self.targets = None if targets is None else torch.tensor(list(targets), dtype=torch.int64)
         self.placeholder = placeholder
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return max(1, self.x.shape[0] // batch_size)
+        return max(1, len(self.x) // batch_size)
 
     def batches(
         self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
     ) -> Iterator[Batch]:
         k = self.alpha.shape[0]
-        share = batch_size // world_size
-        part = slice(rank * share, (rank + 1) * share)
-        for idx in _order(self.x.shape[0], batch_size, self.seed, epoch):
-            which = (torch.arange(len(idx)) + epoch) % k
-            xs = stamp(self.x[idx], self.alpha[which], self.pattern[which])
-            ys = self.y[idx] if self.targets is None else self.targets[which]
-            if self.placeholder:
-                part = slice(rank, rank + 1)
-            yield Batch(xs[part], ys[part], None)
+        part = slice(rank, rank + 1) if self.placeholder else _share(batch_size, rank, world_size)
+        order = _order(len(self.x), batch_size, self.seed, epoch)
+        for idx, x in zip(order, self.x.take([idx[part] for idx in order]), strict=True):
+            which = ((torch.arange(len(idx)) + epoch) % k)[part]
+            ys = self.y[idx[part]] if self.targets is None else self.targets[which]
+            yield Batch(stamp(x, self.alpha[which], self.pattern[which]), ys, None)
 
 
 class TargetTerm(ObjectiveTerm):
