@@ -124,6 +124,14 @@ _SHARED: dict[str, tuple[Callable[[_F], _F], ...]] = {
             "--device", default=None, help="torch device (default: cuda if available, else cpu)."
         ),
     ),
+    "amp": (
+        click.option(
+            "--amp",
+            is_flag=True,
+            help="bf16 autocast and channels-last in the training loops (CUDA only; refused "
+            "on other devices).",
+        ),
+    ),
     "quiet": (click.option("--quiet", "-q", is_flag=True, help="No progress bars."),),
     "json": (click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),),
     "passphrase": (click.option("--passphrase-file", type=FILE, help=PASSPHRASE_HELP),),
@@ -140,8 +148,9 @@ _SHARED: dict[str, tuple[Callable[[_F], _F], ...]] = {
 
 
 def shared_options(*names: str) -> Callable[[_F], _F]:
-    """The shared options ``names`` (``seed``, ``force``, ``unsafe``, ``device``, ``quiet``,
-    ``json``, ``passphrase``, ``workers``), listed under ``--help`` in the order given."""
+    """The shared options ``names`` (``seed``, ``force``, ``unsafe``, ``device``, ``amp``,
+    ``quiet``, ``json``, ``passphrase``, ``workers``), listed under ``--help`` in the order
+    given."""
     unknown = sorted(set(names) - set(_SHARED))
     if unknown:
         raise ValueError(f"unknown shared option(s) {unknown}; choose from {sorted(_SHARED)}")
