@@ -69,11 +69,16 @@ def test_remote_pvalue_equals_local_and_check_binds_the_log(
                                   "--watermark", str(embedded.file("owner.wm"))])  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "query log" in ok.output
+    kept = tmp_path / "elsewhere.jsonl"
+    kept.write_bytes(log.read_bytes())
     lines = log.read_bytes().splitlines(keepends=True)
     lines[3] = lines[3].replace(b'"status":200', b'"status":201')
     log.write_bytes(b"".join(lines))
     bad = CliRunner().invoke(cli, ["check", str(out), "--pubkey", str(embedded.owner.public)])
     assert bad.exit_code == 1 and "FAIL  query log" in bad.output, bad.output
+    moved = CliRunner().invoke(cli, ["check", str(out), "--pubkey", str(embedded.owner.public),
+                                     "--query-log", str(kept)])  # fmt: skip
+    assert moved.exit_code == 0, moved.output
 
 
 def test_interrupted_run_resumes_without_requerying_to_the_same_result(
