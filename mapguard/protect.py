@@ -27,7 +27,7 @@ from torch import nn
 
 from mapguard import __version__
 from mapguard._config import check_int
-from mapguard._device import default_device
+from mapguard._device import check_amp, default_device, mixed_precision
 from mapguard._errors import ConfigError
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from mapguard.export import export_program
@@ -211,6 +211,7 @@ def protect(
     progress: bool = True,
     allow_code: bool = False,
     workers: int = 0,
+    amp: bool = False,
 ) -> ProtectReport:
     """Protect the model at ``model_path`` against ``targets`` and write the outputs.
 
@@ -225,6 +226,9 @@ def protect(
     accuracies, and the training batches of a method registered with ``streams=True``: ``map``,
     ``ntl``), so memory does not grow with the number of images; results are the same whatever
     ``workers`` is. Built-in domains are held in memory.
+    ``amp`` (``--amp``, CUDA only, refused elsewhere): the mask learner runs its forward passes
+    under bf16 autocast with channels-last batches (every method that learns a mask; NTL's own
+    loop is not changed by it); the accuracies are measured in float32.
 
     ``source`` may be None only for a method registered with ``needs_source=False`` (``sf-map``,
     ``df-map``): such a method never gets the source's training split; given a source, only its
@@ -245,6 +249,8 @@ def protect(
         raise ConfigError(f"method '{method}' needs --source (its training data are read)")
     _check_roles(source, targets, keep, need_targets=meth.needs_target)
     check_int("workers", workers, low=0)
+    if amp:
+        check_amp(default_device(device))  # before any data are read
     options = dict(options or {})
     if meth.validate is not None:
         meth.validate(options, seed)  # bad options fail before any data is loaded
@@ -262,7 +268,8 @@ def protect(
         model=model, meta=meta, source=data.source, targets=data.targets, keep=data.keep,
         options=options, seed=seed, device=dev, progress=progress, workers=workers,
     )  # fmt: skip
-    result = meth.run(inputs)
+    with mixed_precision(dev, amp):  # --amp: bf16 autocast + channels-last (CUDA only)
+        result = meth.run(inputs)
     after = _accuracies(result.model, data.tests, dev, workers)
     report = ProtectReport(
         method=method,

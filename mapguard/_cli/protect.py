@@ -31,7 +31,7 @@ from mapguard import _cli
 )
 @click.option("--exclude", multiple=True, help="MAP: layer name pattern never masked (repeatable).")
 @_cli.extra_options("Further method option, e.g. -o keep_weight=10.")
-@_cli.shared_options("seed", "workers", "unsafe", "device", "quiet", "json")
+@_cli.shared_options("seed", "workers", "unsafe", "device", "amp", "quiet", "json")
 def protect(model, targets, keeps, extra, unsafe_load, quiet, as_json, **args):
     """Protect MODEL: keep its accuracy on --source, make it fail on every --target."""
     from mapguard.masking import launched_rank
