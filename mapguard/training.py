@@ -27,7 +27,7 @@ from torch import nn
 
 from mapguard import __version__
 from mapguard._config import check_int, check_number
-from mapguard._device import default_device
+from mapguard._device import autocast, check_amp, default_device, fast_layout, mixed_precision
 from mapguard._errors import ConfigError, DataError, ModelFileError, TrainingError
 from mapguard._progress import progress_bar
 from protocols.fileio import check_writable
@@ -193,10 +193,12 @@ def train_model(
     a :class:`~mapguard.data.FolderDataset`, streamed through a DataLoader with ``workers``
     processes in an order drawn from the seed (the same batches whatever ``workers`` is).
     Keyword ``overrides`` (e.g. ``epochs=3, seed=1``) replace fields of ``config``.
+    Inside :func:`mapguard._device.mixed_precision` (``--amp``, CUDA) the forward passes run
+    under bf16 autocast with channels-last tensors; the model is handed back contiguous.
     """
     cfg = TrainConfig(**{**(config.__dict__ if config else {}), **overrides})
     dev = default_device(str(device) if device else None)
-    model.to(dev).train()
+    fast_layout(model.to(dev).train(), dev)  # channels-last under --amp (CUDA)
     gen = torch.Generator().manual_seed(cfg.seed)
     epoch_batches = _epoch_batches(data, cfg, gen, workers)
     steps = cfg.epochs * max(1, math.ceil(len(data) / cfg.batch_size))
@@ -209,7 +211,9 @@ def train_model(
             for xb, yb in epoch_batches():
                 if cfg.augment:
                     xb = augment_batch(xb, gen)
-                loss = F.cross_entropy(model(xb.to(dev)), yb.to(dev))
+                with autocast(dev):  # bf16 under --amp (CUDA); float32 otherwise
+                    logits = model(fast_layout(xb.to(dev), dev))
+                loss = F.cross_entropy(logits.float(), yb.to(dev))
                 if not torch.isfinite(loss):
                     raise TrainingError("training loss became NaN/inf; lower --lr")
                 opt.zero_grad(set_to_none=True)
@@ -217,7 +221,7 @@ def train_model(
                 opt.step()
                 sched.step()
                 bar.advance()
-    return model.eval()
+    return fast_layout(model, dev, undo=True).eval()
 
 
 def _epoch_batches(
@@ -297,6 +301,7 @@ def train_source(
     device: str | None = None,
     progress: bool = True,
     workers: int = 0,
+    amp: bool = False,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data_spec`` (train split), save it, and report test accuracy.
 
@@ -306,6 +311,8 @@ def train_source(
     size)``. The fresh model is probed at that side before it is trained. A folder is streamed
     from disk (``workers`` decoding processes; the same model whatever their number), a built-in
     domain held in memory.
+    ``amp``: bf16 autocast and channels-last while training (``--amp``; CUDA only, refused
+    elsewhere before any data are read; :mod:`mapguard._device`).
     """
     from mapguard.checkpoint import ModelMeta, save_checkpoint
     from mapguard.data import MAX_SIZE, MIN_SIZE, load_or_stream
@@ -316,9 +323,11 @@ def train_source(
     check_writable(out, force=force)  # fail before spending minutes on training
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     check_int("workers", workers, low=0)
+    dev = default_device(device)
+    if amp:
+        check_amp(dev)  # before the data are read
     train = load_or_stream(data_spec, split="train", seed=0, progress=progress, size=side)
     test = load_or_stream(data_spec, split="test", seed=0, progress=progress, size=side)
-    dev = default_device(device)
     t0 = time.perf_counter()
     # Parameter init (and dropout while training) draw from torch's global generator: seed it
     # inside a fork, so that the caller's global random state is left as it was.
@@ -326,7 +335,8 @@ def train_source(
         torch.manual_seed(seed)
         model = create_model(arch, num_classes=len(train.classes))
         probe_num_classes(model, size=side)  # an arch that cannot take the side fails in one line
-        train_model(model, train, config=cfg, device=dev, progress=progress, workers=workers)
+        with mixed_precision(dev, amp):
+            train_model(model, train, config=cfg, device=dev, progress=progress, workers=workers)
     seconds = time.perf_counter() - t0
     acc = accuracy(model, test, device=dev, workers=workers)
     meta = ModelMeta(

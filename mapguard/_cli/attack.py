@@ -34,8 +34,8 @@ class _AttackCommand(_cli.Command):
 @click.option("--arch", help="Student architecture (distill-arch, extract).")
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @_cli.out_option("Attacked checkpoint.")
-@_cli.shared_options("seed", "device", "quiet", "json")
-def attack(model, kind, data, no_augment, out, seed, force, device, quiet, as_json, **options):
+@_cli.shared_options("seed", "device", "amp", "quiet", "json")
+def attack(model, kind, data, no_augment, out, seed, force, device, amp, quiet, as_json, **options):
     """Attack MODEL (a mapguard checkpoint) with --kind and save the result to --out."""
     from mapguard.attacks import AttackConfig, attack_file
 
@@ -43,7 +43,7 @@ def attack(model, kind, data, no_augment, out, seed, force, device, quiet, as_js
     config = AttackConfig(**{k: v for k, v in options.items() if v is not None})
     info, meta = attack_file(
         model, kind, out=out, data=data, config=config, seed=seed, force=force, device=device,
-        progress=not quiet,
+        progress=not quiet, amp=amp,
     )  # fmt: skip
     data = info.to_dict() | {"out": out, "weights_sha256": meta.weights_sha256}
     _cli.echo_result(as_json, data, lambda: _print_attack(info, out))

@@ -22,7 +22,7 @@ EXIT_NOT_READY = 3
 )
 @click.option("--no-export", is_flag=True, help="Do not write the protected.pt2 export.")
 @_cli.extra_options("Further recipe option (EmbedConfig field or mask.FIELD): -o target_weight=2.")
-@_cli.shared_options("passphrase", "seed", "workers", "unsafe", "device", "quiet", "json")
+@_cli.shared_options("passphrase", "seed", "workers", "unsafe", "device", "amp", "quiet", "json")
 def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, unsafe_load, quiet,
           as_json, **args):  # fmt: skip
     """Embed an ownership watermark into MODEL; write DIR with the protected model, owner.wm

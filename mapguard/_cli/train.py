@@ -25,7 +25,7 @@ from mapguard import _cli
 @click.option("--lr", type=float, default=0.05, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @_cli.out_option("Output checkpoint.")
-@_cli.shared_options("seed", "workers", "device", "quiet", "json")
+@_cli.shared_options("seed", "workers", "device", "amp", "quiet", "json")
 def train(data_spec, quiet, as_json, **options):
     """Train a source model on DATA and save it as a mapguard checkpoint."""
     from mapguard.training import train_source

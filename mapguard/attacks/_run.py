@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mapguard import __version__
-from mapguard._device import default_device
+from mapguard._device import check_amp, default_device, mixed_precision
 from mapguard._errors import ConfigError
 from mapguard.attacks._config import AttackConfig
 from mapguard.attacks._registry import AttackContext, AttackKind, get_attack
@@ -123,6 +123,7 @@ def attack(
     meta: ModelMeta | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    amp: bool = False,
 ) -> tuple[nn.Module, AttackInfo]:
     """Attack a copy of ``model`` with recipe ``kind``; ``model`` itself is left unchanged.
 
@@ -138,6 +139,7 @@ def attack(
             at the side of ``data`` (32 for data-free kinds).
         device: Torch device (default: cuda if available, else cpu).
         progress: Show progress bars.
+        amp: bf16 autocast and channels-last in the attack's training loop (CUDA only).
 
     Returns:
         The attacked model (eval mode, CPU) and an :class:`AttackInfo`.
@@ -161,7 +163,8 @@ def attack(
         arch=arch, num_classes=classes, mean=mean, std=std, data=subset, config=cfg,
         seed=seed, device=default_device(str(device) if device else None), progress=progress,
     )  # fmt: skip
-    out = spec.run(ctx)
+    with mixed_precision(ctx.device, amp):
+        out = spec.run(ctx)
     info = AttackInfo(
         kind=kind,
         config=cfg.to_dict(),
@@ -187,6 +190,7 @@ def attack_file(
     force: bool = False,
     device: str | None = None,
     progress: bool = True,
+    amp: bool = False,
 ) -> tuple[AttackInfo, ModelMeta]:
     """Attack the mapguard checkpoint at ``model_path`` and save the result to ``out``.
 
@@ -203,11 +207,13 @@ def attack_file(
     (config or AttackConfig()).resolve(spec.defaults)
     if spec.needs_data and data is None:
         raise ConfigError(f"attack '{kind}' needs --data")
+    if amp:
+        check_amp(default_device(device))  # before any loading
     victim, meta = load_checkpoint(model_path)
     images = _load(data, input_side(meta), progress) if spec.needs_data else None
     attacked, info = attack(
         victim, kind, data=images, config=config, seed=seed, meta=meta, device=device,
-        progress=progress,
+        progress=progress, amp=amp,
     )  # fmt: skip
     extra = {
         **info.to_extra(),

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mapguard._device import autocast, fast_layout
 from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.attacks._registry import AttackContext
@@ -44,7 +45,8 @@ def fit(
     label: str = "attack",
 ) -> nn.Module:
     """Train ``params`` of ``model`` on ``ctx.data`` (SGD, momentum 0.9, one-cycle schedule as
-    :func:`mapguard.training.train_model` uses).
+    :func:`mapguard.training.train_model` uses; bf16 autocast and channels-last inside
+    :func:`mapguard._device.mixed_precision`, ``--amp`` on CUDA).
 
     Args:
         ctx: The attack context (data, options, seed, device).
@@ -73,16 +75,17 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * per_epoch
     )
-    model.to(dev).train(train_mode)
+    fast_layout(model.to(dev).train(train_mode), dev)  # channels-last under --amp (CUDA)
     with progress_bar(label, total=cfg.epochs * per_epoch, enabled=ctx.progress) as bar:
         for _ in range(cfg.epochs):
             for xb, yb in batches(x, y, batch_size=cfg.batch_size, generator=gen, drop_last=True):
-                _step(model, opt, loss_fn, _augment(xb, gen, cfg.augment).to(dev), yb.to(dev))
+                xb = fast_layout(_augment(xb, gen, cfg.augment).to(dev), dev)
+                _step(model, opt, loss_fn, xb, yb.to(dev))
                 sched.step()
                 if after_step is not None:
                     after_step()
                 bar.advance()
-    return model.eval().cpu()
+    return fast_layout(model, dev, undo=True).eval().cpu()
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, enabled: bool | None) -> torch.Tensor:
@@ -92,7 +95,8 @@ def _augment(x: torch.Tensor, gen: torch.Generator, enabled: bool | None) -> tor
 def _step(
     model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
 ) -> None:
-    loss = loss_fn(model, x, y)
+    with autocast(x.device):  # bf16 under --amp (CUDA); float32 otherwise
+        loss = loss_fn(model, x, y).float()
     if not torch.isfinite(loss):
         raise TrainingError("attack training loss became NaN/inf; lower --lr")
     opt.zero_grad(set_to_none=True)

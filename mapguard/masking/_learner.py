@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mapguard._device import default_device
+from mapguard._device import amp_enabled, autocast, default_device, fast_layout
 from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.checkpoint import weights_digest
@@ -113,8 +113,11 @@ class _Run:
         self.scores = MaskScores(
             shapes, granularity=cfg.granularity, init=cfg.init_score, threshold=cfg.threshold
         ).to(device)
-        on_device = next(model.parameters()).device == device
-        self.teacher = (model if on_device else copy.deepcopy(model).to(device)).eval()
+        # the caller's model is used in place only when nothing about it changes (--amp on CUDA
+        # puts a copy in channels-last)
+        on_device = next(model.parameters()).device == device and not amp_enabled()
+        teacher = model if on_device else copy.deepcopy(model).to(device)
+        self.teacher = fast_layout(teacher, device).eval()
         self.masked = MaskedModel(
             self.teacher,
             self.scores,
@@ -134,7 +137,8 @@ class _Run:
 
     @torch.no_grad()
     def teach(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher(x.to(self.device))
+        with autocast(self.device):
+            return self.teacher(fast_layout(x.to(self.device), self.device)).float()
 
     def step(
         self, keeps: list[Batch], degrades: list[Batch], extras: list[Batch], epoch: int, step: int
@@ -161,7 +165,9 @@ class _Run:
         sizes = [p.shape[0] for p in parts]
         if self.bn is not None:
             self.bn.start(sum(sizes[: len(keeps)]))
-        logits = self.net(torch.cat(parts).to(self.device, non_blocking=True))
+        with autocast(self.device):  # bf16 under --amp (CUDA); float32 otherwise
+            x = fast_layout(torch.cat(parts).to(self.device, non_blocking=True), self.device)
+            logits = self.net(x).float()
         chunks = list(torch.split(logits, sizes))
         k, d = len(keeps), len(degrades)
         teacher = [
@@ -234,6 +240,9 @@ def learn_mask(
     (``+ bn_weight * BN-statistics distance``) ``+ sum(extra terms)``. Under ``torchrun`` (an
     initialised process group) the scores are trained with DistributedDataParallel, each process
     taking its slice of every global batch.
+    Inside :func:`mapguard._device.mixed_precision` (``--amp``, CUDA) the forward passes run
+    under bf16 autocast with channels-last batches, on a copy of ``model``; logits and every term
+    stay float32, and so do the scores.
 
     Args:
         model: the trained original classifier (frozen; weights stay bit-identical).

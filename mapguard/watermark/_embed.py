@@ -20,7 +20,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from torch import nn
 
-from mapguard._device import default_device
+from mapguard._device import check_amp, default_device, mixed_precision
 from mapguard.checkpoint import ModelMeta
 from mapguard.masking import (
     MaskResult,
@@ -130,6 +130,7 @@ def embed(
     allow_code: bool = False,
     secret_rng: np.random.Generator | None = None,
     workers: int = 0,
+    amp: bool = False,
 ) -> EmbedResult:
     """Embed an ownership watermark into ``model`` and write the output folder ``out``.
 
@@ -159,6 +160,8 @@ def embed(
         secret_rng: Tests only: a seeded generator for the secrets (never in production).
         workers: DataLoader processes decoding streamed (folder) images; the outputs do not
             depend on it.
+        amp: bf16 autocast and channels-last while the mask learns (CUDA only; evaluation and
+            the self-check stay float32).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process learns its share of each batch; rank
     0 draws the secrets (every rank gets them), evaluates, writes ``out`` and self-checks, and
@@ -171,6 +174,8 @@ def embed(
     cfg = config or EmbedConfig()
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(f"key must be an Ed25519 private key, got {type(key).__name__}")
+    if amp:
+        check_amp(default_device(device))
     check_output_dir(out, force=force)  # before minutes of work
     inp = load_inputs(model, data, meta, allow_code=allow_code, workers=workers)
     cfg = cfg.for_data(len(inp.train))  # the images-seen budget as epochs, before any draw
@@ -184,7 +189,8 @@ def embed(
         triggers=triggers,
         vset=draw_verification_set(inp, cfg),  # before learning: independent of the mask
     )
-    mask = learn(inp, triggers, params, cfg, dev, progress)
+    with mixed_precision(dev, amp):
+        mask = learn(inp, triggers, params, cfg, dev, progress)
     result = None
     if info.is_main:
         result = _publish(inp, drawn, mask, cfg, key, out=out, force=force,
