@@ -64,6 +64,9 @@ def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="mnist source only, one seed")
     ap.add_argument("--sources", nargs="+", help="source domains to run (default: all)")
+    ap.add_argument(
+        "--test-images", type=int, help="measure on this many test images per domain (default all)"
+    )
     ap.add_argument("--arch", default="vgg_small")
     ap.add_argument("--epochs", type=int, default=8, help="source-model training epochs")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="DF-MAP seeds")
@@ -93,6 +96,9 @@ class Bench:
         self.tests = {
             d: load_data(f"builtin:{d}", split="test", progress=False) for d in self.all_domains
         }
+        if args.test_images:  # a fixed random subset per domain, the same for every run
+            self.tests = {d: t.take(args.test_images, seed=0) for d, t in self.tests.items()}
+        self._before: dict[str, dict[str, float]] = {}
         self.done = self._load_done()
 
     def _load_done(self) -> dict[str, dict[str, Any]]:
@@ -125,6 +131,12 @@ class Bench:
 
     def accuracies(self, model: torch.nn.Module) -> dict[str, float]:
         return {d: accuracy(model, t) for d, t in self.tests.items()}
+
+    def before(self, src: str) -> dict[str, float]:
+        """Accuracies of the unprotected source model (computed once per source)."""
+        if src not in self._before:
+            self._before[src] = self.accuracies(self.model(src))
+        return self._before[src]
 
 
 def _synthesis_row(bench: Bench, src: str, cfg: FreeConfig) -> dict[str, Any]:
@@ -216,7 +228,7 @@ def _run_free(
     if key in bench.done:
         return bench.done[key]
     model = bench.model(src)
-    before = bench.accuracies(model)
+    before = bench.before(src)
     cfg = FreeConfig(synthesis_seed=0, **VARIANTS[key.split(":")[1]])
     mcfg = MaskConfig.from_dict({**defaults, **bench.args.mask_option, "seed": seed})
     t0 = time.perf_counter()

@@ -15,8 +15,15 @@
   returned mask is that of the last epoch whose held-out KL is ``<= stop_kl``. Learning stops at
   the first such epoch whose held-out degrade accuracy reaches ``degrade_goal``, or once
   ``patience`` epochs in a row exceed ``stop_kl``.
+* **Boundary-aware keep set** (``boundary``, :class:`BoundaryKeep`): after every epoch, images
+  where the original and the current masked model disagree are synthesised under the BN prior
+  and the in-distribution-like ones join the keep batches. **Estimated source drop**
+  (:func:`estimate_drop`): the disagreement rate on a held-out boundary set (held-out
+  pseudo-source and two-class mixtures), mapped to a drop with an interval; it is what the
+  metrics report when no source data are given (``docs/METHOD-free.md``, sections 6-9).
 
-Both register themselves as protection methods (``"sf-map"``, ``"df-map"``).
+Both register themselves as protection methods (``"sf-map"``, ``"df-map"``) with
+``needs_source=False``: ``mapguard protect`` never reads the source's training split for them.
 Formulas: ``docs/METHOD.md, section 2``.
 
 Example:
@@ -33,6 +40,7 @@ Example:
     True
 """
 
+from mapguard.methods.free._boundary import BoundaryKeep
 from mapguard.methods.free._config import (
     DEFAULT_FAMILIES,
     DF_DEFAULTS,
@@ -41,6 +49,7 @@ from mapguard.methods.free._config import (
     FreeResult,
     split_options,
 )
+from mapguard.methods.free._estimate import CALIBRATION, boundary_probe, estimate_drop
 from mapguard.methods.free._neighbours import (
     FeatureStyleShift,
     NeighbourFamily,
@@ -55,9 +64,11 @@ from mapguard.methods.free.dfmap import data_free_mask
 from mapguard.methods.free.sfmap import source_free_mask
 
 __all__ = [
+    "CALIBRATION",
     "DEFAULT_FAMILIES",
     "DF_DEFAULTS",
     "SF_DEFAULTS",
+    "BoundaryKeep",
     "DegradeProbe",
     "FeatureStyleShift",
     "FreeConfig",
@@ -66,8 +77,10 @@ __all__ = [
     "NeighbourFamily",
     "NeighbourSource",
     "PseudoSource",
+    "boundary_probe",
     "create_family",
     "data_free_mask",
+    "estimate_drop",
     "list_families",
     "masked_logits",
     "mix_pairs",

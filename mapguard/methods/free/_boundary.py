@@ -38,11 +38,14 @@ class BoundaryKeep:
         cfg: FreeConfig,
         *,
         seed: int,
+        last_epoch: int | None = None,
     ) -> None:
         self.net, self.x, self.y, self.source, self.cfg, self.seed = net, x, y, source, cfg, seed
-        self.added = 0
+        self.last_epoch, self.added = last_epoch, 0
 
     def __call__(self, info: EpochInfo) -> bool:
+        if self.last_epoch is not None and info.epoch >= self.last_epoch:
+            return False  # no epoch left to use them
         cfg, net = self.cfg, self.net
         gen = step_generator(self.seed, 0xB0, info.epoch)
         start = class_mixtures(self.x, self.y, cfg.boundary, gen)

@@ -82,7 +82,12 @@ class FreeRun:
         grow = []
         if self.cfg.boundary:
             x, y = self.x[self.train], self.pseudo.labels[self.train]
-            grow = [BoundaryKeep(self.net, x, y, keep, self.cfg, seed=self.mcfg.seed)]
+            grow = [
+                BoundaryKeep(
+                    self.net, x, y, keep, self.cfg, seed=self.mcfg.seed,
+                    last_epoch=self.mcfg.epochs,
+                )
+            ]  # fmt: skip
         learned = learn_mask(
             self.net, keep=keep, degrade=degrade, config=self.mcfg,
             callbacks=[*callbacks, stop, *grow], device=self.device, progress=progress,
