@@ -88,6 +88,9 @@ class EmbedConfig(ConfigMixin, what="embed"):
         floor_statistic: ``"median"`` (the median of the k secrets' statistics: a theft that
             weakens a few secrets keeps the verdict) or ``"min"`` (the weakest secret, the
             rule of analysis version 2); ``protocols.analysis.FLOOR_STATISTICS``.
+        resist_weight: Weight of the experimental term that simulates the thief who knows the
+            trigger family (``unlearn-triggers``) while the mask is learned
+            (``mapguard.watermark._resist``); 0 (default) leaves it out.
         max_accuracy_drop: The embedding is *ready for publication* only if its clean-accuracy
             cost is at most this (fraction; 0.01 = one point) and its self-check is evidenced
             under the committed analysis; otherwise the outputs are kept but marked not ready
@@ -116,6 +119,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     mode_rule: str = "labels"
     effect_floor: float = 0.3
     floor_statistic: str = "median"
+    resist_weight: float = 0.0
     max_accuracy_drop: float = 0.01
     export: bool = True
     seed: int = 0
@@ -142,6 +146,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
             raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
         check_range("max_accuracy_drop", self.max_accuracy_drop, lo=0, hi=1)
+        check_number("resist_weight", self.resist_weight, positive=False)
         self.analysis()  # the committed analysis must be valid too
         self.family_params(10)  # validates family name and patch sizes
 

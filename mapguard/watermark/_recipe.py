@@ -237,7 +237,7 @@ def learn(
         keep=[_keep_source(x, seed), negatives],
         degrade=degrade,
         config=_mask_config(cfg, inp.model),
-        extra_terms=_target_terms(x, y, triggers, cfg),
+        extra_terms=_target_terms(x, y, triggers, cfg, params),
         device=device,
         progress=progress,
     )
@@ -253,8 +253,9 @@ def _keep_source(x: Images, seed: int) -> BatchSource:
 
 
 def _target_terms(
-    x: Images, y: torch.Tensor, triggers: list[Trigger], cfg: EmbedConfig
-) -> list[ObjectiveTerm]:
+    x: Images, y: torch.Tensor, triggers: list[Trigger], cfg: EmbedConfig,
+    params: Mapping[str, Any],
+) -> list[ObjectiveTerm]:  # fmt: skip
     """The targeted term (targeted families with a positive ``target_weight``), or none."""
     if not (cfg.targeted() and cfg.target_weight > 0):
         return []
@@ -264,7 +265,27 @@ def _target_terms(
     term = TargetTerm(cfg.target_weight, src)
     if cfg.augment > 0:
         term.source = AugmentedSource(src, cfg.augment, seed=seed + 6)
-    return [term]
+    return [term, *_resist_terms(x, y, src, cfg, params)]
+
+
+def _resist_terms(
+    x: Images, y: torch.Tensor, secrets: SecretTriggerSource, cfg: EmbedConfig,
+    params: Mapping[str, Any],
+) -> list[ObjectiveTerm]:  # fmt: skip
+    """The experimental unlearning-thief term (``cfg.resist_weight`` > 0), or none."""
+    if cfg.resist_weight <= 0:
+        return []
+    from mapguard.masking._adversary import AdversaryConfig
+    from mapguard.watermark._resist import SimulatedUnlearn, random_key_pool
+
+    if x.tensor is None:
+        raise ConfigError("resist_weight needs the training images in memory (a built-in set)")
+    alpha, pattern = random_key_pool(get_trigger_family(cfg.family), dict(params),
+                                     seed=cfg.mask.seed)  # fmt: skip
+    data = TensorSource(x.tensor, y, seed=cfg.mask.seed + 8, name="resist-thief")
+    return [SimulatedUnlearn(data=data, config=AdversaryConfig(weight=cfg.resist_weight),
+                             secrets=secrets, alpha=alpha, pattern=pattern,
+                             seed=cfg.mask.seed + 9)]  # fmt: skip
 
 
 def _mask_config(cfg: EmbedConfig, model: nn.Module) -> MaskConfig:
