@@ -170,14 +170,15 @@ def _differences(before: torch.Tensor, after: torch.Tensor) -> tuple[int, float]
 
 def _model_urls(url: str) -> tuple[str, str]:
     """``(infer URL, model URL)`` of an Open Inference Protocol model URL."""
-    path = url.split("?", 1)[0].rstrip("/")
+    path, sep, query = url.partition("?")
+    path = path.rstrip("/")
     if "/v2/models/" not in path:
         raise SuspectError(
             f"'{url}' is not an Open Inference Protocol model URL (.../v2/models/NAME[/versions/"
             "V][/infer]); for another JSON API give --request-template"
         )
     model = path.removesuffix("/infer")
-    return model + "/infer", model
+    return model + "/infer" + sep + query, model + sep + query
 
 
 def _template(path: str | os.PathLike[str]) -> TemplateWire:
