@@ -50,6 +50,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map-nft-1step": ("map-nft", {"adversary_steps": 1}),
     "map-nft-w10": ("map-nft", {"adversary_weight": 10.0}),
     "map-nft-5steps": ("map-nft", {"adversary_steps": 5, "adversary_lr": 0.1}),
+    "map-nft+source": ("map-nft", {"adversary_source_weight": 5.0}),
+    "map-nft-alt-head": ("map-nft", {"adversary_head": "alternate"}),
 }
 
 
@@ -113,6 +115,27 @@ def protected_model(
         atomic_write_text(metrics, json.dumps(info, indent=2) + "\n", force=True)
         log(f"{pair}: protected with {label} in {report.method_seconds:.0f} s")
     return out, json.loads(metrics.read_text())
+
+
+def paired_timing(run: Path, pair: tuple[str, str], budget: Budget, reps: int = 2) -> dict:
+    """Protection seconds of ``map`` and ``map-nft``, alternated ``reps`` times in this process
+    (same load for both; nothing cached): the time ratio the issue bounds by 5."""
+    import tempfile
+
+    from mapguard.protect import protect
+
+    src_path = source_model(run, pair[0], budget)
+    times: dict[str, list[float]] = {"map": [], "map-nft": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(reps):
+            for method in times:
+                report = protect(src_path, source=f"builtin:{pair[0]}",
+                                 targets=[f"builtin:{pair[1]}"], method=method,
+                                 out=Path(tmp) / f"{method}.pt", options=dict(budget.protect),
+                                 seed=0, force=True, progress=False)  # fmt: skip
+                times[method].append(report.method_seconds)
+    ratio = statistics.fmean(times["map-nft"]) / statistics.fmean(times["map"])
+    return {"seconds": times, "ratio": ratio}
 
 
 def curve_rows(
@@ -249,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--pairs", help="comma-separated SOURCE:TARGET domain pairs")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
+    ap.add_argument("--timing", action="store_true", help="also time map vs map-nft, alternated")
     args = ap.parse_args(argv)
     budget = QUICK if args.quick else FULL
     variants = tuple(args.variants.split(",")) if args.variants else budget.variants
@@ -259,11 +283,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run = Path(args.run_dir or ("runs/finetune-resistance" + ("-quick" if args.quick else "")))
     torch.set_num_threads(1)
     results = [run_pair(run, pair, budget, variants) for pair in pairs]  # type: ignore[arg-type]
+    if args.timing:
+        results[0]["timing"] = paired_timing(run, pairs[0], budget)  # type: ignore[arg-type]
+        print(f"protection time map-nft / map: {results[0]['timing']['ratio']:.2f}x "
+              f"({results[0]['timing']['seconds']})")  # fmt: skip
     atomic_write_text(run / "results.json", json.dumps(results, indent=1) + "\n", force=True)
     if not args.no_plot:
         from benchmarks.finetune_resistance_source import plot_curves
 
-        plot_curves(results, Path("docs/images"), "-quick" if args.quick else "")
+        suffix = ("-quick" if args.quick else "") + (
+            f"-{len(pairs)}pairs" if len(pairs) > 1 else ""
+        )
+        plot_curves(results, Path("docs/images"), suffix)
     for res in results:
         print(f"\n{res['pair'][0]} -> {res['pair'][1]}\n" + "\n".join(summary_lines(res)))
     for label in results[0]["slc_auc"]:  # mean over the pairs

@@ -13,6 +13,7 @@ calls once before the first step on every term that has it.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -29,9 +30,12 @@ from mapguard.masking._objectives import ObjectiveTerm, StepView, bounded_cross_
 from mapguard.masking._parametrize import MaskedModel
 from mapguard.masking._sources import Batch, BatchSource
 
-__all__ = ["AdversaryConfig", "SimulatedFineTune"]
+__all__ = ["HEADS", "AdversaryConfig", "SimulatedFineTune", "SimulatedSourceFineTune"]
 
 Params = dict[str, torch.Tensor]
+
+#: What the simulated thief does with the last linear layer (:class:`AdversaryConfig`).
+HEADS = ("keep", "reinit", "alternate")
 
 
 @contextlib.contextmanager
@@ -61,6 +65,11 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
         cap: Per-sample cross-entropy cap of the adapted model's loss.
         batch_size: Labelled target images per learning step (half to adapt, half to judge).
         batch_stats: BatchNorm uses batch statistics in the simulation (train-mode fine-tuning).
+        source_weight: Weight of a second thief that fine-tunes on clean *source* images (the
+            FTAL / TransNTL route) and is judged on target images (0 = off).
+        head: The simulated thief's last linear layer: ``"keep"`` it (``direct-all``),
+            ``"reinit"`` it from a fresh random initialisation first (``initFC-all``; then only
+            the adapted point is judged), or ``"alternate"`` between the two, step by step.
     """
 
     weight: float = 5.0
@@ -70,9 +79,15 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
     cap: float = 5.0
     batch_size: int = 64
     batch_stats: bool = True
+    source_weight: float = 0.0
+    head: str = "keep"
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown adversary_head {self.head!r}; choose one of: "
+                              f"{', '.join(HEADS)}")  # fmt: skip
         check_number("adversary_weight", self.weight, positive=False)
+        check_number("adversary_source_weight", self.source_weight, positive=False)
         check_int("adversary_steps", self.steps, low=0)
         check_int("adversary_batch_size", self.batch_size, low=2)
         for name in ("lr", "cap"):
@@ -101,8 +116,10 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
 
     data: BatchSource = field(repr=False)
     config: AdversaryConfig = field(default_factory=AdversaryConfig)
+    inner: BatchSource | None = field(default=None, repr=False)
     _masked: MaskedModel | None = field(default=None, init=False, repr=False)
-    _batches: Iterator[Batch] | None = field(default=None, init=False, repr=False)
+    _iters: dict[str, Iterator[Batch]] = field(default_factory=dict, init=False, repr=False)
+    _calls: int = field(default=0, init=False, repr=False)
 
     @property
     def weight(self) -> float:  # type: ignore[override]
@@ -112,15 +129,21 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
         """Called by the learner once: the masked model whose mask is being learned."""
         self._masked = masked
 
-    def _next(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        if self._batches is None:
-            self._batches = _endless(self.data, self.config.batch_size, DistInfo())
-        b = next(self._batches)
+    def _draw(self, src: BatchSource, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if src.name not in self._iters:
+            self._iters[src.name] = _endless(src, self.config.batch_size, DistInfo())
+        b = next(self._iters[src.name])
         if b.y is None:
-            raise ConfigError(f"adversary data '{self.data.name}' needs labels")
-        half = b.x.shape[0] // 2
-        x, y = b.x.to(device), b.y.to(device)
-        return x[:half], y[:half], x[half:], y[half:]
+            raise ConfigError(f"adversary data '{src.name}' needs labels")
+        return b.x.to(device), b.y.to(device)
+
+    def _next(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``(x_in, y_in, x_out, y_out)``: halves of a ``data`` batch, or with ``inner`` half of
+        an ``inner`` batch to adapt on and half of a ``data`` batch to judge."""
+        x, y = self._draw(self.data, device)
+        half = x.shape[0] // 2
+        x_in, y_in = (x, y) if self.inner is None else self._draw(self.inner, device)
+        return x_in[:half], y_in[:half], x[half:], y[half:]
 
     def value(self, view: StepView) -> torch.Tensor:
         if self._masked is None:
@@ -129,9 +152,15 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
         theta = _masked_params(self._masked)
         x_in, y_in, x_out, y_out = self._next(view.keep_logits.device)
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+        self._calls += 1
+        head = self.config.head
+        reinit = head == "reinit" or (head == "alternate" and self._calls % 2 == 0)
+        if reinit:
+            theta = {**theta, **_fresh_head(model, seed=self._calls)}
         with _batch_norm_mode(model, self.config.batch_stats):
             delta = self._adapt(model, theta, buffers, x_in, y_in)
-            judged = [theta, {n: t + delta[n] for n, t in theta.items()}]
+            adapted = {n: t + delta[n] for n, t in theta.items()}
+            judged = [adapted] if reinit else [theta, adapted]
             losses = [
                 bounded_cross_entropy(
                     functional_call(model, {**p, **buffers}, (x_out,)), y_out, self.config.cap
@@ -154,6 +183,28 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
                 velocity[n] = self.config.momentum * velocity[n] + g
                 delta[n] = delta[n] - self.config.lr * velocity[n]
         return delta
+
+
+@dataclass(eq=False)
+class SimulatedSourceFineTune(SimulatedFineTune, name="adversary_source"):
+    """:class:`SimulatedFineTune` whose thief adapts on clean source images (``inner``, labelled)
+    and is judged on target images: the clean-source route (FTAL, TransNTL). Its weight is
+    ``config.source_weight``."""
+
+    @property
+    def weight(self) -> float:  # type: ignore[override]
+        return self.config.source_weight
+
+
+def _fresh_head(model: nn.Module, *, seed: int) -> Params:
+    """The last ``nn.Linear``'s parameters drawn afresh as ``reset_parameters`` draws them."""
+    name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    gen = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(head.in_features)  # kaiming_uniform(a=sqrt(5)) and the bias: same bound
+    out = {f"{name}.weight": (torch.rand(head.weight.shape, generator=gen) * 2 - 1) * bound}
+    if head.bias is not None:
+        out[f"{name}.bias"] = (torch.rand(head.bias.shape, generator=gen) * 2 - 1) * bound
+    return {k: v.to(head.weight.device, head.weight.dtype) for k, v in out.items()}
 
 
 def _masked_params(masked: MaskedModel) -> Params:

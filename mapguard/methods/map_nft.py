@@ -16,7 +16,11 @@ from typing import Any
 
 from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig, TensorSource, dist_info, learn_mask
-from mapguard.masking._adversary import AdversaryConfig, SimulatedFineTune
+from mapguard.masking._adversary import (
+    AdversaryConfig,
+    SimulatedFineTune,
+    SimulatedSourceFineTune,
+)
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.map import batch_source
 
@@ -62,8 +66,16 @@ def protect_map_nft(inputs: MethodInputs) -> MethodOutput:
         raise ConfigError("map-nft runs in a single process (not under torchrun)")
     keep = [batch_source(d, seed=cfg.seed + i) for i, d in enumerate((inputs.source, *inputs.keep))]
     degrade = [batch_source(d, seed=cfg.seed + 100 + i) for i, d in enumerate(inputs.targets)]
-    term = SimulatedFineTune(data=_labelled_targets(degrade, seed=cfg.seed + 200), config=adv)
-    extra = [term] if adv.weight > 0 else []
+    targets = _labelled_targets(degrade, seed=cfg.seed + 200)
+    extra: list[SimulatedFineTune] = []
+    if adv.weight > 0:
+        extra.append(SimulatedFineTune(data=targets, config=adv))
+    if adv.source_weight > 0:
+        extra.append(
+            SimulatedSourceFineTune(
+                data=targets, config=adv, inner=_labelled_source(keep[0], seed=cfg.seed + 300)
+            )
+        )
     result = learn_mask(inputs.model, keep=keep, degrade=degrade, config=cfg, extra_terms=extra,
                         device=inputs.device, progress=inputs.progress)  # fmt: skip
     return MethodOutput(
@@ -85,3 +97,10 @@ def _labelled_targets(sources: list, *, seed: int) -> TensorSource:  # noqa: ANN
     x = sources[0].x if len(sources) == 1 else torch.cat([s.x for s in sources])
     y = sources[0].y if len(sources) == 1 else torch.cat([s.y for s in sources])
     return TensorSource(x, y, seed=seed, name="adversary", augment=True)
+
+
+def _labelled_source(source, *, seed: int) -> TensorSource:  # noqa: ANN001
+    """The clean-source thief's data: the source images and labels, augmented."""
+    if getattr(source, "y", None) is None:
+        raise ConfigError("adversary_source_weight needs labelled source data")
+    return TensorSource(source.x, source.y, seed=seed, name="adversary-source", augment=True)

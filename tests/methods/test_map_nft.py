@@ -64,6 +64,8 @@ def test_map_nft_options_split_into_mask_and_adversary() -> None:
     [("adversary_steps=-1", "adversary_steps must be an integer >= 0"),
      ("adversary_lr=0", "adversary_lr must be a finite number > 0"),
      ("adversary_batch_stats=2", "adversary_batch_stats must be true or false"),
+     ("adversary_source_weight=-1", "adversary_source_weight must be a finite number >= 0"),
+     ("adversary_head=drop", "unknown adversary_head 'drop'; choose one of: keep, reinit"),
      ("adversary_nope=1", "unknown map-nft option(s): adversary_nope")],
 )  # fmt: skip
 def test_cli_refuses_bad_map_nft_options_in_one_line(
@@ -78,3 +80,39 @@ def test_cli_refuses_bad_map_nft_options_in_one_line(
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mapguard: error:") and needle in lines[0], lines
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("head", "on_source"), [("keep", False), ("reinit", False),
+                                                 ("alternate", True)])  # fmt: skip
+def test_simulated_thief_reaches_the_mask_scores(
+    tiny_model, mnist_small, mnistm_small, head, on_source
+) -> None:
+    import torch
+
+    from mapguard.masking import MaskedModel, MaskScores, StepView, TensorSource, maskable_weights
+    from mapguard.masking._adversary import (
+        AdversaryConfig,
+        SimulatedFineTune,
+        SimulatedSourceFineTune,
+    )
+
+    params = dict(tiny_model.named_parameters())
+    scores = MaskScores({n: tuple(params[n].shape) for n in maskable_weights(tiny_model)})
+    target, source = mnistm_small[0], mnist_small[0]
+    data = TensorSource(target.floats()[:32], target.labels[:32], seed=0)
+    cfg = AdversaryConfig(steps=2, batch_size=16, head=head, source_weight=1.0)
+    term = (SimulatedSourceFineTune(data=data, config=cfg, inner=TensorSource(
+        source.floats()[:32], source.labels[:32], seed=1)) if on_source
+        else SimulatedFineTune(data=data, config=cfg))  # fmt: skip
+    term.bind(MaskedModel(tiny_model, scores))
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    view = StepView(keep_logits=torch.zeros(1, 10), teacher_logits=torch.zeros(1, 10),
+                    degrade_logits=torch.zeros(1, 10), degrade_labels=torch.zeros(1).long(),
+                    pruned_fraction=torch.zeros(()))  # fmt: skip
+    for _ in range(2):  # "alternate" reinitialises the head every second call (no head grad)
+        term.value(view).backward()
+    grads = torch.cat([s.grad.flatten() for s in scores.scores if s.grad is not None])
+    assert torch.isfinite(grads).all() and grads.abs().sum() > 0
+    assert term.weight == (1.0 if on_source else 5.0)
+    after = tiny_model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the original stays untouched
