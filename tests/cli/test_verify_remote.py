@@ -120,3 +120,13 @@ def test_remote_options_are_refused_for_a_file(embedded, tmp_path):
     res = _verify(embedded.file("protected.pt"), "--watermark", embedded.file("owner.wm"),
                   "--out", tmp_path / "r.json", "--resume")  # fmt: skip
     assert res.exit_code == 2 and "only for a suspect behind an http(s) URL" in res.output
+
+
+def test_a_nondeterministic_endpoint_is_reported(embedded, protected, oip_server, tmp_path):
+    out = tmp_path / "r.json"
+    with oip_server(protected, side=32, num_classes=10, noise=0.05) as server:
+        res = _verify(server.url, "--watermark", embedded.file("owner.wm"), "--out", out)
+    assert res.exit_code in (0, 1), res.output
+    assert "WARNING" in res.output and "not deterministic" in res.output
+    same = json.loads(out.read_text())["query_log"]["nondeterminism"]
+    assert same["deterministic"] is False and same["changed_answers"] >= 1

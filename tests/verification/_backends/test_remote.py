@@ -178,3 +178,13 @@ def test_request_template_reaches_another_json_api(net, oip_server, tmp_path):
             got = backend.query(x)
     assert backend.wire.name == "request-template"
     assert torch.allclose(got, ModuleBackend(net).query(x), atol=1e-6)
+
+
+def test_max_qps_paces_the_requests(net, oip_server, tmp_path):
+    paced = HttpOptions(batch_size=10, max_qps=100.0)
+    with oip_server(net, side=32, num_classes=10) as server:
+        with _open(server.url, tmp_path / "q.jsonl", options=paced) as backend:
+            t0 = time.monotonic()
+            backend.query(torch.rand(40, 3, 32, 32))  # 4 requests of 10 images at 100 images/s
+            elapsed = time.monotonic() - t0
+    assert elapsed >= 0.3  # the probe's and three requests' shares of a second, at least
