@@ -189,8 +189,10 @@ class Transport:
                 data = resp.read()
             except httpx.TimeoutException:
                 failure, wait = f"no answer within {self.options.timeout:g} s", None
-            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            except httpx.TransportError as exc:
                 failure, wait = _connection_failure(url, exc), None
+                if failure.startswith("TLS failure"):  # a certificate does not fix itself
+                    self._fail(entry, t0, failure)
             else:
                 entry["status"] = resp.status_code
                 entry["response_sha256"] = hashlib.sha256(data).hexdigest()
