@@ -187,36 +187,59 @@ def _met(r: dict[str, Any]) -> bool:
     return _drop(r) <= 3.0
 
 
-def calibrate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fit ``drop = slope * d + offset`` (fractions) on the SF-MAP rows by least squares, leaving
-    each (source, target) pair out in turn to predict its rows; ``margin`` = the 90% quantile
-    of the absolute leave-one-pair-out residuals. Sets ``r["loo_estimate"]`` on every row."""
+KNOT = 0.8  # target transfer above which breaking the target costs the source (see calibrate)
+
+
+def _features(r: dict[str, Any], with_transfer: bool) -> list[float]:
+    """``[d, max(0, t - KNOT)]`` (or ``[d]``): the run's disagreement and target transfer ``t``
+    (the run's own probe accuracy; rows of runs before it was recorded: the test accuracy)."""
+    est = r["estimated_source_drop"]
+    if not with_transfer:
+        return [est["disagreement"]]
+    t = est.get("target_transfer")
+    t = r["before"][r["targets"][0]] if t is None else t
+    return [est["disagreement"], max(0.0, t - KNOT)]
+
+
+def calibrate(rows: list[dict[str, Any]], with_transfer: bool = True) -> dict[str, Any]:
+    """Fit ``drop = slope * d (+ transfer_slope * max(0, t - KNOT)) + offset`` (fractions) on
+    the SF-MAP rows by least squares with non-negative signal coefficients, leaving each (source,
+    target) pair out in turn to predict its rows; ``margin`` = the 90% quantile of the absolute
+    leave-one-pair-out residuals. Sets ``r["loo_estimate"]`` on every SF-MAP row."""
+    import numpy as np
+
     sf = [r for r in rows if r["kind"] == "sf-map" and r.get("estimated_source_drop")]
-    pts = [(r["estimated_source_drop"]["disagreement"], _drop(r) / 100) for r in sf]
-    if len(sf) < 3:
+    if len(sf) < 4:
         return {}
-    resid = []
-    for r in sf:
-        fit = _fit([p for q, p in zip(sf, pts) if _pair(q)[:2] != _pair(r)[:2]])
-        d = r["estimated_source_drop"]["disagreement"]
-        pred = fit[0] * d + fit[1]
-        resid.append(_drop(r) / 100 - pred)
-        r["loo_estimate"] = {"estimate": max(0.0, pred), "fit": fit}
-    margin = sorted(abs(e) for e in resid)[int(0.9 * (len(resid) - 1))]
-    for r in sf:
-        est = r["loo_estimate"]["estimate"]
-        r["loo_estimate"] |= {"low": max(0.0, est - margin), "high": est + margin}
-    slope, offset = _fit(pts)
-    within = sum(abs(e) <= 0.02 for e in resid)
-    return {"slope": slope, "offset": offset, "margin": margin, "n": len(sf),
-            "within_2pts": within, "coverage": sum(abs(e) <= margin for e in resid)}  # fmt: skip
+    x = np.array([[*_features(r, with_transfer), 1.0] for r in sf])
+    y = np.array([_drop(r) / 100 for r in sf])
+    preds = []
+    for i, r in enumerate(sf):
+        keep = np.array([_pair(q)[:2] != _pair(r)[:2] for q in sf])
+        preds.append(max(0.0, float(x[i] @ _nonneg_fit(x[keep], y[keep]))))
+    resid = np.abs(y - np.array(preds))
+    margin = float(np.quantile(resid, 0.9))
+    for r, p in zip(sf, preds):
+        r["loo_estimate"] = {"estimate": p, "low": max(0.0, p - margin), "high": p + margin}
+    coef = _nonneg_fit(x, y)
+    return {"coef": [float(c) for c in coef], "margin": margin, "n": len(sf),
+            "within_2pts": int((resid <= 0.02).sum()), "coverage": int((resid <= margin).sum()),
+            "with_transfer": with_transfer}  # fmt: skip
 
 
-def _fit(pts: list[tuple[float, float]]) -> tuple[float, float]:
-    mx, my = statistics.mean(p[0] for p in pts), statistics.mean(p[1] for p in pts)
-    var = sum((x - mx) ** 2 for x, _ in pts)
-    slope = sum((x - mx) * (y - my) for x, y in pts) / var if var > 0 else 0.0
-    return slope, my - slope * mx
+def _nonneg_fit(x, y):  # noqa: ANN001, ANN202 - numpy arrays
+    """Least squares with every signal's coefficient >= 0 (a signal whose fitted coefficient
+    is negative is dropped and the rest refitted; the last column, the offset, is free)."""
+    import numpy as np
+
+    cols = list(range(x.shape[1]))
+    while True:
+        coef = np.zeros(x.shape[1])
+        coef[cols] = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
+        bad = [c for c in cols[:-1] if coef[c] < 0]
+        if not bad:
+            return coef
+        cols.remove(min(bad, key=lambda c: coef[c]))
 
 
 def scatter(rows: list[dict[str, Any]], path: Path) -> None:

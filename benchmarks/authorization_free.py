@@ -251,7 +251,7 @@ def report(bench: Bench, args: argparse.Namespace) -> None:
     free = sorted((r for r in rows if r["kind"] != "synthesis"), key=key)
     print(f"(finished runs in {bench.out / 'runs.jsonl'}: {len(synth)} syntheses, "
           f"{len(free)} SF-/DF-MAP)")  # fmt: skip
-    cal = calibrate(free)
+    cals = [calibrate(free, with_transfer=False), calibrate(free)]  # the second sets the LOO
     print_synthesis(synth)
     baselines = load_map(args.map_results)
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in free)]
@@ -264,12 +264,15 @@ def report(bench: Bench, args: argparse.Namespace) -> None:
             print_df(df, baselines, title=f", variant {v}")
     for kind in ("sf-map", "df-map"):
         print_paired(free, kind, variants)
-    if cal:
-        print(f"\nDrop estimate, fitted on {cal['n']} SF-MAP runs: drop = {cal['slope']:.3f} * d "
-              f"+ {cal['offset']:.4f}, margin {cal['margin']:.4f}; leave-one-pair-out estimate "
-              f"within 2 pts of the measured drop on {cal['within_2pts']} of {cal['n']} runs, "
-              f"interval covers it on {cal['coverage']} of {cal['n']}.")  # fmt: skip
-    if args.plot and cal:
+    for cal in cals:
+        if cal:
+            signals = "d and the target transfer" if cal["with_transfer"] else "d alone"
+            print(f"\nDrop estimate from {signals}, fitted on {cal['n']} SF-MAP runs: "
+                  f"coefficients {[round(c, 4) for c in cal['coef']]} (last: offset), margin "
+                  f"{cal['margin']:.4f}; leave-one-pair-out estimate within 2 pts of the measured "
+                  f"drop on {cal['within_2pts']} of {cal['n']} runs, interval covers it on "
+                  f"{cal['coverage']} of {cal['n']}.")  # fmt: skip
+    if args.plot and cals[-1]:
         scatter(free, Path(args.plot))
         print(f"scatter plot: {args.plot}")
 

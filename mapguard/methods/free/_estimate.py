@@ -1,17 +1,20 @@
 """The estimated source-accuracy drop of a source-free mask, with an interval.
 
-Signal: the disagreement rate ``d`` of the masked model ``f_M`` with the original ``f`` (their
+Signals: the disagreement rate ``d`` of the masked model ``f_M`` with the original ``f`` (their
 argmax classes differ) on ``n`` held-out *boundary-aware* pseudo-source images (the held-out
-pseudo-source plus fixed mixtures of two of its classes, :func:`boundary_probe`).
+pseudo-source plus fixed mixtures of two of its classes, :func:`boundary_probe`), and for SF-MAP
+given labelled targets the *target transfer* ``t``: the original model's accuracy on the
+held-out target probe (a target the source model already reads well lies close to the source,
+and breaking it costs the source more).
 
-Mapping (``docs/METHOD-free.md``, section 7): ``drop = slope * d + offset``, with an interval
-``[slope * d_lo + offset - margin, slope * d_hi + offset + margin]`` clipped to ``[0, 1]``, where
-``[d_lo, d_hi]`` is the Wilson score interval of ``d`` (``n`` images, level ``confidence``) and
-``margin`` the residual allowance of the calibration. Assumptions: (i) the real source's images
-flip in proportion to the boundary-aware pseudo-source's (the same ``slope`` for every model and
-pair: an empirical, not a guaranteed relation); (ii) an image whose class does not change keeps
-its correctness, so the real drop is at most the real disagreement rate.
-The constants come from :data:`CALIBRATION` (its ``source`` says how they were obtained).
+Mapping (``docs/METHOD-free.md``, section 8): ``drop = slope * d + transfer_slope * max(0, t -
+knot) + offset`` (without ``t``: the ``disagreement`` calibration, ``slope * d + offset``), with
+an interval ``[slope * d_lo + ... - margin, slope * d_hi + ... + margin]`` clipped to ``[0, 1]``,
+where ``[d_lo, d_hi]`` is the Wilson score interval of ``d`` (``n`` images, level
+``confidence``) and ``margin`` the 90% quantile of the calibration's leave-one-pair-out
+residuals. Assumptions: the relation is the same for every model and pair (empirical, fitted on
+the benchmark's pairs; not a guarantee). :data:`CALIBRATION` says how the constants were
+obtained.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from mapguard.synthesis import class_mixtures
 
 __all__ = ["CALIBRATION", "boundary_probe", "disagreement", "estimate_drop"]
 
-#: ``slope``, ``offset`` and ``margin`` of the mapping, and where they come from.
-CALIBRATION: dict[str, Any] = {
-    "slope": 1.0,
-    "offset": 0.0,
-    "margin": 0.02,
-    "source": "prior: drop ~ disagreement (uncalibrated; assumption (ii) as an equality)",
-}
+#: The two calibrations (with and without the target transfer) and where they come from.
+CALIBRATION: dict[str, dict[str, Any]] = {
+    "transfer": {
+        "slope": 1.0, "transfer_slope": 0.0, "knot": 0.8, "offset": 0.0, "margin": 0.02,
+        "source": "prior: drop ~ disagreement (uncalibrated)",
+    },
+    "disagreement": {
+        "slope": 1.0, "transfer_slope": 0.0, "knot": 0.8, "offset": 0.0, "margin": 0.02,
+        "source": "prior: drop ~ disagreement (uncalibrated)",
+    },
+}  # fmt: skip
 
 
 def boundary_probe(x: torch.Tensor, y: torch.Tensor, *, per_image: int, seed: int) -> torch.Tensor:
@@ -57,21 +64,26 @@ def _wilson(p: float, n: int, z: float) -> tuple[float, float]:
     return max(0.0, mid - half), min(1.0, mid + half)
 
 
-def estimate_drop(d: float, n: int, *, confidence: float = 0.9) -> dict[str, Any]:
-    """The estimated source drop (a fraction) for disagreement ``d`` on ``n`` images."""
-    cal = CALIBRATION
+def estimate_drop(
+    d: float, n: int, *, transfer: float | None = None, confidence: float = 0.9
+) -> dict[str, Any]:
+    """The estimated source drop (a fraction) for disagreement ``d`` on ``n`` images (and the
+    target transfer ``transfer`` when known)."""
+    cal = CALIBRATION["transfer" if transfer is not None else "disagreement"]
     z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600}.get(confidence, 1.6449)
     lo, hi = _wilson(d, n, z)
+    shift = cal["offset"] + cal["transfer_slope"] * max(0.0, (transfer or 0.0) - cal["knot"])
 
     def clip(v: float) -> float:
         return min(1.0, max(0.0, v))
 
     return {
-        "estimate": clip(cal["slope"] * d + cal["offset"]),
-        "low": clip(cal["slope"] * lo + cal["offset"] - cal["margin"]),
-        "high": clip(cal["slope"] * hi + cal["offset"] + cal["margin"]),
+        "estimate": clip(cal["slope"] * d + shift),
+        "low": clip(min(cal["slope"] * lo, cal["slope"] * hi) + shift - cal["margin"]),
+        "high": clip(max(cal["slope"] * lo, cal["slope"] * hi) + shift + cal["margin"]),
         "confidence": confidence,
         "disagreement": d,
         "n": n,
+        "target_transfer": transfer,
         "calibration": cal["source"],
     }

@@ -72,9 +72,12 @@ class FreeRun:
         stop: HeldOutKLStop,
         callbacks: Sequence[Any],
         progress: bool,
+        transfer: float | None = None,
     ) -> FreeResult:
         """Learn the mask (``callbacks`` run before the stopping rule; the boundary-aware keep
-        set grows after it, on epochs that did not end learning) and pick the epoch."""
+        set grows after it, on epochs that did not end learning) and pick the epoch.
+        ``transfer``: the original model's accuracy on the held-out target (SF-MAP with target
+        labels), a signal of the drop estimate."""
         if self.mcfg.update_bn:
             raise ConfigError(
                 "SF-MAP / DF-MAP keep BatchNorm statistics frozen (update_bn must be False)"
@@ -104,7 +107,7 @@ class FreeRun:
             within_threshold=ok,
             reached_goal=stop.reached_goal,
             disagreement=tuple(stop.disagreement),
-            estimated_source_drop=estimate_drop(d, len(stop.boundary)),
+            estimated_source_drop=estimate_drop(d, len(stop.boundary), transfer=transfer),
             boundary_images=len(keep.pool),
         )
 

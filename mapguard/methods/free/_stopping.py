@@ -36,9 +36,10 @@ def masked_params(model: nn.Module, mask: Mask | None) -> dict[str, torch.Tensor
 
 @torch.no_grad()
 def masked_logits(
-    model: nn.Module, mask: Mask, x: torch.Tensor, *, batch_size: int = 256
+    model: nn.Module, mask: Mask | None, x: torch.Tensor, *, batch_size: int = 256
 ) -> torch.Tensor:
-    """Logits of ``model`` with ``mask`` applied, without copying or modifying the model."""
+    """Logits of ``model`` with ``mask`` applied (None: unmasked), without copying or modifying
+    the model."""
     device = next(model.parameters()).device
     params = masked_params(model, mask)
     was_training = model.training
@@ -61,7 +62,7 @@ class DegradeProbe:
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         self.model, self.x, self.y = model, x, y
 
-    def __call__(self, mask: Mask) -> float:
+    def __call__(self, mask: Mask | None) -> float:
         return float((masked_logits(self.model, mask, self.x).argmax(1) == self.y).float().mean())
 
 

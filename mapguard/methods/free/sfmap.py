@@ -87,6 +87,7 @@ def source_free_mask(
     )  # fmt: skip
     cfg, seed = run.cfg, run.mcfg.seed
     degrade, probes = [], []
+    labelled = use_target_labels and all(ty is not None for _, ty in pairs)
     for i, (tx, ty) in enumerate(pairs):
         ty = ty if use_target_labels and ty is not None else predict_labels(run.net, tx, run.device)
         fit, probe = _hold_out(len(tx), cfg.probe_size // len(targets), seed=seed + 1 + i)
@@ -95,8 +96,10 @@ def source_free_mask(
     steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // run.mcfg.batch_size)
     keep = run.keep_source(steps)
     px, py = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
-    stop = run.stopping_rule(DegradeProbe(run.net, px, py))
-    return run.learn(keep, degrade, stop, callbacks, progress)
+    probe = DegradeProbe(run.net, px, py)
+    stop = run.stopping_rule(probe)
+    transfer = probe(None) if labelled else None  # the original's accuracy on the target
+    return run.learn(keep, degrade, stop, callbacks, progress, transfer=transfer)
 
 
 def _check_side(x: torch.Tensor, size: int) -> None:
