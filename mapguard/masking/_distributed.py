@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+
+#: How long a collective waits for the slowest rank before the process group gives up.
+TIMEOUT = timedelta(hours=2)
 
 __all__ = [
     "DistInfo",
@@ -52,7 +56,9 @@ def init_distributed() -> DistInfo:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); else no-op.
 
     The backend is nccl when CUDA is available, gloo otherwise. On CUDA each process uses
-    ``cuda:LOCAL_RANK``.
+    ``cuda:LOCAL_RANK``. Collectives time out after :data:`TIMEOUT` (torch's defaults, 10 min
+    for nccl, 30 for gloo, are shorter than rank 0's evaluation, export and self-check of a
+    large model, during which the other ranks wait for it).
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
         return DistInfo()
@@ -60,7 +66,7 @@ def init_distributed() -> DistInfo:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=TIMEOUT)
     return dist_info()
 
 
