@@ -38,3 +38,14 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     iou = float((a & b).sum() / (a | b).sum())
     assert iou > 0.98, iou  # ... and both runs pruned the same weights (float-sum order aside)
     assert abs(ddp.pruned_fraction - single.pruned_fraction) < 1e-3
+
+
+def test_outside_torchrun_the_helpers_change_nothing(monkeypatch):
+    from mapguard.masking import broadcast_from_main, launched_rank
+
+    value = object()
+    assert broadcast_from_main(value) is value  # no process group: this process's own value
+    monkeypatch.delenv("RANK", raising=False)
+    assert launched_rank() == 0
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it, still true once the group is left
+    assert launched_rank() == 1
