@@ -36,6 +36,7 @@ Usage::
     python -m benchmarks.scale --quick              # 32 and 64 px, 128 images: a few minutes
     python -m benchmarks.scale                      # 32, 64, 128, 224 px, 512 images
     python -m benchmarks.scale --device cuda --sizes 224 --images 2048 --threads 8
+    python -m benchmarks.scale --device cuda --amp --sizes 224 --images 2048 --threads 8
 
 Caches (data, PNG folders, embed outputs) live under ``$MAPGUARD_CACHE_DIR`` or the user cache
 folder (``bench-scale/``); the throwaway owner keys' attempt log too (``MAPGUARD_DATA_DIR``).
@@ -116,9 +117,15 @@ def _model(side: int) -> nn.Module:
         return create_model(ARCH, num_classes=10).eval()
 
 
-def _finetune(model: nn.Module, data: ImageSet, batch: int, device: torch.device) -> float:
-    """Images/s of plain fine-tuning: all weights, train mode, one SGD step per batch."""
+def _finetune(
+    model: nn.Module, data: ImageSet, batch: int, device: torch.device, amp: bool = False
+) -> float:
+    """Images/s of plain fine-tuning: all weights, train mode, one SGD step per batch (``amp``:
+    bf16 autocast and channels-last, as ``--amp`` runs mapguard's own loops)."""
+    layout = torch.channels_last if amp else torch.contiguous_format
     net = copy.deepcopy(model).to(device).train()
+    if amp:
+        net = net.to(memory_format=layout)
     opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9)
     x, y = data.floats(), data.labels
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
@@ -127,7 +134,9 @@ def _finetune(model: nn.Module, data: ImageSet, batch: int, device: torch.device
     t0 = time.perf_counter()
     for i in range(steps):
         idx = order[i * batch : (i + 1) * batch]
-        loss = F.cross_entropy(net(x[idx].to(device)), y[idx].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(x[idx].to(device).contiguous(memory_format=layout))
+        loss = F.cross_entropy(logits.float(), y[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -136,7 +145,8 @@ def _finetune(model: nn.Module, data: ImageSet, batch: int, device: torch.device
     return steps * batch / (time.perf_counter() - t0)
 
 
-def _map_mask(model: nn.Module, keep: ImageSet, degrade: ImageSet, batch: int, device) -> float:  # noqa: ANN001
+def _map_mask(model: nn.Module, keep: ImageSet, degrade: ImageSet, batch: int, device,  # noqa: ANN001
+              amp: bool = False) -> float:  # fmt: skip
     """Images/s of MAP mask learning, as the learner counts them."""
     cfg = MaskConfig(epochs=1, batch_size=batch, seed=0)
     result = learn_mask(
@@ -146,6 +156,7 @@ def _map_mask(model: nn.Module, keep: ImageSet, degrade: ImageSet, batch: int, d
         config=cfg,
         device=device,
         progress=False,
+        amp=amp,
     )
     return result.images_per_second
 
@@ -160,7 +171,8 @@ class _Embedded:
     error: str = ""
 
 
-def _embed(model: nn.Module, train: ImageSet, holdout: ImageSet, batch: int, device, out: Path):  # noqa: ANN001, ANN202
+def _embed(model: nn.Module, train: ImageSet, holdout: ImageSet, batch: int, device, out: Path,  # noqa: ANN001, ANN202
+           amp: bool = False):  # fmt: skip
     """Embed a watermark into ``out``; an error of the walk is kept, not raised.
 
     The one look inside the walk: its ``learn_mask`` is wrapped to read the ``MaskResult`` (the
@@ -181,7 +193,8 @@ def _embed(model: nn.Module, train: ImageSet, holdout: ImageSet, batch: int, dev
     try:
         with mock.patch.object(_recipe, "learn_mask", spy):
             res = embed(model, (train, holdout), Ed25519PrivateKey.generate(), cfg, out=out,
-                        force=True, meta=meta, device=str(device), progress=False)  # fmt: skip
+                        force=True, meta=meta, device=str(device), progress=False,
+                        amp=amp)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
         rate = seen[0].images_per_second if seen else None
         return _Embedded(rate, None, None, f"{type(exc).__name__}: {exc}")
@@ -196,9 +209,10 @@ def _throughput_row(side: int, args: argparse.Namespace, device: torch.device): 
     other = load_data("builtin:optdigits", split="train", size=side, progress=False)
     degrade = other.take(min(args.images, len(other)), seed=0)
     hold = load_data("builtin:mnist", split="test", size=side, progress=False).take(HOLDOUT, seed=0)
-    plain = _finetune(model, train, args.batch_size, device)
-    masked = _map_mask(model, train, degrade, args.batch_size, device)
-    emb = _embed(model, train, hold, args.batch_size, device, _root() / f"embed-{side}px")
+    plain = _finetune(model, train, args.batch_size, device, args.amp)
+    masked = _map_mask(model, train, degrade, args.batch_size, device, args.amp)
+    out = _root() / f"embed-{side}px{'-amp' if args.amp else ''}"
+    emb = _embed(model, train, hold, args.batch_size, device, out, args.amp)
     wm = emb.mask_rate if emb.mask_rate is not None else float("nan")
     ok = masked >= TARGET_RATIO * plain and wm >= TARGET_RATIO * plain
     walk = f"{emb.seconds:.1f}" if emb.seconds is not None else "failed (below)"
@@ -307,6 +321,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-size", type=int, default=None, help="side streamed (largest)")
     p.add_argument("--quick", action="store_true", help="32 and 64 px, 128 images, batch 32")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast + channels-last (CUDA)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, here and in children")
     p.add_argument("--stream-child", default=None, help=argparse.SUPPRESS)
     return p
@@ -334,11 +349,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"scale: --images {args.images} is below --batch-size {args.batch_size}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("scale: --device cuda asked, but torch sees no CUDA device")
+    if args.amp and args.device != "cuda":
+        raise SystemExit("scale: --amp needs --device cuda")
     device = torch.device(args.device)
     _root().mkdir(parents=True, exist_ok=True)
     os.environ["MAPGUARD_DATA_DIR"] = str(_root() / "attempts")  # throwaway keys' attempt log
     t0 = time.perf_counter()
-    print(f"# {ARCH}, 10 classes, random weights — {_machine(device, args.threads)}\n")
+    amp = "; --amp (bf16 autocast, channels-last)" if args.amp else ""
+    print(f"# {ARCH}, 10 classes, random weights — {_machine(device, args.threads)}{amp}\n")
     print(f"## 1. Training images/s ({args.images} MNIST images, batch {args.batch_size}; "
           f"target: mask >= {TARGET_RATIO}x fine-tune)\n")  # fmt: skip
     print("| side | fine-tune | MAP mask | vs fine-tune | embed mask | vs fine-tune "

@@ -71,3 +71,13 @@ def test_autocast_and_channels_last_only_act_on_cuda():
 
     contextvars.copy_context().run(inside)
     assert not _device.amp_enabled()  # the setting never leaked out of its context
+
+
+def test_learn_mask_amp_is_refused_off_cuda():
+    from mapguard.masking import TensorSource, learn_mask
+
+    keep = TensorSource(torch.rand(8, 3, 32, 32), seed=0, name="keep")
+    degrade = TensorSource(torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long), seed=1)
+    with pytest.raises(ConfigError, match="--amp"):
+        learn_mask(create_model("vgg_tiny").eval(), keep=keep, degrade=degrade, device="cpu",
+                   progress=False, amp=True)  # fmt: skip

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mapguard._device import amp_enabled, autocast, default_device, fast_layout
+from mapguard._device import amp_enabled, autocast, default_device, fast_layout, mixed_precision
 from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.checkpoint import weights_digest
@@ -232,6 +232,7 @@ def learn_mask(
     callbacks: Sequence[Callable[[EpochInfo], bool | None]] = (),
     device: str | torch.device | None = None,
     progress: bool = True,
+    amp: bool = False,
 ) -> MaskResult:
     """Learn a binary mask over ``model``'s Conv/Linear/attention weights (model unmodified).
 
@@ -255,9 +256,12 @@ def learn_mask(
         callbacks: called after every epoch with :class:`EpochInfo`; returning ``True`` stops.
         device: torch device (default CUDA when present; each DDP process uses its LOCAL_RANK GPU).
         progress: show a progress bar (rank 0 only).
+        amp: run as inside :func:`~mapguard._device.mixed_precision` (CUDA only; refused
+            elsewhere).
 
     Raises:
-        ConfigError: bad options or sources. ModelFileError: no weight to mask.
+        ConfigError: bad options or sources (or ``amp`` off CUDA). ModelFileError: no weight
+        to mask.
         TrainingError: the loss or gradient became NaN/inf.
     """
     cfg = config or MaskConfig()
@@ -265,20 +269,21 @@ def learn_mask(
     info = dist_info()
     digest = weights_digest(model.state_dict())
     dev = device_for(info, default_device(str(device) if device else None))
-    run = _Run(model, cfg, default_terms(cfg) + list(extra_terms), dev, info)
-    t0 = time.perf_counter()  # the time includes caching the teacher's logits
-    keeps_p = _prepare(keeps, run, labels_only=False)
-    degrades_p = _prepare(degrades, run, labels_only=True)
-    steps = _steps_per_epoch(keeps[0], cfg)
-    try:
-        with progress_bar(
-            "learning mask", total=cfg.epochs * steps, enabled=progress and info.is_main
-        ) as bar:
-            history, images = _fit(run, keeps_p, degrades_p, steps, callbacks, digest, bar)
-    finally:
-        if run.bn is not None:
-            run.bn.close()
-    seconds = time.perf_counter() - t0
+    with mixed_precision(dev, amp):  # amp=False: the caller's scope, if any, stays
+        run = _Run(model, cfg, default_terms(cfg) + list(extra_terms), dev, info)
+        t0 = time.perf_counter()  # the time includes caching the teacher's logits
+        keeps_p = _prepare(keeps, run, labels_only=False)
+        degrades_p = _prepare(degrades, run, labels_only=True)
+        steps = _steps_per_epoch(keeps[0], cfg)
+        try:
+            with progress_bar(
+                "learning mask", total=cfg.epochs * steps, enabled=progress and info.is_main
+            ) as bar:
+                history, images = _fit(run, keeps_p, degrades_p, steps, callbacks, digest, bar)
+        finally:
+            if run.bn is not None:
+                run.bn.close()
+        seconds = time.perf_counter() - t0
     buffers = None
     if cfg.update_bn:
         buffers = {n: b.detach().cpu().clone() for n, b in run.masked.original.named_buffers()}
