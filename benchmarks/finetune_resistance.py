@@ -52,6 +52,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map-nft-5steps": ("map-nft", {"adversary_steps": 5, "adversary_lr": 0.1}),
     "map-nft+source": ("map-nft", {"adversary_source_weight": 5.0}),
     "map-nft-alt-head": ("map-nft", {"adversary_head": "alternate"}),
+    "map-nft-2x": ("map-nft", {"epochs": 8}),  # twice the budget: about 5x MAP's time
 }
 
 

@@ -98,10 +98,12 @@ def plot_curves(results: Sequence[Mapping[str, Any]], folder: Path, suffix: str)
                         **style)  # fmt: skip
             ax.set_xticks(range(len(ns)), [str(n) for n in ns])
             ax.set_title(f"{res['pair'][0]}→{res['pair'][1]}: {panel}", fontsize=9)
-            ax.set_xlabel("labelled target images N")
             ax.grid(alpha=0.3)
         row[0].set_ylabel("target accuracy %")
+    for ax in axes[-1]:
+        ax.set_xlabel("labelled target images N")
     axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
     paths = [
         folder / f"finetune_resistance{suffix}.png",
         folder / f"finetune_resistance_source{suffix}.png",
