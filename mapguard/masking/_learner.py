@@ -252,7 +252,9 @@ def learn_mask(
         degrade: source(s) on which the model must fail; labels are the true labels when the
             source has them, else the original model's predictions.
         config: options (defaults: :class:`MaskConfig`).
-        extra_terms: further objective terms (e.g. a watermark term with its own source).
+        extra_terms: further objective terms (e.g. a watermark term with its own source); a
+            term with a ``bind(masked)`` method is given the :class:`MaskedModel` before the
+            first step (e.g. the simulated thief of ``map-nft``).
         callbacks: called after every epoch with :class:`EpochInfo`; returning ``True`` stops.
         device: torch device (default CUDA when present; each DDP process uses its LOCAL_RANK GPU).
         progress: show a progress bar (rank 0 only).
