@@ -91,13 +91,18 @@ def _cached_scores(
     run: Path, model_name: str, variant: str, model: torch.nn.Module, recipe: EmbedConfig,
     c: int, test: ImageSet,
 ) -> np.ndarray:  # fmt: skip
-    """:func:`_scores`, kept in ``run`` (the rules are recomputed from the same candidates)."""
-    tag = hashlib.sha256(f"{model_name}|{variant}|{c}".encode()).hexdigest()[:16]
-    path = run / f"scores-{model_name}-{tag}.npy"
-    if path.exists():
-        return np.load(path)
+    """:func:`_scores`, kept in ``run`` (the rules are recomputed from the same candidates).
+
+    The candidates are iid keys of the family, so the first ``c`` of a cached larger draw are a
+    draw of ``c``: a quick run reuses a full run's scores."""
+    tag = hashlib.sha256(f"{model_name}|{variant}".encode()).hexdigest()[:16]
+    cached = sorted(run.glob(f"scores-{model_name}-{tag}-*.npy"),
+                    key=lambda p: int(p.stem.rsplit("-", 1)[1]))  # fmt: skip
+    for path in cached:
+        if int(path.stem.rsplit("-", 1)[1]) >= c:
+            return np.load(path)[:c]
     g = _scores(model, recipe, c, test)
-    np.save(path, g)
+    np.save(run / f"scores-{model_name}-{tag}-{c}.npy", g)
     return g
 
 
