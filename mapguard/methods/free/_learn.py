@@ -118,14 +118,16 @@ def start(
     config: FreeConfig | None,
     mask_config: MaskConfig | None,
     defaults: Mapping[str, Any],
+    free_defaults: Mapping[str, Any] | None = None,
     cache: Any,
     device: str | torch.device | None,
     progress: bool,
     size: int,
 ) -> FreeRun:
-    """Resolve the options (``bn_weight`` 0.1 when left at 0), synthesise the pseudo-source at
+    """Resolve the options (``bn_weight`` 0.1 when left at 0; ``free_defaults`` when no
+    ``config``), synthesise the pseudo-source at
     the model's image side ``size`` and split it into training and held-out images."""
-    cfg = config or FreeConfig()
+    cfg = config or FreeConfig(**(free_defaults or {}))
     mcfg = mask_config or MaskConfig.from_dict(defaults)
     mcfg = mcfg if mcfg.bn_weight > 0 else mcfg.replace(bn_weight=0.1)
     dev = default_device(str(device) if device else None)

@@ -17,7 +17,13 @@ from torch import nn
 
 from mapguard.masking import MaskConfig
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
-from mapguard.methods.free._config import DF_DEFAULTS, FreeConfig, FreeResult, split_options
+from mapguard.methods.free._config import (
+    DF_DEFAULTS,
+    DF_FREE_DEFAULTS,
+    FreeConfig,
+    FreeResult,
+    split_options,
+)
 from mapguard.methods.free._learn import method_output, predict_labels, start
 from mapguard.methods.free._neighbours import FeatureShiftHook, FeatureStyleShift, first_conv
 from mapguard.methods.free._sources import NeighbourSource, neighbour_probe
@@ -43,8 +49,8 @@ def data_free_mask(
     See :func:`source_free_mask` for the arguments.
     """
     run = start(
-        model, config=config, mask_config=mask_config, defaults=DF_DEFAULTS, cache=cache,
-        device=device, progress=progress, size=size,
+        model, config=config, mask_config=mask_config, defaults=DF_DEFAULTS,
+        free_defaults=DF_FREE_DEFAULTS, cache=cache, device=device, progress=progress, size=size,
     )  # fmt: skip
     cfg, net, x, train, held = run.cfg, run.net, run.x, run.train, run.held
     clean_pred = predict_labels(net, x, run.device)
@@ -87,7 +93,7 @@ def _confidence(net: nn.Module, device: torch.device):  # noqa: ANN202 - a score
 
 
 def _df_configs(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, FreeConfig]:
-    return split_options(options, seed=seed, defaults=DF_DEFAULTS)
+    return split_options(options, seed=seed, defaults=DF_DEFAULTS, free_defaults=DF_FREE_DEFAULTS)
 
 
 @register_method(

@@ -18,7 +18,13 @@ from torch import nn
 from mapguard._errors import ConfigError, DataError
 from mapguard.masking import MaskConfig, TensorSource
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
-from mapguard.methods.free._config import SF_DEFAULTS, FreeConfig, FreeResult, split_options
+from mapguard.methods.free._config import (
+    SF_DEFAULTS,
+    SF_FREE_DEFAULTS,
+    FreeConfig,
+    FreeResult,
+    split_options,
+)
 from mapguard.methods.free._learn import method_output, predict_labels, start
 from mapguard.methods.free._stopping import DegradeProbe
 from mapguard.training import DEFAULT_SIDE, input_side
@@ -82,8 +88,8 @@ def source_free_mask(
     for tx, _ in pairs:
         _check_side(tx, size)
     run = start(
-        model, config=config, mask_config=mask_config, defaults=SF_DEFAULTS, cache=cache,
-        device=device, progress=progress, size=size,
+        model, config=config, mask_config=mask_config, defaults=SF_DEFAULTS,
+        free_defaults=SF_FREE_DEFAULTS, cache=cache, device=device, progress=progress, size=size,
     )  # fmt: skip
     cfg, seed = run.cfg, run.mcfg.seed
     degrade, probes = [], []
@@ -129,7 +135,7 @@ def _is_pair(target: Any) -> bool:
 
 def _sf_configs(options: Mapping[str, Any], seed: int) -> tuple[MaskConfig, FreeConfig]:
     rest = {k: v for k, v in options.items() if k != "use_target_labels"}
-    return split_options(rest, seed=seed, defaults=SF_DEFAULTS)
+    return split_options(rest, seed=seed, defaults=SF_DEFAULTS, free_defaults=SF_FREE_DEFAULTS)
 
 
 @register_method(
