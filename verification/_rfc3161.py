@@ -289,10 +289,28 @@ def verify_timestamp(
     Raises:
         TimestampError: any check fails (the message says which).
     """
+    return verify_timestamp_digest(
+        data, commitment_digest(statement), trust, nonce=nonce, source=source
+    )
+
+
+def verify_timestamp_digest(
+    data: bytes,
+    digest: str,
+    trust: TsaTrust,
+    *,
+    nonce: int | None = None,
+    source: str = "time-stamp token",
+) -> CertifiedTime:
+    """:func:`verify_timestamp` on the commitment digest itself (hex SHA-256 of the statement's
+    canonical JSON), e.g. as a watermark file records it.
+
+    Raises:
+        TimestampError: any check fails (the message says which).
+    """
     lib = _rfc3161()
     response = _decode(data, source)
     info = _info(response)
-    digest = commitment_digest(statement)
     _check_imprint(info, digest, source)
     verifier = lib.VerifierBuilder(
         tsa_certificate=trust.tsa,

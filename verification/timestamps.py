@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from protocols.errors import InputError
 from protocols.fileio import read_input
@@ -40,9 +42,11 @@ from verification._rfc3161 import (
     read_token,
     timestamp_request,
     verify_timestamp,
+    verify_timestamp_digest,
 )
 
 __all__ = [
+    "commitment_time_order",
     "read_token_inputs",
     "MAX_TOKEN_BYTES",
     "PREDATES",
@@ -61,6 +65,7 @@ __all__ = [
     "time_order",
     "timestamp_request",
     "verify_timestamp",
+    "verify_timestamp_digest",
 ]
 
 #: The words of an established order.
@@ -176,3 +181,44 @@ def read_token_inputs(
     ensure_available()
     data = read_input(timestamp, "time-stamp token", max_bytes=MAX_TOKEN_BYTES)
     return Path(timestamp), data, load_tsa_trust(tsa_cert)
+
+
+def commitment_time_order(
+    timestamp: str | os.PathLike[str] | None,
+    tsa_cert: str | os.PathLike[str] | None,
+    *,
+    digest: str,
+    first_seen: str | None,
+) -> dict[str, Any] | None:
+    """The ``time_order`` block of a verification result: the RFC 3161 token on the commitment
+    ``digest`` (the watermark file's commitment digest) checked with the user's TSA certificate,
+    compared with the suspect's first known date. None when neither a token nor a date is given.
+
+    The verdict does not depend on it (one pre-registered analysis); it records, signed with the
+    result, whether the commitment is certified to predate the suspect, which is what tells an
+    owner from someone who chose keys after seeing the suspect (docs/METHOD.md, section 4).
+
+    Raises:
+        InputError: a token without a certificate (or the reverse), an unreadable file, a date
+            that is not RFC 3339. TimestampError: the token does not verify on this commitment.
+    """
+    inputs = read_token_inputs(timestamp, tsa_cert)
+    if inputs is None and first_seen is None:
+        return None
+    seen = None if first_seen is None else parse_time(first_seen, what="the suspect's first seen")
+    if inputs is None:
+        order = time_order(None, seen)
+        return {"established": False, "sentence": order.sentence, "first_seen": order.first_seen}
+    path, data, trust = inputs
+    certified = verify_timestamp_digest(data, digest, trust, source=f"token '{path}'")
+    order = time_order(certified, seen)
+    block = {
+        "established": order.established,
+        "sentence": order.sentence,
+        "certified": order.certified,
+        "first_seen": order.first_seen,
+        "token_sha256": hashlib.sha256(data).hexdigest(),
+        "tsa": certified.tsa,
+        "tsa_certificate_sha256": certified.tsa_certificate_sha256,
+    }
+    return {k: v for k, v in block.items() if v is not None}

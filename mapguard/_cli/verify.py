@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mapguard import _cli
+from mapguard._cli.timestamp import timing_options
 from protocols.errors import InputError
 
 _REMOTE = {
@@ -82,6 +83,7 @@ def _remote_options(fn):  # noqa: ANN001, ANN202 - a click decorator
     "(remote: one request).",
 )
 @_remote_options
+@timing_options
 @_cli.shared_options("passphrase", "unsafe", "json")
 def verify(
     suspect,
@@ -117,6 +119,7 @@ def verify(
         if given:
             raise InputError(f"{', '.join(given)}: only for a suspect behind an http(s) URL")
     key, passphrase = _cli.owner_key(key_path, passphrase_file)
+    options["timestamp"] = options.pop("timestamp_path")
     report = verify_suspect(
         suspect,
         watermark_path,
@@ -143,10 +146,14 @@ def _print_verdict(report, watermark_name: str) -> None:  # noqa: ANN001
     )
     click.echo(f"test         {r.method}")
     click.echo(f"claim nonce  {p.get('claim_nonce')} (null seed {r.null_seed[:16]}...)")
-    click.echo(
-        "condition    the verdict assumes the commitment existed before the suspect; its time "
-        "is the owner's own statement unless a trusted timestamp shows it"
-    )
+    order = p.get("time_order")
+    if order is None:
+        click.echo(
+            "condition    the verdict assumes the commitment existed before the suspect; its "
+            "time is the owner's own statement unless a trusted timestamp shows it"
+        )
+    else:
+        click.echo(f"time order   {order['sentence']}")
     click.echo(f"queries      {r.queries} ({r.mode}, {r.n_images} images per key)")
     click.echo(
         f"effect       {r.effect.estimate:.3f} "

@@ -32,6 +32,7 @@ from mapguard.watermark._verify_remote import (
 )
 from protocols.analysis import claim_null_seed
 from protocols.errors import InputError, OutputExistsError
+from verification import timestamps
 from verification.backends import (
     ModuleBackend,
     QueryBackend,
@@ -121,6 +122,9 @@ def verify_suspect(
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
     remote: RemoteOptions | None = None,
+    timestamp: str | os.PathLike[str] | None = None,
+    tsa_cert: str | os.PathLike[str] | None = None,
+    suspect_first_seen: str | None = None,
 ) -> SuspectReport:
     """Run the committed analysis of ``watermark`` on ``suspect`` and write the result to ``out``.
 
@@ -150,6 +154,10 @@ def verify_suspect(
         out: Where to write the result (None: write nothing).
         force: Overwrite ``out``.
         remote: How to reach an endpoint (options, credentials, the query log, resume).
+        timestamp, tsa_cert, suspect_first_seen: An RFC 3161 token on the commitment, the TSA's
+            certificate (PEM) to check it with, and the suspect's first known date (RFC 3339,
+            given by the arbiter): the result records, signed, whether the commitment is
+            certified to predate the suspect (``time_order``; the verdict does not change).
 
     Raises:
         InputError: unreadable inputs, a missing claim nonce, a suspect that does not fit the
@@ -161,6 +169,9 @@ def verify_suspect(
     wm = read_watermark(watermark, passphrase=passphrase)
     nonce = _claim_nonce(claim_nonce, exploratory)
     config = _config(wm, nonce, exploratory)
+    order = timestamps.commitment_time_order(
+        timestamp, tsa_cert, digest=wm.commitment_digest, first_seen=suspect_first_seen
+    )  # checked before any query: a token that does not verify stops here
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
     spec = watermark_spec(wm)
     shape = tuple(spec.images.shape[1:])
@@ -197,6 +208,7 @@ def verify_suspect(
         exploratory=exploratory is not None,
         endpoint=name if remote_block is not None else None,
         query_log=remote_block,
+        time_order=order,
     )
     if target is not None:
         write_result(target, predicate, key=key, force=force)

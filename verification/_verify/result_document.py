@@ -116,6 +116,7 @@ def result_predicate(
     exploratory: bool = False,
     endpoint: str | None = None,
     query_log: Mapping[str, Any] | None = None,
+    time_order: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``result-predicate-v1`` document of ``res`` (no secret and no trigger position).
 
@@ -133,6 +134,8 @@ def result_predicate(
         endpoint: A remote suspect's URL (without credentials): recorded instead of a file
             digest; the statement's subject is then ``query_log`` (name and SHA-256).
         query_log: The query log's block (name, sha256, summary) of a remote suspect.
+        time_order: The commitment's certified time against the suspect's first known date
+            (:func:`verification.timestamps.commitment_time_order`), recorded beside the verdict.
 
     Raises:
         SchemaError: the document does not validate (a bug, not a user error).
@@ -157,6 +160,7 @@ def result_predicate(
         **({"claim_nonce": claim_nonce} if claim_nonce is not None else {}),
         "exploratory": bool(exploratory),
         **({"query_log": dict(query_log)} if query_log is not None else {}),
+        **({"time_order": dict(time_order)} if time_order is not None else {}),
         "query_mode": res.mode,
         "queries_used": res.queries,
         "test": _test(res),
