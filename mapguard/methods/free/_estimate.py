@@ -20,6 +20,7 @@ obtained.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import torch
@@ -74,7 +75,7 @@ def estimate_drop(
     """The estimated source drop (a fraction) for disagreement ``d`` on ``n`` images (and the
     target transfer ``transfer`` when known)."""
     cal = CALIBRATION["transfer" if transfer is not None else "disagreement"]
-    z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600}.get(confidence, 1.6449)
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
     lo, hi = _wilson(d, n, z)
     shift = cal["offset"] + cal["transfer_slope"] * max(0.0, (transfer or 0.0) - cal["knot"])
 
