@@ -23,6 +23,10 @@ from verification._errors import SuspectError
 
 __all__ = ["HttpOptions", "Transport", "auth_headers", "check_url"]
 
+#: Largest answer body read from an endpoint (decompressed): the server is the accused's, and one
+#: that streams without end must not exhaust the arbiter's memory. Far above any real answer
+#: (4,096 images x 1,000 classes as JSON floats is about 100 MB only for absurd class counts).
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 #: HTTP statuses worth another try (rate limit, server-side trouble).
 RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
 _HEADER_LINE = re.compile(r"^([A-Za-z0-9-]{1,64}):\s*(\S.*)$")
@@ -185,8 +189,9 @@ class Transport:
             }  # fmt: skip
             t0 = time.monotonic()
             try:
-                resp = self.client.request(method, url, content=body or None)
-                data = resp.read()
+                resp, data = self._read(method, url, body)
+            except _Unbounded as exc:
+                self._fail(entry, t0, str(exc))
             except httpx.TimeoutException:
                 failure, wait = f"no answer within {self.options.timeout:g} s", None
             except httpx.TransportError as exc:
@@ -215,6 +220,24 @@ class Transport:
                        if wait is None else wait)  # fmt: skip
         raise AssertionError("unreachable")  # pragma: no cover - the last attempt raised
 
+    def _read(self, method: str, url: str, body: bytes) -> tuple[Any, bytes]:
+        """One request; its answer read in chunks, at most ``MAX_RESPONSE_BYTES`` and at most
+        ``timeout`` seconds in all (a per-read timeout alone lets a slow drip run forever)."""
+        import httpx
+
+        start, size, chunks = time.monotonic(), 0, []
+        with self.client.stream(method, url, content=body or None) as resp:
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise _Unbounded(
+                        f"the answer of {httpx.URL(url).host} exceeds {MAX_RESPONSE_BYTES:,} bytes"
+                    )
+                if time.monotonic() - start > self.options.timeout:
+                    raise httpx.ReadTimeout("answer not complete within the timeout")
+        return resp, b"".join(chunks)
+
     def _fail(self, entry: dict[str, Any], t0: float, failure: str, *, final: bool = True) -> None:
         """Log the failed attempt (once); with ``final`` end the run."""
         if "error" not in entry:
@@ -224,6 +247,10 @@ class Transport:
         if final:
             retried = f" (after {entry['attempt']} retries)" if entry["attempt"] else ""
             raise SuspectError(f"{failure}{retried}")
+
+
+class _Unbounded(Exception):
+    """An answer larger than :data:`MAX_RESPONSE_BYTES` (not retried)."""
 
 
 def _connection_failure(url: str, exc: Exception) -> str:

@@ -188,3 +188,16 @@ def test_max_qps_paces_the_requests(net, oip_server, tmp_path):
             backend.query(torch.rand(40, 3, 32, 32))  # 4 requests of 10 images at 100 images/s
             elapsed = time.monotonic() - t0
     assert elapsed >= 0.3  # the probe's and three requests' shares of a second, at least
+
+
+def test_an_answer_beyond_the_size_bound_ends_the_run(net, oip_server, tmp_path, monkeypatch):
+    """The endpoint is the accused's: an answer is read in chunks and never past the bound."""
+    from verification._backends import _remote_http
+
+    monkeypatch.setattr(_remote_http, "MAX_RESPONSE_BYTES", 2_000)  # a real answer is larger
+    x = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with oip_server(net, side=32, num_classes=10) as server:
+        with pytest.raises(SuspectError, match="exceeds 2,000 bytes"):
+            with _open(server.url, tmp_path / "q.jsonl") as b:
+                b.query(x)
+    assert "exceeds" in _entries(tmp_path / "q.jsonl")[-1]["error"]
