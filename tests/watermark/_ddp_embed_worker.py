@@ -1,6 +1,7 @@
 """Run by ``torchrun`` in test_embed_distributed.py: one embedding, data parallel.
 
-``argv``: checkpoint, data, owner key, config JSON, output folder. Each rank passes a *different*
+``argv``: checkpoint, data, owner key, config JSON, output folder; each rank writes its result
+line to ``rank<N>.txt`` next to the output folder. Each rank passes a *different*
 secret generator (seed 7 + 1000 * rank): the embedding must use rank 0's secrets on every rank.
 """
 
@@ -24,4 +25,8 @@ if __name__ == "__main__":
     cfg = EmbedConfig.from_dict(json.loads(Path(config).read_text()))
     result = embed(model, data, keys.load_private_key(key), cfg, out=out, progress=False,
                    device="cpu", secret_rng=np.random.default_rng(7 + 1000 * rank))  # fmt: skip
-    print(f"rank={rank} commitment={result.commitment_digest} ready={result.ready}")
+    # one file per rank: lines the ranks print into torchrun's shared stdout were seen to go
+    # missing (1 run in ~8 under load), which made the test flaky
+    line = f"rank={rank} commitment={result.commitment_digest} ready={result.ready}\n"
+    (Path(out).parent / f"rank{rank}.txt").write_text(line)
+    print(line, end="", flush=True)
