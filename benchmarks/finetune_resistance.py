@@ -53,6 +53,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map-nft+source": ("map-nft", {"adversary_source_weight": 5.0}),
     "map-nft-alt-head": ("map-nft", {"adversary_head": "alternate"}),
     "map-nft-2x": ("map-nft", {"epochs": 8}),  # twice the budget: about 5x MAP's time
+    "map-nft-collapse2": ("map-nft", {"adversary_collapse": 2.0}),
+    "map-nft-collapse5": ("map-nft", {"adversary_collapse": 5.0}),
+    "map-nft-cycle": ("map-nft", {"adversary_head": "cycle"}),
+    "map-nft-cycle-collapse2": ("map-nft", {"adversary_head": "cycle", "adversary_collapse": 2.0}),
+    "map-nft-6steps": ("map-nft", {"adversary_steps": 6}),
+    "map-nft-both": ("map-nft", {"adversary_head": "both"}),
+    "map-nft-dim2": ("map-nft", {"adversary_collapse": 2.0, "adversary_per_dim": True}),
+    "map-nft-lr2": ("map-nft", {"lr": 0.1}),  # the mask scores' Adam lr doubled (no extra time)
+    "map-nft-both-dim2": (
+        "map-nft",
+        {"adversary_head": "both", "adversary_collapse": 2.0, "adversary_per_dim": True},
+    ),
 }
 
 
@@ -87,6 +99,14 @@ FULL = Budget(
 )  # fmt: skip
 
 
+def variant(label: str) -> tuple[str, dict[str, Any], int]:
+    """``(method, options, protection seed)`` of a variant label; ``NAME@sK`` is variant ``NAME``
+    protected with seed ``K`` (default 0), for a spread over protection seeds."""
+    name, _, seed = label.partition("@s")
+    method, options = VARIANTS[name]
+    return method, options, int(seed or 0)
+
+
 def source_model(run: Path, domain: str, budget: Budget) -> Path:
     """The source model of ``domain`` (trained once; the quick MNIST one is the robustness
     benchmark's, read from its cache when present)."""
@@ -104,13 +124,13 @@ def protected_model(
     """Protect ``src_path`` with variant ``label`` (once); the model file and its metrics."""
     from mapguard.protect import protect
 
-    method, options = VARIANTS[label]
+    method, options, seed = variant(label)
     folder = run / "models" / f"{pair[0]}-{pair[1]}"
     out, metrics = folder / f"{label}.pt", folder / f"{label}.json"
     if not metrics.exists():
         folder.mkdir(parents=True, exist_ok=True)
         report = protect(src_path, source=f"builtin:{pair[0]}", targets=[f"builtin:{pair[1]}"],
-                         method=method, out=out, options={**budget.protect, **options}, seed=0,
+                         method=method, out=out, options={**budget.protect, **options}, seed=seed,
                          force=True, progress=False)  # fmt: skip
         info = {"method_seconds": report.method_seconds, "method": method, "options": options}
         atomic_write_text(metrics, json.dumps(info, indent=2) + "\n", force=True)
@@ -220,8 +240,17 @@ def slc_table(acc: Mapping[str, Mapping[str, list]], ns: Sequence[int]) -> dict[
     return table
 
 
-def run_pair(run: Path, pair: tuple[str, str], budget: Budget, variants: Sequence[str]) -> dict:
-    """Models, curves, SLC-AUC and the clean-source attacks of one pair."""
+def run_pair(
+    run: Path,
+    pair: tuple[str, str],
+    budget: Budget,
+    variants: Sequence[str],
+    *,
+    source: bool = True,
+    distill: bool = False,
+) -> dict:
+    """Models, curves, SLC-AUC, (``source``) the clean-source attacks and (``distill``) the
+    ATEsc-style data-free escape of one pair."""
     src_path = source_model(run, pair[0], budget)
     tests = {d: load_data(f"builtin:{d}", split="test", progress=False) for d in pair}
     models: dict[str, Any] = {"unprotected": load_checkpoint(src_path)[0]}
@@ -235,30 +264,51 @@ def run_pair(run: Path, pair: tuple[str, str], budget: Budget, variants: Sequenc
     models["scratch"] = _scratch(budget.arch)
     rows = curve_rows(run, pair, models, budget)
     acc = curves(rows, budget.ns)
-    t0 = time.perf_counter()
-    route = source_route(run, pair, {k: v for k, v in models.items() if k != "scratch"},
-                         tests[pair[1]], epochs=budget.source_epochs_attack)  # fmt: skip
-    log(f"{pair}: source-data route in {time.perf_counter() - t0:.0f} s")
+    t0, route = time.perf_counter(), {}
+    if source:
+        route = source_route(run, pair, {k: v for k, v in models.items() if k != "scratch"},
+                             tests[pair[1]], epochs=budget.source_epochs_attack)  # fmt: skip
+        log(f"{pair}: source-data route in {time.perf_counter() - t0:.0f} s")
+    escaped = {}
+    if distill:
+        from benchmarks.finetune_resistance_distill import distill_route
+
+        stolen = {k: v for k, v in models.items() if k != "scratch"}
+        escaped = distill_route(run, pair, stolen, tests, arch=budget.arch)
+        log(f"{pair}: data-free escape done")
     return {"pair": list(pair), "models": facts, "curves": acc, "ns": list(budget.ns),
-            "slc_auc": slc_table(acc, budget.ns), "source_route": route, "rows": rows}  # fmt: skip
+            "slc_auc": slc_table(acc, budget.ns), "source_route": route, "distill_route": escaped,
+            "rows": rows}  # fmt: skip
 
 
 def summary_lines(result: Mapping[str, Any]) -> list[str]:
     """The markdown table of one pair (docs/ROBUSTNESS.md)."""
     facts, slc, route = result["models"], result["slc_auc"], result["source_route"]
     base = facts["unprotected"]["method_seconds"]
+    ns, best = result["ns"], {m: c["best"] for m, c in result["curves"].items()}
+    shown = [i for i, n in enumerate(ns) if 0 < n <= 100]
     lines = ["| model | source acc % | target acc % | protect s | SLC-AUC N≤100 (best) | "
-             "SLC-AUC all N (best) | worst strategy ≤100 | FTAL-10% | RTAL-10% | shift-10% |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "SLC-AUC all N (best) | worst strategy ≤100 | best thief N = "
+             f"{' / '.join(str(ns[i]) for i in shown)} | FTAL-10% | RTAL-10% | shift-10% | "
+             "ATEsc student target % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    escaped = result.get("distill_route", {})
     for label, f in facts.items():
         s = slc[label]
         worst = max(STRATEGIES, key=lambda k: s[k]["le100"])
-        r = route[label]
+        r = route.get(label, {})
+        attacks = " | ".join(f"{100 * r[k]:.1f}" if k in r else "–"
+                             for k in ("ftal-10%", "rtal-10%", "shift-10%"))  # fmt: skip
+        esc = escaped.get(label)
+        attacks += f" | {100 * esc['student_target']:.1f}" if esc else " | –"
+        curve = " / ".join(f"{100 * best[label][i]:.0f}" for i in shown)
         lines.append(f"| {label} | {100 * f['source_accuracy']:.1f} | "
                      f"{100 * f['target_accuracy']:.1f} | {f['method_seconds'] or base:.0f} | "
                      f"{s['best']['le100']:+.2f} | {s['best']['all']:+.2f} | {worst} "
-                     f"{s[worst]['le100']:+.2f} | {100 * r['ftal-10%']:.1f} | "
-                     f"{100 * r['rtal-10%']:.1f} | {100 * r['shift-10%']:.1f} |")  # fmt: skip
+                     f"{s[worst]['le100']:+.2f} | "
+                     f"{curve} | {attacks} |")  # fmt: skip
+    scratch = " / ".join(f"{100 * best['scratch'][i]:.0f}" for i in shown)
+    lines.append(f"| scratch | | | | 0 | 0 | | {scratch} | | | | |")
     return lines
 
 
@@ -274,16 +324,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--pairs", help="comma-separated SOURCE:TARGET domain pairs")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
     ap.add_argument("--timing", action="store_true", help="also time map vs map-nft, alternated")
+    ap.add_argument(
+        "--skip-source", action="store_true", help="skip the clean-source attacks (screening)"
+    )
+    ap.add_argument("--distill", action="store_true", help="also the ATEsc-style data-free escape")
     args = ap.parse_args(argv)
     budget = QUICK if args.quick else FULL
     variants = tuple(args.variants.split(",")) if args.variants else budget.variants
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v.split("@s")[0] not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     pairs = [tuple(p.split(":")) for p in (args.pairs.split(",") if args.pairs else budget.pairs)]
     run = Path(args.run_dir or ("runs/finetune-resistance" + ("-quick" if args.quick else "")))
     torch.set_num_threads(1)
-    results = [run_pair(run, pair, budget, variants) for pair in pairs]  # type: ignore[arg-type]
+    results = [run_pair(run, pair, budget, variants, source=not args.skip_source,
+                        distill=args.distill)  # type: ignore[arg-type]
+               for pair in pairs]  # fmt: skip
     if args.timing:
         results[0]["timing"] = paired_timing(run, pairs[0], budget)  # type: ignore[arg-type]
         print(f"protection time map-nft / map: {results[0]['timing']['ratio']:.2f}x "

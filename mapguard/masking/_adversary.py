@@ -30,12 +30,18 @@ from mapguard.masking._objectives import ObjectiveTerm, StepView, bounded_cross_
 from mapguard.masking._parametrize import MaskedModel
 from mapguard.masking._sources import Batch, BatchSource
 
-__all__ = ["HEADS", "AdversaryConfig", "SimulatedFineTune", "SimulatedSourceFineTune"]
+__all__ = [
+    "HEADS",
+    "AdversaryConfig",
+    "SimulatedFineTune",
+    "SimulatedSourceFineTune",
+    "class_separation",
+]
 
 Params = dict[str, torch.Tensor]
 
 #: What the simulated thief does with the last linear layer (:class:`AdversaryConfig`).
-HEADS = ("keep", "reinit", "alternate")
+HEADS = ("keep", "reinit", "alternate", "cycle", "both")
 
 
 @contextlib.contextmanager
@@ -69,7 +75,16 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
             FTAL / TransNTL route) and is judged on target images (0 = off).
         head: The simulated thief's last linear layer: ``"keep"`` it (``direct-all``),
             ``"reinit"`` it from a fresh random initialisation first (``initFC-all``; then only
-            the adapted point is judged), or ``"alternate"`` between the two, step by step.
+            the adapted point is judged), ``"alternate"`` between the two, step by step, or
+            ``"cycle"`` through keep, reinit and a head-only thief (``direct-FC``: only the
+            last linear layer adapts, BatchNorm on running statistics), or ``"both"``: a
+            keep and a reinit thief every step, their terms summed (twice the inner steps).
+        collapse: Weight (relative to the adapted cross-entropy) of the feature-collapse term:
+            the class separation (:func:`class_separation`) of the target features the last
+            linear layer reads, at every judged point and at the masked weights with BatchNorm
+            on running statistics (what a head-only thief trains on); 0 = off.
+        per_dim: the collapse term averages the separation of every feature dimension on its
+            own (scale-free per dimension) instead of pooling the scatter over dimensions.
     """
 
     weight: float = 5.0
@@ -81,6 +96,8 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
     batch_stats: bool = True
     source_weight: float = 0.0
     head: str = "keep"
+    collapse: float = 0.0
+    per_dim: bool = False
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -88,15 +105,17 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
                               f"{', '.join(HEADS)}")  # fmt: skip
         check_number("adversary_weight", self.weight, positive=False)
         check_number("adversary_source_weight", self.source_weight, positive=False)
+        check_number("adversary_collapse", self.collapse, positive=False)
         check_int("adversary_steps", self.steps, low=0)
         check_int("adversary_batch_size", self.batch_size, low=2)
         for name in ("lr", "cap"):
             check_number(f"adversary_{name}", getattr(self, name), positive=True)
         check_range("adversary_momentum", self.momentum, lo=0, hi=1, hi_open=True)
-        if not isinstance(self.batch_stats, bool):
-            raise ConfigError(
-                f"adversary_batch_stats must be true or false, got {self.batch_stats!r}"
-            )
+        for name in ("batch_stats", "per_dim"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"adversary_{name} must be true or false, got {getattr(self, name)!r}"
+                )
 
 
 @dataclass(eq=False)
@@ -151,38 +170,100 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
         model = self._masked.original
         theta = _masked_params(self._masked)
         x_in, y_in, x_out, y_out = self._next(view.keep_logits.device)
-        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         self._calls += 1
+        losses, seps = [], []
+        for mode in self._modes():
+            ce, sep = self._simulate(model, theta, mode, (x_in, y_in, x_out, y_out))
+            losses.append(ce)
+            seps += sep
+        loss = torch.stack(losses).sum()
+        if self.config.collapse <= 0:
+            return loss
+        with _batch_norm_mode(model, False):  # what a head-only thief trains on
+            frozen = {n: b.detach() for n, b in model.named_buffers()}
+            x, y = torch.cat([x_in, x_out]), torch.cat([y_in, y_out])
+            seps.append(self._judge(model, theta, frozen, x, y)[1])
+        return loss + self.config.collapse * torch.stack(seps).mean()
+
+    def _simulate(
+        self, model: nn.Module, theta: Params, mode: str, data: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One simulated thief (``mode``): the mean ``-min(CE, cap)`` over its judged points and
+        the class separations of their features."""
+        x_in, y_in, x_out, y_out = data
+        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+        start = {**theta, **_fresh_head(model, seed=self._calls)} if mode == "reinit" else theta
+        trained = set(_head_params(model)) if mode == "fc" else set(start)
+        with _batch_norm_mode(model, self.config.batch_stats and mode != "fc"):
+            delta = self._adapt(model, start, buffers, x_in, y_in, trained)
+            adapted = {n: t + delta[n] if n in delta else t for n, t in start.items()}
+            judged = [adapted] if mode == "reinit" else [start, adapted]
+            points = [self._judge(model, p, buffers, x_out, y_out) for p in judged]
+        return torch.stack([ce for ce, _ in points]).mean(), [sep for _, sep in points]
+
+    def _modes(self) -> tuple[str, ...]:
+        """This step's thieves: ``"keep"`` / ``"reinit"`` the head, or ``"fc"`` (head only)."""
         head = self.config.head
-        reinit = head == "reinit" or (head == "alternate" and self._calls % 2 == 0)
-        if reinit:
-            theta = {**theta, **_fresh_head(model, seed=self._calls)}
-        with _batch_norm_mode(model, self.config.batch_stats):
-            delta = self._adapt(model, theta, buffers, x_in, y_in)
-            adapted = {n: t + delta[n] for n, t in theta.items()}
-            judged = [adapted] if reinit else [theta, adapted]
-            losses = [
-                bounded_cross_entropy(
-                    functional_call(model, {**p, **buffers}, (x_out,)), y_out, self.config.cap
-                )
-                for p in judged
-            ]
-        return torch.stack(losses).mean()
+        if head == "alternate":
+            return ("reinit",) if self._calls % 2 == 0 else ("keep",)
+        if head == "cycle":
+            return (("keep", "reinit", "fc")[self._calls % 3],)
+        return ("keep", "reinit") if head == "both" else (head,)
+
+    def _judge(
+        self, model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``-min(CE, cap)`` of the model at ``params`` on ``(x, y)`` and the class separation
+        of the features its last linear layer reads (0 when the collapse term is off)."""
+        feats: list[torch.Tensor] = []
+        head = _last_linear(model)[1]
+        hook = head.register_forward_pre_hook(lambda _m, a: feats.append(a[0]))
+        try:
+            logits = functional_call(model, {**params, **buffers}, (x,))
+        finally:
+            hook.remove()
+        ce = bounded_cross_entropy(logits, y, self.config.cap)
+        if self.config.collapse <= 0:
+            return ce, ce.new_zeros(())
+        return ce, class_separation(feats[0], y, head.out_features, per_dim=self.config.per_dim)
 
     def _adapt(
-        self, model: nn.Module, theta: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor
-    ) -> Params:
-        """``Δ`` of ``steps`` SGD-with-momentum steps on ``(x, y)`` from ``θ`` (detached)."""
-        delta = {n: torch.zeros_like(t) for n, t in theta.items()}
-        velocity = {n: torch.zeros_like(t) for n, t in theta.items()}
+        self, model: nn.Module, theta: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
+        trained: set[str],
+    ) -> Params:  # fmt: skip
+        """``Δ`` (of the ``trained`` parameters) after ``steps`` SGD-with-momentum steps on
+        ``(x, y)`` from ``θ`` (detached)."""
+        delta = {n: torch.zeros_like(t) for n, t in theta.items() if n in trained}
+        velocity = {n: torch.zeros_like(t) for n, t in delta.items()}
         for _ in range(self.config.steps):
-            leaf = {n: (t.detach() + delta[n]).requires_grad_() for n, t in theta.items()}
-            loss = F.cross_entropy(functional_call(model, {**leaf, **buffers}, (x,)).float(), y)
-            grads = torch.autograd.grad(loss, list(leaf.values()))
+            leaf = {n: (t.detach() + delta[n]).requires_grad_() for n, t in theta.items()
+                    if n in trained}  # fmt: skip
+            fixed = {n: t.detach() for n, t in theta.items() if n not in trained}
+            out = functional_call(model, {**fixed, **leaf, **buffers}, (x,))
+            grads = torch.autograd.grad(F.cross_entropy(out.float(), y), list(leaf.values()))
             for (n, _), g in zip(leaf.items(), grads):
                 velocity[n] = self.config.momentum * velocity[n] + g
                 delta[n] = delta[n] - self.config.lr * velocity[n]
         return delta
+
+
+def class_separation(
+    features: torch.Tensor, labels: torch.Tensor, classes: int, *, per_dim: bool = False
+) -> torch.Tensor:
+    """Between-class over total scatter of ``features`` (flattened per sample), in ``[0, 1]``:
+    ``sum_c n_c ||mu_c - mu||^2 / sum_i ||f_i - mu||^2`` (``per_dim``: the same ratio for every
+    dimension on its own, averaged). 0 = every class has the same mean feature (a linear head
+    cannot tell the classes apart by their means); scale-free."""
+    f = features.float().flatten(1)
+    onehot = F.one_hot(labels, classes).to(f.dtype)
+    counts = onehot.sum(0)
+    centred = f - f.mean(0)
+    means = (onehot.T @ centred) / counts.clamp(min=1)[:, None]
+    between = (counts[:, None] * means.pow(2)).sum(0)
+    total = centred.pow(2).sum(0)
+    if per_dim:
+        return (between / (total + 1e-6)).mean()
+    return between.sum() / (total.sum() + 1e-8)
 
 
 @dataclass(eq=False)
@@ -196,9 +277,19 @@ class SimulatedSourceFineTune(SimulatedFineTune, name="adversary_source"):
         return self.config.source_weight
 
 
+def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+
+
+def _head_params(model: nn.Module) -> list[str]:
+    """Parameter names of the last ``nn.Linear`` (what a head-only thief trains)."""
+    name, head = _last_linear(model)
+    return [f"{name}.{p}" for p, _ in head.named_parameters()]
+
+
 def _fresh_head(model: nn.Module, *, seed: int) -> Params:
     """The last ``nn.Linear``'s parameters drawn afresh as ``reset_parameters`` draws them."""
-    name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    name, head = _last_linear(model)
     gen = torch.Generator().manual_seed(seed)
     bound = 1 / math.sqrt(head.in_features)  # kaiming_uniform(a=sqrt(5)) and the bias: same bound
     out = {f"{name}.weight": (torch.rand(head.weight.shape, generator=gen) * 2 - 1) * bound}

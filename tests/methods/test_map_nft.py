@@ -83,7 +83,8 @@ def test_cli_refuses_bad_map_nft_options_in_one_line(
 
 
 @pytest.mark.parametrize(("head", "on_source"), [("keep", False), ("reinit", False),
-                                                 ("alternate", True)])  # fmt: skip
+                                                 ("alternate", True), ("cycle", False),
+                                                 ("both", False)])  # fmt: skip
 def test_simulated_thief_reaches_the_mask_scores(
     tiny_model, mnist_small, mnistm_small, head, on_source
 ) -> None:
@@ -109,10 +110,49 @@ def test_simulated_thief_reaches_the_mask_scores(
     view = StepView(keep_logits=torch.zeros(1, 10), teacher_logits=torch.zeros(1, 10),
                     degrade_logits=torch.zeros(1, 10), degrade_labels=torch.zeros(1).long(),
                     pruned_fraction=torch.zeros(()))  # fmt: skip
-    for _ in range(2):  # "alternate" reinitialises the head every second call (no head grad)
+    for _ in range(3):  # "alternate"/"cycle" change the thief from call to call
         term.value(view).backward()
     grads = torch.cat([s.grad.flatten() for s in scores.scores if s.grad is not None])
     assert torch.isfinite(grads).all() and grads.abs().sum() > 0
     assert term.weight == (1.0 if on_source else 5.0)
     after = tiny_model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the original stays untouched
+
+
+def test_class_separation_is_one_for_separated_classes_and_zero_for_equal_means() -> None:
+    import torch
+
+    from mapguard.masking._adversary import class_separation
+
+    labels = torch.arange(4).repeat(8)
+    apart = torch.nn.functional.one_hot(labels, 4).float() * 10  # every class its own point
+    assert abs(float(class_separation(apart, labels, 4)) - 1.0) < 1e-6
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(32, 6, generator=gen)
+    same = torch.cat([noise, -noise])  # every class: the mean of +e and -e is 0
+    both = torch.cat([labels, labels])
+    assert float(class_separation(same, both, 4)) < 1e-6
+    # per_dim: one informative dimension of tiny scale counts as much as a loud noisy one
+    mixed = torch.stack([labels.float() * 1e-3, 100 * torch.randn(32, generator=gen)], dim=1)
+    pooled = float(class_separation(mixed, labels, 4))
+    per_dim = float(class_separation(mixed, labels, 4, per_dim=True))
+    assert pooled < 0.2 < 0.4 < per_dim, (pooled, per_dim)
+
+
+def test_collapse_term_lowers_the_target_class_separation(tiny_model, mnist_small,
+                                                          mnistm_small) -> None:  # fmt: skip
+    """The collapse term makes the features the head reads less class-informative on the
+    target than the adversary alone does (same seed and budget)."""
+    import torch
+
+    from mapguard.masking._adversary import class_separation
+
+    x, y = mnistm_small[1].floats(), mnistm_small[1].labels
+    sep = {}
+    for collapse in (0.0, 20.0):
+        out = _protect("map-nft", tiny_model, mnist_small[0], mnistm_small[0],
+                       adversary_collapse=collapse, adversary_per_dim=True)  # fmt: skip
+        body = torch.nn.Sequential(out.model[0], *out.model[1][:-1]).eval()  # up to the head
+        with torch.no_grad():
+            sep[collapse] = float(class_separation(body(x), y, 10, per_dim=True))
+    assert sep[20.0] < sep[0.0] - 0.01, sep
