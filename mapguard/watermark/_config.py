@@ -15,9 +15,13 @@ from protocols.analysis import Analysis
 from verification.triggers import get_trigger_family, public_params
 from verification.verify import MAX_IMAGES_PER_KEY, MAX_NULL_KEYS_PER_SECRET, MAX_SECRETS
 
-__all__ = ["DEFAULT_MASK", "NEGATIVE_TEACHERS", "EmbedConfig"]
+__all__ = ["ADAPT_MODES", "DEFAULT_MASK", "NEGATIVE_TEACHERS", "STOP_RULES", "EmbedConfig"]
 
 NEGATIVE_TEACHERS = ("clean", "stamped")
+#: ``auto``: the recipe adapts to the model (``watermark._adapt.adapt_recipe``); ``off``: as set.
+ADAPT_MODES = ("auto", "off")
+#: ``level``: stop at the first rehearsal that meets the level; ``record``: rehearse, never stop.
+STOP_RULES = ("level", "record")
 #: The recipe's trigger lattice: patch sizes are in cells of a GRID x GRID lattice over the image.
 GRID = 32
 _VERIFIER_LIMIT = "what a verifier accepts"
@@ -96,6 +100,22 @@ class EmbedConfig(ConfigMixin, what="embed"):
             under the committed analysis; otherwise the outputs are kept but marked not ready
             (``NOT_READY.txt``, ``metrics.json`` ``"ready": false``, CLI exit code 3). Fixed with
             the recipe before the secrets are drawn, so it is no way to pick among attempts.
+        adapt: ``"auto"``: ``adapt_recipe`` (:mod:`mapguard.watermark._adapt`) adapts the
+            recipe to the model and data before the secrets are drawn (large models: the
+            stopping rule); ``"off"``: the recipe as given.
+        adapted: What ``adapt_recipe`` decided, in words (set by it; ``""``: not adapted).
+        stop_every: The stopping rule: every this many training images seen (checked at epoch
+            ends) the mask is rehearsed against the committed analysis on held-out tuning
+            images outside the verification set, and learning stops at the first rehearsal
+            that is evidenced (effect floor raised by ``stop_margin``) at a cost of at most
+            ``max_accuracy_drop`` (:mod:`mapguard.watermark._stopping`); ``None``: no rule, the
+            whole budget is learned.
+        stop_images: Tuning images of a rehearsal (at most; the first ``n_verification`` of them
+            answer the analysis, all of them measure the cost).
+        stop_margin: Added to ``effect_floor`` for a rehearsal to count as met (the rehearsal's
+            images and null keys are not the self-check's).
+        stop_rule: ``"level"``: stop when a rehearsal is met; ``"record"``: rehearse and record
+            only (``metrics.json`` ``learning``), never stop (benchmarks).
         export: Also write the protected model as a ``torch.export`` archive.
         seed: Seed of shuffles, negative keys and the verification-set draw (never the secrets,
             which always come from the OS CSPRNG).
@@ -121,6 +141,12 @@ class EmbedConfig(ConfigMixin, what="embed"):
     floor_statistic: str = "median"
     resist_weight: float = 0.0
     max_accuracy_drop: float = 0.01
+    adapt: str = "auto"
+    adapted: str = ""
+    stop_every: int | None = None
+    stop_images: int = 256
+    stop_margin: float = 0.1
+    stop_rule: str = "level"
     export: bool = True
     seed: int = 0
 
@@ -147,6 +173,16 @@ class EmbedConfig(ConfigMixin, what="embed"):
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
         check_range("max_accuracy_drop", self.max_accuracy_drop, lo=0, hi=1)
         check_number("resist_weight", self.resist_weight, positive=False)
+        if self.adapt not in ADAPT_MODES:
+            raise ConfigError(f"adapt must be one of {', '.join(ADAPT_MODES)}; got {self.adapt!r}")
+        if self.stop_every is not None:
+            check_int("stop_every", self.stop_every, low=1)
+        check_int("stop_images", self.stop_images, low=1)
+        check_range("stop_margin", self.stop_margin, lo=0, hi=1)
+        if self.stop_rule not in STOP_RULES:
+            raise ConfigError(
+                f"stop_rule must be one of {', '.join(STOP_RULES)}; got {self.stop_rule!r}"
+            )
         self.analysis()  # the committed analysis must be valid too
         self.family_params(10)  # validates family name and patch sizes
 

@@ -30,6 +30,7 @@ from mapguard.masking import (
     init_distributed,
 )
 from mapguard.watermark import _outputs as outputs
+from mapguard.watermark._adapt import adapt_recipe
 from mapguard.watermark._attempts import previous_attempts, record_attempt
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._evaluate import evaluate, self_check
@@ -42,6 +43,7 @@ from mapguard.watermark._recipe import (
     load_inputs,
     model_side,
 )
+from mapguard.watermark._stopping import StopRule, draw_tuning_set, spare_images
 from protocols import keys
 from protocols.errors import InputError
 from protocols.fileio import atomic_dir, check_output_dir
@@ -178,7 +180,8 @@ def embed(
         check_amp(default_device(device))
     check_output_dir(out, force=force)  # before minutes of work
     inp = load_inputs(model, data, meta, allow_code=allow_code, workers=workers)
-    cfg = cfg.for_data(len(inp.train))  # the images-seen budget as epochs, before any draw
+    # the recipe for this model and data (budget, rates, stopping rule), before any draw
+    cfg = adapt_recipe(cfg, inp.model, n_train=len(inp.train), n_spare=spare_images(inp, cfg))
     info = init_distributed()  # under torchrun: every rank learns, rank 0 writes
     dev = device_for(info, default_device(device))
     params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))
@@ -189,8 +192,10 @@ def embed(
         triggers=triggers,
         vset=draw_verification_set(inp, cfg),  # before learning: independent of the mask
     )
+    stop = _stop_rule(inp, cfg, drawn, dev)
     with mixed_precision(dev, amp):
-        mask = learn(inp, triggers, params, cfg, dev, progress)
+        mask = learn(inp, triggers, params, cfg, dev, progress, callbacks=[stop] if stop else [])
+    drawn = dataclasses.replace(drawn, learning=_learning(mask, stop))
     result = None
     if info.is_main:
         result = _publish(inp, drawn, mask, cfg, key, out=out, force=force,
@@ -209,6 +214,25 @@ class _Drawn:
     secrets: list[bytes]
     triggers: list[Trigger]
     vset: VerificationSet
+    learning: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _stop_rule(
+    inp: EmbedInputs, cfg: EmbedConfig, drawn: _Drawn, device: torch.device
+) -> StopRule | None:
+    """The stopping rule's callback (None when the recipe has none)."""
+    if cfg.stop_every is None:
+        return None
+    tuning = draw_tuning_set(inp, cfg, drawn.vset)
+    return StopRule(inp, cfg, tuning, drawn.secrets, drawn.triggers, drawn.params, device)
+
+
+def _learning(mask: MaskResult, stop: StopRule | None) -> dict[str, Any]:
+    """How the mask was learned (``metrics.json`` ``learning``): images seen, epochs, seconds,
+    and the stopping rule's rehearsals."""
+    out = {"images": mask.images, "epochs": len(mask.history), "steps": mask.steps,
+           "seconds": mask.seconds}  # fmt: skip
+    return out | (stop.summary() if stop is not None else {"stop_rule": None})
 
 
 def _publish(
@@ -244,7 +268,8 @@ def _publish(
         check = self_check(stage / outputs.MODEL_FILE, subjects[0][1], spec, analysis)
         not_ready = readiness(cfg, figures, check, attempt=analysis.attempt)
         metrics = {**figures, "pruned_fraction": mask.pruned_fraction, "self_check": check,
-                   "ready": not not_ready, "not_ready": list(not_ready)}  # fmt: skip
+                   "ready": not not_ready, "not_ready": list(not_ready),
+                   "learning": dict(drawn.learning)}  # fmt: skip
         outputs.write_documents(stage, core, commitment, key, cfg, metrics, passphrase)
         outputs.write_not_ready(stage, not_ready)
     out_path = Path(out)

@@ -151,7 +151,20 @@ def _method(cfg: EmbedConfig, inp: EmbedInputs) -> dict[str, Any]:
     }
     if inp.source_sha256 is not None:
         params["source_model_sha256"] = inp.source_sha256
+    if cfg.adapted or cfg.stop_every is not None:
+        params["recipe"] = _recipe_block(cfg)
     return {"name": METHOD_NAME, "parameters": params}
+
+
+def _recipe_block(cfg: EmbedConfig) -> dict[str, Any]:
+    """What the recipe decided before the secrets were drawn (``adapt_recipe``): committed, so
+    that the stopping rule and the adapted rates are on the record before any self-check."""
+    stop = None
+    if cfg.stop_every is not None:
+        stop = {"rule": cfg.stop_rule, "every_images": cfg.stop_every,
+                "tuning_images": cfg.stop_images, "effect_margin": cfg.stop_margin,
+                "max_accuracy_drop": cfg.max_accuracy_drop}  # fmt: skip
+    return {"adapted": cfg.adapted, "mask_images": cfg.mask_images, "stop": stop}
 
 
 def write_documents(

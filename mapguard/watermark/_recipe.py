@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from mapguard._errors import ConfigError, DataError, ModelFileError
 from mapguard.checkpoint import ModelMeta, load_checkpoint
 from mapguard.masking import (
     BatchSource,
+    EpochInfo,
     MaskConfig,
     MaskResult,
     ObjectiveTerm,
@@ -53,6 +54,7 @@ __all__ = [
     "learn",
     "load_inputs",
     "model_side",
+    "pixels",
 ]
 
 
@@ -187,14 +189,14 @@ def draw_verification_set(inp: EmbedInputs, cfg: EmbedConfig) -> VerificationSet
     idx = np.sort(rng.choice(total, size=n, replace=False))
     pick = torch.from_numpy(idx)
     return VerificationSet(
-        images=_pixels(inp.holdout, pick).numpy(),
+        images=pixels(inp.holdout, pick).numpy(),
         labels=inp.holdout.labels[pick].numpy(),
         indices=tuple(int(i) for i in idx),
         reference=inp.reference,
     )
 
 
-def _pixels(data: Any, pick: torch.Tensor) -> torch.Tensor:
+def pixels(data: Any, pick: torch.Tensor) -> torch.Tensor:
     """uint8 images ``pick`` of an ``ImageSet``, or of a streamed dataset (decoded, and brought
     back to the bytes it decodes them from: ``x = byte / 255`` in float32 rounds back exactly)."""
     if hasattr(data, "images"):
@@ -215,9 +217,11 @@ def learn(
     cfg: EmbedConfig,
     device: torch.device,
     progress: bool,
+    callbacks: Sequence[Callable[[EpochInfo], bool | None]] = (),
 ) -> MaskResult:
     """Learn the watermark mask: keep the source (clean and under random keys of the family),
-    send the secret triggers to their target classes (targeted families)."""
+    send the secret triggers to their target classes (targeted families); ``callbacks`` run
+    after every epoch (the stopping rule)."""
     x, y = images_of(inp.train, inp.workers), inp.train.labels
     seed = cfg.mask.seed
     negatives: BatchSource = NegativeKeySource(
@@ -238,6 +242,7 @@ def learn(
         degrade=degrade,
         config=_mask_config(cfg, inp.model),
         extra_terms=_target_terms(x, y, triggers, cfg, params),
+        callbacks=callbacks,
         device=device,
         progress=progress,
     )

@@ -1,0 +1,160 @@
+"""Embedding into a model from outside the zoo: cost, self-check and time vs the model's training.
+
+A torchvision ``resnet18`` (``mapguard train --arch torchvision:resnet18 --size S``, 10 epochs,
+lr 0.05, batch 64: what a new user does) is trained on the ``photos/photo`` ImageFolder of
+:func:`mapguard.data.make_folder_benchmark` (10 classes, ``--per-class`` crops of each photograph,
+80/20 split), then a watermark is embedded with each recipe, **paired**: the same model, data,
+hold-out split, verification images and secrets (``secret_rng`` seeded with ``--secrets-seed``;
+tests and benchmarks only, never production).
+
+* *before*: the fixed recipe (``EmbedConfig(adapt="off")``: the zoo's 64,000-image budget,
+  learning rate, weight granularity, no stopping rule);
+* *after*: the default recipe, adapted to the model before the secrets are drawn
+  (``mapguard.watermark._adapt.adapt_recipe``; embed-config.json records what was decided).
+
+Printed per side and recipe: the training time, the embed wall time (the whole walk: mask,
+evaluation, files, export, self-check) and their ratio, clean accuracy before -> after and the
+cost in points, the self-check's p-value, its floor, the weakest / median secret effect, the
+committed level (p <= alpha and the median effect >= the committed floor), the readiness, and
+the images the mask learner saw. Target (issue 14): cost <= 1 point, committed level reached,
+embed wall time <= training time.
+
+Usage::
+
+    python -m benchmarks.embed_real                    # 32 and 64 px, both recipes
+    python -m benchmarks.embed_real --sizes 32 --recipes after -o mask.lr=0.02 --tag lr02
+
+Runs are cached as JSON under ``$MAPGUARD_CACHE_DIR`` (or the user cache folder)
+``/bench-embed-real/``, keyed by side, recipe and tag; ``--rerun`` ignores the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from benchmarks._options import add_overrides
+from mapguard.data import make_folder_benchmark
+from mapguard.training import train_source
+from mapguard.watermark import EmbedConfig, embed
+
+ARCH = "torchvision:resnet18"
+RECIPES = ("before", "after")
+
+
+def _root() -> Path:
+    root = os.environ.get("MAPGUARD_CACHE_DIR") or platformdirs.user_cache_dir("mapguard")
+    return Path(root) / "bench-embed-real"
+
+
+def _data(per_class: int) -> Path:
+    """The photo ImageFolder (64 px; a 32-px model reads it resized), written once."""
+    out = _root() / f"data64-{per_class}"
+    if not out.exists():
+        make_folder_benchmark(out, size=64, per_class=per_class, seed=0)
+    return out / "photos" / "photo"
+
+
+def _trained(side: int, data: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The user's model at ``side`` px and its training summary (trained once, cached)."""
+    ckpt = _root() / f"resnet18-{side}px-{args.per_class}.pt"
+    summary_file = ckpt.with_suffix(".json")
+    if ckpt.exists() and summary_file.exists():
+        return ckpt, json.loads(summary_file.read_text())
+    summary = train_source(str(data), arch=ARCH, out=ckpt, size=side, epochs=args.train_epochs,
+                           force=True, progress=False)  # fmt: skip
+    summary_file.write_text(json.dumps(summary, indent=1, default=str))
+    return ckpt, summary
+
+
+def recipe(name: str, overrides: dict[str, Any]) -> EmbedConfig:
+    """The embedding recipe ``name`` (``before`` / ``after``), then ``overrides`` (``-o``)."""
+    cfg = EmbedConfig(adapt="off") if name == "before" else EmbedConfig()
+    return cfg.with_options(overrides) if overrides else cfg
+
+
+def _embed(side: int, name: str, ckpt: Path, data: Path, args: argparse.Namespace) -> dict:
+    tag = f"-{args.tag}" if args.tag else ""
+    cache = _root() / f"run-{side}px-{args.per_class}-{name}{tag}-s{args.secrets_seed}.json"
+    if cache.exists() and not args.rerun:
+        return json.loads(cache.read_text())
+    cfg = recipe(name, args.override)
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))  # a throwaway, fixed owner key
+    out = _root() / f"wm-{side}px-{name}{tag}"
+    t0 = time.perf_counter()
+    res = embed(ckpt, str(data), key, cfg, out=out, force=True, progress=False,
+                secret_rng=np.random.default_rng(args.secrets_seed))  # fmt: skip
+    row = res.to_dict() | {"wall_s": time.perf_counter() - t0, "recipe": name, "tag": args.tag}
+    row["config"] = json.loads((out / "embed-config.json").read_text())
+    row["learning"] = json.loads((out / "metrics.json").read_text()).get("learning")
+    cache.write_text(json.dumps(row, indent=1, default=str))
+    return row
+
+
+def _row(side: int, train: dict, run: dict) -> str:
+    sc = run["self_check"]
+    stats = sorted(sc["secret_statistics"])
+    median = float(np.median(stats))
+    floor = run["config"]["effect_floor"]
+    level = sc["evidenced"]
+    seen = (run.get("learning") or {}).get("images")
+    name = run["recipe"] + (f" ({run['tag']})" if run.get("tag") else "")
+    return (f"| {side} | {name} | {train['seconds']:.0f} | {run['wall_s']:.0f} | "
+            f"{run['wall_s'] / train['seconds']:.1f}x | {100 * run['clean_accuracy_before']:.1f} "
+            f"-> {100 * run['clean_accuracy_after']:.1f} | {100 * run['accuracy_drop']:.1f} | "
+            f"{sc['pvalue']:.2g} (floor {sc['pvalue_floor']:.1g}) | {stats[0]:.2f} / "
+            f"{median:.2f} (>= {floor:g}) | {'yes' if level else 'no'} | "
+            f"{'ready' if run['ready'] else 'NOT READY'} | "
+            f"{'' if seen is None else f'{seen:,}'} |")  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="32,64", help="model sides, comma-separated")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="before,after")
+    p.add_argument("--per-class", type=int, default=100, help="photo crops per class")
+    p.add_argument("--train-epochs", type=int, default=10, help="the user's training epochs")
+    p.add_argument("--secrets-seed", type=int, default=0, help="seed of the paired secrets")
+    p.add_argument("--tag", default="", help="names a variant run (with -o)")
+    p.add_argument("--rerun", action="store_true", help="ignore cached runs")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_overrides(p, ["-o", "--override"], "recipe option (EmbedConfig field or mask.FIELD)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    _root().mkdir(parents=True, exist_ok=True)
+    os.environ["MAPGUARD_DATA_DIR"] = str(_root() / "attempts")  # the throwaway key's log
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    if not names or any(n not in RECIPES for n in names):
+        raise SystemExit(f"embed_real: --recipes takes {', '.join(RECIPES)}; got {args.recipes!r}")
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    print(f"# {ARCH} trained by `mapguard train` on photos/photo ({args.per_class} per class), "
+          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"Python {platform.python_version()}; secrets seed {args.secrets_seed}\n")  # fmt: skip
+    print(
+        "| side | recipe | train s | embed s | embed/train | clean acc. % | cost pts | "
+        "self-check p | weakest / median effect | committed level | verdict | images seen |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    data = _data(args.per_class)
+    for side in sizes:
+        ckpt, train = _trained(side, data, args)
+        for name in names:
+            print(_row(side, train, _embed(side, name, ckpt, data, args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
