@@ -67,6 +67,7 @@ def print_sf(
 ) -> None:
     _table(f"SF-MAP (no source data; pseudo-source + real target){title}", SF_HEADER)
     hits = informative = beats = compared = 0
+    sides: dict[str, int] = {}
     for r in rows:
         s, t, drop = r["source"], r["targets"][0], _drop(r)
         info = r["before"][t] >= INFORMATIVE
@@ -79,7 +80,8 @@ def print_sf(
             compared += 1
             beats += std >= ntl["st_d"]
         others = ", ".join(f"{d} {r['after'][d]:.0%}" for d in r["after"] if d not in (s, t))
-        verdict = ("yes" if ok else "no") if info else "(uninformative)"
+        verdict = ("yes" if ok else f"no ({_miss(r)})") if info else "(uninformative)"
+        sides[_miss(r)] = sides.get(_miss(r), 0) + (info and not ok)
         print(
             f"| {s} | {t} | {r['before'][s]:.1%} | {r['after'][s]:.1%} | {drop:.1f} "
             f"| {_est(r)} | {r['before'][t]:.1%} | {r['after'][t]:.1%} | {others} | {_fmt(std)} "
@@ -87,7 +89,9 @@ def print_sf(
             f"| {r['chosen_epoch']}/{r['epochs_run']} | {r['seconds']:.0f} | {verdict} |"
         )
     print(f"\nSF-MAP target (drop <= 2 pts, target <= 20%) met on {hits} of {informative} "
-          "informative pairs.")  # fmt: skip
+          "informative pairs; missed on the drop side only on "
+          f"{sides.get('drop', 0)}, the target side only on {sides.get('target', 0)}, both on "
+          f"{sides.get('both', 0)}.")  # fmt: skip
     if compared:
         print(f"SF-MAP ST-D >= NTL's (NTL given the real source data) on {beats} of {compared} "
               "informative pairs.")  # fmt: skip
@@ -166,16 +170,27 @@ def print_paired(rows: list[dict[str, Any]], kind: str, variants: list[str]) -> 
         return
     print(f"\n{kind}, paired over {len(common)} runs present in every variant:\n")
     print("| variant | mean drop (pts) | median drop | max drop | mean target/unseen after "
-          "| target met | mean time (s) |")  # fmt: skip
-    print("|---" * 7 + "|")
+          "| target met | missed: drop / target / both | mean time (s) |")  # fmt: skip
+    print("|---" * 8 + "|")
     for v in variants:
         rs = [by[(v, p)] for p in common]
         drops = [_drop(r) for r in rs]
         tgt = [statistics.mean(r["after"][t] for t in r["targets"]) for r in rs]
         met = sum(_met(r) for r in rs)
+        miss = [_miss(r) for r in rs if kind == "sf-map" and r["before"][r["targets"][0]]
+                >= INFORMATIVE]  # fmt: skip
+        sides = " / ".join(str(miss.count(m)) for m in ("drop", "target", "both"))
         print(f"| {v} | {statistics.mean(drops):.2f} | {statistics.median(drops):.2f} "
               f"| {max(drops):.1f} | {statistics.mean(tgt):.1%} | {met} of {len(rs)} "
+              f"| {sides if kind == 'sf-map' else 'n/a'} "
               f"| {statistics.mean(r['seconds'] for r in rs):.0f} |")  # fmt: skip
+
+
+def _miss(r: dict[str, Any]) -> str:
+    """Which side of SF-MAP's target a run missed: ``drop`` (> 2 pts), ``target`` (> 20%),
+    ``both``, or ``""``."""
+    drop, target = _drop(r) > 2.0, r["after"][r["targets"][0]] > 0.20
+    return "both" if drop and target else "drop" if drop else "target" if target else ""
 
 
 def _met(r: dict[str, Any]) -> bool:
@@ -187,44 +202,62 @@ def _met(r: dict[str, Any]) -> bool:
     return _drop(r) <= 3.0
 
 
-KNOT = 0.8  # target transfer above which breaking the target costs the source (see calibrate)
+KNOT = 0.8  # target transfer above which breaking the target costs the source (old "transfer")
+FLOOR = 0.02  # the relative margin is taken of (prediction + FLOOR): errors grow with the drop
+#: The estimate's signals, as the calibration's feature columns (the offset is added).
+SIGNALS = ("disagreement", "transfer", "collateral")
 
 
-def _features(r: dict[str, Any], with_transfer: bool) -> list[float]:
-    """``[d, max(0, t - KNOT)]`` (or ``[d]``): the run's disagreement and target transfer ``t``
-    (the run's own probe accuracy; rows of runs before it was recorded: the test accuracy)."""
-    est = r["estimated_source_drop"]
-    if not with_transfer:
-        return [est["disagreement"]]
-    t = est.get("target_transfer")
-    t = r["before"][r["targets"][0]] if t is None else t
-    return [est["disagreement"], max(0.0, t - KNOT)]
+def _transfer(r: dict[str, Any]) -> float:
+    """The original's accuracy on the held-out target probe (rows of runs before it was
+    recorded: the test accuracy)."""
+    t = r["estimated_source_drop"].get("target_transfer")
+    return r["before"][r["targets"][0]] if t is None else t
 
 
-def calibrate(rows: list[dict[str, Any]], with_transfer: bool = True) -> dict[str, Any]:
-    """Fit ``drop = slope * d (+ transfer_slope * max(0, t - KNOT)) + offset`` (fractions) on
-    the SF-MAP rows by least squares with non-negative signal coefficients, leaving each (source,
-    target) pair out in turn to predict its rows; ``margin`` = the 90% quantile of the absolute
-    leave-one-pair-out residuals. Sets ``r["loo_estimate"]`` on every SF-MAP row."""
+def _features(r: dict[str, Any], signal: str) -> list[float]:
+    """The run's signal(s) at its chosen epoch: the disagreement ``d``; ``[d, max(0, t -
+    KNOT)]`` (the session-6 calibration, kept for comparison); or the collateral ``t * max(0,
+    t - a)``, ``a`` = the masked model's held-out target accuracy."""
+    d = r["estimated_source_drop"]["disagreement"]
+    if signal == "disagreement":
+        return [d]
+    t = _transfer(r)
+    if signal == "transfer":
+        return [d, max(0.0, t - KNOT)]
+    return [t * max(0.0, t - r["degrade_accuracy"][r["chosen_epoch"] - 1])]
+
+
+def calibrate(rows: list[dict[str, Any]], signal: str = "collateral") -> dict[str, Any]:
+    """Fit ``drop = coef . features + offset`` (fractions; :func:`_features`) on the SF-MAP
+    rows by least squares with non-negative signal coefficients, leaving each (source, target)
+    pair out in turn to predict its rows. ``margin`` = the 90% quantile of the absolute
+    leave-one-pair-out residuals; ``relative_margin`` = that of ``|residual| / (prediction +
+    FLOOR)`` (the interval ``p -/+ relative_margin * (p + FLOOR)``). Sets ``r["loo_estimate"]``
+    (with the relative interval) on every SF-MAP row."""
     import numpy as np
 
     sf = [r for r in rows if r["kind"] == "sf-map" and r.get("estimated_source_drop")]
     if len(sf) < 4:
         return {}
-    x = np.array([[*_features(r, with_transfer), 1.0] for r in sf])
+    x = np.array([[*_features(r, signal), 1.0] for r in sf])
     y = np.array([_drop(r) / 100 for r in sf])
     preds = []
     for i, r in enumerate(sf):
         keep = np.array([_pair(q)[:2] != _pair(r)[:2] for q in sf])
         preds.append(max(0.0, float(x[i] @ _nonneg_fit(x[keep], y[keep]))))
-    resid = np.abs(y - np.array(preds))
+    p = np.array(preds)
+    resid = np.abs(y - p)
     margin = float(np.quantile(resid, 0.9))
-    for r, p in zip(sf, preds):
-        r["loo_estimate"] = {"estimate": p, "low": max(0.0, p - margin), "high": p + margin}
+    rel = float(np.quantile(resid / (p + FLOOR), 0.9))
+    for r, q in zip(sf, preds):
+        half = rel * (q + FLOOR)
+        r["loo_estimate"] = {"estimate": q, "low": max(0.0, q - half), "high": q + half}
     coef = _nonneg_fit(x, y)
-    return {"coef": [float(c) for c in coef], "margin": margin, "n": len(sf),
-            "within_2pts": int((resid <= 0.02).sum()), "coverage": int((resid <= margin).sum()),
-            "with_transfer": with_transfer}  # fmt: skip
+    return {"coef": [float(c) for c in coef], "margin": margin, "relative_margin": rel,
+            "n": len(sf), "within_2pts": int((resid <= 0.02).sum()),
+            "coverage": int((resid <= rel * (p + FLOOR)).sum()), "signal": signal,
+            "pairs": len({_pair(r)[:2] for r in sf})}  # fmt: skip
 
 
 def _nonneg_fit(x, y):  # noqa: ANN001, ANN202 - numpy arrays

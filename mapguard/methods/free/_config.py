@@ -50,6 +50,11 @@ class FreeConfig(ConfigMixin, what="free"):
         patience: consecutive epochs above ``stop_kl`` that end learning.
         degrade_goal: learning stops at an accepted epoch whose held-out degrade accuracy is at
             or below this (``None``: 2 / number of classes, i.e. 20 % for 10 classes).
+        goal_confidence: when set (e.g. 0.9), the goal is lowered by the one-sided normal
+            quantile of this level times the binomial standard error of the probe's accuracy at
+            the goal, ``sqrt(g (1 - g) / probe images)``, so that a mask stopped at the goal on
+            the probe is at or below ``g`` on fresh target images with about this probability
+            (0.2 on 400 probe images: stop at 17.4%). ``None``: stop at ``g`` itself.
         probe_size: held-out degrade images for that check (SF-MAP: taken out of the target's
             training images; DF-MAP: neighbours of the held-out pseudo-source).
         families: neighbour families for DF-MAP (``feature_stats`` = AdaIN-style shift).
@@ -62,6 +67,10 @@ class FreeConfig(ConfigMixin, what="free"):
             images (oldest dropped first), which fills ``boundary_fraction`` of every keep batch.
             0: off (the value here; SF-MAP's method default is 32, :data:`SF_FREE_DEFAULTS`).
         boundary_steps: optimisation steps of each boundary synthesis.
+        boundary_term: hold the masked model to the original on the pool with a KL term of its
+            own (weight ``keep_weight * f / (1 - f)``, ``f`` = ``boundary_fraction``) instead of
+            mixing the pool into the keep batches, so that the BatchNorm-statistics term sees
+            only the plain pseudo-source (:class:`~mapguard.methods.free._boundary.PoolKeep`).
         probe_mixtures: two-class mixtures per held-out pseudo-source image in the held-out
             boundary set whose disagreement rate gives the drop estimate (and the stopping rule).
         stop_disagreement: largest disagreement rate on that set an accepted epoch may have
@@ -81,12 +90,14 @@ class FreeConfig(ConfigMixin, what="free"):
     stop_temperature: float = 1.0
     patience: int = 1
     degrade_goal: float | None = None
+    goal_confidence: float | None = None
     probe_size: int = 400
     families: tuple[str, ...] = DEFAULT_FAMILIES
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     synthesis_seed: int = 0
     boundary: int = 0
     boundary_steps: int = 30
+    boundary_term: bool = False
     boundary_keep: float = 0.5
     boundary_fraction: float = 0.25
     boundary_pool: int = 160
@@ -108,8 +119,9 @@ class FreeConfig(ConfigMixin, what="free"):
                 raise ConfigError(f"{name} must be a fraction in [0, 1], got {value!r}")
         if not (isinstance(self.keep_mixup, (int, float)) and 0.0 <= self.keep_mixup <= 1.0):
             raise ConfigError(f"keep_mixup must be a fraction in [0, 1], got {self.keep_mixup!r}")
-        if not isinstance(self.stop_mixup, bool):
-            raise ConfigError(f"stop_mixup must be true or false, got {self.stop_mixup!r}")
+        for name in ("stop_mixup", "boundary_term"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.held_out, float) and 0.0 < self.held_out < 1.0):
             raise ConfigError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
         if self.steps_per_epoch is not None:
@@ -120,6 +132,9 @@ class FreeConfig(ConfigMixin, what="free"):
         goal = self.degrade_goal
         if goal is not None and not (isinstance(goal, (int, float)) and 0.0 <= goal <= 1.0):
             raise ConfigError(f"degrade_goal must be None or a fraction in [0, 1], got {goal!r}")
+        gc = self.goal_confidence
+        if gc is not None and not (isinstance(gc, (int, float)) and 0.5 <= gc < 1.0):
+            raise ConfigError(f"goal_confidence must be None or in [0.5, 1), got {gc!r}")
         check_int("probe_size", self.probe_size, low=1)
         families = tuple(self.families)
         known = {*list_families(), FeatureStyleShift.name}

@@ -1,20 +1,26 @@
 """The estimated source-accuracy drop of a source-free mask, with an interval.
 
-Signals: the disagreement rate ``d`` of the masked model ``f_M`` with the original ``f`` (their
-argmax classes differ) on ``n`` held-out *boundary-aware* pseudo-source images (the held-out
-pseudo-source plus fixed mixtures of two of its classes, :func:`boundary_probe`), and for SF-MAP
-given labelled targets the *target transfer* ``t``: the original model's accuracy on the
-held-out target probe (a target the source model already reads well lies close to the source,
-and breaking it costs the source more).
+Two signals, both measured on the *learned mask* (nothing of the source is read):
 
-Mapping (``docs/METHOD-free.md``, section 8): ``drop = slope * d + transfer_slope * max(0, t -
-knot) + offset`` (without ``t``: the ``disagreement`` calibration, ``slope * d + offset``), with
-an interval ``[slope * d_lo + ... - margin, slope * d_hi + ... + margin]`` clipped to ``[0, 1]``,
-where ``[d_lo, d_hi]`` is the Wilson score interval of ``d`` (``n`` images, level
-``confidence``) and ``margin`` the 90% quantile of the calibration's leave-one-pair-out
-residuals. Assumptions: the relation is the same for every model and pair (empirical, fitted on
-the benchmark's pairs; not a guarantee). :data:`CALIBRATION` says how the constants were
-obtained.
+* **collateral** (SF-MAP with labelled targets, the default there): ``c = t * max(0, t - a)``,
+  where ``t`` is the original model's accuracy on the held-out target probe (the *target
+  transfer*: how well the source model already reads the target) and ``a`` the masked model's
+  accuracy on the same probe. ``t - a`` is what the mask took from the target; the factor ``t``
+  says how much of that was knowledge the target shares with the source, so the source loses a
+  share of it. ``drop = slope * c + offset``.
+* **disagreement** (DF-MAP, unlabelled targets): the rate ``d`` at which the masked model's and
+  the original's argmax classes differ on ``n`` held-out *boundary-aware* pseudo-source images
+  (the held-out pseudo-source plus fixed mixtures of two of its classes, :func:`boundary_probe`).
+  ``drop = slope * d + offset``. Weak: on the benchmark pairs ``d`` hardly tracked the real drop
+  (the pseudo-source sits far from the real source's fragile images).
+
+Interval: ``estimate -/+ (q * (estimate + floor) + w)`` clipped to ``[0, 1]``, where ``q`` is the
+90% quantile of the calibration's leave-one-pair-out residuals relative to ``prediction +
+floor`` (errors grow with the drop) and ``w`` the half-width of the signal's own sampling
+interval mapped through the slope (Wilson score interval of ``d`` on ``n`` images, or of ``a``
+on the ``probe_n`` probe images; level ``confidence``). Assumptions: one relation for every
+model and pair (empirical, fitted on the benchmark's pairs; not a guarantee). :data:`CALIBRATION`
+says how the constants were obtained (``docs/METHOD-free.md``, section 8).
 """
 
 from __future__ import annotations
@@ -28,21 +34,22 @@ import torch
 from mapguard.methods.free._sources import step_generator
 from mapguard.synthesis import class_mixtures
 
-__all__ = ["CALIBRATION", "boundary_probe", "disagreement", "estimate_drop"]
+__all__ = ["CALIBRATION", "boundary_probe", "collateral", "disagreement", "estimate_drop"]
 
-#: The two calibrations (with and without the target transfer) and where they come from.
+#: The two calibrations and where their constants come from (``benchmarks/_free_tables.py``,
+#: ``calibrate``; printed by ``python -m benchmarks.authorization_free --report-only``).
 CALIBRATION: dict[str, dict[str, Any]] = {
-    "transfer": {
-        "slope": 0.0, "transfer_slope": 1.5045, "knot": 0.8, "offset": 0.0219, "margin": 0.1298,
-        "source": "fitted on 24 SF-MAP runs (issue 17 benchmark: 12 pairs with sources mnist, "
-        "mnistm and optdigits, 2 variants); least squares with non-negative coefficients (the "
-        "disagreement's came out 0 next to the transfer); margin = 90% quantile of the "
-        "leave-one-pair-out residuals; leave-one-pair-out estimate within 2 pts on 8 of 24",
+    "collateral": {
+        "slope": 0.2869, "offset": -0.0114, "relative_margin": 0.710, "floor": 0.02,
+        "source": "fitted on 24 SF-MAP runs (issue 17 benchmark, 12 pairs with sources mnist, "
+        "mnistm and optdigits, 2 variants); least squares, non-negative signal coefficient; "
+        "relative margin = 90% quantile of |leave-one-pair-out residual| / (prediction + "
+        "floor); leave-one-pair-out estimate within 2 pts on 15 of 24, interval covers 21 of 24",
     },
     "disagreement": {
-        "slope": 0.1603, "transfer_slope": 0.0, "knot": 0.8, "offset": 0.0359, "margin": 0.0683,
-        "source": "fitted on the same 24 SF-MAP runs, disagreement alone; leave-one-pair-out "
-        "estimate within 2 pts on 6 of 24",
+        "slope": 0.1603, "offset": 0.0359, "relative_margin": 1.029, "floor": 0.02,
+        "source": "fitted on the same 24 SF-MAP runs, disagreement alone (a weak signal: "
+        "leave-one-pair-out estimate within 2 pts on 6 of 24, interval covers 21 of 24)",
     },
 }  # fmt: skip
 
@@ -60,6 +67,12 @@ def disagreement(reference: torch.Tensor, masked: torch.Tensor) -> float:
     return float((reference.argmax(1) != masked.argmax(1)).float().mean())
 
 
+def collateral(transfer: float, target_after: float) -> float:
+    """``t * max(0, t - a)``: the target accuracy the mask removed, weighted by the original
+    model's accuracy ``t`` on the target (how much of the target it shares with the source)."""
+    return transfer * max(0.0, transfer - target_after)
+
+
 def _wilson(p: float, n: int, z: float) -> tuple[float, float]:
     if n <= 0:
         return 0.0, 1.0
@@ -70,25 +83,49 @@ def _wilson(p: float, n: int, z: float) -> tuple[float, float]:
 
 
 def estimate_drop(
-    d: float, n: int, *, transfer: float | None = None, confidence: float = 0.9
+    d: float,
+    n: int,
+    *,
+    transfer: float | None = None,
+    target_after: float | None = None,
+    probe_n: int = 0,
+    confidence: float = 0.9,
 ) -> dict[str, Any]:
-    """The estimated source drop (a fraction) for disagreement ``d`` on ``n`` images (and the
-    target transfer ``transfer`` when known)."""
-    cal = CALIBRATION["transfer" if transfer is not None else "disagreement"]
+    """The estimated source drop (a fraction) of a mask.
+
+    Args:
+        d: disagreement rate on the held-out boundary set of ``n`` images.
+        transfer: the original model's accuracy on the held-out target probe (labelled targets).
+        target_after: the masked model's accuracy on that probe of ``probe_n`` images. With
+            both, the ``collateral`` calibration is used, else the ``disagreement`` one.
+        confidence: level of the signal's own sampling interval.
+    """
+    signal = "collateral" if transfer is not None and target_after is not None else "disagreement"
+    cal = CALIBRATION[signal]
     z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
-    lo, hi = _wilson(d, n, z)
-    shift = cal["offset"] + cal["transfer_slope"] * max(0.0, (transfer or 0.0) - cal["knot"])
+    if signal == "collateral":
+        value = collateral(transfer, target_after)
+        lo_a, hi_a = _wilson(target_after, probe_n, z)
+        lo, hi = collateral(transfer, hi_a), collateral(transfer, lo_a)
+    else:
+        value = d
+        lo, hi = _wilson(d, n, z)
+    estimate = max(0.0, cal["slope"] * value + cal["offset"])
+    spread = cal["relative_margin"] * (estimate + cal["floor"])
+    width = cal["slope"] * (hi - lo) / 2
 
     def clip(v: float) -> float:
         return min(1.0, max(0.0, v))
 
     return {
-        "estimate": clip(cal["slope"] * d + shift),
-        "low": clip(min(cal["slope"] * lo, cal["slope"] * hi) + shift - cal["margin"]),
-        "high": clip(max(cal["slope"] * lo, cal["slope"] * hi) + shift + cal["margin"]),
+        "estimate": clip(estimate),
+        "low": clip(estimate - spread - width),
+        "high": clip(estimate + spread + width),
         "confidence": confidence,
+        "signal": signal,
         "disagreement": d,
         "n": n,
         "target_transfer": transfer,
+        "target_after": target_after,
         "calibration": cal["source"],
     }

@@ -15,7 +15,7 @@ from mapguard._device import default_device
 from mapguard._errors import ConfigError
 from mapguard.masking import BatchSource, MaskConfig, apply_mask, learn_mask
 from mapguard.methods._registry import MethodOutput
-from mapguard.methods.free._boundary import BoundaryKeep
+from mapguard.methods.free._boundary import BoundaryKeep, PoolKeep, PoolSource
 from mapguard.methods.free._config import FreeConfig, FreeResult
 from mapguard.methods.free._estimate import estimate_drop
 from mapguard.methods.free._sources import PseudoSource
@@ -53,7 +53,7 @@ class FreeRun:
         return PseudoSource(
             self.x[self.train], steps_per_epoch=steps, seed=self.mcfg.seed,
             augment=cfg.keep_augment, mixup=cfg.keep_mixup,
-            pool_fraction=cfg.boundary_fraction if cfg.boundary else 0.0,
+            pool_fraction=cfg.boundary_fraction if cfg.boundary and not cfg.boundary_term else 0.0,
             pool_size=cfg.boundary_pool,
         )  # fmt: skip
 
@@ -64,6 +64,27 @@ class FreeRun:
             self.net, self.x[held], self.cfg, probe, self.pseudo.num_classes,
             self.pseudo.labels[held],
         )  # fmt: skip
+
+    def _boundary(
+        self, keep: PseudoSource
+    ) -> tuple[list[BoundaryKeep], list[PoolKeep], PseudoSource | PoolSource]:
+        """The boundary-aware keep set's callback, extra term (``boundary_term``) and pool."""
+        cfg, mcfg = self.cfg, self.mcfg
+        if not cfg.boundary:
+            return [], [], keep
+        pool: PseudoSource | PoolSource = keep
+        terms = []
+        if cfg.boundary_term:
+            f = cfg.boundary_fraction
+            pool = PoolSource(
+                self.net, self.x, rows=max(1, round(f * mcfg.batch_size)), seed=mcfg.seed,
+                steps_per_epoch=keep.steps, pool_size=cfg.boundary_pool, augment=cfg.keep_augment,
+            )  # fmt: skip
+            weight = mcfg.keep_weight * f / max(1e-6, 1 - f)
+            terms = [PoolKeep(pool, weight=weight, temperature=mcfg.temperature)]
+        x, y = self.x[self.train], self.pseudo.labels[self.train]
+        grow = BoundaryKeep(self.net, x, y, pool, cfg, seed=mcfg.seed, last_epoch=mcfg.epochs)
+        return [grow], terms, pool
 
     def learn(
         self,
@@ -77,26 +98,24 @@ class FreeRun:
         """Learn the mask (``callbacks`` run before the stopping rule; the boundary-aware keep
         set grows after it, on epochs that did not end learning) and pick the epoch.
         ``transfer``: the original model's accuracy on the held-out target (SF-MAP with target
-        labels), a signal of the drop estimate."""
+        labels); with it the drop estimate uses the ``collateral`` signal (the masked model's
+        accuracy on that probe at the chosen epoch), else the disagreement."""
         if self.mcfg.update_bn:
             raise ConfigError(
                 "SF-MAP / DF-MAP keep BatchNorm statistics frozen (update_bn must be False)"
             )
-        grow = []
-        if self.cfg.boundary:
-            x, y = self.x[self.train], self.pseudo.labels[self.train]
-            grow = [
-                BoundaryKeep(
-                    self.net, x, y, keep, self.cfg, seed=self.mcfg.seed,
-                    last_epoch=self.mcfg.epochs,
-                )
-            ]  # fmt: skip
+        grow, terms, pool = self._boundary(keep)
         learned = learn_mask(
-            self.net, keep=keep, degrade=degrade, config=self.mcfg,
+            self.net, keep=keep, degrade=degrade, config=self.mcfg, extra_terms=terms,
             callbacks=[*callbacks, stop, *grow], device=self.device, progress=progress,
         )  # fmt: skip
         mask, epoch, ok = stop.selection()
-        d = stop.disagreement[epoch - 1]
+        d, after = stop.disagreement[epoch - 1], stop.degrade_accuracy[epoch - 1]
+        estimate = estimate_drop(
+            d, len(stop.boundary), transfer=transfer,
+            target_after=after if transfer is not None else None,
+            probe_n=len(stop.probe.x) if stop.probe is not None else 0,
+        )  # fmt: skip
         return FreeResult(
             mask=mask,
             learned=learned,
@@ -107,8 +126,8 @@ class FreeRun:
             within_threshold=ok,
             reached_goal=stop.reached_goal,
             disagreement=tuple(stop.disagreement),
-            estimated_source_drop=estimate_drop(d, len(stop.boundary), transfer=transfer),
-            boundary_images=len(keep.pool),
+            estimated_source_drop=estimate,
+            boundary_images=len(pool.pool),
         )
 
 

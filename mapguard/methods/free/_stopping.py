@@ -9,6 +9,9 @@ or once ``patience`` epochs in a row exceed ``stop_kl`` (:class:`HeldOutKLStop`)
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -152,10 +155,14 @@ def stopping_rule(
     k: int,
     held_labels: torch.Tensor | None = None,
 ) -> HeldOutKLStop:
-    """The :class:`HeldOutKLStop` of ``cfg`` for a ``k``-class model (goal ``2 / k`` by default;
+    """The :class:`HeldOutKLStop` of ``cfg`` for a ``k``-class model (goal ``2 / k`` by default,
+    less the probe's sampling margin with ``goal_confidence``;
     with ``stop_mixup`` the held-out images also hold 4 fixed mixtures of each). Its boundary
     set is ``held`` plus ``cfg.probe_mixtures`` two-class mixtures per image (``held_labels``)."""
     goal = cfg.degrade_goal if cfg.degrade_goal is not None else 2.0 / k
+    if cfg.goal_confidence is not None and probe is not None:  # the probe's sampling error
+        z = statistics.NormalDist().inv_cdf(cfg.goal_confidence)
+        goal = max(0.0, goal - z * math.sqrt(goal * (1 - goal) / len(probe.y)))
     boundary = None
     if held_labels is not None:
         boundary = boundary_probe(

@@ -38,3 +38,25 @@ def test_boundary_keep_set_lowers_the_real_source_drop(tiny_model, mnist_small, 
         est = out.estimated_source_drop
         assert est["low"] <= drop <= est["high"], (drop, est)
         assert est["n"] == 10 * 5  # 10 held-out images and 4 two-class mixtures of each
+
+
+def test_boundary_term_keeps_the_pool_out_of_the_bn_statistics(tiny_model, mnistm) -> None:
+    """With ``boundary_term`` the pool has its own KL term, and the BatchNorm-statistics term
+    measures only the plain pseudo-source: once the pool is filled that term is lower than with
+    the pool mixed into the keep batches (the pool images are off the BN statistics)."""
+    histories = {}
+    for term in (False, True):
+        out = source_free_mask(
+            tiny_model, target=mnistm[0], mask_config=MaskConfig(epochs=3, batch_size=32),
+            config=dataclasses.replace(FIXED, boundary=16, boundary_term=term),
+            cache=False, progress=False,
+        )  # fmt: skip
+        assert out.boundary_images == 2 * 8  # epochs 1 and 2 each add 8; none after the last
+        histories[term] = out.learned.history
+    mixed, separate = histories[False], histories[True]
+    assert "boundary_keep" in separate[0] and "boundary_keep" not in mixed[0]
+    assert separate[0]["boundary_keep"] == 0.0  # epoch 1: the pool is still empty
+    assert separate[0]["bn"] == mixed[0]["bn"]  # ... and the keep batches are the same
+    assert separate[1]["boundary_keep"] > 0.0
+    for epoch in (1, 2):  # the pool is in use
+        assert separate[epoch]["bn"] < mixed[epoch]["bn"], (separate, mixed)
