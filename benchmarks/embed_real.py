@@ -71,8 +71,10 @@ def _trained(side: int, data: Path, args: argparse.Namespace) -> tuple[Path, dic
     summary_file = ckpt.with_suffix(".json")
     if ckpt.exists() and summary_file.exists():
         return ckpt, json.loads(summary_file.read_text())
+    c0 = time.process_time()
     summary = train_source(str(data), arch=ARCH, out=ckpt, size=side, epochs=args.train_epochs,
                            force=True, progress=False)  # fmt: skip
+    summary["cpu_s"] = time.process_time() - c0
     summary_file.write_text(json.dumps(summary, indent=1, default=str))
     return ckpt, summary
 
@@ -91,10 +93,11 @@ def _embed(side: int, name: str, ckpt: Path, data: Path, args: argparse.Namespac
     cfg = recipe(name, args.override)
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))  # a throwaway, fixed owner key
     out = _root() / f"wm-{side}px-{name}{tag}"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = embed(ckpt, str(data), key, cfg, out=out, force=True, progress=False,
                 secret_rng=np.random.default_rng(args.secrets_seed))  # fmt: skip
-    row = res.to_dict() | {"wall_s": time.perf_counter() - t0, "recipe": name, "tag": args.tag}
+    row = res.to_dict() | {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                           "recipe": name, "tag": args.tag}  # fmt: skip
     row["config"] = json.loads((out / "embed-config.json").read_text())
     row["learning"] = json.loads((out / "metrics.json").read_text()).get("learning")
     cache.write_text(json.dumps(row, indent=1, default=str))
@@ -107,15 +110,28 @@ def _row(side: int, train: dict, run: dict) -> str:
     median = float(np.median(stats))
     floor = run["config"]["effect_floor"]
     level = sc["evidenced"]
-    seen = (run.get("learning") or {}).get("images")
+    learning = run.get("learning") or {}
+    epochs = learning.get("epochs", run["config"]["mask"]["epochs"])
     name = run["recipe"] + (f" ({run['tag']})" if run.get("tag") else "")
     return (f"| {side} | {name} | {train['seconds']:.0f} | {run['wall_s']:.0f} | "
             f"{run['wall_s'] / train['seconds']:.1f}x | {100 * run['clean_accuracy_before']:.1f} "
             f"-> {100 * run['clean_accuracy_after']:.1f} | {100 * run['accuracy_drop']:.1f} | "
             f"{sc['pvalue']:.2g} (floor {sc['pvalue_floor']:.1g}) | {stats[0]:.2f} / "
             f"{median:.2f} (>= {floor:g}) | {'yes' if level else 'no'} | "
-            f"{'ready' if run['ready'] else 'NOT READY'} | "
-            f"{'' if seen is None else f'{seen:,}'} |")  # fmt: skip
+            f"{'ready' if run['ready'] else 'NOT READY'} | {epochs} of "
+            f"{run['config']['mask']['epochs']} |")  # fmt: skip
+
+
+def _rehearsals(side: int, run: dict) -> list[str]:
+    """The stopping rule's rehearsals of one run (none without the rule)."""
+    rows = []
+    for r in (run.get("learning") or {}).get("rehearsals") or []:
+        p = f"{r['pvalue']:.2g}" if "pvalue" in r else "(pre-check failed)"
+        rows.append(f"| {side} | {run['recipe']} | {r['epoch']} | {r['train_images']:,} | "
+                    f"{100 * r['cost']:.1f} | {min(r['effects']):.2f} / "
+                    f"{float(np.median(r['effects'])):.2f} | {p} | "
+                    f"{'yes' if r['met'] else 'no'} |")  # fmt: skip
+    return rows
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,14 +162,28 @@ def main(argv: list[str] | None = None) -> None:
           f"Python {platform.python_version()}; secrets seed {args.secrets_seed}\n")  # fmt: skip
     print(
         "| side | recipe | train s | embed s | embed/train | clean acc. % | cost pts | "
-        "self-check p | weakest / median effect | committed level | verdict | images seen |"
+        "self-check p | weakest / median effect | committed level | verdict | mask epochs |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     data = _data(args.per_class)
+    trail = []
     for side in sizes:
         ckpt, train = _trained(side, data, args)
         for name in names:
-            print(_row(side, train, _embed(side, name, ckpt, data, args)), flush=True)
+            run = _embed(side, name, ckpt, data, args)
+            print(_row(side, train, run), flush=True)
+            trail += _rehearsals(side, run)
+    if trail:
+        print(
+            "\n## The stopping rule's rehearsals (tuning images: held out, outside the "
+            "verification set)\n"
+        )
+        print(
+            "| side | recipe | epoch | training images seen | cost pts | weakest / median "
+            "effect | rehearsal p | met |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(trail))
 
 
 if __name__ == "__main__":

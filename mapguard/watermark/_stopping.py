@@ -131,7 +131,7 @@ class StopRule:
                    for t in self.triggers]  # fmt: skip
         floor = cfg.effect_floor + cfg.stop_margin
         record: dict[str, Any] = {"cost": cost, "effects": effects, "met": False}
-        if cost > cfg.max_accuracy_drop or _floor_stat(effects, cfg) < floor:
+        if cost > cfg.max_accuracy_drop + 1e-6 or _floor_stat(effects, cfg) < floor:
             return record
         res = self._verify(model)
         stat = _floor_stat(list(res.secret_stats), cfg)
