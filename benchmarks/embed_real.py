@@ -22,7 +22,9 @@ embed wall time <= training time.
 Usage::
 
     python -m benchmarks.embed_real                    # 32 and 64 px, both recipes
-    python -m benchmarks.embed_real --sizes 32 --recipes after -o mask.lr=0.02 --tag lr02
+    python -m benchmarks.embed_real --sizes 32 --recipes after -o mask.lr=0.03 --tag lr03
+    PYTHONPATH=tests/models python -m benchmarks.embed_real --sizes 64 \
+        --arch module:mapguard_test_factories:tiny_vit     # the tests' small ViT (runs its code)
 
 Runs are cached as JSON under ``$MAPGUARD_CACHE_DIR`` (or the user cache folder)
 ``/bench-embed-real/``, keyed by side, recipe and tag; ``--rerun`` ignores the cache.
@@ -47,6 +49,7 @@ from benchmarks._options import add_overrides
 from mapguard.data import make_folder_benchmark
 from mapguard.training import train_source
 from mapguard.watermark import EmbedConfig, embed
+from mapguard.watermark._embed import readiness
 
 ARCH = "torchvision:resnet18"
 RECIPES = ("before", "after")
@@ -55,6 +58,11 @@ RECIPES = ("before", "after")
 def _root() -> Path:
     root = os.environ.get("MAPGUARD_CACHE_DIR") or platformdirs.user_cache_dir("mapguard")
     return Path(root) / "bench-embed-real"
+
+
+def _short(arch: str) -> str:
+    """The file-name form of an architecture spec (``torchvision:resnet18`` -> ``resnet18``)."""
+    return arch.rsplit(":", 1)[-1]
 
 
 def _data(per_class: int) -> Path:
@@ -67,12 +75,12 @@ def _data(per_class: int) -> Path:
 
 def _trained(side: int, data: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The user's model at ``side`` px and its training summary (trained once, cached)."""
-    ckpt = _root() / f"resnet18-{side}px-{args.per_class}.pt"
+    ckpt = _root() / f"{_short(args.arch)}-{side}px-{args.per_class}.pt"
     summary_file = ckpt.with_suffix(".json")
     if ckpt.exists() and summary_file.exists():
         return ckpt, json.loads(summary_file.read_text())
     c0 = time.process_time()
-    summary = train_source(str(data), arch=ARCH, out=ckpt, size=side, epochs=args.train_epochs,
+    summary = train_source(str(data), arch=args.arch, out=ckpt, size=side, epochs=args.train_epochs,
                            force=True, progress=False)  # fmt: skip
     summary["cpu_s"] = time.process_time() - c0
     summary_file.write_text(json.dumps(summary, indent=1, default=str))
@@ -87,14 +95,15 @@ def recipe(name: str, overrides: dict[str, Any]) -> EmbedConfig:
 
 def _embed(side: int, name: str, ckpt: Path, data: Path, args: argparse.Namespace) -> dict:
     tag = f"-{args.tag}" if args.tag else ""
-    cache = _root() / f"run-{side}px-{args.per_class}-{name}{tag}-s{args.secrets_seed}.json"
+    arch = "" if args.arch == ARCH else f"{_short(args.arch)}-"
+    cache = _root() / f"run-{arch}{side}px-{args.per_class}-{name}{tag}-s{args.secrets_seed}.json"
     if cache.exists() and not args.rerun:
         return json.loads(cache.read_text())
     cfg = recipe(name, args.override)
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))  # a throwaway, fixed owner key
-    out = _root() / f"wm-{side}px-{name}{tag}"
+    out = _root() / f"wm-{arch}{side}px-{name}{tag}"
     t0, c0 = time.perf_counter(), time.process_time()
-    res = embed(ckpt, str(data), key, cfg, out=out, force=True, progress=False,
+    res = embed(ckpt, str(data), key, cfg, out=out, force=True, progress=False, allow_code=True,
                 secret_rng=np.random.default_rng(args.secrets_seed))  # fmt: skip
     row = res.to_dict() | {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
                            "recipe": name, "tag": args.tag}  # fmt: skip
@@ -113,13 +122,28 @@ def _row(side: int, train: dict, run: dict) -> str:
     learning = run.get("learning") or {}
     epochs = learning.get("epochs", run["config"]["mask"]["epochs"])
     name = run["recipe"] + (f" ({run['tag']})" if run.get("tag") else "")
-    return (f"| {side} | {name} | {train['seconds']:.0f} | {run['wall_s']:.0f} | "
+    return (f"| {side} | {name} | {train['seconds']:.0f} | {run['wall_s']:.0f} | {_cpu(run)} | "
             f"{run['wall_s'] / train['seconds']:.1f}x | {100 * run['clean_accuracy_before']:.1f} "
             f"-> {100 * run['clean_accuracy_after']:.1f} | {100 * run['accuracy_drop']:.1f} | "
             f"{sc['pvalue']:.2g} (floor {sc['pvalue_floor']:.1g}) | {stats[0]:.2f} / "
             f"{median:.2f} (>= {floor:g}) | {'yes' if level else 'no'} | "
-            f"{'ready' if run['ready'] else 'NOT READY'} | {epochs} of "
+            f"{_verdict(run)} | {epochs} of "
             f"{run['config']['mask']['epochs']} |")  # fmt: skip
+
+
+def _cpu(run: dict) -> str:
+    """The embedding's process CPU seconds (load-independent on one thread; not recorded by
+    runs made before it was)."""
+    return f"{run['cpu_s']:.0f}" if "cpu_s" in run else "-"
+
+
+def _verdict(run: dict) -> str:
+    """The run's readiness, as the current rule (``readiness``) judges its figures; ``*``: the
+    run itself said otherwise (an earlier rule)."""
+    cfg = EmbedConfig.from_dict(run["config"])
+    now = not readiness(cfg, run, run["self_check"], attempt=1)
+    word = "ready" if now else "NOT READY"
+    return word + ("*" if now != run["ready"] else "")
 
 
 def _rehearsals(side: int, run: dict) -> list[str]:
@@ -137,6 +161,7 @@ def _rehearsals(side: int, run: dict) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="32,64", help="model sides, comma-separated")
+    p.add_argument("--arch", default=ARCH, help="the user's architecture (module: specs run)")
     p.add_argument("--recipes", default=",".join(RECIPES), help="before,after")
     p.add_argument("--per-class", type=int, default=100, help="photo crops per class")
     p.add_argument("--train-epochs", type=int, default=10, help="the user's training epochs")
@@ -157,14 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     if not names or any(n not in RECIPES for n in names):
         raise SystemExit(f"embed_real: --recipes takes {', '.join(RECIPES)}; got {args.recipes!r}")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    print(f"# {ARCH} trained by `mapguard train` on photos/photo ({args.per_class} per class), "
+    print(f"# {args.arch} trained by `mapguard train` on photos/photo ({args.per_class} per "
+          "class), "
           f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"Python {platform.python_version()}; secrets seed {args.secrets_seed}\n")  # fmt: skip
     print(
-        "| side | recipe | train s | embed s | embed/train | clean acc. % | cost pts | "
-        "self-check p | weakest / median effect | committed level | verdict | mask epochs |"
+        "| side | recipe | train s | embed s | embed CPU s | embed/train | clean acc. % | "
+        "cost pts | self-check p | weakest / median effect | committed level | verdict | "
+        "mask epochs |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     data = _data(args.per_class)
     trail = []
     for side in sizes:
