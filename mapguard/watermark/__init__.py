@@ -34,6 +34,7 @@ from mapguard.watermark._outputs import (
     MODEL_FILE,
     WATERMARK_FILE,
 )
+from mapguard.watermark._tilt import TiltRecipe, boundary_images, embed_tilt, torch_tilt
 from mapguard.watermark._verify import SuspectReport, verify_suspect
 
 __all__ = [
@@ -48,6 +49,10 @@ __all__ = [
     "EmbedConfig",
     "EmbedResult",
     "SuspectReport",
+    "TiltRecipe",
+    "boundary_images",
     "embed",
+    "embed_tilt",
+    "torch_tilt",
     "verify_suspect",
 ]

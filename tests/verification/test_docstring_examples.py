@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "verification",
     "verification.triggers",
+    "verification.tilt",
     "verification.stats",
     "verification.backends",
     "verification.verify",

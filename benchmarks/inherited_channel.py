@@ -1,0 +1,227 @@
+"""Does a thief who trains a new model inherit the keyed cosine tilt? (issue 15)
+
+    python -m benchmarks.inherited_channel --quick --draws 3
+
+For each secret draw: teach the source model the draw's tilt (``mapguard.watermark._tilt``),
+attack it the ways that remove the trigger watermark (distillation and extraction on the owner's
+data, on MNIST-M, with 1,000 labelled queries, into another architecture; FTAL at lr 0.05,
+RTAL), and rank the secret's labels-only and probability statistics among ``--nulls`` null keys
+(exact rank test). Null models — independent models, students of an independent teacher, and the
+owner's *pre-embedding* model attacked the same ways — must not be evidenced. The forgery margin
+is the best z among the null keys on each null model: what a key chosen after seeing that model
+would score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.robustness.cache import log, train_cached
+from benchmarks.robustness.plan import Independent
+from mapguard.attacks import AttackConfig, attack
+from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from mapguard.data import load_data
+from mapguard.watermark import TiltRecipe, boundary_images, embed_tilt, torch_tilt
+from verification.tilt import (
+    CosineTiltFamily,
+    TiltReference,
+    labels_statistic,
+    lowfreq_features,
+    probs_statistic,
+    tilt_values,
+)
+from verification.triggers import null_secrets, random_secret
+
+ALPHA = 1e-3
+#: (row name, attack kind, transfer domain, options)
+ATTACKS = (
+    ("distill", "distill", "mnist", {}),
+    ("distill-arch (vgg_small)", "distill-arch", "mnist", {"arch": "vgg_small", "epochs": 5}),
+    ("extract", "extract", "mnist", {}),
+    ("distill-on-mnistm", "distill", "mnistm", {}),
+    ("extract-on-mnistm", "extract", "mnistm", {}),
+    ("extract-1k-labels", "extract", "mnist", {"n_images": 1000}),
+    ("ftal-10% lr 0.05", "ftal", "mnist", {"fraction": 0.1, "lr": 0.05}),
+    ("rtal-10%", "rtal", "mnist", {"fraction": 0.1}),
+)
+DERIVED = ("distill", "extract", "distill-on-mnistm", "ftal-10% lr 0.05")
+
+
+def _cached_attack(path: Path, victim, meta, kind, data, opts, seed: int):  # noqa: ANN001
+    if path.exists():
+        return load_checkpoint(path)[0].eval()
+    model, info = attack(victim, kind, data=data, config=AttackConfig(**opts), seed=seed, meta=meta)
+    save_checkpoint(model, ModelMeta(arch=info.arch), path, force=True)
+    return model.eval()
+
+
+@torch.no_grad()
+def _answers(model, boundary: torch.Tensor) -> dict:  # noqa: ANN001
+    model = model.eval()
+    lp = torch.cat(
+        [F.log_softmax(model(boundary[i : i + 500]), 1) for i in range(0, len(boundary), 500)]
+    )
+    return {"logprobs": lp.double().numpy(), "labels": lp.argmax(1).numpy()}
+
+
+def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:  # noqa: ANN001
+    with torch.no_grad():
+        pred = torch.cat([model(x[i : i + 500]).argmax(1) for i in range(0, len(x), 500)])
+    return float((pred == y).float().mean())
+
+
+def _scores(family, secrets, feats_n, feats_b, pairs, answers: dict) -> dict:  # noqa: ANN001
+    """``{model: {"labels": [K], "probs": [K]}}`` for ``secrets`` (chunked over keys; the same
+    computation as ``verification.tilt.key_statistics``, every model's answers at once)."""
+    out = {name: {"labels": [], "probs": []} for name in answers}
+    for i in range(0, len(secrets), 500):
+        keys = family.derive_many(secrets[i : i + 500])
+        ref = TiltReference.from_features(keys, feats_n)
+        tb = tilt_values(keys, ref, feats_b)
+        for name, a in answers.items():
+            out[name]["labels"].append(labels_statistic(tb, pairs, a["labels"]))
+            out[name]["probs"].append(probs_statistic(tb, pairs, a["logprobs"]))
+    return {n: {k: np.concatenate(v) for k, v in d.items()} for n, d in out.items()}
+
+
+def _test(g: np.ndarray) -> tuple[float, float, float]:
+    """(p, z of the secret, max z among the nulls) for statistics ``[1 + M]`` (secret first)."""
+    nulls = g[1:]
+    p = (1 + int((nulls >= g[0]).sum())) / (len(nulls) + 1)
+    mu, sd = nulls.mean(), nulls.std()
+    return p, float((g[0] - mu) / sd), float((nulls.max() - mu) / sd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="vgg_tiny on 1,200 digits")
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--eps", type=float, default=1.0)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--nulls", type=int, default=9999)
+    ap.add_argument("--boundary", type=int, default=1000)
+    ap.add_argument("--natural", type=int, default=500)
+    ap.add_argument("--run-dir", type=Path, default=Path.home() / ".cache/mapguard/bench-tilt")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    arch, n_train, epochs = ("vgg_tiny", 1200, 8) if args.quick else ("vgg_small", 4000, 8)
+    family = CosineTiltFamily(num_classes=10)
+    tag = f"{arch}-eps{args.eps}-e{args.epochs}-w{family.omega_min}-{family.omega_max}"
+    run = args.run_dir / tag
+    run.mkdir(parents=True, exist_ok=True)
+    src = Independent("source", "builtin:mnist", arch, n_train, epochs, 0)
+    original, meta = load_checkpoint(train_cached(args.run_dir / f"source-{arch}.pt", src))
+    original.eval()
+    data = {
+        d: load_data(f"builtin:{d}", split="train", progress=False) for d in ("mnist", "mnistm")
+    }
+    test = load_data("builtin:mnist", split="test", progress=False)
+    x_test, y_test = test.floats(), test.labels
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(2024))
+    nat_idx, pool_idx = order[: args.natural], order[args.natural :]
+    natural = x_test[nat_idx]
+    bset = boundary_images(original, x_test[pool_idx], y_test[pool_idx], args.boundary, seed=1)
+    boundary = torch.tensor(bset.images, dtype=torch.float32) / 255
+    feats_n = lowfreq_features(natural.numpy(), grid=family.grid, order=family.order)
+    feats_b = lowfreq_features(bset.images, grid=family.grid, order=family.order)
+    recipe = TiltRecipe(eps=args.eps, epochs=args.epochs)
+
+    null_models = {"original (pre-embedding)": original}
+    for s in range(4):
+        ind = Independent(f"mnist-s{s}", "builtin:mnist", arch, n_train, epochs, 10 + s)
+        null_models[f"independent {ind.name}"] = load_checkpoint(
+            train_cached(args.run_dir / f"indep-{arch}-{s}.pt", ind)
+        )[0].eval()
+    teacher = null_models["independent mnist-s0"]
+    for row, kind, dom, opts in ATTACKS:
+        if row in ("distill", "extract"):
+            null_models[f"{row} of independent teacher"] = _cached_attack(
+                run.parent / f"null-{arch}-{row}-of-indep.pt",
+                teacher,
+                meta,
+                kind,
+                data[dom],
+                opts,
+                0,
+            )
+        if row in DERIVED:
+            null_models[f"{row} of original"] = _cached_attack(
+                run.parent / f"null-{arch}-{row}-of-original.pt",
+                original,
+                meta,
+                kind,
+                data[dom],
+                opts,
+                0,
+            )
+    null_answers = {n: _answers(m, boundary) for n, m in null_models.items()}
+    null_acc = {n: _accuracy(m, x_test, y_test) for n, m in null_models.items()}
+
+    rows: dict[str, list] = {}
+    for draw in range(args.draws):
+        secret = random_secret(np.random.default_rng(1000 + draw))
+        key = family.derive(secret)
+        ref = TiltReference.from_features(key, feats_n)
+        tilt = torch_tilt(family, key, ref, side=x_test.shape[-1])
+        t0 = time.perf_counter()
+        wm_path = run / f"wm-{draw}.pt"
+        if wm_path.exists():
+            wm = load_checkpoint(wm_path)[0].eval()
+        else:
+            wm = embed_tilt(original, data["mnist"].floats(), tilt, recipe, seed=draw)
+            save_checkpoint(wm, ModelMeta(arch=arch), wm_path, force=True)
+        log(f"draw {draw}: embedded in {time.perf_counter() - t0:.0f} s")
+        models = {"watermarked (tilt)": wm}
+        for row, kind, dom, opts in ATTACKS:
+            models[row] = _cached_attack(
+                run / f"{row.split()[0]}-{draw}.pt", wm, meta, kind, data[dom], opts, draw
+            )
+        answers = {n: _answers(m, boundary) for n, m in models.items()}
+        secrets = [
+            secret,
+            *null_secrets(hashlib.sha256(b"bench-tilt" + secret).digest(), args.nulls),
+        ]
+        scores = _scores(family, secrets, feats_n, feats_b, bset.pairs, {**answers, **null_answers})
+        for name, sc in scores.items():
+            acc = _accuracy(models[name], x_test, y_test) if name in models else null_acc[name]
+            lab, prb = _test(sc["labels"]), _test(sc["probs"])
+            rows.setdefault(name, []).append({"acc": acc, "labels": lab, "probs": prb})
+        log(f"draw {draw} done at {time.perf_counter() - t_start:.0f} s")
+    _print(rows, set(null_models), args, time.perf_counter() - t_start)
+    (run / "results.json").write_text(json.dumps(rows, indent=1))
+
+
+def _print(rows: dict, nulls: set, args, seconds: float) -> None:  # noqa: ANN001
+    print(
+        f"\nkeyed cosine tilt: eps {args.eps}, {args.draws} draws, M = {args.nulls} null keys, "
+        f"{args.boundary} boundary + {args.natural} natural queries, alpha {ALPHA}; {seconds:.0f} s"
+    )
+    print(
+        "| model | null? | clean acc % | labels p (max) | labels z (min) | probs p (max) | "
+        "probs z (min) | evidenced labels / probs | best null-key z (labels / probs) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rs in rows.items():
+        acc = np.mean([r["acc"] for r in rs]) * 100
+        ev_l = sum(r["labels"][0] <= ALPHA for r in rs)
+        ev_p = sum(r["probs"][0] <= ALPHA for r in rs)
+        print(
+            f"| {name} | {'null' if name in nulls else ''} | {acc:.1f} | "
+            f"{max(r['labels'][0] for r in rs):.1e} | {min(r['labels'][1] for r in rs):.1f} | "
+            f"{max(r['probs'][0] for r in rs):.1e} | {min(r['probs'][1] for r in rs):.1f} | "
+            f"{ev_l}/{len(rs)} · {ev_p}/{len(rs)} | "
+            f"{max(r['labels'][2] for r in rs):.1f} / {max(r['probs'][2] for r in rs):.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The keyed cosine tilt: an ownership channel a clean-data student inherits (experimental).
+
+Not yet part of the committed analysis (``protocols.analysis``): the benchmark
+``benchmarks/inherited_channel.py`` measures it, and docs/ROBUSTNESS.md says what remains before
+``mapguard verify`` may use it. See ``verification._tilt`` for the definition.
+
+Example:
+    >>> import numpy as np
+    >>> from verification.tilt import CosineTiltFamily, lowfreq_features
+    >>> from verification.triggers import random_secret
+    >>> family = CosineTiltFamily(num_classes=10)
+    >>> key = family.derive(random_secret(np.random.default_rng(0)))
+    >>> key.directions.shape, 0.5 <= key.omega <= 1.0
+    ((27, 10), True)
+    >>> lowfreq_features(np.zeros((2, 3, 64, 64), np.uint8), grid=8, order=3).shape
+    (2, 27)
+"""
+
+from verification._tilt.family import TILT_INFO, CosineTiltFamily, TiltKey
+from verification._tilt.features import dct_basis, lowfreq_features
+from verification._tilt.statistic import (
+    TiltReference,
+    key_statistics,
+    labels_statistic,
+    probs_statistic,
+    tilt_values,
+)
+from verification._tilt.test import TiltQueries, tilt_test
+
+__all__ = [
+    "TILT_INFO",
+    "CosineTiltFamily",
+    "TiltKey",
+    "TiltQueries",
+    "TiltReference",
+    "dct_basis",
+    "key_statistics",
+    "labels_statistic",
+    "lowfreq_features",
+    "probs_statistic",
+    "tilt_test",
+    "tilt_values",
+]
