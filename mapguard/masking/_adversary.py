@@ -36,6 +36,7 @@ __all__ = [
     "SimulatedFineTune",
     "SimulatedSourceFineTune",
     "class_separation",
+    "ridge_probe_logits",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -83,6 +84,10 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
             the class separation (:func:`class_separation`) of the target features the last
             linear layer reads, at every judged point and at the masked weights with BatchNorm
             on running statistics (what a head-only thief trains on); 0 = off.
+        probe: Weight of a closed-form linear-probe thief (:func:`ridge_probe_logits`): a ridge
+            head fitted on half the batch's features at the masked weights (BatchNorm on
+            running statistics, as a head-only thief sees them), rewarded for failing on the
+            other half; 0 = off.
         per_dim: the collapse term averages the separation of every feature dimension on its
             own (scale-free per dimension) instead of pooling the scatter over dimensions.
     """
@@ -97,6 +102,7 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
     source_weight: float = 0.0
     head: str = "keep"
     collapse: float = 0.0
+    probe: float = 0.0
     per_dim: bool = False
 
     def __post_init__(self) -> None:
@@ -106,6 +112,7 @@ class AdversaryConfig(ConfigMixin, what="map-nft adversary"):
         check_number("adversary_weight", self.weight, positive=False)
         check_number("adversary_source_weight", self.source_weight, positive=False)
         check_number("adversary_collapse", self.collapse, positive=False)
+        check_number("adversary_probe", self.probe, positive=False)
         check_int("adversary_steps", self.steps, low=0)
         check_int("adversary_batch_size", self.batch_size, low=2)
         for name in ("lr", "cap"):
@@ -177,13 +184,20 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
             losses.append(ce)
             seps += sep
         loss = torch.stack(losses).sum()
-        if self.config.collapse <= 0:
+        if self.config.collapse <= 0 and self.config.probe <= 0:
             return loss
         with _batch_norm_mode(model, False):  # what a head-only thief trains on
             frozen = {n: b.detach() for n, b in model.named_buffers()}
             x, y = torch.cat([x_in, x_out]), torch.cat([y_in, y_out])
-            seps.append(self._judge(model, theta, frozen, x, y)[1])
-        return loss + self.config.collapse * torch.stack(seps).mean()
+            _, feats = self._forward(model, theta, frozen, x)
+        if self.config.collapse > 0:
+            seps.append(self._separation(feats, y))
+            loss = loss + self.config.collapse * torch.stack(seps).mean()
+        if self.config.probe > 0:
+            half, classes = len(x_in), _last_linear(model)[1].out_features
+            probe = ridge_probe_logits(feats[:half], y_in, feats[half:], classes)
+            loss = loss + self.config.probe * bounded_cross_entropy(probe, y_out, self.config.cap)
+        return loss
 
     def _simulate(
         self, model: nn.Module, theta: Params, mode: str, data: tuple[torch.Tensor, ...]
@@ -215,17 +229,26 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``-min(CE, cap)`` of the model at ``params`` on ``(x, y)`` and the class separation
         of the features its last linear layer reads (0 when the collapse term is off)."""
+        logits, feats = self._forward(model, params, buffers, x)
+        ce = bounded_cross_entropy(logits, y, self.config.cap)
+        return ce, self._separation(feats, y) if self.config.collapse > 0 else ce.new_zeros(())
+
+    def _separation(self, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        classes = _last_linear(self._masked.original)[1].out_features  # type: ignore[union-attr]
+        return class_separation(feats, y, classes, per_dim=self.config.per_dim)
+
+    @staticmethod
+    def _forward(
+        model: nn.Module, params: Params, buffers: Params, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits at ``params`` and the features the last linear layer reads."""
         feats: list[torch.Tensor] = []
-        head = _last_linear(model)[1]
-        hook = head.register_forward_pre_hook(lambda _m, a: feats.append(a[0]))
+        hook = _last_linear(model)[1].register_forward_pre_hook(lambda _m, a: feats.append(a[0]))
         try:
             logits = functional_call(model, {**params, **buffers}, (x,))
         finally:
             hook.remove()
-        ce = bounded_cross_entropy(logits, y, self.config.cap)
-        if self.config.collapse <= 0:
-            return ce, ce.new_zeros(())
-        return ce, class_separation(feats[0], y, head.out_features, per_dim=self.config.per_dim)
+        return logits, feats[0]
 
     def _adapt(
         self, model: nn.Module, theta: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
@@ -275,6 +298,21 @@ class SimulatedSourceFineTune(SimulatedFineTune, name="adversary_source"):
     @property
     def weight(self) -> float:  # type: ignore[override]
         return self.config.source_weight
+
+
+def ridge_probe_logits(
+    f_fit: torch.Tensor, y_fit: torch.Tensor, f_eval: torch.Tensor, classes: int, *,
+    ridge: float = 1.0, scale: float = 10.0,
+) -> torch.Tensor:  # fmt: skip
+    """Logits of the closed-form linear probe a head-only thief could fit: ridge regression of
+    centred one-hot labels on the standardised ``f_fit`` (penalty ``ridge`` per sample), applied
+    to ``f_eval`` and multiplied by ``scale``. Differentiable in both feature sets."""
+    a, b = f_fit.float().flatten(1), f_eval.float().flatten(1)
+    mu, sd = a.mean(0), a.std(0) + 1e-3
+    a, b = (a - mu) / sd, (b - mu) / sd
+    target = F.one_hot(y_fit, classes).to(a.dtype) - 1.0 / classes
+    gram = a.T @ a + ridge * len(a) * torch.eye(a.shape[1], device=a.device, dtype=a.dtype)
+    return scale * (b @ torch.linalg.solve(gram, a.T @ target))
 
 
 def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:

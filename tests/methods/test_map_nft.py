@@ -150,9 +150,29 @@ def test_collapse_term_lowers_the_target_class_separation(tiny_model, mnist_smal
     x, y = mnistm_small[1].floats(), mnistm_small[1].labels
     sep = {}
     for collapse in (0.0, 20.0):
-        out = _protect("map-nft", tiny_model, mnist_small[0], mnistm_small[0],
-                       adversary_collapse=collapse, adversary_per_dim=True)  # fmt: skip
+        out = _protect("map-nft", tiny_model, mnist_small[0], mnistm_small[0], epochs=2,
+                       max_steps_per_epoch=10, adversary_steps=1, adversary_collapse=collapse,
+                       adversary_per_dim=True)  # fmt: skip
         body = torch.nn.Sequential(out.model[0], *out.model[1][:-1]).eval()  # up to the head
         with torch.no_grad():
             sep[collapse] = float(class_separation(body(x), y, 10, per_dim=True))
     assert sep[20.0] < sep[0.0] - 0.01, sep
+
+
+def test_ridge_probe_reads_informative_features_and_not_noise() -> None:
+    import torch
+
+    from mapguard.masking._adversary import ridge_probe_logits
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat(8)
+    centres = torch.randn(10, 16, generator=gen)
+    informative = centres[y] + 0.5 * torch.randn(80, 16, generator=gen)
+    noise = torch.randn(80, 16, generator=gen)
+    for feats, lo, hi in ((informative, 0.8, 1.01), (noise, 0.0, 0.3)):
+        logits = ridge_probe_logits(feats[:40], y[:40], feats[40:], 10)
+        acc = float((logits.argmax(1) == y[40:]).float().mean())
+        assert lo <= acc < hi, acc
+    leaf = informative.clone().requires_grad_()
+    ridge_probe_logits(leaf[:40], y[:40], leaf[40:], 10).sum().backward()
+    assert leaf.grad is not None and float(leaf.grad.abs().sum()) > 0  # differentiable
