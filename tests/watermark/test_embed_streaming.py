@@ -20,6 +20,7 @@ def _run(checkpoint, data, owner, cfg, out, **kwargs):
     # the self-check's null keys come from the commitment's digest (fresh nonces, a time)
     for name in ("self_check", "not_ready", "ready"):
         metrics.pop(name)
+    metrics["learning"].pop("seconds")  # wall time; images, epochs and steps must agree
     document = read_watermark(out / "owner.wm").document
     return result, metrics, {k: document[k] for k in ("secrets", "verification_set")}
 
