@@ -83,7 +83,7 @@ def _scores(family, secrets, feats_n, feats_b, pairs, answers: dict) -> dict:  #
     computation as ``verification.tilt.key_statistics``, every model's answers at once)."""
     out = {name: {"labels": [], "probs": []} for name in answers}
     for i in range(0, len(secrets), 500):
-        keys = family.derive_many(secrets[i : i + 500])
+        keys = family.derive_many(secrets[i : i + 500], natural=feats_n)
         ref = TiltReference.from_features(keys, feats_n)
         tb = tilt_values(keys, ref, feats_b)
         for name, a in answers.items():
@@ -109,13 +109,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nulls", type=int, default=9999)
     ap.add_argument("--boundary", type=int, default=1000)
     ap.add_argument("--natural", type=int, default=500)
+    ap.add_argument("--omega", default=None, help="MIN,MAX: the family's frequency range")
+    ap.add_argument("--whiten", action="store_true", help="project standardised features")
     ap.add_argument("--run-dir", type=Path, default=Path.home() / ".cache/mapguard/bench-tilt")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     arch, n_train, epochs = ("vgg_tiny", 1200, 8) if args.quick else ("vgg_small", 4000, 8)
-    family = CosineTiltFamily(num_classes=10)
+    omega = [float(w) for w in args.omega.split(",")] if args.omega else []
+    family = CosineTiltFamily(
+        num_classes=10, whiten=args.whiten, **dict(zip(("omega_min", "omega_max"), omega))
+    )
     tag = f"{arch}-eps{args.eps}-e{args.epochs}-w{family.omega_min}-{family.omega_max}"
+    tag += "-whiten" if args.whiten else ""
     run = args.run_dir / tag
     run.mkdir(parents=True, exist_ok=True)
     src = Independent("source", "builtin:mnist", arch, n_train, epochs, 0)
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, list] = {}
     for draw in range(args.draws):
         secret = random_secret(np.random.default_rng(1000 + draw))
-        key = family.derive(secret)
+        key = family.derive(secret, natural=feats_n)
         ref = TiltReference.from_features(key, feats_n)
         tilt = torch_tilt(family, key, ref, side=x_test.shape[-1])
         t0 = time.perf_counter()

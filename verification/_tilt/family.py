@@ -35,6 +35,12 @@ class TiltKey:
     phases: np.ndarray
     omega: float
 
+    def rescaled(self, scale: np.ndarray) -> TiltKey:
+        """The key with each feature's direction weight multiplied by ``scale`` (``[D]``): with
+        ``1 / std`` of the committed natural images' features, a projection of standardised
+        features (``whiten``)."""
+        return dataclasses.replace(self, directions=self.directions * scale[:, None])
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CosineTiltFamily:
@@ -46,6 +52,8 @@ class CosineTiltFamily:
         order: DCT coefficients ``(u, v)`` with ``1 <= u + v <= order`` are the features.
         omega_min, omega_max: Range of the key's frequency, in units of the projection's
             standard deviation on the committed natural images.
+        whiten: Project standardised features (each divided by its standard deviation on the
+            committed natural images), so every feature counts, not only the largest.
     """
 
     num_classes: int
@@ -53,6 +61,7 @@ class CosineTiltFamily:
     order: int = 3
     omega_min: float = 0.5
     omega_max: float = 1.0
+    whiten: bool = False
 
     def __post_init__(self) -> None:
         for name, lo in (("num_classes", 2), ("grid", 2), ("order", 1)):
@@ -81,8 +90,9 @@ class CosineTiltFamily:
     def to_dict(self) -> dict[str, Any]:
         return {"family": "cosine_tilt", "version": 1, **dataclasses.asdict(self)}
 
-    def derive(self, secret: bytes) -> TiltKey:
-        """The key of ``secret`` (see the module docstring for the byte layout)."""
+    def derive(self, secret: bytes, *, natural: np.ndarray | None = None) -> TiltKey:
+        """The key of ``secret`` (see the module docstring for the byte layout); with
+        ``whiten``, ``natural`` (the committed natural images' features) fixes the scale."""
         d, c = self.dim, self.num_classes
         count = 2 * d * c + c + 1
         if 4 * count > HKDF_MAX_LENGTH:
@@ -95,12 +105,19 @@ class CosineTiltFamily:
         directions = directions / np.linalg.norm(directions, axis=0, keepdims=True)
         phases = 2.0 * math.pi * u[2 * d * c : 2 * d * c + c]
         omega = self.omega_min + (self.omega_max - self.omega_min) * float(u[-1])
-        return TiltKey(directions=directions, phases=phases, omega=omega)
+        key = TiltKey(directions=directions, phases=phases, omega=omega)
+        if not self.whiten:
+            return key
+        if natural is None:
+            raise TriggerError("a whitened cosine_tilt key needs the natural images' features")
+        return key.rescaled(1.0 / np.maximum(np.asarray(natural).std(axis=0), 1e-12))
 
-    def derive_many(self, secrets: list[bytes]) -> TiltKey:
+    def derive_many(self, secrets: list[bytes], *, natural: np.ndarray | None = None) -> TiltKey:
         """Keys of ``secrets`` stacked: directions ``[K, D, C]``, phases ``[K, C]``, omega
         ``[K]``."""
-        keys = [self.derive(s) for s in secrets]
+        keys = [self.derive(s, natural=natural) for s in secrets]
+        if not keys:
+            raise TriggerError("derive_many needs at least one secret")
         return TiltKey(
             directions=np.stack([k.directions for k in keys]),
             phases=np.stack([k.phases for k in keys]),

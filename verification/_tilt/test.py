@@ -46,10 +46,11 @@ def tilt_test(
         suspect_labels: The suspect's labels on ``queries.boundary``.
         suspect_logprobs: Its log-probabilities on the same images (probabilities mode).
     """
-    keys = family.derive_many([secret, *null_keys])
+    natural = lowfreq_features(queries.natural, grid=family.grid, order=family.order)
+    keys = family.derive_many([secret, *null_keys], natural=natural)
     stats = key_statistics(
         keys,
-        natural_features=lowfreq_features(queries.natural, grid=family.grid, order=family.order),
+        natural_features=natural,
         boundary_features=lowfreq_features(queries.boundary, grid=family.grid, order=family.order),
         pairs=queries.pairs,
         suspect_labels=suspect_labels,

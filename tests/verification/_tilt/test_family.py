@@ -84,3 +84,21 @@ def test_bad_parameters_and_inputs_are_refused() -> None:
         lowfreq_features(np.zeros((2, 1, 32, 32)), grid=8, order=3)
     with pytest.raises(TriggerError, match="32 bytes"):
         CosineTiltFamily(num_classes=10).derive(b"short")
+
+
+def test_whitened_key_projects_standardised_features() -> None:
+    natural = np.random.default_rng(1).normal(size=(50, 27)) * np.linspace(0.1, 5.0, 27)
+    plain = CosineTiltFamily(num_classes=10)
+    white = CosineTiltFamily(num_classes=10, whiten=True)
+    secret = bytes(range(32))
+    key = white.derive(secret, natural=natural)
+    np.testing.assert_allclose(
+        key.directions, plain.derive(secret).directions / natural.std(axis=0)[:, None]
+    )
+    standardised = (natural - natural.mean(0)) / natural.std(0)
+    proj = natural @ key.directions
+    np.testing.assert_allclose(
+        proj - proj.mean(0), standardised @ plain.derive(secret).directions, atol=1e-9
+    )
+    with pytest.raises(TriggerError, match="natural"):
+        white.derive(secret)
