@@ -279,7 +279,10 @@ def run_pair(
         from benchmarks.finetune_resistance_distill import distill_route
 
         stolen = {k: v for k, v in models.items() if k != "scratch"}
-        escaped = distill_route(run, pair, stolen, tests, arch=budget.arch)
+        per_seed = [distill_route(run, pair, stolen, tests, arch=budget.arch, seed=seed)
+                    for seed in budget.seeds]  # fmt: skip
+        escaped = {k: {m: statistics.fmean(r[k][m] for r in per_seed)
+                       for m in ("student_source", "student_target")} for k in stolen}  # fmt: skip
         log(f"{pair}: data-free escape done")
     return {"pair": list(pair), "models": facts, "curves": acc, "ns": list(budget.ns),
             "slc_auc": slc_table(acc, budget.ns), "source_route": route, "distill_route": escaped,
@@ -295,7 +298,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     lines = ["| model | source acc % | target acc % | protect s | SLC-AUC N≤100 (best) | "
              "SLC-AUC all N (best) | worst strategy ≤100 | best thief N = "
              f"{' / '.join(str(ns[i]) for i in shown)} | FTAL-10% | RTAL-10% | shift-10% | "
-             "ATEsc student target % |",
+             "ATEsc student target % (seed mean) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     escaped = result.get("distill_route", {})
     for label, f in facts.items():
