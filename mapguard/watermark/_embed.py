@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from torch import nn
 
 from mapguard._device import check_amp, default_device, mixed_precision
+from mapguard._errors import ConfigError
 from mapguard.checkpoint import ModelMeta
 from mapguard.masking import (
     MaskResult,
@@ -185,6 +186,11 @@ def embed(
     inp = load_inputs(model, data, meta, allow_code=allow_code, workers=workers)
     # the recipe for this model and data (budget, rates, stopping rule), before any draw
     cfg = adapt_recipe(cfg, inp.model, n_train=len(inp.train), n_spare=spare_images(inp, cfg))
+    if cfg.stop_every is not None and not spare_images(inp, cfg):
+        raise ConfigError(
+            f"the stopping rule (stop_every={cfg.stop_every}) needs held-out images beyond the "
+            f"n_verification={cfg.n_verification}; the data hold out {len(inp.holdout)}"
+        )
     info = init_distributed()  # under torchrun: every rank learns, rank 0 writes
     dev = device_for(info, default_device(device))
     params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))

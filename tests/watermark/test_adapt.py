@@ -124,6 +124,17 @@ def test_embed_records_the_recipe_it_fixed_before_the_draw_and_stops_on_it(
     assert learning["epochs"] == 1 and learning["met_at_train_images"] == EPOCH
 
 
+def test_a_stopping_rule_without_spare_held_out_images_is_refused(
+    tiny_model, data, owner, tmp_path, tiny_config
+):
+    cfg = tiny_config(stop_every=100, export=False)
+    tight = (data[0], data[1].take(cfg.n_verification, seed=0))  # all of it for verification
+    with pytest.raises(InputError, match="stopping rule .* needs held-out images"):
+        embed(tiny_model, tight, owner.key(), cfg, out=tmp_path / "wm",
+              meta=ModelMeta(arch="vgg_tiny"), progress=False)  # fmt: skip
+    assert not (tmp_path / "wm").exists()
+
+
 def _accuracy(right: int, n: int = 200) -> float:
     """As mapguard computes it: a float32 mean of hits."""
     return float((torch.arange(n) < right).float().mean())
