@@ -284,7 +284,7 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> None:
 
     sf = [r for r in rows if r["kind"] == "sf-map" and r.get("loo_estimate")]
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for v, marker in zip(sorted({r["variant"] for r in sf}), "os^"):
+    for v, marker in zip(sorted({r["variant"] for r in sf}), "os^Dv<>"):
         rs = [r for r in sf if r["variant"] == v]
         x = [_drop(r) for r in rs]
         y = [100 * r["loo_estimate"]["estimate"] for r in rs]

@@ -289,7 +289,7 @@ def report(bench: Bench, args: argparse.Namespace) -> None:
         print_paired(free, kind, variants)
         for v in variants:  # each newer variant against the SF-MAP default of session 6
             if v not in ("base", "boundary") and "boundary" in variants:
-                print_paired(free, kind, ["base", "boundary", v])
+                print_paired(free, kind, ["boundary", v])
     for cal in cals:
         if cal:
             print(f"\nDrop estimate from the {cal['signal']} signal, fitted on {cal['n']} SF-MAP "

@@ -40,16 +40,16 @@ __all__ = ["CALIBRATION", "boundary_probe", "collateral", "disagreement", "estim
 #: ``calibrate``; printed by ``python -m benchmarks.authorization_free --report-only``).
 CALIBRATION: dict[str, dict[str, Any]] = {
     "collateral": {
-        "slope": 0.2869, "offset": -0.0114, "relative_margin": 0.710, "floor": 0.02,
-        "source": "fitted on 24 SF-MAP runs (issue 17 benchmark, 12 pairs with sources mnist, "
-        "mnistm and optdigits, 2 variants); least squares, non-negative signal coefficient; "
-        "relative margin = 90% quantile of |leave-one-pair-out residual| / (prediction + "
-        "floor); leave-one-pair-out estimate within 2 pts on 15 of 24, interval covers 21 of 24",
+        "slope": 0.2199, "offset": -0.0103, "relative_margin": 0.835, "floor": 0.02,
+        "source": "fitted on 57 SF-MAP runs (issue 17 benchmark: all 20 pairs, variants base, "
+        "boundary, term, term-goal); least squares, non-negative signal coefficient; relative "
+        "margin = 90% quantile of |leave-one-pair-out residual| / (prediction + floor); "
+        "leave-one-pair-out estimate within 2 pts on 31 of 57, interval covers 51 of 57",
     },
     "disagreement": {
-        "slope": 0.1603, "offset": 0.0359, "relative_margin": 1.029, "floor": 0.02,
-        "source": "fitted on the same 24 SF-MAP runs, disagreement alone (a weak signal: "
-        "leave-one-pair-out estimate within 2 pts on 6 of 24, interval covers 21 of 24)",
+        "slope": 0.1882, "offset": 0.0221, "relative_margin": 0.837, "floor": 0.02,
+        "source": "fitted on the same 57 SF-MAP runs, disagreement alone (a weak signal: "
+        "leave-one-pair-out estimate within 2 pts on 15 of 57, interval covers 51 of 57)",
     },
 }  # fmt: skip
 
