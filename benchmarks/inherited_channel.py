@@ -1,6 +1,6 @@
 """Does a thief who trains a new model inherit the keyed cosine tilt? (issue 15)
 
-    python -m benchmarks.inherited_channel --quick --draws 3
+    python -m benchmarks.inherited_channel --quick --draws 2
 
 For each secret draw: teach the source model the draw's tilt (``mapguard.watermark._tilt``),
 attack it the ways that remove the trigger watermark (distillation and extraction on the owner's
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eps", type=float, default=1.0)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--nulls", type=int, default=9999)
-    ap.add_argument("--boundary", type=int, default=1000)
+    ap.add_argument("--boundary", type=int, default=4000)
     ap.add_argument("--natural", type=int, default=500)
     ap.add_argument("--omega", default=None, help="MIN,MAX: the family's frequency range")
     ap.add_argument("--whiten", action="store_true", help="project standardised features")
