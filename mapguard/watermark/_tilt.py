@@ -3,9 +3,9 @@
 ``boundary_images`` builds the committed labels-only query set: mixtures of two held-out images
 of different classes at the point where the *original* model's answer switches between them
 (found by bisection, before any secret is drawn, so the set does not depend on the secrets).
-``embed_tilt`` teaches the model ``logits + eps * tilt(x)``: this recipe changes weights (a
-binary mask over frozen weights could not express the smooth keyed term in our trials), so it
-is a separate recipe, not the MAP mask.
+``embed_tilt`` teaches the model ``logits + eps * tilt(x)``: this recipe changes weights, so it
+is a separate recipe, not the MAP mask (whether a mask over frozen weights can express the
+smooth keyed term has not been tried yet).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ __all__ = ["BoundarySet", "TiltRecipe", "boundary_images", "embed_tilt", "torch_
 @dataclass(frozen=True, kw_only=True)
 class TiltRecipe:
     """How the tilt is taught: strength ``eps`` (logits), Adam ``lr``, ``epochs`` over the
-    owner's training images, half of each batch mixtures of two images (the tilt must hold
-    between the classes too, where a student's boundary is decided)."""
+    owner's training images, each batch doubled with mixtures of two of its images when
+    ``mixup`` (the tilt must hold between the classes too, where a boundary is decided)."""
 
     eps: float = 1.0
     epochs: int = 8
