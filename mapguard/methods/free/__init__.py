@@ -17,10 +17,12 @@
   ``patience`` epochs in a row exceed ``stop_kl``.
 * **Boundary-aware keep set** (``boundary``, :class:`BoundaryKeep`): after every epoch, images
   where the original and the current masked model disagree are synthesised under the BN prior
-  and the in-distribution-like ones join the keep batches. **Estimated source drop**
-  (:func:`estimate_drop`): the disagreement rate on a held-out boundary set (held-out
-  pseudo-source and two-class mixtures), mapped to a drop with an interval; it is what the
-  metrics report when no source data are given (``docs/METHOD-free.md``, sections 6-9).
+  and the in-distribution-like ones join the keep pool (held by its own KL term with
+  ``boundary_term``). **Estimated source drop** (:func:`estimate_drop`): with labelled targets
+  the mask's *collateral* ``t * (t - a)`` (the original's and the masked model's accuracy on the
+  held-out target probe), else the disagreement rate on a held-out boundary set, mapped to a
+  drop with an interval; it is what the metrics report when no source data are given
+  (``docs/METHOD-free.md``, sections 6-9 and 11).
 
 Both register themselves as protection methods (``"sf-map"``, ``"df-map"``) with
 ``needs_source=False``: ``mapguard protect`` never reads the source's training split for them.

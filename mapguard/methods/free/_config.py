@@ -220,9 +220,9 @@ DF_DEFAULTS: dict[str, Any] = {"bn_weight": 0.1, "epochs": 16}
 #: (``boundary_term``: the pool inside the keep batch moved its BN statistics and made the
 #: optdigits runs stop after 1-3 epochs with the target untouched) and lowers the degrade goal by
 #: the probe's sampling error (``goal_confidence``: stops at the 20% goal landed at 20.3-20.5% on
-#: the test split). Session 7, paired on 19 pairs against the session-6 default: "drop <= 2 pts,
-#: target <= 20%" on 5 instead of 4, mean ST-D 0.777 vs 0.721, mean drop 3.67 vs 3.21 pts, median
-#: 1.10 vs 1.00 (docs/BENCHMARKS.md). DF-MAP keeps the plain pseudo-source (a trade there).
+#: the test split). Session 7, paired on all 20 pairs against the session-6 default: "drop <= 2
+#: pts, target <= 20%" on 5 and 5 (a tie), median drop 1.05 vs 1.25 pts, mean ST-D 0.775 vs
+#: 0.730, mean drop 3.53 vs 3.13 (docs/BENCHMARKS.md). DF-MAP keeps the plain pseudo-source.
 SF_FREE_DEFAULTS: dict[str, Any] = {"boundary": 32, "boundary_term": True, "goal_confidence": 0.9}
 DF_FREE_DEFAULTS: dict[str, Any] = {}
 _SYNTH_PREFIX = "synthesis_"
