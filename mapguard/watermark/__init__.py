@@ -23,6 +23,7 @@ Example:
     >>> # result.clean_accuracy_after, result.self_check["pvalue"]
 """
 
+from mapguard.watermark._adapt import adapt_recipe
 from mapguard.watermark._config import DEFAULT_MASK, EmbedConfig
 from mapguard.watermark._embed import EmbedResult, embed
 from mapguard.watermark._outputs import (
@@ -50,6 +51,7 @@ __all__ = [
     "EmbedResult",
     "SuspectReport",
     "TiltRecipe",
+    "adapt_recipe",
     "boundary_images",
     "embed",
     "embed_tilt",
