@@ -87,7 +87,7 @@ class SimulatedUnlearn(SimulatedFineTune, name="resist"):
         secret = next(self._secret_batches)
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         with _batch_norm_mode(model, self.config.batch_stats):
-            delta = self._adapt(model, theta, buffers, x_thief, y_thief)
+            delta = self._adapt(model, theta, buffers, x_thief, y_thief, set(theta))
             adapted = {n: t + delta[n] for n, t in theta.items()}
             logits = functional_call(model, {**adapted, **buffers}, (secret.x.to(device),))
         ce = F.cross_entropy(logits.float(), secret.y.to(device), reduction="none")
