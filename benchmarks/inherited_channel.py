@@ -29,6 +29,7 @@ from benchmarks.robustness.plan import Independent
 from mapguard.attacks import AttackConfig, attack
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from mapguard.data import load_data
+from mapguard.training import predict_logits
 from mapguard.watermark import TiltRecipe, boundary_images, embed_tilt, torch_tilt
 from verification.tilt import (
     CosineTiltFamily,
@@ -63,19 +64,15 @@ def _cached_attack(path: Path, victim, meta, kind, data, opts, seed: int):  # no
     return model.eval()
 
 
-@torch.no_grad()
 def _answers(model, boundary: torch.Tensor) -> dict:  # noqa: ANN001
-    model = model.eval()
-    lp = torch.cat(
-        [F.log_softmax(model(boundary[i : i + 500]), 1) for i in range(0, len(boundary), 500)]
-    )
+    with torch.no_grad():
+        lp = F.log_softmax(predict_logits(model, boundary), 1)
     return {"logprobs": lp.double().numpy(), "labels": lp.argmax(1).numpy()}
 
 
 def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:  # noqa: ANN001
     with torch.no_grad():
-        pred = torch.cat([model(x[i : i + 500]).argmax(1) for i in range(0, len(x), 500)])
-    return float((pred == y).float().mean())
+        return float((predict_logits(model, x).argmax(1) == y).float().mean())
 
 
 def _scores(family, secrets, feats_n, feats_b, pairs, answers: dict) -> dict:  # noqa: ANN001

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mapguard.training import predict_logits
 from verification.tilt import CosineTiltFamily, TiltKey, TiltReference, dct_basis
 
 __all__ = ["BoundarySet", "TiltRecipe", "boundary_images", "embed_tilt", "torch_tilt"]
@@ -45,11 +46,6 @@ class BoundarySet:
 
 
 @torch.no_grad()
-def _answers(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(x[i : i + 512]).argmax(1) for i in range(0, len(x), 512)])
-
-
-@torch.no_grad()
 def boundary_images(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int,
     steps: int = 10,
@@ -62,7 +58,7 @@ def boundary_images(
     """
     model = model.eval()
     gen = torch.Generator().manual_seed(seed)
-    ok = torch.nonzero(_answers(model, images) == labels).flatten()
+    ok = torch.nonzero(predict_logits(model, images).argmax(1) == labels).flatten()
     if len(torch.unique(labels[ok])) < 2:
         raise ValueError("boundary images need correctly answered images of two classes")
     a, b = (
@@ -75,7 +71,7 @@ def boundary_images(
     lo, hi = torch.zeros(len(a)), torch.ones(len(a))
     for _ in range(steps):
         mid = (lo + hi) / 2
-        same = _answers(model, xa + mid.view(-1, 1, 1, 1) * (xb - xa)) == ya
+        same = predict_logits(model, xa + mid.view(-1, 1, 1, 1) * (xb - xa)).argmax(1) == ya
         lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
     alpha = ((lo + hi) / 2).view(-1, 1, 1, 1)
     mixed = (xa + alpha * (xb - xa)).mul(255).round().to(torch.uint8)
