@@ -186,6 +186,42 @@ def print_paired(rows: list[dict[str, Any]], kind: str, variants: list[str]) -> 
               f"| {statistics.mean(r['seconds'] for r in rs):.0f} |")  # fmt: skip
 
 
+def print_df_issue(rows: list[dict[str, Any]], variants: list[str]) -> None:
+    """DF-MAP against the issue's targets, per variant over the runs present in every variant:
+    runs with a drop <= 3 pts (target: >= 8 of 10), the mean accuracy on the informative unseen
+    domains after vs before (target: at most half) and the wall time of synthesis + protection
+    relative to the first variant's, run by run (target: <= 2x)."""
+    synth = {r["source"]: r["seconds"] for r in rows if r["kind"] == "synthesis"}
+    by = {(r["variant"], _pair(r)): r for r in rows if r["kind"] == "df-map"}
+    common = sorted(p for p in {p for _, p in by} if all((v, p) in by for v in variants))
+    if not common:
+        return
+    print(f"\ndf-map against the issue's targets, paired over {len(common)} runs:\n")
+    print("| variant | drop <= 3 pts | mean drop | median drop | max drop | informative unseen "
+          "before -> after (ratio) | runs with ratio <= 0.5 | synthesis + protection vs "
+          f"{variants[0]} (mean / max) |")  # fmt: skip
+    print("|---" * 8 + "|")
+    for v in variants:
+        rs = [by[(v, p)] for p in common]
+        drops = [_drop(r) for r in rs]
+        pairs = [(r["before"][d], r["after"][d]) for r in rs for d in _informative(r)]
+        before, after = (statistics.mean(x) for x in zip(*pairs, strict=True))
+        ratios = [statistics.mean(r["after"][d] for d in _informative(r))
+                  / statistics.mean(r["before"][d] for d in _informative(r))
+                  for r in rs]  # fmt: skip
+        cost = [(synth.get(r["source"], 0.0) + r["seconds"])
+                / (synth.get(r["source"], 0.0) + by[(variants[0], p)]["seconds"])
+                for r, p in zip(rs, common, strict=True)]  # fmt: skip
+        print(f"| {v} | {sum(d <= 3.0 for d in drops)} of {len(rs)} | {statistics.mean(drops):.2f} "
+              f"| {statistics.median(drops):.2f} | {max(drops):.1f} | {before:.1%} -> {after:.1%} "
+              f"({after / before:.2f}) | {sum(q <= 0.5 for q in ratios)} of {len(rs)} "
+              f"| {statistics.mean(cost):.2f} / {max(cost):.2f} |")  # fmt: skip
+
+
+def _informative(r: dict[str, Any]) -> list[str]:
+    return [d for d in r["targets"] if r["before"][d] >= INFORMATIVE]
+
+
 def _miss(r: dict[str, Any]) -> str:
     """Which side of SF-MAP's target a run missed: ``drop`` (> 2 pts), ``target`` (> 20%),
     ``both``, or ``""``."""

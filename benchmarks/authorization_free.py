@@ -35,6 +35,7 @@ from benchmarks._free_tables import (
     calibrate,
     load_map,
     print_df,
+    print_df_issue,
     print_paired,
     print_sf,
     print_synthesis,
@@ -60,6 +61,8 @@ from mapguard.training import accuracy, train_source
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {"boundary": 0, "hard_neighbours": 1},
     "boundary": {"boundary": 32, "hard_neighbours": 3},
+    # issue 17, session 8 (DF-MAP): the harder neighbours alone, plain pseudo-source keep set
+    "hard": {"boundary": 0, "hard_neighbours": 3},
     # issue 17, session 7: the pool held by its own KL term, outside the BN-statistics term
     "term": {"boundary": 32, "boundary_term": True, "hard_neighbours": 3},
     # ... and the degrade goal lowered by the probe's sampling error (17.4% on 400 images)
@@ -68,6 +71,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "boundary_term": True,
         "hard_neighbours": 3,
         "goal_confidence": 0.9,
+    },
+    # issue 17, session 8 (SF-MAP): term-goal, plus up to 10 epochs past the budget while the
+    # held-out target probe still falls (runs that reach the goal within 15 epochs: unchanged)
+    "term-goal-extend": {
+        "boundary": 32,
+        "boundary_term": True,
+        "hard_neighbours": 3,
+        "goal_confidence": 0.9,
+        "extend_epochs": 10,
     },
 }
 _MASK_KEYS = {f.name for f in dataclasses.fields(MaskConfig)}
@@ -285,6 +297,10 @@ def report(bench: Bench, args: argparse.Namespace) -> None:
             print_sf(sf, baselines, title=f", variant {v}")
         if df:
             print_df(df, baselines, title=f", variant {v}")
+    df_variants = [v for v in variants if any(r["variant"] == v and r["kind"] == "df-map"
+                                               for r in free)]  # fmt: skip
+    if df_variants:
+        print_df_issue(rows, df_variants)
     for kind in ("sf-map", "df-map"):
         print_paired(free, kind, variants)
         for v in variants:  # each newer variant against the SF-MAP default of session 6

@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 from mapguard.masking import Batch, EpochInfo, ObjectiveTerm, StepView, keep_kl
 from mapguard.methods.free._config import FreeConfig
-from mapguard.methods.free._sources import PseudoSource, _FixedSteps, step_generator
+from mapguard.methods.free._sources import FixedSteps, PseudoSource, step_generator
 from mapguard.methods.free._stopping import masked_params
 from mapguard.synthesis import boundary_samples, class_mixtures, sample_bn_scores
 from mapguard.training import augment_batch
@@ -33,7 +33,7 @@ from mapguard.training import augment_batch
 __all__ = ["BoundaryKeep", "PoolKeep", "PoolSource"]
 
 
-class PoolSource(_FixedSteps):
+class PoolSource(FixedSteps):
     """The boundary pool as its own source: ``rows`` images per global batch, drawn (and
     augmented) from the pool, with the original model's logits as teacher; an empty pool gives
     empty batches. The pool grows through :meth:`add` (oldest out beyond ``pool_size``)."""

@@ -55,6 +55,10 @@ class FreeConfig(ConfigMixin, what="free"):
             the goal, ``sqrt(g (1 - g) / probe images)``, so that a mask stopped at the goal on
             the probe is at or below ``g`` on fresh target images with about this probability
             (0.2 on 400 probe images: stop at 17.4%). ``None``: stop at ``g`` itself.
+        extend_epochs: when the mask budget (``epochs``) ends before the degrade goal was
+            reached, up to this many more epochs, each only while the last epoch was accepted
+            (held-out KL) and lowered the held-out degrade accuracy: a run that reaches the goal
+            within the budget is unchanged, bit for bit. 0: no extension.
         probe_size: held-out degrade images for that check (SF-MAP: taken out of the target's
             training images; DF-MAP: neighbours of the held-out pseudo-source).
         families: neighbour families for DF-MAP (``feature_stats`` = AdaIN-style shift).
@@ -91,6 +95,7 @@ class FreeConfig(ConfigMixin, what="free"):
     patience: int = 1
     degrade_goal: float | None = None
     goal_confidence: float | None = None
+    extend_epochs: int = 0
     probe_size: int = 400
     families: tuple[str, ...] = DEFAULT_FAMILIES
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
@@ -107,7 +112,7 @@ class FreeConfig(ConfigMixin, what="free"):
 
     def __post_init__(self) -> None:
         check_int("n_pseudo", self.n_pseudo, low=4)
-        for name in ("boundary", "probe_mixtures"):
+        for name in ("boundary", "probe_mixtures", "extend_epochs"):
             check_int(name, getattr(self, name), low=0)
         for name in ("boundary_steps", "boundary_pool", "hard_neighbours"):
             check_int(name, getattr(self, name), low=1)

@@ -62,14 +62,15 @@ class FreeRun:
         held = self.held
         return stopping_rule(
             self.net, self.x[held], self.cfg, probe, self.pseudo.num_classes,
-            self.pseudo.labels[held],
+            self.pseudo.labels[held], budget=self.mcfg.epochs,
         )  # fmt: skip
 
     def _boundary(
-        self, keep: PseudoSource
+        self, keep: PseudoSource, mcfg: MaskConfig
     ) -> tuple[list[BoundaryKeep], list[PoolKeep], PseudoSource | PoolSource]:
-        """The boundary-aware keep set's callback, extra term (``boundary_term``) and pool."""
-        cfg, mcfg = self.cfg, self.mcfg
+        """The boundary-aware keep set's callback, extra term (``boundary_term``) and pool
+        (``mcfg``: the learner's options, its ``epochs`` with the extension)."""
+        cfg = self.cfg
         if not cfg.boundary:
             return [], [], keep
         pool: PseudoSource | PoolSource = keep
@@ -104,9 +105,15 @@ class FreeRun:
             raise ConfigError(
                 "SF-MAP / DF-MAP keep BatchNorm statistics frozen (update_bn must be False)"
             )
-        grow, terms, pool = self._boundary(keep)
+        mcfg = self.mcfg  # the budget, plus the extension's epochs (the stopping rule ends them)
+        mcfg = (
+            mcfg.replace(epochs=mcfg.epochs + self.cfg.extend_epochs)
+            if self.cfg.extend_epochs
+            else mcfg
+        )
+        grow, terms, pool = self._boundary(keep, mcfg)
         learned = learn_mask(
-            self.net, keep=keep, degrade=degrade, config=self.mcfg, extra_terms=terms,
+            self.net, keep=keep, degrade=degrade, config=mcfg, extra_terms=terms,
             callbacks=[*callbacks, stop, *grow], device=self.device, progress=progress,
         )  # fmt: skip
         mask, epoch, ok = stop.selection()

@@ -15,6 +15,7 @@ from mapguard.methods.free._neighbours import FeatureShiftHook, FeatureStyleShif
 from mapguard.training import augment_batch
 
 __all__ = [
+    "FixedSteps",
     "NeighbourSource",
     "PseudoSource",
     "mix_pairs",
@@ -29,7 +30,7 @@ def step_generator(seed: int, *tags: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-class _FixedSteps(BatchSource):
+class FixedSteps(BatchSource):
     """A source of ``steps`` seeded global batches per epoch, each split evenly across ranks."""
 
     steps: int
@@ -52,7 +53,7 @@ class _FixedSteps(BatchSource):
         """This process's ``part`` of global batch ``step`` of ``epoch``."""
 
 
-class PseudoSource(_FixedSteps):
+class PseudoSource(FixedSteps):
     """Pseudo-source images as an endless keep source with a fixed number of steps per epoch.
 
     Each global batch is a fresh seeded draw (without replacement within the batch when it fits).
@@ -133,7 +134,7 @@ def _draw(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randint(0, n, (batch_size,), generator=gen)
 
 
-class NeighbourSource(_FixedSteps):
+class NeighbourSource(FixedSteps):
     """Degrade source for DF-MAP: neighbour-domain versions of pseudo-source images.
 
     Every step draws a fresh batch of clean images, splits it into chunks, and shifts each chunk

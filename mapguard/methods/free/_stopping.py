@@ -88,7 +88,9 @@ class HeldOutKLStop:
     Learning stops at the first accepted epoch with ``a_e <= goal`` (enough degradation: more
     epochs would only cost source accuracy) or after ``patience`` consecutive rejected epochs.
     The selected mask is that of the last accepted epoch (the lowest-drift epoch when none was
-    accepted).
+    accepted). With a ``budget`` (the learner runs more epochs than that), learning also stops
+    at every epoch from ``budget`` on unless that epoch was accepted, missed the goal and lowered
+    ``a_e`` below the previous epoch's: the extension goes on only while the target still falls.
     """
 
     def __init__(
@@ -103,12 +105,13 @@ class HeldOutKLStop:
         goal: float = 0.0,
         boundary: torch.Tensor | None = None,
         max_disagreement: float | None = None,
+        budget: int | None = None,
     ) -> None:
         self.model, self.x, self.threshold, self.patience = model, held_out, threshold, patience
         self.temperature = temperature
         self.probe, self.goal = probe, goal
         self.boundary = held_out if boundary is None else boundary
-        self.max_disagreement = max_disagreement
+        self.max_disagreement, self.budget = max_disagreement, budget
         self.teacher = _logits(model, held_out)
         self.boundary_teacher = _logits(model, self.boundary)
         self.kl: list[float] = []
@@ -134,9 +137,18 @@ class HeldOutKLStop:
         if kl <= self.threshold and (limit is None or d <= limit):
             self.accepted, self._above = (info.epoch, mask), 0
             self.reached_goal = acc <= self.goal
-            return self.reached_goal
+            return self.reached_goal or not self._extend(info.epoch)
         self._above += 1
-        return self._above >= self.patience
+        return self._above >= self.patience or (
+            self.budget is not None and info.epoch >= self.budget
+        )
+
+    def _extend(self, epoch: int) -> bool:
+        """Whether an accepted epoch that missed the goal may be followed by another one."""
+        if self.budget is None or epoch < self.budget:
+            return True
+        acc = self.degrade_accuracy
+        return len(acc) >= 2 and acc[-1] < acc[-2]
 
     def selection(self) -> tuple[Mask, int, bool]:
         """``(mask, epoch, within_threshold)`` of the chosen epoch."""
@@ -154,11 +166,15 @@ def stopping_rule(
     probe: DegradeProbe | None,
     k: int,
     held_labels: torch.Tensor | None = None,
+    *,
+    budget: int | None = None,
 ) -> HeldOutKLStop:
     """The :class:`HeldOutKLStop` of ``cfg`` for a ``k``-class model (goal ``2 / k`` by default,
     less the probe's sampling margin with ``goal_confidence``;
     with ``stop_mixup`` the held-out images also hold 4 fixed mixtures of each). Its boundary
-    set is ``held`` plus ``cfg.probe_mixtures`` two-class mixtures per image (``held_labels``)."""
+    set is ``held`` plus ``cfg.probe_mixtures`` two-class mixtures per image (``held_labels``).
+    ``budget``: the mask budget in epochs, used when ``cfg.extend_epochs`` lets the learner run
+    past it."""
     goal = cfg.degrade_goal if cfg.degrade_goal is not None else 2.0 / k
     if cfg.goal_confidence is not None and probe is not None:  # the probe's sampling error
         z = statistics.NormalDist().inv_cdf(cfg.goal_confidence)
@@ -181,4 +197,5 @@ def stopping_rule(
         goal=goal,
         boundary=boundary,
         max_disagreement=cfg.stop_disagreement,
+        budget=budget if cfg.extend_epochs else None,
     )
