@@ -30,14 +30,21 @@ from mapguard.attacks import AttackConfig, attack
 from mapguard.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from mapguard.data import load_data
 from mapguard.training import predict_logits
-from mapguard.watermark import TiltRecipe, boundary_images, embed_tilt, torch_tilt
+from mapguard.watermark import (
+    TiltRecipe,
+    boundary_images,
+    embed_tilt,
+    torch_preference,
+    torch_tilt,
+)
 from verification.tilt import (
     CosineTiltFamily,
+    PairPreferenceFamily,
+    PreferenceReference,
+    TiltQueries,
     TiltReference,
-    labels_statistic,
+    channel_statistics,
     lowfreq_features,
-    probs_statistic,
-    tilt_values,
 )
 from verification.triggers import null_secrets, random_secret
 
@@ -75,20 +82,6 @@ def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:  # noqa: ANN001
         return float((predict_logits(model, x).argmax(1) == y).float().mean())
 
 
-def _scores(family, secrets, feats_n, feats_b, pairs, answers: dict) -> dict:  # noqa: ANN001
-    """``{model: {"labels": [K], "probs": [K]}}`` for ``secrets`` (chunked over keys; the same
-    computation as ``verification.tilt.key_statistics``, every model's answers at once)."""
-    out = {name: {"labels": [], "probs": []} for name in answers}
-    for i in range(0, len(secrets), 500):
-        keys = family.derive_many(secrets[i : i + 500], natural=feats_n)
-        ref = TiltReference.from_features(keys, feats_n)
-        tb = tilt_values(keys, ref, feats_b)
-        for name, a in answers.items():
-            out[name]["labels"].append(labels_statistic(tb, pairs, a["labels"]))
-            out[name]["probs"].append(probs_statistic(tb, pairs, a["logprobs"]))
-    return {n: {k: np.concatenate(v) for k, v in d.items()} for n, d in out.items()}
-
-
 def _test(g: np.ndarray) -> tuple[float, float, float]:
     """(p, z of the secret, max z among the nulls) for statistics ``[1 + M]`` (secret first)."""
     nulls = g[1:]
@@ -108,17 +101,32 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--natural", type=int, default=500)
     ap.add_argument("--omega", default=None, help="MIN,MAX: the family's frequency range")
     ap.add_argument("--whiten", action="store_true", help="project standardised features")
+    ap.add_argument("--family", choices=("cosine", "preference"), default="cosine")
+    ap.add_argument("--regions", type=int, default=4, help="pair_preference: R")
+    ap.add_argument("--sharpness", type=float, default=3.0, help="pair_preference: slope")
+    ap.add_argument("--boundary-train", type=int, default=0, help="TiltRecipe.boundary")
+    ap.add_argument("--pair-weight", type=float, default=0.0, help="TiltRecipe.pair_weight")
+    ap.add_argument(
+        "--screen", action="store_true", help="the watermarked model and null models only"
+    )
     ap.add_argument("--run-dir", type=Path, default=Path.home() / ".cache/mapguard/bench-tilt")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     arch, n_train, epochs = ("vgg_tiny", 1200, 8) if args.quick else ("vgg_small", 4000, 8)
     omega = [float(w) for w in args.omega.split(",")] if args.omega else []
-    family = CosineTiltFamily(
-        num_classes=10, whiten=args.whiten, **dict(zip(("omega_min", "omega_max"), omega))
-    )
-    tag = f"{arch}-eps{args.eps}-e{args.epochs}-w{family.omega_min}-{family.omega_max}"
-    tag += "-whiten" if args.whiten else ""
+    if args.family == "cosine":
+        family = CosineTiltFamily(
+            num_classes=10, whiten=args.whiten, **dict(zip(("omega_min", "omega_max"), omega))
+        )
+        tag = f"{arch}-eps{args.eps}-e{args.epochs}-w{family.omega_min}-{family.omega_max}"
+        tag += "-whiten" if args.whiten else ""
+    else:
+        family = PairPreferenceFamily(
+            num_classes=10, regions=args.regions, sharpness=args.sharpness
+        )
+        tag = f"{arch}-pref-r{args.regions}-s{args.sharpness}-eps{args.eps}-e{args.epochs}"
+    tag += f"-b{args.boundary_train}-pw{args.pair_weight}" if args.boundary_train else ""
     run = args.run_dir / tag
     run.mkdir(parents=True, exist_ok=True)
     src = Independent("source", "builtin:mnist", arch, n_train, epochs, 0)
@@ -135,8 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     bset = boundary_images(original, x_test[pool_idx], y_test[pool_idx], args.boundary, seed=1)
     boundary = torch.tensor(bset.images, dtype=torch.float32) / 255
     feats_n = lowfreq_features(natural.numpy(), grid=family.grid, order=family.order)
-    feats_b = lowfreq_features(bset.images, grid=family.grid, order=family.order)
-    recipe = TiltRecipe(eps=args.eps, epochs=args.epochs)
+    queries = TiltQueries((natural * 255).round().to(torch.uint8).numpy(), bset.images, bset.pairs)
+    recipe = TiltRecipe(
+        eps=args.eps, epochs=args.epochs, boundary=args.boundary_train, pair_weight=args.pair_weight
+    )
 
     null_models = {"original (pre-embedding)": original}
     for s in range(4):
@@ -172,19 +182,25 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, list] = {}
     for draw in range(args.draws):
         secret = random_secret(np.random.default_rng(1000 + draw))
-        key = family.derive(secret, natural=feats_n)
-        ref = TiltReference.from_features(key, feats_n)
-        tilt = torch_tilt(family, key, ref, side=x_test.shape[-1])
+        if args.family == "cosine":
+            key = family.derive(secret, natural=feats_n)
+            ref = TiltReference.from_features(key, feats_n)
+            tilt = torch_tilt(family, key, ref, side=x_test.shape[-1])
+        else:
+            key = family.derive(secret)
+            ref = PreferenceReference.from_features(key, feats_n)
+            tilt = torch_preference(family, key, ref, x_test.shape[-1], original)
         t0 = time.perf_counter()
         wm_path = run / f"wm-{draw}.pt"
         if wm_path.exists():
             wm = load_checkpoint(wm_path)[0].eval()
         else:
-            wm = embed_tilt(original, data["mnist"].floats(), tilt, recipe, seed=draw)
+            train = data["mnist"]
+            wm = embed_tilt(original, train.floats(), tilt, recipe, seed=draw, labels=train.labels)
             save_checkpoint(wm, ModelMeta(arch=arch), wm_path, force=True)
         log(f"draw {draw}: embedded in {time.perf_counter() - t0:.0f} s")
         models = {"watermarked (tilt)": wm}
-        for row, kind, dom, opts in ATTACKS:
+        for row, kind, dom, opts in () if args.screen else ATTACKS:
             models[row] = _cached_attack(
                 run / f"{row.split()[0]}-{draw}.pt", wm, meta, kind, data[dom], opts, draw
             )
@@ -193,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             secret,
             *null_secrets(hashlib.sha256(b"bench-tilt" + secret).digest(), args.nulls),
         ]
-        scores = _scores(family, secrets, feats_n, feats_b, bset.pairs, {**answers, **null_answers})
+        scores = channel_statistics(family, secrets, queries, {**answers, **null_answers})
         for name, sc in scores.items():
             acc = _accuracy(models[name], x_test, y_test) if name in models else null_acc[name]
             lab, prb = _test(sc["labels"]), _test(sc["probs"])

@@ -1,4 +1,5 @@
-"""The keyed cosine tilt: an ownership channel a clean-data student inherits (experimental).
+"""Channels on natural inputs that a clean-data student inherits (experimental): the keyed
+cosine tilt and keyed pair preferences.
 
 Not yet part of the committed analysis (``protocols.analysis``): the benchmark
 ``benchmarks/inherited_channel.py`` measures it, and docs/ROBUSTNESS.md says what remains before
@@ -18,25 +19,36 @@ Example:
 
 from verification._tilt.family import TILT_INFO, CosineTiltFamily, TiltKey
 from verification._tilt.features import dct_basis, lowfreq_features
+from verification._tilt.preference import (
+    PREFERENCE_INFO,
+    PairPreferenceFamily,
+    PreferenceKey,
+    PreferenceReference,
+    preference_values,
+)
 from verification._tilt.statistic import (
     TiltReference,
-    key_statistics,
     labels_statistic,
     probs_statistic,
     tilt_values,
 )
-from verification._tilt.test import TiltQueries, tilt_test
+from verification._tilt.test import TiltQueries, channel_statistics, tilt_test
 
 __all__ = [
+    "PREFERENCE_INFO",
     "TILT_INFO",
     "CosineTiltFamily",
+    "PairPreferenceFamily",
+    "PreferenceKey",
+    "PreferenceReference",
     "TiltKey",
     "TiltQueries",
     "TiltReference",
     "dct_basis",
-    "key_statistics",
+    "channel_statistics",
     "labels_statistic",
     "lowfreq_features",
+    "preference_values",
     "probs_statistic",
     "tilt_test",
     "tilt_values",

@@ -35,7 +35,13 @@ from mapguard.watermark._outputs import (
     MODEL_FILE,
     WATERMARK_FILE,
 )
-from mapguard.watermark._tilt import TiltRecipe, boundary_images, embed_tilt, torch_tilt
+from mapguard.watermark._tilt import (
+    TiltRecipe,
+    boundary_images,
+    embed_tilt,
+    torch_preference,
+    torch_tilt,
+)
 from mapguard.watermark._verify import SuspectReport, verify_suspect
 
 __all__ = [
@@ -55,6 +61,7 @@ __all__ = [
     "boundary_images",
     "embed",
     "embed_tilt",
+    "torch_preference",
     "torch_tilt",
     "verify_suspect",
 ]

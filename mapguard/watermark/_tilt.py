@@ -19,22 +19,51 @@ import torch.nn.functional as F
 from torch import nn
 
 from mapguard.training import predict_logits
-from verification.tilt import CosineTiltFamily, TiltKey, TiltReference, dct_basis
+from verification.tilt import (
+    CosineTiltFamily,
+    PairPreferenceFamily,
+    PreferenceKey,
+    PreferenceReference,
+    TiltKey,
+    TiltReference,
+    dct_basis,
+)
 
-__all__ = ["BoundarySet", "TiltRecipe", "boundary_images", "embed_tilt", "torch_tilt"]
+__all__ = [
+    "BoundarySet",
+    "TiltRecipe",
+    "boundary_images",
+    "embed_tilt",
+    "torch_preference",
+    "torch_tilt",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
 class TiltRecipe:
     """How the tilt is taught: strength ``eps`` (logits), Adam ``lr``, ``epochs`` over the
     owner's training images, each batch doubled with mixtures of two of its images when
-    ``mixup`` (the tilt must hold between the classes too, where a boundary is decided)."""
+    ``mixup`` (the tilt must hold between the classes too, where a boundary is decided).
+
+    ``boundary`` > 0 adds that many *training-set* boundary mixtures (two training images of
+    different classes mixed where the original model's answer switches, found once before
+    teaching; the committed verification set is never used) to every epoch, and ``pair_weight``
+    adds the squared error of the candidate pair's logit gap there: at a switch point the
+    original's gap is zero, so that gap is what decides a labels-only answer."""
 
     eps: float = 1.0
     epochs: int = 8
     lr: float = 1e-3
     batch_size: int = 64
     mixup: bool = True
+    boundary: int = 0
+    pair_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.boundary < 0 or self.pair_weight < 0:
+            raise ValueError("boundary and pair_weight must be >= 0")
+        if self.pair_weight > 0 and self.boundary == 0:
+            raise ValueError("pair_weight needs boundary mixtures (boundary > 0)")
 
 
 @dataclass(frozen=True)
@@ -78,17 +107,27 @@ def boundary_images(
     return BoundarySet(mixed.numpy(), torch.stack([ya, labels[b]], 1).numpy().astype(np.int64))
 
 
+class _Features(nn.Module):
+    """``lowfreq_features`` in torch: ``[n, 3, side, side]`` -> ``[n, D]``."""
+
+    def __init__(self, side: int, grid: int, coefficients: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.register_buffer("basis", torch.tensor(dct_basis(side, grid), dtype=torch.float32))
+        self.rows = [u for u, _ in coefficients]
+        self.cols = [v for _, v in coefficients]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coef = torch.einsum("us,ncst,vt->ncuv", self.basis, x, self.basis)
+        return coef[:, :, self.rows, self.cols].flatten(1)
+
+
 def torch_tilt(family: CosineTiltFamily, key: TiltKey, ref: TiltReference, side: int) -> nn.Module:
     """A module mapping images ``[n, 3, side, side]`` to the key's tilts ``[n, C]``."""
 
     class _Tilt(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            basis = torch.tensor(dct_basis(side, family.grid), dtype=torch.float32)
-            keep = family.coefficients
-            self.register_buffer("basis", basis)
-            self.rows = [u for u, _ in keep]
-            self.cols = [v for _, v in keep]
+            self.features = _Features(side, family.grid, family.coefficients)
             self.register_buffer("dirs", torch.tensor(key.directions, dtype=torch.float32))
             self.register_buffer("phase", torch.tensor(key.phases, dtype=torch.float32))
             self.register_buffer("mean", torch.tensor(ref.mean[0], dtype=torch.float32))
@@ -96,41 +135,111 @@ def torch_tilt(family: CosineTiltFamily, key: TiltKey, ref: TiltReference, side:
             self.omega = float(key.omega)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            coef = torch.einsum("us,ncst,vt->ncuv", self.basis, x, self.basis)
-            feats = coef[:, :, self.rows, self.cols].flatten(1)
-            z = (feats @ self.dirs - self.mean) / self.std
+            z = (self.features(x) @ self.dirs - self.mean) / self.std
             return torch.cos(self.omega * z + self.phase)
 
     return _Tilt()
 
 
+def torch_preference(
+    family: PairPreferenceFamily,
+    key: PreferenceKey,
+    ref: PreferenceReference,
+    side: int,
+    original: nn.Module,
+) -> nn.Module:
+    """A module mapping images to the key's keyed logit shift ``[n, C]``: ``T_c(x) = sum_d
+    pref(x; c, d) p_d(x)`` with ``p`` the frozen ``original`` model's probabilities, so that at a
+    boundary between ``a`` and ``b`` the gap ``a - b`` moves by ``pref(x; a, b)``
+    (``verification._tilt.preference``)."""
+
+    class _Preference(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = _Features(side, family.grid, family.coefficients)
+            f32 = torch.float32
+            self.register_buffer("prefs", torch.tensor(key.prefs, dtype=f32))
+            self.register_buffer("splits", torch.tensor(key.splits, dtype=f32))
+            self.register_buffer("mean", torch.tensor(ref.mean, dtype=f32))
+            self.register_buffer("std", torch.tensor(ref.std, dtype=f32))
+            self.register_buffer("proj_std", torch.tensor(ref.proj_std[0], dtype=f32))
+            self._original = (original.eval(),)  # not a submodule: never trained, never saved
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = ((self.features(x) - self.mean) / self.std) @ self.splits.T / self.proj_std
+            w = torch.cat([torch.ones_like(z[:, :1]), torch.tanh(family.sharpness * z)], 1)
+            w = w / family.regions**0.5
+            with torch.no_grad():
+                p = F.softmax(self._original[0](x), 1)
+            return torch.einsum("nr,rcd,nd->nc", w, self.prefs, p)
+
+    return _Preference()
+
+
 def embed_tilt(
-    model: nn.Module, images: torch.Tensor, tilt: nn.Module, recipe: TiltRecipe, *, seed: int
+    model: nn.Module,
+    images: torch.Tensor,
+    tilt: nn.Module,
+    recipe: TiltRecipe,
+    *,
+    seed: int,
+    labels: torch.Tensor | None = None,
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned so its centred logits follow ``model + eps * tilt``.
 
     BatchNorm statistics stay frozen (eval mode); the loss is the mean squared error of the
     per-image-centred logits, which weighs the small keyed term as much as the rest.
+    ``labels`` (of ``images``) are needed only for ``recipe.boundary``.
+
+    Raises:
+        ValueError: ``recipe.boundary`` without ``labels``.
     """
     teacher = model.eval()
     student = copy.deepcopy(model).eval()
     opt = torch.optim.Adam(student.parameters(), lr=recipe.lr)
     gen = torch.Generator().manual_seed(seed)
     half = recipe.batch_size
+    pool = _boundary_pool(teacher, images, labels, recipe.boundary, seed)
     for _ in range(recipe.epochs):
         perm = torch.randperm(len(images), generator=gen)
-        for i in range(0, len(images), half):
+        bperm = None if pool is None else torch.randperm(len(pool[0]), generator=gen)
+        n_steps = -(-len(images) // half)
+        for step, i in enumerate(range(0, len(images), half)):
             x = images[perm[i : i + half]]
             if recipe.mixup:
                 lam = torch.rand(len(x), 1, 1, 1, generator=gen)
                 x = torch.cat([x, lam * x + (1 - lam) * x[torch.randperm(len(x), generator=gen)]])
+            nb = 0
+            if pool is not None:
+                chunk = bperm[step * len(bperm) // n_steps : (step + 1) * len(bperm) // n_steps]
+                xb, pairs = pool[0][chunk], pool[1][chunk]
+                x, nb = torch.cat([x, xb]), len(xb)
             with torch.no_grad():
                 target = teacher(x) + recipe.eps * tilt(x)
             out = student(x)
             loss = F.mse_loss(
                 out - out.mean(1, keepdim=True), target - target.mean(1, keepdim=True)
             )
+            if nb and recipe.pair_weight > 0:
+                loss = loss + recipe.pair_weight * F.mse_loss(
+                    _gap(out[-nb:], pairs), _gap(target[-nb:], pairs)
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
     return student.eval()
+
+
+def _gap(logits: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    return logits.gather(1, pairs[:, :1]) - logits.gather(1, pairs[:, 1:])
+
+
+def _boundary_pool(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if n == 0:
+        return None
+    if labels is None:
+        raise ValueError("boundary mixtures for teaching need the training labels")
+    bset = boundary_images(model, images, labels, n, seed=seed + 7919)
+    return torch.tensor(bset.images, dtype=torch.float32) / 255, torch.tensor(bset.pairs)

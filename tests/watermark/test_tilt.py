@@ -1,5 +1,6 @@
-"""The keyed cosine tilt on real digits: the null calibration of its exact rank test, and the
-owner's marked model evidenced where an independent model is not."""
+"""The channels on natural inputs (keyed cosine tilt, keyed pair preferences) on real digits: the
+null calibration of their exact rank test, and the owner's marked model evidenced where an
+independent model is not."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ import torch.nn.functional as F
 
 from mapguard.models import create_model
 from mapguard.training import train_model
-from mapguard.watermark import TiltRecipe, boundary_images, embed_tilt, torch_tilt
+from mapguard.watermark import (
+    TiltRecipe,
+    boundary_images,
+    embed_tilt,
+    torch_preference,
+    torch_tilt,
+)
 from verification.tilt import (
     CosineTiltFamily,
+    PairPreferenceFamily,
+    PreferenceReference,
     TiltQueries,
     TiltReference,
     lowfreq_features,
@@ -20,7 +29,15 @@ from verification.tilt import (
 )
 from verification.triggers import null_secrets, random_secret
 
-FAMILY = CosineTiltFamily(num_classes=10)
+FAMILIES = {
+    "cosine": CosineTiltFamily(num_classes=10),
+    "preference": PairPreferenceFamily(num_classes=10),
+}
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request):  # noqa: ANN001, ANN201
+    return FAMILIES[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +62,13 @@ def _answers(model, queries: TiltQueries) -> dict:  # noqa: ANN001
     return {"suspect_labels": logprobs.argmax(1).numpy(), "suspect_logprobs": logprobs.numpy()}
 
 
-def _verify(model, secret: bytes, queries: TiltQueries, m: int = 299) -> dict:  # noqa: ANN001
+def _verify(model, family, secret: bytes, queries: TiltQueries, m: int = 299) -> dict:  # noqa: ANN001
     nulls = null_secrets(b"test-null-seed" + secret[:4], m)
-    return tilt_test(FAMILY, secret, nulls, queries, **_answers(model, queries))
+    return tilt_test(family, secret, nulls, queries, **_answers(model, queries))
 
 
 def test_fake_secrets_on_an_independent_model_are_not_evidenced_more_than_alpha(
-    independent, queries
+    independent, queries, family
 ) -> None:
     """Fake secrets, each ranked among its own committed-style null keys: the p-values of a
     model built without them are not smaller than uniform (200 fake secrets, M = 99)."""
@@ -60,7 +77,7 @@ def test_fake_secrets_on_an_independent_model_are_not_evidenced_more_than_alpha(
     p = {"labels": [], "probs": []}
     for _ in range(200):
         secret = random_secret(rng)
-        res = tilt_test(FAMILY, secret, null_secrets(rng.bytes(32), 99), queries, **answers)
+        res = tilt_test(family, secret, null_secrets(rng.bytes(32), 99), queries, **answers)
         for name in p:
             p[name].append(res[name].pvalue)
     for name, values in p.items():
@@ -72,19 +89,35 @@ def test_fake_secrets_on_an_independent_model_are_not_evidenced_more_than_alpha(
 
 
 def test_marked_model_is_evidenced_and_an_independent_model_is_not(
-    tiny_model, independent, mnist_small, queries
+    tiny_model, independent, mnist_small, queries, family
 ) -> None:
-    """The embedding puts the secret's tilt into the model (the owner's own copy ranks first);
-    a model trained without it does not. (Students of the marked model are not evidenced yet:
-    docs/ROBUSTNESS.md, "Issue 15 (session 7)".)"""
+    """The embedding puts the secret's channel into the model (the owner's own copy ranks
+    first); a model trained without it does not. (Students: docs/ROBUSTNESS.md, issue 15.)"""
     secret = random_secret(np.random.default_rng(11))
-    key = FAMILY.derive(secret)
-    ref = TiltReference.from_features(
-        key, lowfreq_features(queries.natural, grid=FAMILY.grid, order=FAMILY.order)
-    )
-    tilt = torch_tilt(FAMILY, key, ref, side=32)
+    natural = lowfreq_features(queries.natural, grid=family.grid, order=family.order)
+    if isinstance(family, CosineTiltFamily):
+        key = family.derive(secret)
+        shift = torch_tilt(family, key, TiltReference.from_features(key, natural), side=32)
+    else:
+        key = family.derive(secret)
+        ref = PreferenceReference.from_features(key, natural)
+        shift = torch_preference(family, key, ref, 32, tiny_model)
     train = mnist_small[0].floats()
-    marked = embed_tilt(tiny_model, train, tilt, TiltRecipe(eps=1.0, epochs=4), seed=0)
-    assert _verify(marked, secret, queries)["labels"].pvalue <= 0.01
-    innocent = _verify(independent, secret, queries)
+    marked = embed_tilt(tiny_model, train, shift, TiltRecipe(eps=1.0, epochs=4), seed=0)
+    assert _verify(marked, family, secret, queries)["labels"].pvalue <= 0.01
+    innocent = _verify(independent, family, secret, queries)
     assert min(innocent["labels"].pvalue, innocent["probs"].pvalue) > 0.01, innocent
+
+
+def test_boundary_teaching_options_are_checked(tiny_model, mnist_small) -> None:
+    with pytest.raises(ValueError, match="pair_weight needs"):
+        TiltRecipe(pair_weight=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        TiltRecipe(boundary=-1)
+    family = CosineTiltFamily(num_classes=10)
+    key = family.derive(bytes(32))
+    train = mnist_small[0].floats()[:64]
+    natural = lowfreq_features(train.numpy(), grid=family.grid, order=family.order)
+    shift = torch_tilt(family, key, TiltReference.from_features(key, natural), side=32)
+    with pytest.raises(ValueError, match="training labels"):
+        embed_tilt(tiny_model, train, shift, TiltRecipe(boundary=8, epochs=1), seed=0)

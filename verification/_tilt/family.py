@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from verification._errors import TriggerError
+from verification._tilt.features import LowFreqInput
 from verification._triggers.hkdf import HKDF_MAX_LENGTH, hkdf_sha256
 from verification._triggers.validation import check_secret
 
@@ -43,7 +44,7 @@ class TiltKey:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CosineTiltFamily:
+class CosineTiltFamily(LowFreqInput):
     """Public parameters of the family, fixed before any secret is drawn.
 
     Attributes:
@@ -75,17 +76,6 @@ class CosineTiltFamily:
                 f"cosine_tilt needs 0 < omega_min <= omega_max <= 100, got "
                 f"{self.omega_min}, {self.omega_max}"
             )
-
-    @property
-    def coefficients(self) -> list[tuple[int, int]]:
-        """The DCT indices ``(u, v)`` used, in order (row-major over ``u``, then ``v``)."""
-        g = self.grid
-        return [(u, v) for u in range(g) for v in range(g) if 1 <= u + v <= self.order]
-
-    @property
-    def dim(self) -> int:
-        """Feature dimensions ``D`` (three colour channels)."""
-        return 3 * len(self.coefficients)
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": "cosine_tilt", "version": 1, **dataclasses.asdict(self)}

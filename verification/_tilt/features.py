@@ -15,7 +15,7 @@ import numpy as np
 
 from verification._errors import TriggerError
 
-__all__ = ["dct_basis", "lowfreq_features"]
+__all__ = ["LowFreqInput", "dct_basis", "lowfreq_coefficients", "lowfreq_features"]
 
 
 def _bins(size: int, grid: int) -> np.ndarray:
@@ -42,6 +42,29 @@ def dct_basis(side: int, grid: int) -> np.ndarray:
     return _dct(grid) @ _bins(side, grid)
 
 
+def lowfreq_coefficients(grid: int, order: int) -> list[tuple[int, int]]:
+    """The DCT indices ``(u, v)`` with ``1 <= u + v <= order`` (row-major over ``u``, then
+    ``v``): the features of every channel family, per colour channel."""
+    return [(u, v) for u in range(grid) for v in range(grid) if 1 <= u + v <= order]
+
+
+class LowFreqInput:
+    """Mixin of the key families: their ``grid`` and ``order`` fix the features."""
+
+    grid: int
+    order: int
+
+    @property
+    def coefficients(self) -> list[tuple[int, int]]:
+        """The DCT indices ``(u, v)`` used, in order (row-major over ``u``, then ``v``)."""
+        return lowfreq_coefficients(self.grid, self.order)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimensions ``D`` (three colour channels)."""
+        return 3 * len(self.coefficients)
+
+
 def lowfreq_features(images: np.ndarray, *, grid: int, order: int) -> np.ndarray:
     """Features ``[n, D]`` (float64) of ``images`` ``[n, 3, S, S]``.
 
@@ -56,7 +79,7 @@ def lowfreq_features(images: np.ndarray, *, grid: int, order: int) -> np.ndarray
     x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
     basis = dct_basis(x.shape[2], grid)
     coef = np.einsum("us,ncst,vt->ncuv", basis, x, basis, optimize=True)
-    keep = [(u, v) for u in range(grid) for v in range(grid) if 1 <= u + v <= order]
+    keep = lowfreq_coefficients(grid, order)
     rows = np.array([u for u, _ in keep])
     cols = np.array([v for _, v in keep])
     return coef[:, :, rows, cols].reshape(len(x), -1)

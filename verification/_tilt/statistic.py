@@ -29,8 +29,10 @@ from verification._tilt.family import TiltKey
 
 __all__ = [
     "TiltReference",
-    "key_statistics",
+    "labels_score",
     "labels_statistic",
+    "pair_differences",
+    "probs_score",
     "probs_statistic",
     "tilt_values",
 ]
@@ -65,14 +67,37 @@ def tilt_values(keys: TiltKey, ref: TiltReference, features: np.ndarray) -> np.n
     return np.cos(np.asarray(k.omega)[:, None, None] * z + k.phases[:, None, :])
 
 
+def pair_differences(tilts: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``[K, n]``: ``t_{a_j}(x_j) - t_{b_j}(x_j)`` from boundary tilts ``[K, n, C]``."""
+    pairs = np.asarray(pairs)
+    j = np.arange(len(pairs))
+    return tilts[:, j, pairs[:, 0]] - tilts[:, j, pairs[:, 1]]
+
+
+def labels_score(diff: np.ndarray, pairs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``[K]``: ``mean_j sigma_j diff[:, j]`` (``sigma_j`` +1 for answer ``a_j``, -1 for
+    ``b_j``, 0 otherwise), for any family's keyed pair differences ``diff`` ``[K, n]``."""
+    pairs, labels = np.asarray(pairs), np.asarray(labels)
+    sign = (labels == pairs[:, 0]).astype(np.float64) - (labels == pairs[:, 1])
+    return (diff * sign[None]).mean(axis=1)
+
+
+def probs_score(
+    diff: np.ndarray, pairs: np.ndarray, logprobs: np.ndarray, *, clip: float = LOGIT_CLIP
+) -> np.ndarray:
+    """``[K]``: ``mean_j clip(log p_a - log p_b) diff[:, j]`` from the suspect's
+    log-probabilities ``[n, C]`` on the boundary images."""
+    pairs = np.asarray(pairs)
+    j = np.arange(len(pairs))
+    lp = np.asarray(logprobs, dtype=np.float64)
+    gap = np.clip(lp[j, pairs[:, 0]] - lp[j, pairs[:, 1]], -clip, clip)
+    return (diff * gap[None]).mean(axis=1)
+
+
 def labels_statistic(tilts: np.ndarray, pairs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``[K]`` labels statistics from boundary tilts ``[K, n, C]``, candidate ``pairs`` ``[n,
     2]`` and the suspect's ``labels`` ``[n]``."""
-    pairs, labels = np.asarray(pairs), np.asarray(labels)
-    sign = (labels == pairs[:, 0]).astype(np.float64) - (labels == pairs[:, 1])
-    j = np.arange(len(labels))
-    diff = tilts[:, j, pairs[:, 0]] - tilts[:, j, pairs[:, 1]]
-    return (diff * sign[None]).mean(axis=1)
+    return labels_score(pair_differences(tilts, pairs), pairs, labels)
 
 
 def probs_statistic(
@@ -81,34 +106,4 @@ def probs_statistic(
     """``[K]`` probability statistics from boundary tilts ``[K, n, C]``, candidate ``pairs``
     and the suspect's log-probabilities ``[n, C]`` on the boundary images: the mean of
     ``clip(log p_a - log p_b) * (t_a - t_b)``."""
-    pairs = np.asarray(pairs)
-    j = np.arange(len(pairs))
-    lp = np.asarray(logprobs, dtype=np.float64)
-    gap = np.clip(lp[j, pairs[:, 0]] - lp[j, pairs[:, 1]], -clip, clip)
-    diff = tilts[:, j, pairs[:, 0]] - tilts[:, j, pairs[:, 1]]
-    return (diff * gap[None]).mean(axis=1)
-
-
-def key_statistics(
-    keys: TiltKey,
-    *,
-    natural_features: np.ndarray,
-    boundary_features: np.ndarray,
-    pairs: np.ndarray,
-    suspect_labels: np.ndarray,
-    suspect_logprobs: np.ndarray | None,
-    chunk: int = 500,
-) -> dict[str, np.ndarray]:
-    """``{"labels": [K], "probs": [K]}`` for stacked ``keys`` (``probs`` only with the
-    suspect's log-probabilities on the boundary images); the natural images only fix each key's
-    standardisation. Keys are processed ``chunk`` at a time to bound memory."""
-    k = _stacked(keys)
-    out: dict[str, list[np.ndarray]] = {"labels": [], "probs": []}
-    for i in range(0, len(k.omega), chunk):
-        part = TiltKey(k.directions[i : i + chunk], k.phases[i : i + chunk], k.omega[i : i + chunk])
-        ref = TiltReference.from_features(part, natural_features)
-        tb = tilt_values(part, ref, boundary_features)
-        out["labels"].append(labels_statistic(tb, pairs, suspect_labels))
-        if suspect_logprobs is not None:
-            out["probs"].append(probs_statistic(tb, pairs, suspect_logprobs))
-    return {name: np.concatenate(v) for name, v in out.items() if v}
+    return probs_score(pair_differences(tilts, pairs), pairs, logprobs, clip=clip)

@@ -1,17 +1,37 @@
-"""The tilt's exact rank test: the secret's statistic among null keys of the same family."""
+"""The channel's exact rank test: the secret's statistic among null keys of the same family.
+
+Both key families (``cosine_tilt``, ``pair_preference``) reduce a key to its *pair differences*
+on the committed boundary images, ``d_j`` = how much the key favours candidate ``a_j`` over
+``b_j`` at ``x_j``; the labels and probability statistics are the same functions of ``d``
+(``verification._tilt.statistic``), so one code path ranks either family.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from verification._stats.rank import RankTestResult, rank_test
 from verification._tilt.family import CosineTiltFamily
 from verification._tilt.features import lowfreq_features
-from verification._tilt.statistic import key_statistics
+from verification._tilt.preference import (
+    PairPreferenceFamily,
+    PreferenceReference,
+    preference_values,
+)
+from verification._tilt.statistic import (
+    TiltReference,
+    labels_score,
+    pair_differences,
+    probs_score,
+    tilt_values,
+)
 
-__all__ = ["TiltQueries", "tilt_test"]
+__all__ = ["TiltQueries", "channel_statistics", "tilt_test"]
+
+Family = CosineTiltFamily | PairPreferenceFamily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +45,49 @@ class TiltQueries:
     pairs: np.ndarray
 
 
+def _differences(
+    family: Family, secrets: list[bytes], queries: TiltQueries, chunk: int
+) -> Iterator[np.ndarray]:
+    """Pair differences ``[k, n]`` of ``secrets``, ``chunk`` keys at a time (bounded memory)."""
+    natural = lowfreq_features(queries.natural, grid=family.grid, order=family.order)
+    boundary = lowfreq_features(queries.boundary, grid=family.grid, order=family.order)
+    for i in range(0, len(secrets), chunk):
+        part = secrets[i : i + chunk]
+        if isinstance(family, CosineTiltFamily):
+            keys = family.derive_many(part, natural=natural)
+            ref = TiltReference.from_features(keys, natural)
+            yield pair_differences(tilt_values(keys, ref, boundary), queries.pairs)
+        else:
+            keys = family.derive_many(part)
+            ref = PreferenceReference.from_features(keys, natural)
+            yield preference_values(family, keys, ref, boundary, queries.pairs)
+
+
+def channel_statistics(
+    family: Family,
+    secrets: list[bytes],
+    queries: TiltQueries,
+    answers: Mapping[str, Mapping[str, np.ndarray | None]],
+    *,
+    chunk: int = 500,
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{suspect: {"labels": [K], "probs": [K]}}`` for every key of ``secrets`` and every
+    suspect's ``answers`` (``{"labels": [n], "logprobs": [n, C] or None}`` on the boundary
+    images; ``probs`` only with log-probabilities). The keys are derived once for all
+    suspects."""
+    out: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in answers}
+    for diff in _differences(family, secrets, queries, chunk):
+        for name, a in answers.items():
+            stats = out[name]
+            stats.setdefault("labels", []).append(labels_score(diff, queries.pairs, a["labels"]))
+            if a.get("logprobs") is not None:
+                prob = probs_score(diff, queries.pairs, a["logprobs"])
+                stats.setdefault("probs", []).append(prob)
+    return {name: {k: np.concatenate(v) for k, v in d.items()} for name, d in out.items()}
+
+
 def tilt_test(
-    family: CosineTiltFamily,
+    family: Family,
     secret: bytes,
     null_keys: list[bytes],
     queries: TiltQueries,
@@ -46,14 +107,6 @@ def tilt_test(
         suspect_labels: The suspect's labels on ``queries.boundary``.
         suspect_logprobs: Its log-probabilities on the same images (probabilities mode).
     """
-    natural = lowfreq_features(queries.natural, grid=family.grid, order=family.order)
-    keys = family.derive_many([secret, *null_keys], natural=natural)
-    stats = key_statistics(
-        keys,
-        natural_features=natural,
-        boundary_features=lowfreq_features(queries.boundary, grid=family.grid, order=family.order),
-        pairs=queries.pairs,
-        suspect_labels=suspect_labels,
-        suspect_logprobs=suspect_logprobs,
-    )
+    answers = {"suspect": {"labels": suspect_labels, "logprobs": suspect_logprobs}}
+    stats = channel_statistics(family, [secret, *null_keys], queries, answers)["suspect"]
     return {name: rank_test(g[0], g[1:]) for name, g in stats.items()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 
 import numpy as np
@@ -15,21 +13,11 @@ from verification._errors import TriggerError
 from verification.tilt import TILT_INFO, CosineTiltFamily, lowfreq_features
 
 
-def _hkdf(ikm: bytes, info: bytes, length: int) -> bytes:
-    """RFC 5869 with an absent salt, written out with hmac (not the library under test)."""
-    prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
-    out, block = b"", b""
-    for i in range(math.ceil(length / 32)):
-        block = hmac.new(prk, block + info + bytes([i + 1]), hashlib.sha256).digest()
-        out += block
-    return out[:length]
-
-
-def test_key_follows_the_documented_byte_layout() -> None:
+def test_key_follows_the_documented_byte_layout(hkdf) -> None:  # noqa: ANN001
     family = CosineTiltFamily(num_classes=4, grid=4, order=2)
     d, c = family.dim, 4
     secret = bytes(range(32))
-    stream = _hkdf(secret, TILT_INFO, 4 * (2 * d * c + c + 1))
+    stream = hkdf(secret, TILT_INFO, 4 * (2 * d * c + c + 1))
     u = [
         (int.from_bytes(stream[4 * i : 4 * i + 4], "big") + 0.5) / 2**32
         for i in range(2 * d * c + c + 1)
