@@ -13,6 +13,7 @@ data-free escape (:mod:`benchmarks.finetune_resistance_distill`).
 
     python -m benchmarks.finetune_resistance [--quick] [--run-dir DIR] [--variants NAME,...]
         [--pairs mnist:mnistm,...] [--no-plot] [--timing] [--skip-source] [--distill]
+        [--extra-thieves]
 
 A variant ``NAME@sK`` is variant ``NAME`` protected with seed ``K`` (the spread over protection
 seeds).
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.finetune_resistance_curves import STRATEGIES, Thief, attack_curve_point, slc_auc
+from benchmarks import finetune_resistance_curves as fc
 from benchmarks.finetune_resistance_source import source_route
 from benchmarks.robustness.cache import log, train_cached
 from benchmarks.robustness.plan import Independent
@@ -70,6 +71,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "map-nft",
         {"adversary_head": "both", "adversary_collapse": 2.0, "adversary_per_dim": True},
     ),
+    # nft-weights changes the weights (a separate method, not a mask over frozen weights)
+    "nft-weights": ("nft-weights", {}),
+    "nft-weights-2thieves": ("nft-weights", {"thieves": ["keep", "reinit"]}),
+    "nft-weights-h0": ("nft-weights", {"horizon": 0}),  # thieves restart from θ every step
+    "nft-weights-ice": ("nft-weights", {"target_loss": "inverse-ce"}),
+    "nft-weights-w3": ("nft-weights", {"adversary_weight": 3.0}),
 }
 
 
@@ -83,7 +90,7 @@ class Budget:
     protect: Mapping[str, Any]
     ns: tuple[int, ...]
     seeds: tuple[int, ...]
-    thief: Thief
+    thief: fc.Thief
     variants: tuple[str, ...]
     source_epochs_attack: int
     pairs: tuple[str, ...] = ("mnist:mnistm",)
@@ -93,13 +100,13 @@ class Budget:
 QUICK = Budget(
     arch="vgg_tiny", source_n_train=1200, source_epochs=3,  # = the robustness quick source model
     protect={"epochs": 4, "max_steps_per_epoch": 30}, ns=(0, 10, 50, 100, 500), seeds=(0, 1),
-    thief=Thief(lrs=(0.01, 0.05), max_steps=120), variants=("map", "map-nft"),
+    thief=fc.Thief(lrs=(0.01, 0.05), max_steps=120), variants=("map", "map-nft"),
     source_epochs_attack=5,
 )  # fmt: skip
 FULL = Budget(
     arch="vgg_tiny", source_n_train=4000, source_epochs=6,
     protect={"epochs": 4, "max_steps_per_epoch": 60}, ns=(0, 10, 50, 100, 500), seeds=(0, 1, 2),
-    thief=Thief(lrs=(0.003, 0.01, 0.05)), variants=tuple(VARIANTS),
+    thief=fc.Thief(lrs=(0.003, 0.01, 0.05)), variants=tuple(VARIANTS),
     source_epochs_attack=10, pairs=("mnist:mnistm", "syn:mnistm", "syn:svhnlike"),
 )  # fmt: skip
 
@@ -143,15 +150,19 @@ def protected_model(
     return out, json.loads(metrics.read_text())
 
 
-def paired_timing(run: Path, pair: tuple[str, str], budget: Budget, reps: int = 2) -> dict:
-    """Protection seconds of ``map`` and ``map-nft``, alternated ``reps`` times in this process
-    (same load for both; nothing cached): the time ratio the issue bounds by 5."""
+def paired_timing(
+    run: Path, pair: tuple[str, str], budget: Budget, reps: int = 2,
+    methods: Sequence[str] = ("map", "map-nft"),
+) -> dict:  # fmt: skip
+    """Protection seconds of ``methods`` (default options), alternated ``reps`` times in this
+    process (same load for all; nothing cached): the time ratios to ``map`` the issue bounds by
+    5."""
     import tempfile
 
     from mapguard.protect import protect
 
     src_path = source_model(run, pair[0], budget)
-    times: dict[str, list[float]] = {"map": [], "map-nft": []}
+    times: dict[str, list[float]] = {m: [] for m in ("map", *methods)}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(reps):
             for method in times:
@@ -160,20 +171,22 @@ def paired_timing(run: Path, pair: tuple[str, str], budget: Budget, reps: int = 
                                  out=Path(tmp) / f"{method}.pt", options=dict(budget.protect),
                                  seed=0, force=True, progress=False)  # fmt: skip
                 times[method].append(report.method_seconds)
-    ratio = statistics.fmean(times["map-nft"]) / statistics.fmean(times["map"])
-    return {"seconds": times, "ratio": ratio}
+    ratios = {m: statistics.fmean(t) / statistics.fmean(times["map"]) for m, t in times.items()}
+    return {"seconds": times, "ratio": ratios.get("map-nft"), "ratios": ratios}
 
 
 def curve_rows(
-    run: Path, pair: tuple[str, str], models: Mapping[str, Any], budget: Budget
-) -> list[dict[str, Any]]:
-    """Every (model, strategy, N, seed) point, each cached as one JSON file."""
+    run: Path, pair: tuple[str, str], models: Mapping[str, Any], budget: Budget,
+    extra: Sequence[str] = (),
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every (model, strategy, N, seed) point, each cached as one JSON file (``extra``: thieves
+    beyond NTLBench's four, e.g. ``frozenBN-all``, for every model but scratch)."""
     train = load_data(f"builtin:{pair[1]}", split="train", progress=False)
     test = load_data(f"builtin:{pair[1]}", split="test", progress=False)
     test_xy = (test.floats(), test.labels)
     rows = []
     for label, model in models.items():
-        strategies = ("direct-all",) if label == "scratch" else STRATEGIES
+        strategies = ("direct-all",) if label == "scratch" else (*fc.STRATEGIES, *extra)
         for strategy in strategies:
             for n in budget.ns:
                 for seed in budget.seeds:
@@ -201,7 +214,7 @@ def _point(net, strategy, train, n, test_xy, seed, budget) -> dict[str, float]: 
         sub = train.take(n, seed=seed)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         x, y = sub.floats()[order], sub.labels[order]
-    return attack_curve_point(net, strategy, x, y, test_xy, seed=seed, thief=budget.thief)
+    return fc.attack_curve_point(net, strategy, x, y, test_xy, seed=seed, thief=budget.thief)
 
 
 def _scratch(arch: str):  # noqa: ANN202
@@ -215,7 +228,7 @@ def _scratch(arch: str):  # noqa: ANN202
 
 def curves(rows: Sequence[Mapping[str, Any]], ns: Sequence[int]) -> dict[str, dict[str, list]]:
     """Mean test accuracy over seeds per model and strategy along ``ns``, plus ``best`` (the
-    strongest strategy at each N) for every model."""
+    strongest of NTLBench's four strategies at each N) for every model."""
     out: dict[str, dict[str, list]] = {}
     for r in rows:
         out.setdefault(r["model"], {}).setdefault(r["strategy"], [])
@@ -224,7 +237,8 @@ def curves(rows: Sequence[Mapping[str, Any]], ns: Sequence[int]) -> dict[str, di
             per[strategy] = [statistics.fmean(r["test"] for r in rows if r["model"] == model and
                                               r["strategy"] == strategy and r["n"] == n)
                              for n in ns]  # fmt: skip
-        per["best"] = [max(per[s][i] for s in per) for i in range(len(ns))]
+        four = [s for s in per if s not in fc.EXTRA_STRATEGIES]
+        per["best"] = [max(per[s][i] for s in four) for i in range(len(ns))]
     return out
 
 
@@ -237,9 +251,9 @@ def slc_table(acc: Mapping[str, Mapping[str, list]], ns: Sequence[int]) -> dict[
         if model == "scratch":
             continue
         table[model] = {
-            s: {"le100": slc_auc([ns[i] for i in cut], [c[i] for i in cut],
+            s: {"le100": fc.slc_auc([ns[i] for i in cut], [c[i] for i in cut],
                                  [scratch[i] for i in cut]),
-                "all": slc_auc(ns, c, scratch)}
+                "all": fc.slc_auc(ns, c, scratch)}
             for s, c in per.items()
         }  # fmt: skip
     return table
@@ -253,6 +267,7 @@ def run_pair(
     *,
     source: bool = True,
     distill: bool = False,
+    extra: Sequence[str] = (),
 ) -> dict:
     """Models, curves, SLC-AUC, (``source``) the clean-source attacks and (``distill``) the
     ATEsc-style data-free escape of one pair."""
@@ -267,7 +282,7 @@ def run_pair(
         facts[label] |= {f"{k}_accuracy": accuracy(model, tests[d])
                          for k, d in zip(("source", "target"), pair)}  # fmt: skip
     models["scratch"] = _scratch(budget.arch)
-    rows = curve_rows(run, pair, models, budget)
+    rows = curve_rows(run, pair, models, budget, extra)
     acc = curves(rows, budget.ns)
     t0, route = time.perf_counter(), {}
     if source:
@@ -303,7 +318,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     escaped = result.get("distill_route", {})
     for label, f in facts.items():
         s = slc[label]
-        worst = max(STRATEGIES, key=lambda k: s[k]["le100"])
+        worst = max(fc.STRATEGIES, key=lambda k: s[k]["le100"])
         r = route.get(label, {})
         attacks = " | ".join(f"{100 * r[k]:.1f}" if k in r else "–"
                              for k in ("ftal-10%", "rtal-10%", "shift-10%"))  # fmt: skip
@@ -336,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--skip-source", action="store_true", help="skip the clean-source attacks (screening)"
     )
     ap.add_argument("--distill", action="store_true", help="also the ATEsc-style data-free escape")
+    extra = ", ".join(fc.EXTRA_STRATEGIES)
+    ap.add_argument("--extra-thieves", action="store_true", help=f"also {extra} (not in 'best')")
     args = ap.parse_args(argv)
     budget = QUICK if args.quick else FULL
     variants = tuple(args.variants.split(",")) if args.variants else budget.variants
@@ -347,12 +364,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run = Path(args.run_dir or ("runs/finetune-resistance" + ("-quick" if args.quick else "")))
     torch.set_num_threads(1)
     results = [run_pair(run, pair, budget, variants, source=not args.skip_source,
-                        distill=args.distill)  # type: ignore[arg-type]
+                        distill=args.distill,
+                        extra=fc.EXTRA_STRATEGIES if args.extra_thieves else ())  # type: ignore[arg-type]
                for pair in pairs]  # fmt: skip
     if args.timing:
-        results[0]["timing"] = paired_timing(run, pairs[0], budget)  # type: ignore[arg-type]
-        print(f"protection time map-nft / map: {results[0]['timing']['ratio']:.2f}x "
-              f"({results[0]['timing']['seconds']})")  # fmt: skip
+        methods = dict.fromkeys(["map-nft", *(variant(v)[0] for v in variants)])
+        timing = paired_timing(run, pairs[0], budget, methods=list(methods))  # type: ignore[arg-type]
+        results[0]["timing"] = timing
+        for method, ratio in timing["ratios"].items():
+            print(f"protection time {method} / map: {ratio:.2f}x ({timing['seconds'][method]})")
     atomic_write_text(run / "results.json", json.dumps(results, indent=1) + "\n", force=True)
     if not args.no_plot:
         from benchmarks.finetune_resistance_source import plot_curves
@@ -363,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         plot_curves(results, Path("docs/images"), suffix)
     for res in results:
         print(f"\n{res['pair'][0]} -> {res['pair'][1]}\n" + "\n".join(summary_lines(res)))
+        for label, per in res["slc_auc"].items():
+            for s in (s for s in fc.EXTRA_STRATEGIES if s in per):
+                print(
+                    f"{label}: {s} SLC-AUC N≤100 {per[s]['le100']:+.2f}, all N {per[s]['all']:+.2f}"
+                )
     for label in results[0]["slc_auc"]:  # mean over the pairs
         value = statistics.fmean(r["slc_auc"][label]["best"]["le100"] for r in results)
         print(f"SLC-AUC {label} {value:+.3f}")

@@ -6,8 +6,11 @@ with the best validation accuracy (ties: the first, i.e. the smallest learning r
 are NTLBench's (Hong et al., IJCAI 2025): ``direct-FC`` / ``direct-all`` train the last linear
 layer / every parameter of the stolen model, ``initFC-FC`` / ``initFC-all`` re-initialise the last
 linear layer first. FC-only training keeps BatchNorm in eval mode (as FTLL); ``all`` trains in
-train mode (statistics re-estimated on the target), SGD (momentum 0.9, Nesterov, weight decay
-5e-4), one-cycle schedule, the library's light augmentation.
+train mode (statistics re-estimated on the target). Outside NTLBench, ``frozenBN-all``
+(:data:`EXTRA_STRATEGIES`) trains every parameter with BatchNorm in eval mode (the stolen model's
+running statistics kept): a thief against protections that live in BatchNorm statistics. SGD
+(momentum 0.9, Nesterov, weight decay 5e-4), one-cycle schedule, the library's light
+augmentation.
 """
 
 from __future__ import annotations
@@ -24,10 +27,21 @@ from torch import nn
 from mapguard.attacks._train import last_linear, reinit
 from mapguard.training import augment_batch
 
-__all__ = ["STRATEGIES", "Thief", "attack_curve_point", "auc", "finetune", "slc_auc", "steps_for"]
+__all__ = [
+    "EXTRA_STRATEGIES",
+    "STRATEGIES",
+    "Thief",
+    "attack_curve_point",
+    "auc",
+    "finetune",
+    "slc_auc",
+    "steps_for",
+]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 STRATEGIES = ("direct-FC", "direct-all", "initFC-FC", "initFC-all")
+#: Thieves outside NTLBench's four (not in the "best" of the benchmark's tables).
+EXTRA_STRATEGIES = ("frozenBN-all",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +88,7 @@ def finetune(
     gen = torch.Generator().manual_seed(seed)
     bs = min(thief.batch_size, len(x))
     order = torch.randperm(len(x), generator=gen)
-    m.train(not head_only)
+    m.train(not head_only and strategy != "frozenBN-all")
     for step in range(steps):
         start = (step * bs) % len(x)
         if start + bs > len(x):

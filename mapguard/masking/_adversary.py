@@ -37,6 +37,7 @@ __all__ = [
     "SimulatedSourceFineTune",
     "class_separation",
     "ridge_probe_logits",
+    "sgd_delta",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -255,19 +256,31 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
         trained: set[str],
     ) -> Params:  # fmt: skip
         """``Δ`` (of the ``trained`` parameters) after ``steps`` SGD-with-momentum steps on
-        ``(x, y)`` from ``θ`` (detached)."""
-        delta = {n: torch.zeros_like(t) for n, t in theta.items() if n in trained}
-        velocity = {n: torch.zeros_like(t) for n, t in delta.items()}
-        for _ in range(self.config.steps):
-            leaf = {n: (t.detach() + delta[n]).requires_grad_() for n, t in theta.items()
-                    if n in trained}  # fmt: skip
-            fixed = {n: t.detach() for n, t in theta.items() if n not in trained}
-            out = functional_call(model, {**fixed, **leaf, **buffers}, (x,))
-            grads = torch.autograd.grad(F.cross_entropy(out.float(), y), list(leaf.values()))
-            for (n, _), g in zip(leaf.items(), grads):
-                velocity[n] = self.config.momentum * velocity[n] + g
-                delta[n] = delta[n] - self.config.lr * velocity[n]
-        return delta
+        ``(x, y)`` from ``θ`` (detached): :func:`sgd_delta` with this thief's settings."""
+        cfg = self.config
+        return sgd_delta(model, theta, buffers, x, y, trained, steps=cfg.steps, lr=cfg.lr,
+                         momentum=cfg.momentum)  # fmt: skip
+
+
+def sgd_delta(
+    model: nn.Module, theta: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
+    trained: set[str], *, steps: int, lr: float, momentum: float,
+) -> Params:  # fmt: skip
+    """``Δ`` (of the ``trained`` parameters, detached) after ``steps`` SGD-with-momentum steps on
+    the cross-entropy of ``(x, y)`` from ``θ``: the first-order simulated thief's displacement
+    (``model`` is only called through ``functional_call`` with ``θ`` and ``buffers``)."""
+    delta = {n: torch.zeros_like(t) for n, t in theta.items() if n in trained}
+    velocity = {n: torch.zeros_like(t) for n, t in delta.items()}
+    for _ in range(steps):
+        leaf = {n: (t.detach() + delta[n]).requires_grad_() for n, t in theta.items()
+                if n in trained}  # fmt: skip
+        fixed = {n: t.detach() for n, t in theta.items() if n not in trained}
+        out = functional_call(model, {**fixed, **leaf, **buffers}, (x,))
+        grads = torch.autograd.grad(F.cross_entropy(out.float(), y), list(leaf.values()))
+        for (n, _), g in zip(leaf.items(), grads):
+            velocity[n] = momentum * velocity[n] + g
+            delta[n] = delta[n] - lr * velocity[n]
+    return delta
 
 
 def class_separation(

@@ -4,39 +4,22 @@ better than plain MAP (same seed, same budget); options are checked before any w
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
-from mapguard._cli import cli
 from mapguard._errors import ConfigError
-from mapguard.attacks import AttackConfig, attack
-from mapguard.checkpoint import ModelMeta
-from mapguard.methods import MethodInputs, get_method
 from mapguard.methods.map_nft import map_nft_config
 from mapguard.training import accuracy
 
 BUDGET = {"epochs": 3, "max_steps_per_epoch": 15}
 
 
-def _protect(method, model, source, target, **options):  # noqa: ANN001, ANN202
-    inputs = MethodInputs(model=model, meta=ModelMeta(arch="vgg_tiny"), source=source,
-                          targets=(target,), options={**BUDGET, **options}, seed=0,
-                          progress=False)  # fmt: skip
-    return get_method(method).run(inputs)
-
-
 @pytest.fixture(scope="module")
-def protected(tiny_model, mnist_small, mnistm_small):
+def protected(against_map):
     """The tiny model protected by MAP and by map-nft with the same seed and budget."""
-    return {m: _protect(m, tiny_model, mnist_small[0], mnistm_small[0]) for m in ("map", "map-nft")}
+    return against_map("map-nft", **BUDGET)
 
 
-def test_map_nft_stays_below_map_after_target_fine_tuning(protected, mnistm_small) -> None:
-    train, test = mnistm_small
-    after = {}
-    for method, out in protected.items():
-        cfg = AttackConfig(n_images=100, epochs=10, lr=0.01)  # 10 SGD steps on 100 images
-        tuned, _ = attack(out.model, "target-ft", data=train, config=cfg, seed=0)
-        after[method] = accuracy(tuned, test)
+def test_map_nft_stays_below_map_after_target_fine_tuning(protected, after_target_ft) -> None:
+    after = {method: after_target_ft(out.model) for method, out in protected.items()}
     # measured on a 2-core CPU: 0.34 (map-nft) vs 0.48 (map); before fine-tuning 0.20 vs 0.17
     assert after["map-nft"] < after["map"] - 0.08, after
 
@@ -68,18 +51,8 @@ def test_map_nft_options_split_into_mask_and_adversary() -> None:
      ("adversary_head=drop", "unknown adversary_head 'drop'; choose one of: keep, reinit"),
      ("adversary_nope=1", "unknown map-nft option(s): adversary_nope")],
 )  # fmt: skip
-def test_cli_refuses_bad_map_nft_options_in_one_line(
-    tiny_checkpoint, tmp_path, option, needle
-) -> None:
-    out = tmp_path / "p.pt"
-    res = CliRunner().invoke(cli, ["protect", str(tiny_checkpoint), "--source", "builtin:mnist",
-                                   "--target", "builtin:mnistm", "--method", "map-nft", "--out",
-                                   str(out), "-o", option, "--quiet"],
-                             catch_exceptions=False)  # fmt: skip
-    assert res.exit_code == 2, res.output
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mapguard: error:") and needle in lines[0], lines
-    assert not out.exists()
+def test_cli_refuses_bad_map_nft_options_in_one_line(protect_refusal, option, needle) -> None:
+    protect_refusal("map-nft", option, needle)
 
 
 @pytest.mark.parametrize(("head", "on_source"), [("keep", False), ("reinit", False),
@@ -139,7 +112,7 @@ def test_class_separation_is_one_for_separated_classes_and_zero_for_equal_means(
     assert pooled < 0.2 < 0.4 < per_dim, (pooled, per_dim)
 
 
-def test_collapse_term_lowers_the_target_class_separation(tiny_model, mnist_small,
+def test_collapse_term_lowers_the_target_class_separation(run_method, tiny_model, mnist_small,
                                                           mnistm_small) -> None:  # fmt: skip
     """The collapse term makes the features the head reads less class-informative on the
     target than the adversary alone does (same seed and budget)."""
@@ -150,9 +123,9 @@ def test_collapse_term_lowers_the_target_class_separation(tiny_model, mnist_smal
     x, y = mnistm_small[1].floats(), mnistm_small[1].labels
     sep = {}
     for collapse in (0.0, 20.0):
-        out = _protect("map-nft", tiny_model, mnist_small[0], mnistm_small[0], epochs=2,
-                       max_steps_per_epoch=10, adversary_steps=1, adversary_collapse=collapse,
-                       adversary_per_dim=True)  # fmt: skip
+        out = run_method("map-nft", tiny_model, mnist_small[0], mnistm_small[0], epochs=2,
+                         max_steps_per_epoch=10, adversary_steps=1, adversary_collapse=collapse,
+                         adversary_per_dim=True)  # fmt: skip
         body = torch.nn.Sequential(out.model[0], *out.model[1][:-1]).eval()  # up to the head
         with torch.no_grad():
             sep[collapse] = float(class_separation(body(x), y, 10, per_dim=True))

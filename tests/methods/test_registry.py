@@ -14,8 +14,8 @@ from mapguard.methods import get_method, list_methods
 @pytest.mark.parametrize(
     ("module", "call", "expected"),
     [
-        ("mapguard.methods._registry", "list_methods()", ["df-map", "map", "map-nft", "ntl",
-         "sf-map"]),
+        ("mapguard.methods._registry", "list_methods()", ["df-map", "map", "map-nft",
+         "nft-weights", "ntl", "sf-map"]),
         ("mapguard.attacks._registry", "list_attacks()", ["distill", "distill-arch", "extract",
          "fine-prune", "ftal", "ftll", "prune", "quantize", "regrow", "rtal", "target-ft",
          "unlearn-triggers"]),
@@ -34,8 +34,9 @@ def test_registries_hold_every_builtin_in_a_fresh_process(module, call, expected
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:
-    valid = "df-map, map, map-nft, ntl"
+    valid = "df-map, map, map-nft, nft-weights, ntl"
     with pytest.raises(ConfigError, match=f"unknown method 'mpa'; choose one of: {valid}"):
         get_method("mpa")
     assert get_method("ntl").learns_mask is False and get_method("df-map").needs_target is False
+    assert get_method("nft-weights").learns_mask is False  # it changes the weights
     assert set(list_methods()) >= {"map", "ntl", "sf-map", "df-map"}

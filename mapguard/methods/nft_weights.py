@@ -1,0 +1,339 @@
+"""Non-fine-tunable weights (``nft-weights``): **changes the weights**, unlike MAP and ``map-nft``.
+
+A SOPHON-style protection (Deng et al., "SOPHON: Non-Fine-Tunable Learning to Restrain Task
+Transferability For Pre-trained Models", IEEE S&P 2024): every parameter of a copy of the trained
+model is fine-tuned (Adam) on
+
+    L = source_weight · CE(f_θ(x_s), y_s)
+        + direct_weight · D(f_θ(x_t))                         (the model as deployed)
+        + adversary_weight · mean_thief D(f_{θ + Δ_thief}(x_t^out))
+
+where ``D`` pushes target predictions to the uniform distribution (``target_loss="uniform"``:
+KL(U ‖ p); or SOPHON's inverse cross-entropy ``-log(1 - p_y)``), and ``Δ_thief`` is a simulated
+thief's first-order displacement (:func:`~mapguard.masking._adversary.sgd_delta`: SGD with
+momentum on half of a labelled, augmented target batch; judged on the other half). The thieves
+(:data:`NFT_THIEVES`): ``keep`` fine-tunes everything from θ with BatchNorm on batch statistics
+(NTLBench's ``direct-all``), ``reinit`` first replaces the last linear layer with a fresh random
+one (``initFC-all``), ``frozen-bn`` fine-tunes everything with BatchNorm on the running statistics,
+``fc`` only the last linear layer (``direct-FC``). First-order MAML: ``Δ`` is detached, so the
+gradient at the adapted point is applied to θ.
+
+A thief is *persistent*: it takes ``inner_steps`` steps per outer step and keeps its ``Δ`` for
+``horizon`` outer steps (then starts over from the current θ with a new learning rate drawn
+log-uniformly from ``[inner_lr_min, inner_lr]``), so a few steps a step simulate a fine-tuning run
+as long as a real thief's (``horizon · inner_steps`` steps). A thief whose steps diverge starts
+over. The deployed model's BatchNorm running statistics are re-estimated on the source data at
+the end (:func:`recalibrate_batch_norm`; those tracked while the weights moved lag behind them).
+
+The product is a plain fine-tuned model (no mask, the weights differ from the original): a
+separate method beside the frozen-weights ``map`` / ``map-nft``. Registered as ``"nft-weights"``;
+results in ``docs/ROBUSTNESS.md`` (issue 18).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from mapguard._config import ConfigMixin, check_int, check_number, check_range
+from mapguard._device import default_device
+from mapguard._errors import ConfigError, TrainingError
+from mapguard._progress import progress_bar
+from mapguard.masking import TensorSource
+from mapguard.masking._adversary import _batch_norm_mode, _fresh_head, _head_params, sgd_delta
+from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
+from mapguard.methods.ntl import NTLResult, _cycle, _to
+
+__all__ = [
+    "NFT_THIEVES",
+    "TARGET_LOSSES",
+    "NFTWeightsConfig",
+    "nft_weights_config",
+    "nft_weights_finetune",
+    "recalibrate_batch_norm",
+    "protect_nft_weights",
+]
+
+#: The simulated thieves (``thieves`` option; see the module docstring).
+NFT_THIEVES = ("keep", "reinit", "fc", "frozen-bn")
+#: What the target predictions are pushed to (``target_loss`` option).
+TARGET_LOSSES = ("uniform", "inverse-ce")
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
+    """Options of :func:`nft_weights_finetune`.
+
+    Attributes:
+        epochs: Passes over the source data (each at most ``max_steps_per_epoch`` steps).
+        max_steps_per_epoch: Cap on the steps of one epoch (None: the whole source split).
+        batch_size: Source images per step; the target batch has as many (half to adapt on, half
+            to judge).
+        lr: Adam learning rate of the weights.
+        source_weight / direct_weight / adversary_weight: weights of the three terms above.
+        thieves: The simulated thieves, all of them every step (:data:`NFT_THIEVES`).
+        inner_steps / inner_momentum: each thief's SGD steps per outer step.
+        inner_lr / inner_lr_min: a thief's learning rate, drawn log-uniformly from
+            ``[inner_lr_min, inner_lr]`` at every restart (``inner_lr_min=None``: fixed).
+        horizon: outer steps a thief keeps its displacement before it starts over (0 or 1:
+            every step from θ).
+        target_loss: ``uniform`` (KL to uniform) or ``inverse-ce`` (``-log(1 - p_y)``).
+        seed: Order of the batches and the thieves' fresh heads.
+    """
+
+    epochs: int = 4
+    max_steps_per_epoch: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    source_weight: float = 3.0
+    direct_weight: float = 1.0
+    adversary_weight: float = 1.0
+    thieves: tuple[str, ...] = ("keep", "reinit", "frozen-bn")
+    inner_steps: int = 3
+    inner_lr: float = 0.1
+    inner_lr_min: float | None = 0.02
+    inner_momentum: float = 0.9
+    horizon: int = 20
+    target_loss: str = "uniform"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=4)
+        check_int("inner_steps", self.inner_steps, low=0)
+        check_int("horizon", self.horizon, low=0)
+        if self.max_steps_per_epoch is not None:
+            check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
+        for name in ("lr", "inner_lr"):
+            check_number(name, getattr(self, name), positive=True)
+        for name in ("source_weight", "direct_weight", "adversary_weight"):
+            check_number(name, getattr(self, name), positive=False)
+        if self.inner_lr_min is not None:
+            check_range("inner_lr_min", self.inner_lr_min, lo=0, hi=self.inner_lr, lo_open=True)
+        check_range("inner_momentum", self.inner_momentum, lo=0, hi=1, hi_open=True)
+        bad = [t for t in self.thieves if t not in NFT_THIEVES]
+        if bad or not self.thieves or len(set(self.thieves)) != len(self.thieves):
+            raise ConfigError(f"thieves must be distinct names of: {', '.join(NFT_THIEVES)}; "
+                              f"got {list(self.thieves)!r}")  # fmt: skip
+        if self.target_loss not in TARGET_LOSSES:
+            raise ConfigError(f"unknown target_loss {self.target_loss!r}; choose one of: "
+                              f"{', '.join(TARGET_LOSSES)}")  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class NFTWeightsResult(NTLResult):
+    """The protected (fine-tuned) model and how it was obtained (NTL's result fields)."""
+
+    config: NFTWeightsConfig  # type: ignore[assignment]
+
+
+def target_divergence(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """How far target predictions are from useless (>= 0, 0 at the goal): ``uniform`` is
+    ``KL(U ‖ softmax(logits))`` per image, ``inverse-ce`` is ``-log(1 - p_y)``; batch mean."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    if kind == "uniform":
+        return (-logp.mean(1) - math.log(logits.shape[1])).mean()
+    p_y = logp.gather(1, y[:, None]).squeeze(1).exp()
+    return -torch.log1p(-p_y.clamp(max=1 - 1e-6)).mean()
+
+
+class _Thief:
+    """One simulated thief ``kind``; with ``horizon`` > 0 its displacement persists over that
+    many outer steps (a long fine-tuning run simulated at ``inner_steps`` a step), else it
+    restarts from θ every step."""
+
+    def __init__(self, kind: str, cfg: NFTWeightsConfig) -> None:
+        self.kind, self.cfg = kind, cfg
+        self.delta: Params = {}
+        self.head: Params = {}
+        self.age, self.diverged, self.lr = 0, 0, cfg.inner_lr
+
+    def loss(self, net: nn.Module, theta: Params, batch, seed: int) -> torch.Tensor:  # noqa: ANN001
+        """``D`` at the point the thief reaches from θ (first-order: the displacement is
+        detached, so the gradient flows into θ, or θ's body for ``reinit``). A thief whose
+        steps diverge starts over once (a real one would lower its rate); if it diverges again
+        it reaches nothing this step (a zero term)."""
+        if self.age == 0 or self.age >= max(1, self.cfg.horizon):
+            self._restart(net, seed)
+        self.age += 1
+        for attempt in (1, 2):
+            value = self._advance(net, theta, batch)
+            if torch.isfinite(value):
+                return value
+            self.diverged += 1
+            self._restart(net, seed + attempt)
+        return value.new_zeros(())
+
+    def _restart(self, net: nn.Module, seed: int) -> None:
+        """Back to θ (``reinit``: a fresh head), with a learning rate drawn log-uniformly from
+        ``[inner_lr_min, inner_lr]``."""
+        self.delta, self.age = {}, 0
+        self.head = _fresh_head(net, seed=seed) if self.kind == "reinit" else {}
+        hi = self.cfg.inner_lr
+        lo = hi if self.cfg.inner_lr_min is None else self.cfg.inner_lr_min
+        u = float(torch.rand((), generator=torch.Generator().manual_seed(seed)))
+        self.lr = lo * (hi / lo) ** u
+
+    def _advance(self, net: nn.Module, theta: Params, batch) -> torch.Tensor:  # noqa: ANN001
+        """``inner_steps`` more thief steps from θ + Δ; ``D`` at the new point."""
+        x_in, y_in, x_out, y_out = batch
+        buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
+        start = {**theta, **self.head}
+        point = {n: t + self.delta[n] if n in self.delta else t for n, t in start.items()}
+        trained = set(_head_params(net)) if self.kind == "fc" else set(start)
+        with _batch_norm_mode(net, self.kind not in ("fc", "frozen-bn")):  # else running stats
+            step = sgd_delta(net, point, buffers, x_in, y_in, trained, steps=self.cfg.inner_steps,
+                             lr=self.lr, momentum=self.cfg.inner_momentum)  # fmt: skip
+            self.delta = {n: self.delta.get(n, 0) + d for n, d in step.items()}
+            adapted = {n: t + self.delta[n] if n in self.delta else t for n, t in start.items()}
+            logits = functional_call(net, {**adapted, **buffers}, (x_out,))
+        return target_divergence(logits, y_out, self.cfg.target_loss)
+
+
+def _step(
+    net: nn.Module, src, tgt, cfg: NFTWeightsConfig, thieves: list[_Thief], step: int
+) -> tuple[torch.Tensor, dict]:  # noqa: ANN001
+    """The objective of one step on a source batch ``src`` and a target batch ``tgt``."""
+    source = F.cross_entropy(net(src.x).float(), src.y)  # train mode: running stats = source's
+    theta = dict(net.named_parameters())
+    buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
+    with _batch_norm_mode(net, False):  # the target as the deployed (eval-mode) model sees it
+        direct = target_divergence(functional_call(net, {**theta, **buffers}, (tgt.x,)), tgt.y,
+                                   cfg.target_loss)  # fmt: skip
+    half = tgt.x.shape[0] // 2
+    split = (tgt.x[:half], tgt.y[:half], tgt.x[half:], tgt.y[half:])
+    seed = cfg.seed * 1_000_003 + step
+    judged = torch.stack([t.loss(net, theta, split, seed) for t in thieves])
+    loss = (cfg.source_weight * source + cfg.direct_weight * direct
+            + cfg.adversary_weight * judged.mean())  # fmt: skip
+    values = {"source_ce": source, "direct": direct, "thieves": judged.mean(), "loss": loss}
+    return loss, {k: float(v.detach()) for k, v in values.items()}
+
+
+def nft_weights_finetune(
+    model: nn.Module,
+    *,
+    source: TensorSource,
+    target: TensorSource,
+    config: NFTWeightsConfig | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> NFTWeightsResult:
+    """Fine-tune a copy of ``model`` so that simulated target fine-tuning leads nowhere.
+
+    Args:
+        model: trained classifier whose last layer is ``nn.Linear`` (``model`` is not modified).
+        source: labelled source images (kept).
+        target: labelled target images (the simulated thieves' data; augment them as a thief
+            would).
+        config: options.
+        device: torch device.
+        progress: show a progress bar.
+    """
+    cfg = config or NFTWeightsConfig()
+    if source.y is None or target.y is None:
+        raise ConfigError("nft-weights needs labelled source and target data")
+    dev = default_device(str(device) if device else None)
+    net = copy.deepcopy(model).to(dev).train()
+    net.requires_grad_(True)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps = min(source.steps_per_epoch(cfg.batch_size), cfg.max_steps_per_epoch or 1 << 30)
+    thieves = [_Thief(kind, cfg) for kind in cfg.thieves]
+    history, images, t0 = [], 0, time.perf_counter()
+    with progress_bar("nft-weights", total=cfg.epochs * steps, enabled=progress) as bar:
+        for epoch in range(cfg.epochs):
+            sums: dict[str, float] = {}
+            for i, (bs, bt) in enumerate(_pairs(source, target, cfg, epoch, steps)):
+                bs, bt = _to(bs, dev), _to(bt, dev)
+                loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"nft-weights loss became NaN/inf at epoch {epoch + 1}; "
+                                        "lower lr")  # fmt: skip
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                images += bs.x.shape[0] + bt.x.shape[0] * (1 + len(cfg.thieves))
+                sums = {k: sums.get(k, 0.0) + v for k, v in vals.items()}
+                bar.advance(loss=vals["loss"])
+            diverged = sum(t.diverged for t in thieves)  # thief restarts so far
+            history.append({k: v / steps for k, v in sums.items()}
+                           | {"epoch": epoch + 1, "diverged": diverged})  # fmt: skip
+    recalibrate_batch_norm(net, source, batch_size=cfg.batch_size)
+    return NFTWeightsResult(model=net.eval(), config=cfg, history=tuple(history),
+                            steps=cfg.epochs * steps, seconds=time.perf_counter() - t0,
+                            images=images)  # fmt: skip
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(net: nn.Module, source: TensorSource, *, batch_size: int) -> None:
+    """Re-estimate every BatchNorm layer's running statistics on one pass over ``source`` (a
+    cumulative average, in train mode; nothing else changes): the statistics tracked while the
+    weights moved lag behind them, and the deployed model normalises with these."""
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    device = next(net.parameters()).device
+    for batch in source.batches(epoch=0, batch_size=batch_size):
+        net(batch.x.to(device))
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+
+
+def _pairs(source: TensorSource, target: TensorSource, cfg: NFTWeightsConfig, epoch: int,
+           steps: int) -> Iterator[tuple]:  # fmt: skip
+    pairs = zip(source.batches(epoch=epoch, batch_size=cfg.batch_size),
+                _cycle(target, cfg.batch_size, epoch))  # fmt: skip
+    for i, pair in enumerate(pairs):
+        if i >= steps:
+            return
+        yield pair
+
+
+def _labelled(data, *, seed: int, augment: bool) -> TensorSource:  # noqa: ANN001
+    """An ImageSet (or several, pooled) as a labelled tensor source."""
+    x = torch.cat([d.floats() for d in data])
+    y = torch.cat([d.labels for d in data])
+    return TensorSource(x, y, seed=seed, name="+".join(d.name for d in data), augment=augment)
+
+
+def nft_weights_config(options, seed: int) -> NFTWeightsConfig:  # noqa: ANN001
+    """The :class:`NFTWeightsConfig` of ``options`` (unknown keys are an error naming them)."""
+    return NFTWeightsConfig.from_dict({"seed": seed, **options})
+
+
+@register_method(
+    "nft-weights",
+    description="non-fine-tunable weights (SOPHON-style): fine-tunes ALL weights against "
+    "simulated target fine-tuning (no mask)",
+    learns_mask=False,
+    validate=nft_weights_config,
+)
+def protect_nft_weights(inputs: MethodInputs) -> MethodOutput:
+    """Fine-tune every weight so the target stays unlearnable from a few labelled images."""
+    cfg = nft_weights_config(inputs.options, inputs.seed)
+    result = nft_weights_finetune(
+        inputs.model,
+        source=_labelled((inputs.source, *inputs.keep), seed=cfg.seed, augment=False),
+        target=_labelled(inputs.targets, seed=cfg.seed + 1, augment=True),
+        config=cfg,
+        device=inputs.device,
+        progress=inputs.progress,
+    )
+    return MethodOutput(model=result.model, config=cfg.to_dict(), seconds=result.seconds,
+                        images_per_second=result.images_per_second,
+                        info={"history": list(result.history)})  # fmt: skip
