@@ -57,8 +57,9 @@ class FreeConfig(ConfigMixin, what="free"):
             (0.2 on 400 probe images: stop at 17.4%). ``None``: stop at ``g`` itself.
         extend_epochs: when the mask budget (``epochs``) ends before the degrade goal was
             reached, up to this many more epochs, each only while the last epoch was accepted
-            (held-out KL) and lowered the held-out degrade accuracy: a run that reaches the goal
-            within the budget is unchanged, bit for bit. 0: no extension.
+            (held-out KL) and the held-out degrade accuracy still falls (best of the last 3
+            epochs below the best of the 3 before): a run that reaches the goal within the
+            budget is unchanged, bit for bit. 0: no extension.
         probe_size: held-out degrade images for that check (SF-MAP: taken out of the target's
             training images; DF-MAP: neighbours of the held-out pseudo-source).
         families: neighbour families for DF-MAP (``feature_stats`` = AdaIN-style shift).
