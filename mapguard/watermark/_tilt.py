@@ -167,7 +167,7 @@ def torch_preference(
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             z = ((self.features(x) - self.mean) / self.std) @ self.splits.T / self.proj_std
-            w = torch.cat([torch.ones_like(z[:, :1]), torch.tanh(family.sharpness * z)], 1)
+            w = torch.cat([z.new_ones(len(z), 1), torch.tanh(family.sharpness * z)], 1)
             w = w / family.regions**0.5
             with torch.no_grad():
                 p = F.softmax(self._original[0](x), 1)
