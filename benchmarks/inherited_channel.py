@@ -266,7 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     _print(rows, set(null_models), args, time.perf_counter() - t_start)
     if args.forgery_keys:
         _forgery(family, queries, null_answers, args.forgery_keys)
-    (run / "results.json").write_text(json.dumps(rows, indent=1))
+    if rows:  # a subset of the thieves never overwrites the full run's figures
+        subset = "screen" if args.screen else args.attacks and args.attacks.replace(",", "+")
+        name = f"results-{subset}.json" if subset else "results.json"
+        (run / name).write_text(json.dumps(rows, indent=1))
 
 
 def _print(rows: dict, nulls: set, args, seconds: float) -> None:  # noqa: ANN001
