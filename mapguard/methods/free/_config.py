@@ -228,7 +228,10 @@ DF_DEFAULTS: dict[str, Any] = {"bn_weight": 0.1, "epochs": 16}
 #: the probe's sampling error (``goal_confidence``: stops at the 20% goal landed at 20.3-20.5% on
 #: the test split). Session 7, paired on all 20 pairs against the session-6 default: "drop <= 2
 #: pts, target <= 20%" on 5 and 5 (a tie), median drop 1.05 vs 1.25 pts, mean ST-D 0.775 vs
-#: 0.730, mean drop 3.53 vs 3.13 (docs/BENCHMARKS.md). DF-MAP keeps the plain pseudo-source.
+#: 0.730, mean drop 3.53 vs 3.13 (docs/BENCHMARKS.md). DF-MAP keeps the plain pseudo-source:
+#: session 8, paired on 5 sources x 2 seeds, hard_neighbours=3 (with or without the boundary pool
+#: and its term) lowered the source drop but degraded the unseen domains less; none met either
+#: DF-MAP target (docs/METHOD-free.md, section 12).
 SF_FREE_DEFAULTS: dict[str, Any] = {"boundary": 32, "boundary_term": True, "goal_confidence": 0.9}
 DF_FREE_DEFAULTS: dict[str, Any] = {}
 _SYNTH_PREFIX = "synthesis_"
