@@ -47,6 +47,7 @@ from protocols.fileio import atomic_write_text
 
 __all__ = ["FULL", "QUICK", "VARIANTS", "Budget", "main"]
 
+_W1 = {"adversary_weight": 1.0}  # nft-weights' default before session 8's measurement
 #: The protection variants measured side by side: label -> (method, options beyond the budget's).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map": ("map", {}),
@@ -73,10 +74,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     # nft-weights changes the weights (a separate method, not a mask over frozen weights)
     "nft-weights": ("nft-weights", {}),
-    "nft-weights-2thieves": ("nft-weights", {"thieves": ["keep", "reinit"]}),
-    "nft-weights-h0": ("nft-weights", {"horizon": 0}),  # thieves restart from θ every step
-    "nft-weights-ice": ("nft-weights", {"target_loss": "inverse-ce"}),
-    "nft-weights-w3": ("nft-weights", {"adversary_weight": 3.0}),
+    "nft-weights-w1": ("nft-weights", _W1),
+    "nft-weights-2thieves": ("nft-weights", {**_W1, "thieves": ["keep", "reinit"]}),
+    "nft-weights-h0": ("nft-weights", {**_W1, "horizon": 0}),  # thieves restart every step
+    "nft-weights-w3": ("nft-weights", {"adversary_weight": 3.0}),  # = the default since session 8
+    "nft-weights-w5": ("nft-weights", {"adversary_weight": 5.0}),
 }
 
 

@@ -46,13 +46,15 @@ EXTRA_STRATEGIES = ("frozenBN-all",)
 
 @dataclass(frozen=True, kw_only=True)
 class Thief:
-    """The attacker's budget: learning-rate grid, batch size and step budget per ``N``."""
+    """The attacker's budget: learning-rate grid, batch size and step budget per ``N``, and the
+    optimiser (``sgd``: momentum 0.9, Nesterov; ``adam``; both weight decay 5e-4, one-cycle)."""
 
     lrs: tuple[float, ...]
     batch_size: int = 32
     epochs: int = 20
     min_steps: int = 40
     max_steps: int = 200
+    optimizer: str = "sgd"
 
 
 def steps_for(n_train: int, thief: Thief) -> int:
@@ -82,7 +84,10 @@ def finetune(
         return m.eval()
     head_only = strategy.endswith("-FC")
     params = list(last_linear(m).parameters()) if head_only else list(m.parameters())
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    if thief.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, weight_decay=5e-4)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = steps_for(len(x), thief)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)

@@ -6,7 +6,7 @@ model is fine-tuned (Adam) on
 
     L = source_weight · CE(f_θ(x_s), y_s)
         + direct_weight · D(f_θ(x_t))                         (the model as deployed)
-        + adversary_weight · mean_thief D(f_{θ + Δ_thief}(x_t^out))
+        + adversary_weight · mean_thief D(f_{θ + Δ_thief}(x_t^out))      (weights 3, 1, 3)
 
 where ``D`` pushes target predictions to the uniform distribution (``target_loss="uniform"``:
 KL(U ‖ p); or SOPHON's inverse cross-entropy ``-log(1 - p_y)``), and ``Δ_thief`` is a simulated
@@ -97,7 +97,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
     lr: float = 1e-3
     source_weight: float = 3.0
     direct_weight: float = 1.0
-    adversary_weight: float = 1.0
+    adversary_weight: float = 3.0
     thieves: tuple[str, ...] = ("keep", "reinit", "frozen-bn")
     inner_steps: int = 3
     inner_lr: float = 0.1

@@ -27,15 +27,18 @@ def protected(against_map):
 
 def test_nft_weights_stays_below_map_after_target_fine_tuning(protected, after_target_ft) -> None:
     after = {method: after_target_ft(out.model) for method, out in protected.items()}
-    # measured on a 2-core CPU at this 45-step budget: 0.37 (nft-weights) vs 0.56 (map)
-    assert after["nft-weights"] < after["map"] - 0.1, after
+    # measured on a 2-core CPU at this 45-step budget: 0.22 (nft-weights) vs 0.56 (map); before
+    # fine-tuning 0.20 vs 0.17 (chance 0.10)
+    assert after["nft-weights"] < after["map"] - 0.2, after
 
 
 def test_nft_weights_keeps_the_source_and_changes_the_weights(
     protected, tiny_model, mnist_small
 ) -> None:
     source_acc = {m: accuracy(out.model, mnist_small[1]) for m, out in protected.items()}
-    assert source_acc["nft-weights"] > source_acc["map"] - 0.03, source_acc
+    assert source_acc["nft-weights"] > source_acc["map"] - 0.03, (
+        source_acc
+    )  # measured 0.935 vs 0.933
     out = protected["nft-weights"]
     assert out.mask is None and out.config["thieves"] == ["keep", "reinit", "frozen-bn"]
     before, after = tiny_model.state_dict(), out.model.state_dict()
