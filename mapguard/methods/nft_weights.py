@@ -172,6 +172,7 @@ class _Thief:
                 return value
             self.diverged += 1
             self._restart(net, seed + attempt)
+            self.age = 1  # this step's retry is the restarted run's first step
         return value.new_zeros(())
 
     def _restart(self, net: nn.Module, seed: int) -> None:
