@@ -97,6 +97,8 @@ class HeldOutKLStop:
     at every epoch from ``budget`` on unless that epoch was accepted, missed the goal and the
     lowest ``a`` of the last ``PROGRESS_WINDOW`` epochs is below the lowest of the window before
     (the probe is noisy: ~2 pts on 400 images): the extension goes on while the target falls.
+    An extension that ends without the goal selects the accepted epoch from ``budget`` on with
+    the lowest ``a`` (the earliest of equals), not the last one.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class HeldOutKLStop:
         self.degrade_accuracy: list[float] = []
         self.disagreement: list[float] = []
         self.accepted: tuple[int, Mask] | None = None
+        self.extended: tuple[float, int, Mask] | None = None  # best accepted epoch >= budget
         self.lowest: tuple[float, int, Mask] | None = None
         self.reached_goal = False
         self._above = 0
@@ -143,6 +146,9 @@ class HeldOutKLStop:
         if kl <= self.threshold and (limit is None or d <= limit):
             self.accepted, self._above = (info.epoch, mask), 0
             self.reached_goal = acc <= self.goal
+            if self.budget is not None and info.epoch >= self.budget:
+                if self.extended is None or acc < self.extended[0]:
+                    self.extended = (acc, info.epoch, mask)
             return self.reached_goal or not self._extend(info.epoch)
         self._above += 1
         return self._above >= self.patience or (
@@ -158,6 +164,8 @@ class HeldOutKLStop:
 
     def selection(self) -> tuple[Mask, int, bool]:
         """``(mask, epoch, within_threshold)`` of the chosen epoch."""
+        if self.extended is not None and not self.reached_goal:  # the extension's best epoch
+            return self.extended[2], self.extended[1], True
         if self.accepted is not None:
             return self.accepted[1], self.accepted[0], True
         if self.lowest is None:
