@@ -90,6 +90,17 @@ def _test(g: np.ndarray) -> tuple[float, float, float]:
     return p, float((g[0] - mu) / sd), float((nulls.max() - mu) / sd)
 
 
+class _Ideal(torch.nn.Module):
+    """The original's logits plus exactly ``eps`` times the key's shift (no learning)."""
+
+    def __init__(self, original: torch.nn.Module, shift: torch.nn.Module, eps: float) -> None:
+        super().__init__()
+        self.original, self.shift, self.eps = original, shift, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.original(x) + self.eps * self.shift(x)
+
+
 def _attacks(args: argparse.Namespace) -> tuple:
     if args.screen:
         return ()
@@ -152,6 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--attacks", default=None, help="comma-separated rows of ATTACKS to run")
     ap.add_argument(
+        "--ideal",
+        action="store_true",
+        help="the marked model is the ideal teacher: the original's logits + exactly eps * shift",
+    )
+    ap.add_argument(
         "--forgery-keys",
         type=int,
         default=0,
@@ -175,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         tag = f"{arch}-pref-r{args.regions}-s{args.sharpness}-eps{args.eps}-e{args.epochs}"
     tag += f"-b{args.boundary_train}-pw{args.pair_weight}" if args.boundary_train else ""
+    tag += "-ideal" if args.ideal else ""
     run = args.run_dir / tag
     run.mkdir(parents=True, exist_ok=True)
     src = Independent("source", "builtin:mnist", arch, n_train, epochs, 0)
@@ -240,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
             tilt = torch_preference(family, key, ref, x_test.shape[-1], original)
         t0 = time.perf_counter()
         wm_path = run / f"wm-{draw}.pt"
-        if wm_path.exists():
+        if args.ideal:
+            wm = _Ideal(original, tilt, args.eps).eval()
+        elif wm_path.exists():
             wm = load_checkpoint(wm_path)[0].eval()
         else:
             train = data["mnist"]
