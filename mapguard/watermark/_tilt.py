@@ -1,9 +1,11 @@
-"""Owner side of the keyed cosine tilt (issue 15, experimental; see ``verification._tilt``).
+"""Owner side of the channels on natural inputs (issue 15, experimental; see
+``verification._tilt``): the keyed cosine tilt and the keyed pair preferences.
 
 ``boundary_images`` builds the committed labels-only query set: mixtures of two held-out images
 of different classes at the point where the *original* model's answer switches between them
 (found by bisection, before any secret is drawn, so the set does not depend on the secrets).
-``embed_tilt`` teaches the model ``logits + eps * tilt(x)``: this recipe changes weights, so it
+``torch_tilt`` / ``torch_preference`` compute a key's logit shift in torch, and ``embed_tilt``
+teaches the model ``logits + eps * shift(x)``: this recipe changes weights, so it
 is a separate recipe, not the MAP mask (whether a mask over frozen weights can express the
 smooth keyed term has not been tried yet).
 """
