@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--pairs", help="comma-separated SOURCE:TARGET domain pairs")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
-    ap.add_argument("--timing", action="store_true", help="also time map vs map-nft, alternated")
+    ap.add_argument("--timing", action="store_true", help="also time each method, alternated")
     ap.add_argument(
         "--skip-source", action="store_true", help="skip the clean-source attacks (screening)"
     )

@@ -47,7 +47,7 @@ from mapguard._config import ConfigMixin, check_int, check_number, check_range
 from mapguard._device import default_device
 from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
-from mapguard.masking import TensorSource
+from mapguard.masking import TensorSource, dist_info
 from mapguard.masking._adversary import _batch_norm_mode, _fresh_head, _head_params, sgd_delta
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.ntl import NTLResult, _cycle, _to
@@ -326,6 +326,8 @@ def nft_weights_config(options, seed: int) -> NFTWeightsConfig:  # noqa: ANN001
 )
 def protect_nft_weights(inputs: MethodInputs) -> MethodOutput:
     """Fine-tune every weight so the target stays unlearnable from a few labelled images."""
+    if dist_info().active:  # every rank would train its own copy: no DistributedDataParallel here
+        raise ConfigError("nft-weights runs in a single process (not under torchrun)")
     cfg = nft_weights_config(inputs.options, inputs.seed)
     result = nft_weights_finetune(
         inputs.model,

@@ -95,3 +95,44 @@ def test_options_are_validated() -> None:
 )  # fmt: skip
 def test_cli_refuses_bad_nft_weights_options_in_one_line(protect_refusal, option, needle) -> None:
     protect_refusal("nft-weights", option, needle)
+
+
+def _guarded_rank(rank: int, port: int, out) -> None:  # noqa: ANN001
+    import os
+    import types
+
+    import torch.distributed as dist
+
+    from mapguard.methods.nft_weights import protect_nft_weights
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        protect_nft_weights(types.SimpleNamespace())
+        out.put((rank, "ran"))
+    except Exception as exc:  # noqa: BLE001 - the message is what the test checks
+        out.put((rank, f"{type(exc).__name__}: {exc}"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_refuses_to_run_under_torchrun() -> None:
+    """Two real gloo ranks: each refuses before training (no rank trains its own copy)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_guarded_rank, args=(r, port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    answers = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert answers == {
+        r: "ConfigError: nft-weights runs in a single process (not under torchrun)" for r in (0, 1)
+    }
