@@ -84,6 +84,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "goal_confidence": 0.9,
         "extend_epochs": 10,
     },
+    # issue 17, session 8 (SF-MAP): term-goal with a stricter in-distribution filter of the pool:
+    # twice the boundary images per epoch, the quarter closest to the BN statistics kept (same
+    # 16 a epoch)
+    "strict": {
+        "boundary": 64,
+        "boundary_keep": 0.25,
+        "boundary_term": True,
+        "hard_neighbours": 3,
+        "goal_confidence": 0.9,
+    },
     "extend": {
         "boundary": 32,
         "boundary_term": True,
