@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks._adaptive_channel import ADAPTIVE, adaptive_copy
 from benchmarks.robustness.cache import log, train_cached
 from benchmarks.robustness.plan import Independent
 from mapguard.attacks import AttackConfig, attack
@@ -163,6 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--attacks", default=None, help="comma-separated rows of ATTACKS to run")
     ap.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="add the adaptive thieves (smoothing, mixup fine-tuning) and their null copies",
+    )
+    ap.add_argument(
         "--ideal",
         action="store_true",
         help="the marked model is the ideal teacher: the original's logits + exactly eps * shift",
@@ -241,6 +247,11 @@ def main(argv: list[str] | None = None) -> None:
                 opts,
                 0,
             )
+    train_x, train_y = data["mnist"].floats(), data["mnist"].labels
+    for row, kind, opts in ADAPTIVE if args.adaptive else ():
+        null_models[f"{row} of original"] = adaptive_copy(
+            original, kind, opts, train_x, train_y, seed=0
+        )
     null_answers = {n: _answers(m, boundary) for n, m in null_models.items()}
     null_acc = {n: _accuracy(m, x_test, y_test) for n, m in null_models.items()}
 
@@ -271,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             models[row] = _cached_attack(
                 run / f"{row.split()[0]}-{draw}.pt", wm, meta, kind, data[dom], opts, draw
             )
+        for row, kind, opts in ADAPTIVE if args.adaptive else ():
+            models[row] = adaptive_copy(wm, kind, opts, train_x, train_y, seed=draw)
         answers = {n: _answers(m, boundary) for n, m in models.items()}
         secrets = [
             secret,
@@ -287,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         _forgery(family, queries, null_answers, args.forgery_keys)
     if rows:  # a subset of the thieves never overwrites the full run's figures
         subset = "screen" if args.screen else args.attacks and args.attacks.replace(",", "+")
+        subset = f"{subset}-adaptive" if args.adaptive and subset else subset
         name = f"results-{subset}.json" if subset else "results.json"
         (run / name).write_text(json.dumps(rows, indent=1))
 
