@@ -45,6 +45,13 @@ def protect(model, targets, keeps, extra, unsafe_load, quiet, as_json, **args):
                          progress=not quiet, allow_code=unsafe_load, **args)  # fmt: skip
     if launched_rank() == 0:  # under torchrun only rank 0 reports (group left by now)
         _cli.echo_result(as_json, report.to_dict(), lambda: _print_summary(report))
+        if report.info.get("within_threshold") is False:  # SF-/DF-MAP: no epoch was accepted
+            click.echo(
+                "mapguard: warning: the stopping rule accepted no epoch (held-out KL above "
+                "stop_kl from the first); the mask is the lowest-KL epoch's and its source "
+                "drop may be far above the estimate (method_info.within_threshold: false)",
+                err=True,
+            )
 
 
 def _print_summary(report) -> None:  # noqa: ANN001

@@ -53,3 +53,15 @@ def test_df_map_runs_without_any_target(tiny_checkpoint, tmp_path) -> None:
     assert doc["config"]["free"]["n_pseudo"] == 20
     _, meta = load_checkpoint(out)
     assert meta.extra["method"] == "df-map"
+
+
+def test_a_mask_the_stopping_rule_never_accepted_is_flagged(tiny_checkpoint, tmp_path) -> None:
+    """A stop_kl no epoch can meet: the run still writes (the lowest-KL epoch's mask) but says
+    on stderr, in one line, that the rule accepted nothing; the metrics file records it."""
+    out, metrics = tmp_path / "p.pt", tmp_path / "m.json"
+    res = invoke("protect", tiny_checkpoint, "--source", "builtin:mnist", "--method", "df-map",
+                 "--out", out, "--metrics-out", metrics, *QUICK, "-o", "stop_kl=1e-12")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(metrics.read_text())["method_info"]["within_threshold"] is False
+    warned = [line for line in res.output.splitlines() if "accepted no epoch" in line]
+    assert len(warned) == 1 and warned[0].startswith("mapguard: warning:"), res.output
