@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     train_x, train_y = data["mnist"].floats(), data["mnist"].labels
     for row, kind, opts in ADAPTIVE if args.adaptive else ():
         null_models[f"{row} of original"] = adaptive_copy(
-            original, kind, opts, train_x, train_y, seed=0
+            original, kind, opts, train_x, train_y, seed=0, arch=arch
         )
     null_answers = {n: _answers(m, boundary) for n, m in null_models.items()}
     null_acc = {n: _accuracy(m, x_test, y_test) for n, m in null_models.items()}
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
                 run / f"{row.split()[0]}-{draw}.pt", wm, meta, kind, data[dom], opts, draw
             )
         for row, kind, opts in ADAPTIVE if args.adaptive else ():
-            models[row] = adaptive_copy(wm, kind, opts, train_x, train_y, seed=draw)
+            models[row] = adaptive_copy(wm, kind, opts, train_x, train_y, seed=draw, arch=arch)
         answers = {n: _answers(m, boundary) for n, m in models.items()}
         secrets = [
             secret,
