@@ -35,7 +35,10 @@ __all__ = [
     "AdversaryConfig",
     "SimulatedFineTune",
     "SimulatedSourceFineTune",
+    "batch_norm_mode",
     "class_separation",
+    "fresh_head",
+    "head_params",
     "ridge_probe_logits",
     "sgd_delta",
 ]
@@ -47,7 +50,7 @@ HEADS = ("keep", "reinit", "alternate", "cycle", "both")
 
 
 @contextlib.contextmanager
-def _batch_norm_mode(model: nn.Module, batch_stats: bool) -> Iterator[None]:
+def batch_norm_mode(model: nn.Module, batch_stats: bool) -> Iterator[None]:
     """BatchNorm layers normalise with the batch's statistics (as a thief's train-mode fine-tuning
     does) while the block runs; their flags are restored afterwards."""
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -187,7 +190,7 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
         loss = torch.stack(losses).sum()
         if self.config.collapse <= 0 and self.config.probe <= 0:
             return loss
-        with _batch_norm_mode(model, False):  # what a head-only thief trains on
+        with batch_norm_mode(model, False):  # what a head-only thief trains on
             frozen = {n: b.detach() for n, b in model.named_buffers()}
             x, y = torch.cat([x_in, x_out]), torch.cat([y_in, y_out])
             _, feats = self._forward(model, theta, frozen, x)
@@ -207,9 +210,9 @@ class SimulatedFineTune(ObjectiveTerm, name="adversary"):
         the class separations of their features."""
         x_in, y_in, x_out, y_out = data
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
-        start = {**theta, **_fresh_head(model, seed=self._calls)} if mode == "reinit" else theta
-        trained = set(_head_params(model)) if mode == "fc" else set(start)
-        with _batch_norm_mode(model, self.config.batch_stats and mode != "fc"):
+        start = {**theta, **fresh_head(model, seed=self._calls)} if mode == "reinit" else theta
+        trained = set(head_params(model)) if mode == "fc" else set(start)
+        with batch_norm_mode(model, self.config.batch_stats and mode != "fc"):
             delta = self._adapt(model, start, buffers, x_in, y_in, trained)
             adapted = {n: t + delta[n] if n in delta else t for n, t in start.items()}
             judged = [adapted] if mode == "reinit" else [start, adapted]
@@ -332,13 +335,13 @@ def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
 
 
-def _head_params(model: nn.Module) -> list[str]:
+def head_params(model: nn.Module) -> list[str]:
     """Parameter names of the last ``nn.Linear`` (what a head-only thief trains)."""
     name, head = _last_linear(model)
     return [f"{name}.{p}" for p, _ in head.named_parameters()]
 
 
-def _fresh_head(model: nn.Module, *, seed: int) -> Params:
+def fresh_head(model: nn.Module, *, seed: int) -> Params:
     """The last ``nn.Linear``'s parameters drawn afresh as ``reset_parameters`` draws them."""
     name, head = _last_linear(model)
     gen = torch.Generator().manual_seed(seed)

@@ -48,9 +48,9 @@ from mapguard._device import default_device
 from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.masking import TensorSource, dist_info
-from mapguard.masking._adversary import _batch_norm_mode, _fresh_head, _head_params, sgd_delta
+from mapguard.masking._adversary import batch_norm_mode, fresh_head, head_params, sgd_delta
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
-from mapguard.methods.ntl import NTLResult, _cycle, _to
+from mapguard.methods.ntl import NTLResult, batch_to, cycle_batches
 
 __all__ = [
     "NFT_THIEVES",
@@ -179,7 +179,7 @@ class _Thief:
         """Back to θ (``reinit``: a fresh head), with a learning rate drawn log-uniformly from
         ``[inner_lr_min, inner_lr]``."""
         self.delta, self.age = {}, 0
-        self.head = _fresh_head(net, seed=seed) if self.kind == "reinit" else {}
+        self.head = fresh_head(net, seed=seed) if self.kind == "reinit" else {}
         hi = self.cfg.inner_lr
         lo = hi if self.cfg.inner_lr_min is None else self.cfg.inner_lr_min
         u = float(torch.rand((), generator=torch.Generator().manual_seed(seed)))
@@ -191,8 +191,8 @@ class _Thief:
         buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
         start = {**theta, **self.head}
         point = {n: t + self.delta[n] if n in self.delta else t for n, t in start.items()}
-        trained = set(_head_params(net)) if self.kind == "fc" else set(start)
-        with _batch_norm_mode(net, self.kind not in ("fc", "frozen-bn")):  # else running stats
+        trained = set(head_params(net)) if self.kind == "fc" else set(start)
+        with batch_norm_mode(net, self.kind not in ("fc", "frozen-bn")):  # else running stats
             step = sgd_delta(net, point, buffers, x_in, y_in, trained, steps=self.cfg.inner_steps,
                              lr=self.lr, momentum=self.cfg.inner_momentum)  # fmt: skip
             self.delta = {n: self.delta.get(n, 0) + d for n, d in step.items()}
@@ -208,7 +208,7 @@ def _step(
     source = F.cross_entropy(net(src.x).float(), src.y)  # train mode: running stats = source's
     theta = dict(net.named_parameters())
     buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
-    with _batch_norm_mode(net, False):  # the target as the deployed (eval-mode) model sees it
+    with batch_norm_mode(net, False):  # the target as the deployed (eval-mode) model sees it
         direct = target_divergence(functional_call(net, {**theta, **buffers}, (tgt.x,)), tgt.y,
                                    cfg.target_loss)  # fmt: skip
     half = tgt.x.shape[0] // 2
@@ -255,7 +255,7 @@ def nft_weights_finetune(
         for epoch in range(cfg.epochs):
             sums: dict[str, float] = {}
             for i, (bs, bt) in enumerate(_pairs(source, target, cfg, epoch, steps)):
-                bs, bt = _to(bs, dev), _to(bt, dev)
+                bs, bt = batch_to(bs, dev), batch_to(bt, dev)
                 loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"nft-weights loss became NaN/inf at epoch {epoch + 1}; "
@@ -298,7 +298,7 @@ def recalibrate_batch_norm(net: nn.Module, source: TensorSource, *, batch_size: 
 def _pairs(source: TensorSource, target: TensorSource, cfg: NFTWeightsConfig, epoch: int,
            steps: int) -> Iterator[tuple]:  # fmt: skip
     pairs = zip(source.batches(epoch=epoch, batch_size=cfg.batch_size),
-                _cycle(target, cfg.batch_size, epoch))  # fmt: skip
+                cycle_batches(target, cfg.batch_size, epoch))  # fmt: skip
     for i, pair in enumerate(pairs):
         if i >= steps:
             return

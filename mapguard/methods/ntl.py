@@ -40,7 +40,15 @@ from mapguard.masking import BatchSource, TensorSource
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.map import batch_source
 
-__all__ = ["NTLConfig", "NTLResult", "mmd", "ntl_finetune", "protect_ntl"]
+__all__ = [
+    "NTLConfig",
+    "NTLResult",
+    "batch_to",
+    "cycle_batches",
+    "mmd",
+    "ntl_finetune",
+    "protect_ntl",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,12 +178,12 @@ def ntl_finetune(
                 sums: dict[str, float] = {}
                 pairs = zip(
                     src.batches(epoch=epoch, batch_size=cfg.batch_size),
-                    _cycle(tgt, cfg.batch_size, epoch),
+                    cycle_batches(tgt, cfg.batch_size, epoch),
                 )
                 for i, (bs, bt) in enumerate(pairs):
                     if i >= steps:
                         break
-                    bs, bt = _to(bs, dev), _to(bt, dev)
+                    bs, bt = batch_to(bs, dev), batch_to(bt, dev)
                     loss, vals = _ntl_loss(net, hook, bs, bt, cfg)
                     if not torch.isfinite(loss):
                         raise TrainingError(
@@ -230,14 +238,16 @@ class _Pooled(ConcatDataset):
         self.labels = labels
 
 
-def _cycle(src: BatchSource, batch_size: int, epoch: int):  # noqa: ANN202
+def cycle_batches(src: BatchSource, batch_size: int, epoch: int):  # noqa: ANN202
+    """Endless batches of ``src`` (NTL's and nft-weights' target side), epochs from ``epoch``."""
     k = epoch * 1000
     while True:
         yield from src.batches(epoch=k, batch_size=batch_size)
         k += 1
 
 
-def _to(batch, dev: torch.device):  # noqa: ANN001, ANN202
+def batch_to(batch, dev: torch.device):  # noqa: ANN001, ANN202
+    """A labelled batch on ``dev``."""
     return type(batch)(batch.x.to(dev), batch.y.to(dev), None)
 
 

@@ -26,8 +26,8 @@ from mapguard._errors import ConfigError
 from mapguard.masking import Batch, BatchSource, StepView
 from mapguard.masking._adversary import (
     SimulatedFineTune,
-    _batch_norm_mode,
     _masked_params,
+    batch_norm_mode,
 )
 from mapguard.masking._distributed import DistInfo
 from mapguard.masking._learner import _endless
@@ -86,7 +86,7 @@ class SimulatedUnlearn(SimulatedFineTune, name="resist"):
             self._secret_batches = _endless(self.secrets, self.config.batch_size, DistInfo())
         secret = next(self._secret_batches)
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
-        with _batch_norm_mode(model, self.config.batch_stats):
+        with batch_norm_mode(model, self.config.batch_stats):
             delta = self._adapt(model, theta, buffers, x_thief, y_thief, set(theta))
             adapted = {n: t + delta[n] for n, t in theta.items()}
             logits = functional_call(model, {**adapted, **buffers}, (secret.x.to(device),))
