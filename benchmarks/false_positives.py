@@ -10,8 +10,9 @@ plus any ``--embed-option``) of its own ``vgg_small`` source trained on ``builti
 1..W, 8 epochs), with OS-random secrets and its own owner key (so each is attempt 1). The
 independent models share no seed, architecture-and-seed or domain with any source: ``vgg_tiny``
 mnist seeds 0-7 and ``vgg_small`` mnist seeds 0 and W+1..W+3 (8 epochs), and ``vgg_small`` /
-``vgg_tiny`` on mnistm, optdigits, svhnlike and syn, seeds 0 and 1 (4 epochs): 28 models. Every
-pair, and every protected model, is verified as ``mapguard verify`` does it: the watermark's
+``vgg_tiny`` on mnistm, optdigits, svhnlike and syn, seeds 0 and 1 (4 epochs): 28 models; and,
+unless ``--no-copies``, the copies of ``benchmarks._copied_nulls`` (three copies of an independent
+teacher, and each watermark's own original with two models made from it). Every pair, and every protected model, is verified as ``mapguard verify`` does it: the watermark's
 committed analysis, null keys seeded by its commitment digest and a per-suspect public claim
 nonce, in labels mode (the committed default) and in probabilities mode (the same config with
 ``labels_only=False``, an exploratory departure). The calibration ranks random k-sets of each
@@ -27,7 +28,7 @@ benchmark's cache (``--model-cache``) when they are there; the pairs are verifie
 
 Usage::
 
-    python -m benchmarks.false_positives                  # 5 watermarks x 28 models
+    python -m benchmarks.false_positives                  # 5 watermarks x 31 + 3 models
     python -m benchmarks.false_positives --quick          # 2 x 5, mask.epochs=2, no export
     python -m benchmarks.false_positives --embed-option mask.epochs=6 --watermarks 6
 """
@@ -48,6 +49,7 @@ import platformdirs
 import torch
 from scipy.stats import binomtest
 
+from benchmarks._copied_nulls import copies_of_original, copies_of_teacher
 from benchmarks._options import add_overrides
 from benchmarks.robustness.run import Memo
 from mapguard.checkpoint import file_sha256, load_checkpoint
@@ -291,6 +293,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="mnist models are read from here first")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, help="also write every row here")
+    ap.add_argument("--no-copies", action="store_true",
+                    help="skip the copied null models (benchmarks._copied_nulls)")  # fmt: skip
     add_overrides(ap, "--embed-option", "EmbedConfig field, e.g. mask.epochs=2")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -305,13 +309,21 @@ def main(argv: list[str] | None = None) -> None:
     if set(sources(w)) & set(independents(w, args.quick)):
         raise SystemExit("an independent model is one of the sources")
     innocent = [(m.name, model_path(run, args.model_cache, m)) for m in independents(w, args.quick)]
+    if not args.no_copies:
+        teacher = Model("vgg_small", "mnist", 0, 8)
+        innocent += copies_of_teacher(run, model_path(run, args.model_cache, teacher), teacher.name)
     rows: list[Row] = []
     for i, (d, src) in enumerate(zip(wms, sources(w))):
         pro = verify_pair(d, d / "protected.pt", f"protected {src.name}", "protected", [i])
         if i == 0:
             same_path_check(d, d / "protected.pt", f"protected {src.name}", pro[0])
         rows += pro
-        for j, (name, path) in enumerate(innocent):
+        own = (
+            []
+            if args.no_copies
+            else copies_of_original(run, model_path(run, args.model_cache, src), src.name)
+        )
+        for j, (name, path) in enumerate(innocent + own):
             rows += verify_pair(d, path, name, "independent", [i, j])
             r = rows[-2:]
             print(f"  {d.name} x {name}: p {r[0].pvalue:.3g} / {r[1].pvalue:.3g} "
@@ -319,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     a = read_watermark(wms[0] / "owner.wm").analysis
     print(f"\n## Watermarks (committed analysis: {a.test}, mode rule {a.mode_rule}, ties "
           f"{a.ties}; p and the weakest secret's g)\n\n{watermark_table(wms, rows)}")  # fmt: skip
-    print(f"\n## {w} watermarks x {len(innocent)} independent models\n\n"
+    own = "" if args.no_copies else " + 3 models from its own original"
+    print(f"\n## {w} watermarks x {len(innocent)} independent models{own}\n\n"
           f"{pair_table(rows, a.alpha, a.effect_floor)}\n\n{suspect_table(rows)}")  # fmt: skip
     print(f"\n## Fake-secret calibration ({a.test}, pooled over the independent models)\n\n"
           f"{calibration_table(rows)}")  # fmt: skip

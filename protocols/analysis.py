@@ -29,6 +29,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from protocols.channel_analysis import ChannelAnalysis
 from protocols.errors import SchemaError
 
 __all__ = [
@@ -38,15 +39,19 @@ __all__ = [
     "MODE_RULES",
     "NULL_SEED_RULE",
     "TESTS",
+    "CHANNEL_VERSION",
     "Analysis",
+    "ChannelAnalysis",
     "claim_null_seed",
     "resolve_mode",
 ]
 
 ANALYSIS_VERSION = "3"
+#: A version-3 analysis plus a second evidence channel (``protocols.channel_analysis``).
+CHANNEL_VERSION = "4"
 #: Versions this code reads: "2" fixed the floor on the weakest secret (``floor_statistic``
-#: "min", not written in its block); "3" names the floor statistic.
-KNOWN_VERSIONS = ("2", ANALYSIS_VERSION)
+#: "min", not written in its block); "3" names the floor statistic; "4" adds the channel.
+KNOWN_VERSIONS = ("2", ANALYSIS_VERSION, CHANNEL_VERSION)
 #: What the effect floor applies to: the weakest secret's statistic (``min``; one weakened
 #: secret sinks the verdict) or the median of the k secrets' statistics (half of them may fail).
 FLOOR_STATISTICS = ("min", "median")
@@ -82,7 +87,11 @@ class Analysis:
         attempt: Embedding attempt number ``a``; the reported p-value is ``min(1, a p)``
             (Bonferroni over attempts, so re-running ``embed`` until it looks good buys nothing).
         discarded_attempts: Commitment digests of the earlier attempts (recorded, not tested).
-        version: ``"3"``, ``"2"`` (no ``floor_statistic`` field: the weakest secret), or
+        channel: The second evidence channel (version 4), or None (the trigger test alone).
+            With a channel each test is decided at ``alpha / 2`` and the verdict's p-value is
+            Bonferroni's (see :mod:`protocols.channel_analysis`).
+        version: ``"4"`` (given a channel: set by itself), ``"3"``, ``"2"`` (no
+            ``floor_statistic`` field: the weakest secret), or
             ``"legacy"`` for a commitment that fixed only k, M, n and the test.
     """
 
@@ -97,10 +106,18 @@ class Analysis:
     floor_statistic: str = "median"
     attempt: int = 1
     discarded_attempts: tuple[str, ...] = ()
+    channel: ChannelAnalysis | None = None
     version: str = ANALYSIS_VERSION
 
     def __post_init__(self) -> None:
+        if self.channel is not None and self.version == ANALYSIS_VERSION:
+            object.__setattr__(self, "version", CHANNEL_VERSION)
         _analysis_iv(self)
+
+    @property
+    def channels(self) -> int:
+        """Evidence channels the verdict combines (1, or 2 with a channel: Bonferroni)."""
+        return 1 if self.channel is None else 2
 
     @property
     def n_keys(self) -> int:
@@ -116,8 +133,10 @@ class Analysis:
 
     @property
     def queries(self) -> int:
-        """Queries one verification sends: clean and every key, ``n (1 + N)``, plus the probe."""
-        return self.images_per_key * (1 + self.n_keys) + 2
+        """Queries one verification sends: clean and every key, ``n (1 + N)``, plus the probe,
+        plus the channel's boundary images."""
+        extra = 0 if self.channel is None else self.channel.queries
+        return self.images_per_key * (1 + self.n_keys) + 2 + extra
 
     def to_block(self) -> dict[str, Any]:
         """The commitment's ``verification`` block (legacy analyses keep their four fields)."""
@@ -129,8 +148,10 @@ class Analysis:
         }
         if self.version == "legacy":
             return block
-        if self.version == ANALYSIS_VERSION:
+        if self.version in (ANALYSIS_VERSION, CHANNEL_VERSION):
             block["floor_statistic"] = self.floor_statistic
+        if self.channel is not None:
+            block["channel"] = self.channel.to_block()
         return {
             **block,
             "analysis_version": self.version,
@@ -170,6 +191,11 @@ class Analysis:
                     f"(it reads {', '.join(KNOWN_VERSIONS)})"
                 )
             floor_statistic = "min" if version == "2" else block["floor_statistic"]
+            channel = None
+            if version == CHANNEL_VERSION:
+                channel = ChannelAnalysis.from_block(block.get("channel"))
+            elif "channel" in block:
+                raise SchemaError(f"a version-{version} analysis has no channel")
             if block.get("null_seed_rule") != NULL_SEED_RULE:
                 raise SchemaError(
                     "the commitment names a null-seed rule this verifier does not use"
@@ -184,6 +210,7 @@ class Analysis:
                 floor_statistic=floor_statistic,
                 attempt=block["attempt"],
                 discarded_attempts=tuple(block.get("discarded_attempts", ())),
+                channel=channel,
                 version=version,
             )
         except KeyError as exc:
@@ -219,7 +246,11 @@ def _analysis_iv(a: Analysis) -> None:
             raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
     if not a.alpha > 0:
         raise ValueError(f"alpha must be > 0, got {a.alpha!r}")
-    if a.version != ANALYSIS_VERSION and a.floor_statistic != "min":
+    if (a.version == CHANNEL_VERSION) != (a.channel is not None):
+        raise ValueError("a channel needs analysis version 4, and version 4 a channel")
+    if a.channel is not None and not isinstance(a.channel, ChannelAnalysis):
+        raise ValueError(f"channel must be a ChannelAnalysis, got {type(a.channel).__name__}")
+    if a.version in ("2", "legacy") and a.floor_statistic != "min":
         raise ValueError(
             f"a version-{a.version} analysis floors the weakest secret (floor_statistic 'min')"
         )

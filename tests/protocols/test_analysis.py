@@ -39,7 +39,9 @@ def test_a_version_2_block_reads_as_the_weakest_secret_and_writes_back_unchanged
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"floor_statistic": "mean"}, "floor_statistic must be one of"),
-     ({"analysis_version": "4"}, "analysis version '4' is not known"),
+     ({"analysis_version": "5"}, "analysis version '5' is not known"),
+     ({"analysis_version": "4"}, "channel is not an object"),
+     ({"channel": {}}, "version-3 analysis has no channel"),
      ({"floor_statistic": None}, "floor_statistic must be one of")],
 )  # fmt: skip
 def test_malformed_version_3_blocks_are_refused(change, message):
