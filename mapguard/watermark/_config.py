@@ -76,6 +76,10 @@ class EmbedConfig(ConfigMixin, what="embed"):
         negative_teacher: ``"clean"``: images stamped with random keys are held to the original
             model's outputs on the clean image; ``"stamped"``: on the stamped image.
         mask: The mask-learning options (epochs, lr, weights, ...).
+        trigger_batch: Negative-key and secret-trigger images per mask step, as a fraction of
+            ``mask.batch_size`` (rounded; at least one per process); the clean source keeps the
+            whole batch. 1: as many as the clean source (the zoo's recipe); less makes each step
+            cheaper (docs/BENCHMARKS.md, "Embedding into a model from outside the zoo").
         mask_images: The mask-learning budget in training images seen: the mask learns for
             ``max(1, ceil(mask_images / len(train)))`` epochs, so a small data set gets more
             passes and a large one fewer (64,000 = the 16 epochs measured on the 4,000 MNIST
@@ -133,6 +137,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     negative_teacher: str = "stamped"
     prune_cost: float | None = 6e-4
     mask: MaskConfig = field(default=DEFAULT_MASK)
+    trigger_batch: float = 1.0
     mask_images: int | None = 64_000
     alpha: float = 1e-3
     test: str = "pooled-min"
@@ -161,6 +166,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
             check_int("mask_images", self.mask_images, low=1)
         check_number("target_weight", self.target_weight, positive=False)
         check_range("augment", self.augment, lo=0, hi=1)
+        check_range("trigger_batch", self.trigger_batch, lo=0, hi=1, lo_open=True)
         if self.negative_teacher not in NEGATIVE_TEACHERS:
             raise ConfigError(
                 f"negative_teacher must be one of {', '.join(NEGATIVE_TEACHERS)}; "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from mapguard._config import check_int
 from mapguard._errors import ConfigError, DataError, ModelFileError
 from mapguard.checkpoint import ModelMeta, load_checkpoint
 from mapguard.masking import (
+    Batch,
     BatchSource,
     EpochInfo,
     MaskConfig,
@@ -233,6 +234,7 @@ def learn(
     )
     if cfg.augment > 0:
         negatives = AugmentedSource(negatives, cfg.augment, seed=seed + 5)
+    negatives = _thinned(negatives, cfg.trigger_batch)
     degrade = SecretTriggerSource(
         x, y, triggers, seed=seed + 2, placeholder=cfg.mask.degrade_weight == 0
     )
@@ -246,6 +248,29 @@ def learn(
         device=device,
         progress=progress,
     )
+
+
+class _Thinned(BatchSource):
+    """``inner``'s batches at ``fraction`` of the learner's batch size, rounded to a multiple
+    of the processes (at least one image each): fewer images of it per step
+    (``EmbedConfig.trigger_batch``). Its own epochs then end sooner than the learner's."""
+
+    def __init__(self, inner: BatchSource, fraction: float) -> None:
+        self.inner, self.fraction, self.name = inner, fraction, inner.name
+
+    def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
+        self.inner = self.inner.with_teacher(teacher)
+        return self
+
+    def batches(
+        self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        size = max(1, round(batch_size * self.fraction / world_size)) * world_size
+        return self.inner.batches(epoch=epoch, batch_size=size, rank=rank, world_size=world_size)
+
+
+def _thinned(src: BatchSource, fraction: float) -> BatchSource:
+    return src if fraction >= 1 else _Thinned(src, fraction)
 
 
 def _keep_source(x: Images, seed: int) -> BatchSource:
@@ -270,6 +295,7 @@ def _target_terms(
     term = TargetTerm(cfg.target_weight, src)
     if cfg.augment > 0:
         term.source = AugmentedSource(src, cfg.augment, seed=seed + 6)
+    term.source = _thinned(term.source, cfg.trigger_batch)
     return [term, *_resist_terms(x, y, src, cfg, params)]
 
 
