@@ -29,7 +29,7 @@ from verification._stats.effect import EffectSize
 from verification._verify.queries import QueryOutcome, query_triggers
 from verification._verify.result import NullSummary, VerificationResult
 from verification._verify.result_document import result_predicate, write_result
-from verification._verify.run import planned_queries, verify
+from verification._verify.run import floor_value, planned_queries, verify
 from verification._verify.spec import (
     MAX_IMAGES_PER_KEY,
     MAX_NULL_KEYS_PER_SECRET,
@@ -49,6 +49,7 @@ __all__ = [
     "VerificationResult",
     "VerifyConfig",
     "WatermarkSpec",
+    "floor_value",
     "planned_queries",
     "public_null_seed",
     "query_triggers",
