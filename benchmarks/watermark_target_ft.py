@@ -1,0 +1,184 @@
+"""The watermark's learning curve under target-domain fine-tuning (issue 18, item 3): does a thief
+who fine-tunes the watermarked model on ``N`` labelled target images remove the ownership
+evidence, and how many images does it take?
+
+Each watermark (default: the false-positive benchmark's cached default-recipe embeddings of
+``vgg_small`` MNIST sources 1..W, under the user cache dir; embedded with the recipe of the day
+when missing) is attacked with ``target-ft`` (every layer fine-tuned on ``N`` class-balanced
+labelled MNIST-M training images, the attack's 20 epochs, one-cycle SGD) for every ``N`` and
+learning rate, and each copy is verified as ``mapguard verify`` does it
+(:func:`mapguard.watermark.verify_suspect`: the committed analysis, labels mode, null keys
+seeded by the commitment digest and a public claim nonce). ``N = 0`` is the watermarked model as
+stolen. Per ``N`` the table shows the attacker's best learning rate (the highest MNIST-M test
+accuracy: an upper bound on what a thief picking on its own images gets) and, beside it, the
+highest p-value any learning rate reached (the most watermark-removing one).
+
+    python -m benchmarks.watermark_target_ft [--watermarks W] [--wm-dir DIR ...]
+        [--ns 0,10,50,100,500] [--lrs 0.01,0.05] [--seeds 0] [--epochs 20] [--run-dir DIR]
+
+Attacked copies and their verification rows are cached in the run directory (default: the user
+cache dir's ``bench-watermark-target-ft``), keyed by the watermarked model's digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.robustness.cache import attacked_cached, log
+from benchmarks.robustness.plan import AttackRun
+from mapguard.checkpoint import file_sha256, load_checkpoint
+from mapguard.data import load_data
+from mapguard.training import accuracy
+from protocols.fileio import atomic_write_text
+
+__all__ = ["CLAIM_NONCE", "best_rows", "curve_rows", "default_watermarks", "main", "table_lines"]
+
+#: The benchmark plays the arbiter: one public claim nonce for every suspect.
+CLAIM_NONCE = "mapguard watermark target-ft benchmark"
+SOURCE, TARGET = "builtin:mnist", "builtin:mnistm"
+
+
+def default_watermarks(w: int) -> list[Path]:
+    """The false-positive benchmark's embeddings of sources ``1..w`` (newest cached one of each;
+    embedded with today's default recipe where none is cached)."""
+    from benchmarks import false_positives as fp
+
+    run, found = fp.CACHE / "bench-false-positives", []
+    for m in fp.sources(w):
+        cached = sorted((run / "wm").glob(f"{m.name}-*/owner.wm"), key=lambda p: p.stat().st_mtime)
+        if cached:
+            found.append(cached[-1].parent)
+            continue
+        found.append(
+            fp.watermark(run, fp.model_path(run, fp.CACHE / "bench-forgery", m), m.name, {})
+        )
+    return found
+
+
+def _verify_row(model: Path, wm_dir: Path, tests: Mapping[str, Any]) -> dict[str, Any]:
+    from mapguard.watermark import verify_suspect
+
+    res = verify_suspect(model, wm_dir / "owner.wm", claim_nonce=CLAIM_NONCE).result
+    net, _ = load_checkpoint(model)
+    stats = sorted(res.secret_stats)
+    return {
+        "pvalue": res.pvalue, "evidenced": res.evidenced, "alpha": res.alpha,
+        "effect": res.effect.estimate, "weakest": stats[0], "median": statistics.median(stats),
+        "effect_floor": res.config.effect_floor, "floor_statistic": res.config.floor_statistic,
+        "source": accuracy(net, tests["source"]), "target": accuracy(net, tests["target"]),
+    }  # fmt: skip
+
+
+def curve_rows(
+    run: Path, wm_dir: Path, *, ns: Sequence[int], lrs: Sequence[float], seeds: Sequence[int],
+    epochs: int = 20, tests: Mapping[str, Any] | None = None, target: str = TARGET,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One verified row per (N, lr, seed) of ``target-ft`` on ``wm_dir/protected.pt`` (``N = 0``:
+    the watermarked model itself, once); attacked copies and rows cached under ``run``."""
+    victim = wm_dir / "protected.pt"
+    tests = tests or {k: load_data(d, split="test", progress=False)
+                      for k, d in (("source", SOURCE), ("target", target))}  # fmt: skip
+    folder = run / "rows" / file_sha256(victim)[:12]
+    data: dict[str, Any] = {}
+    rows = []
+    plan = [(0, None, 0)] if 0 in ns else []
+    plan += [(n, lr, s) for n in ns if n > 0 for lr in lrs for s in seeds]
+    for n, lr, seed in plan:
+        label = "none" if n == 0 else f"target-ft-{n}-lr{lr:g}-e{epochs}"
+        path = folder / f"{label}-s{seed}.json"
+        if not path.exists():
+            model = victim
+            if n > 0:
+                ar = AttackRun(label, "target-ft", {"n_images": n, "epochs": epochs, "lr": lr},
+                               data=target)  # fmt: skip
+                model, _ = attacked_cached(run, victim, ar, seed, data, "target-ft")
+            row = {"watermark": wm_dir.name, "n": n, "lr": lr, "seed": seed,
+                   **_verify_row(model, wm_dir, tests)}  # fmt: skip
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(row) + "\n", force=True)
+        rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def best_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (watermark, N, seed): the row of the learning rate with the highest target accuracy,
+    plus ``max_pvalue`` / ``any_unevidenced`` over every learning rate of that point."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["watermark"], r["n"], r["seed"]), []).append(r)
+    out = []
+    for key in sorted(groups):
+        group = groups[key]
+        best = max(group, key=lambda r: r["target"])
+        out.append({**best, "max_pvalue": max(r["pvalue"] for r in group),
+                    "any_unevidenced": any(not r["evidenced"] for r in group)})  # fmt: skip
+    return out
+
+
+def table_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The markdown table (docs/ROBUSTNESS.md): one line per watermark, N and seed."""
+    lines = [
+        "| watermark | N | seed | best lr | source % | target % | p (committed, labels) | "
+        "evidenced | effect | weakest g | median g | max p over lrs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in best_rows(rows):
+        lr = "–" if r["lr"] is None else f"{r['lr']:g}"
+        lines.append(
+            f"| {r['watermark'][:18]} | {r['n']} | {r['seed']} | {lr} | {100 * r['source']:.1f} | "
+            f"{100 * r['target']:.1f} | {r['pvalue']:.2g} | {'yes' if r['evidenced'] else 'NO'} | "
+            f"{r['effect']:.2f} | {r['weakest']:.2f} | {r['median']:.2f} | {r['max_pvalue']:.2g} |"
+        )
+    return lines
+
+
+def _numbers(text: str, kind: type) -> tuple:
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if any(v < 0 for v in values) or (kind is float and any(v <= 0 for v in values)):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--watermarks", type=int, default=2, help="cached watermarks to use (2)")
+    ap.add_argument("--wm-dir", type=Path, action="append", help="an embed output folder instead")
+    ap.add_argument("--ns", type=lambda t: _numbers(t, int), default=(0, 10, 50, 100, 500))
+    ap.add_argument("--lrs", type=lambda t: _numbers(t, float), default=(0.01, 0.05))
+    ap.add_argument("--seeds", type=lambda t: _numbers(t, int), default=(0,))
+    ap.add_argument("--epochs", type=int, default=20, help="target-ft epochs (20)")
+    ap.add_argument("--run-dir", type=Path, help="cache (default: user cache dir)")
+    args = ap.parse_args(argv)
+    if args.epochs < 1 or args.watermarks < 1:
+        ap.error("--epochs and --watermarks must be at least 1")
+    for d in args.wm_dir or ():
+        if not (d / "owner.wm").is_file() or not (d / "protected.pt").is_file():
+            ap.error(f"--wm-dir {d}: no owner.wm and protected.pt there")
+    from benchmarks.false_positives import CACHE
+
+    run = args.run_dir or CACHE / "bench-watermark-target-ft"
+    torch.set_num_threads(1)
+    wms = args.wm_dir or default_watermarks(args.watermarks)
+    rows = []
+    for wm in wms:
+        rows += curve_rows(run, wm, ns=args.ns, lrs=args.lrs, seeds=args.seeds, epochs=args.epochs)
+        log(f"{wm.name}: curve done")
+    atomic_write_text(run / "results.json", json.dumps(rows, indent=1) + "\n", force=True)
+    print("\n".join(table_lines(rows)))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
