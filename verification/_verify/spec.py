@@ -186,6 +186,9 @@ class VerifyConfig:
         """The configuration of a pre-registered analysis (nothing left to choose but the
         non-statistical ``options``: ``batch_size``, ``n_resamples``, ``confidence_level``).
 
+        With a committed channel (version 4) the trigger test runs at ``alpha / 2``, its share
+        of the Bonferroni verdict (``verification.channel.combine``).
+
         Raises:
             VerificationError: ``options`` names a field the analysis fixes, or the mode rule
                 needs probabilities from a suspect that gives labels only.
@@ -202,7 +205,7 @@ class VerifyConfig:
         return cls(
             null_keys_per_secret=analysis.null_keys_per_secret,
             n_query_images=analysis.images_per_key,
-            alpha=analysis.alpha,
+            alpha=analysis.alpha / analysis.channels,  # Bonferroni with a committed channel
             labels_only=mode == "labels",
             null_seed=null_seed,
             ties=analysis.ties,
