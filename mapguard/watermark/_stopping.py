@@ -11,6 +11,10 @@ with the effect floor raised by ``stop_margin`` and costs at most ``max_accuracy
 one, the whole budget is learned. A cheap pre-check (clean and secret-triggered labels only)
 skips the full rehearsal while the secrets' effects or the cost are plainly short.
 
+Under ``torchrun`` rank 0 alone rehearses (the other ranks wait in the broadcast of its decision)
+and every rank takes rank 0's decision, so all ranks stop after the same epoch
+(``tests/watermark/test_embed_distributed.py`` runs it with two gloo processes).
+
 The rule and all its numbers are fields of the recipe, fixed before the secrets are drawn and
 written to ``embed-config.json``; what each rehearsal found is written to ``metrics.json``
 (``learning.rehearsals``). It selects nothing among secrets: the secrets are drawn once, and the
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +38,7 @@ from mapguard.watermark._recipe import EmbedInputs, VerificationSet, pixels
 from protocols.analysis import claim_null_seed
 from verification.backends import ModuleBackend
 from verification.triggers import Trigger
-from verification.verify import VerifyConfig, WatermarkSpec, verify
+from verification.verify import VerifyConfig, WatermarkSpec, floor_value, verify
 
 __all__ = ["REHEARSAL_NONCE", "StopRule", "TuningSet", "draw_tuning_set"]
 
@@ -99,6 +103,7 @@ class StopRule:
         self._x = tuning.floats()
         self._y = torch.from_numpy(tuning.labels)
         self._before: float | None = None
+        self._config = self._verify_config()
 
     def __call__(self, info: EpochInfo) -> bool:
         seen = info.epoch * info.steps * self.cfg.mask.batch_size
@@ -131,12 +136,24 @@ class StopRule:
                    for t in self.triggers]  # fmt: skip
         floor = cfg.effect_floor + cfg.stop_margin
         record: dict[str, Any] = {"cost": cost, "effects": effects, "met": False}
-        if cost > cfg.max_accuracy_drop + 1e-6 or _floor_stat(effects, cfg) < floor:
+        if cost > cfg.max_accuracy_drop + 1e-6 or self._floor(effects) < floor:
             return record
         res = self._verify(model)
-        stat = _floor_stat(list(res.secret_stats), cfg)
+        stat = self._floor(res.secret_stats)
         record |= {"pvalue": res.pvalue, "met": bool(res.pvalue <= cfg.alpha and stat >= floor)}
         return record
+
+    def _floor(self, effects: Sequence[float]) -> float:
+        """The secrets' statistic the committed effect floor applies to."""
+        return floor_value(self._config, np.asarray(effects, dtype=float))
+
+    def _verify_config(self) -> VerifyConfig:
+        """The committed analysis on the tuning images, with the rehearsal's null keys."""
+        n = min(self.cfg.n_verification, len(self.tuning.labels))
+        analysis = self.cfg.replace(n_verification=n).analysis()
+        seed = claim_null_seed(commitment_digest=f"seed:{self.cfg.seed}",
+                               claim_nonce=REHEARSAL_NONCE)  # fmt: skip
+        return VerifyConfig.from_analysis(analysis, null_seed=seed, gives_probabilities=True)
 
     def _verify(self, model: torch.nn.Module):  # noqa: ANN202 - a VerificationResult
         n = self.cfg.n_verification
@@ -148,13 +165,9 @@ class StopRule:
             labels=self.tuning.labels[:n],
             num_classes=self.inp.meta.num_classes,
         )
-        analysis = self.cfg.replace(n_verification=min(n, len(self.tuning.labels))).analysis()
-        seed = claim_null_seed(commitment_digest=f"seed:{self.cfg.seed}",
-                               claim_nonce=REHEARSAL_NONCE)  # fmt: skip
-        config = VerifyConfig.from_analysis(analysis, null_seed=seed, gives_probabilities=True)
         backend = ModuleBackend(model, device=self.device, digest="rehearsal",
                                 input_shape=spec.images.shape[1:])  # fmt: skip
-        return verify(backend, spec, config)
+        return verify(backend, spec, self._config)
 
     def summary(self) -> dict[str, Any]:
         """What ``metrics.json`` records under ``learning``."""
@@ -169,7 +182,3 @@ class StopRule:
 
 def _rate(hits: torch.Tensor) -> float:
     return float(hits.float().mean()) if hits.numel() else 0.0
-
-
-def _floor_stat(effects: list[float], cfg: EmbedConfig) -> float:
-    return float(np.median(effects) if cfg.floor_statistic == "median" else min(effects))
