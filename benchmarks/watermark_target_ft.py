@@ -11,10 +11,13 @@ learning rate, and each copy is verified as ``mapguard verify`` does it
 seeded by the commitment digest and a public claim nonce). ``N = 0`` is the watermarked model as
 stolen. Per ``N`` the table shows the attacker's best learning rate (the highest MNIST-M test
 accuracy: an upper bound on what a thief picking on its own images gets) and, beside it, the
-highest p-value any learning rate reached (the most watermark-removing one).
+highest p-value any learning rate reached (the most watermark-removing one). ``--adabn`` adds,
+per ``N``, the model with only its BatchNorm statistics re-estimated on the same ``N`` images
+(no labels, no weight change): how much of the removal the statistics alone explain; and, as
+a control, the same re-estimation on ``N`` source images.
 
-    python -m benchmarks.watermark_target_ft [--watermarks W] [--wm-dir DIR ...]
-        [--ns 0,10,50,100,500] [--lrs 0.01,0.05] [--seeds 0] [--epochs 20] [--run-dir DIR]
+    python -m benchmarks.watermark_target_ft [--watermarks W] [--wm-dir DIR ...] [--adabn]
+        [--ns 0,10,50,100,500] [--lrs 0.003,0.01,0.05] [--seeds 0] [--epochs 20] [--run-dir DIR]
 
 Attacked copies and their verification rows are cached in the run directory (default: the user
 cache dir's ``bench-watermark-target-ft``), keyed by the watermarked model's digest.
@@ -38,7 +41,17 @@ from mapguard.data import load_data
 from mapguard.training import accuracy
 from protocols.fileio import atomic_write_text
 
-__all__ = ["CLAIM_NONCE", "best_rows", "curve_rows", "default_watermarks", "main", "table_lines"]
+__all__ = [
+    "ATTACKS",
+    "CLAIM_NONCE",
+    "adabn",
+    "best_rows",
+    "curve_rows",
+    "default_watermarks",
+    "main",
+    "summary_lines",
+    "table_lines",
+]
 
 #: The benchmark plays the arbiter: one public claim nonce for every suspect.
 CLAIM_NONCE = "mapguard watermark target-ft benchmark"
@@ -62,11 +75,13 @@ def default_watermarks(w: int) -> list[Path]:
     return found
 
 
-def _verify_row(model: Path, wm_dir: Path, tests: Mapping[str, Any]) -> dict[str, Any]:
+def _verify_row(
+    model: Path | torch.nn.Module, wm_dir: Path, tests: Mapping[str, Any]
+) -> dict[str, Any]:
     from mapguard.watermark import verify_suspect
 
     res = verify_suspect(model, wm_dir / "owner.wm", claim_nonce=CLAIM_NONCE).result
-    net, _ = load_checkpoint(model)
+    net = model if isinstance(model, torch.nn.Module) else load_checkpoint(model)[0]
     stats = sorted(res.secret_stats)
     return {
         "pvalue": res.pvalue, "evidenced": res.evidenced, "alpha": res.alpha,
@@ -76,43 +91,71 @@ def _verify_row(model: Path, wm_dir: Path, tests: Mapping[str, Any]) -> dict[str
     }  # fmt: skip
 
 
+def adabn(victim: Path, images: torch.Tensor) -> torch.nn.Module:
+    """The watermarked model with its BatchNorm statistics re-estimated on ``images`` (unlabelled
+    target images, one pass, cumulative average; AdaBN, Li et al., 2016); no weight changes."""
+    from mapguard.masking import TensorSource
+    from mapguard.methods.nft_weights import recalibrate_batch_norm
+
+    net = load_checkpoint(victim)[0]
+    with torch.no_grad():
+        recalibrate_batch_norm(net, TensorSource(images), batch_size=len(images))
+    return net.eval()
+
+
+#: Row order of the attacks in the tables.
+ATTACKS = ("none", "target-ft", "adabn", "adabn-source")
+
+
 def curve_rows(
     run: Path, wm_dir: Path, *, ns: Sequence[int], lrs: Sequence[float], seeds: Sequence[int],
     epochs: int = 20, tests: Mapping[str, Any] | None = None, target: str = TARGET,
+    with_adabn: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One verified row per (N, lr, seed) of ``target-ft`` on ``wm_dir/protected.pt`` (``N = 0``:
-    the watermarked model itself, once); attacked copies and rows cached under ``run``."""
+    the watermarked model itself, once; ``with_adabn``: also per (N, seed) the :func:`adabn`
+    copy on the same ``N`` images, labels unused, and as a control on ``N`` source images);
+    copies and rows cached under ``run``."""
     victim = wm_dir / "protected.pt"
     tests = tests or {k: load_data(d, split="test", progress=False)
                       for k, d in (("source", SOURCE), ("target", target))}  # fmt: skip
     folder = run / "rows" / file_sha256(victim)[:12]
     data: dict[str, Any] = {}
+    plan = [("none", 0, None, 0)] if 0 in ns else []
+    plan += [("target-ft", n, lr, s) for n in ns if n > 0 for lr in lrs for s in seeds]
+    plan += [(k, n, None, s) for k in ATTACKS[2:] for n in ns if n > 0 and with_adabn
+             for s in seeds]  # fmt: skip
     rows = []
-    plan = [(0, None, 0)] if 0 in ns else []
-    plan += [(n, lr, s) for n in ns if n > 0 for lr in lrs for s in seeds]
-    for n, lr, seed in plan:
-        label = "none" if n == 0 else f"target-ft-{n}-lr{lr:g}-e{epochs}"
+    for kind, n, lr, seed in plan:
+        label = f"target-ft-{n}-lr{lr:g}-e{epochs}" if kind == "target-ft" else f"{kind}-{n}"
+        label = "none" if kind == "none" else label
         path = folder / f"{label}-s{seed}.json"
         if not path.exists():
-            model = victim
-            if n > 0:
+            model: Path | torch.nn.Module = victim
+            if kind == "target-ft":
                 ar = AttackRun(label, "target-ft", {"n_images": n, "epochs": epochs, "lr": lr},
                                data=target)  # fmt: skip
                 model, _ = attacked_cached(run, victim, ar, seed, data, "target-ft")
+            elif kind != "none":  # adabn on target-ft's draw, or (control) on source images
+                domain = target if kind == "adabn" else SOURCE
+                if domain not in data:
+                    data[domain] = load_data(domain, split="train", progress=False)
+                model = adabn(victim, data[domain].take(n, seed=seed).floats())
             row = {"watermark": wm_dir.name, "n": n, "lr": lr, "seed": seed,
                    **_verify_row(model, wm_dir, tests)}  # fmt: skip
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(row) + "\n", force=True)
-        rows.append(json.loads(path.read_text()))
+        rows.append({"attack": kind, **json.loads(path.read_text())})
     return rows
 
 
 def best_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per (watermark, N, seed): the row of the learning rate with the highest target accuracy,
-    plus ``max_pvalue`` / ``any_unevidenced`` over every learning rate of that point."""
+    """Per (watermark, attack, N, seed): the row of the learning rate with the highest target
+    accuracy, plus ``max_pvalue`` / ``any_unevidenced`` over every learning rate of that point."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["watermark"], r["n"], r["seed"]), []).append(r)
+        key = (r["watermark"], ATTACKS.index(r["attack"]), r["n"], r["seed"])
+        groups.setdefault(key, []).append(r)
     out = []
     for key in sorted(groups):
         group = groups[key]
@@ -123,18 +166,44 @@ def best_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The markdown table (docs/ROBUSTNESS.md): one line per watermark, N and seed."""
+    """The markdown table (docs/ROBUSTNESS.md): one line per watermark, attack, N and seed."""
     lines = [
-        "| watermark | N | seed | best lr | source % | target % | p (committed, labels) | "
+        "| watermark | attack | N | seed | best lr | source % | target % | p (committed, labels) | "
         "evidenced | effect | weakest g | median g | max p over lrs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in best_rows(rows):
         lr = "–" if r["lr"] is None else f"{r['lr']:g}"
         lines.append(
-            f"| {r['watermark'][:18]} | {r['n']} | {r['seed']} | {lr} | {100 * r['source']:.1f} | "
-            f"{100 * r['target']:.1f} | {r['pvalue']:.2g} | {'yes' if r['evidenced'] else 'NO'} | "
+            f"| {r['watermark'][:18]} | {r['attack']} | {r['n']} | {r['seed']} | {lr} | "
+            f"{100 * r['source']:.1f} | {100 * r['target']:.1f} | {r['pvalue']:.2g} | "
+            f"{'yes' if r['evidenced'] else 'NO'} | "
             f"{r['effect']:.2f} | {r['weakest']:.2f} | {r['median']:.2f} | {r['max_pvalue']:.2g} |"
+        )
+    return lines
+
+
+def summary_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One markdown line per (attack, N) over every watermark and seed (best learning rate):
+    p-value range, committed verdicts, verdicts had the floor applied to the median secret (the
+    analysis-version-3 default), mean effect and accuracies."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in best_rows(rows):
+        groups.setdefault((ATTACKS.index(r["attack"]), r["n"]), []).append(r)
+    lines = [
+        "| attack | N | copies | p (min – max) | evidenced (committed) | evidenced (median floor) "
+        "| effect (mean) | source % | target % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (a, n), group in sorted(groups.items()):
+        ps = [r["pvalue"] for r in group]
+        median_ok = sum(r["pvalue"] <= r["alpha"] and r["median"] >= r["effect_floor"]
+                        for r in group)  # fmt: skip
+        mean = {k: statistics.fmean(r[k] for r in group) for k in ("effect", "source", "target")}
+        lines.append(
+            f"| {ATTACKS[a]} | {n} | {len(group)} | {min(ps):.2g} – {max(ps):.2g} | "
+            f"{sum(r['evidenced'] for r in group)} / {len(group)} | {median_ok} / {len(group)} | "
+            f"{mean['effect']:.2f} | {100 * mean['source']:.1f} | {100 * mean['target']:.1f} |"
         )
     return lines
 
@@ -156,10 +225,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--watermarks", type=int, default=2, help="cached watermarks to use (2)")
     ap.add_argument("--wm-dir", type=Path, action="append", help="an embed output folder instead")
     ap.add_argument("--ns", type=lambda t: _numbers(t, int), default=(0, 10, 50, 100, 500))
-    ap.add_argument("--lrs", type=lambda t: _numbers(t, float), default=(0.01, 0.05))
+    ap.add_argument("--lrs", type=lambda t: _numbers(t, float), default=(0.003, 0.01, 0.05))
     ap.add_argument("--seeds", type=lambda t: _numbers(t, int), default=(0,))
     ap.add_argument("--epochs", type=int, default=20, help="target-ft epochs (20)")
     ap.add_argument("--run-dir", type=Path, help="cache (default: user cache dir)")
+    ap.add_argument("--adabn", action="store_true", help="also AdaBN on the same N images")
     args = ap.parse_args(argv)
     if args.epochs < 1 or args.watermarks < 1:
         ap.error("--epochs and --watermarks must be at least 1")
@@ -173,10 +243,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     wms = args.wm_dir or default_watermarks(args.watermarks)
     rows = []
     for wm in wms:
-        rows += curve_rows(run, wm, ns=args.ns, lrs=args.lrs, seeds=args.seeds, epochs=args.epochs)
+        rows += curve_rows(run, wm, ns=args.ns, lrs=args.lrs, seeds=args.seeds,
+                           epochs=args.epochs, with_adabn=args.adabn)  # fmt: skip
         log(f"{wm.name}: curve done")
     atomic_write_text(run / "results.json", json.dumps(rows, indent=1) + "\n", force=True)
-    print("\n".join(table_lines(rows)))
+    print("\n".join(table_lines(rows)) + "\n\n" + "\n".join(summary_lines(rows)))
     return rows
 
 

@@ -57,18 +57,36 @@ def test_distill_route_caches_each_student(tmp_path, tiny_model, mnist_small, mn
 def test_target_ft_curve_verifies_every_copy(embedded, tmp_path, mnist_small, mnistm_small) -> None:
     tests = {"source": mnist_small[1], "target": mnistm_small[1]}
     kw = {"ns": (0, 40), "lrs": (0.01, 0.05), "seeds": (0,), "epochs": 2, "tests": tests}
-    rows = wtf.curve_rows(tmp_path, embedded.out, **kw)
-    assert [(r["n"], r["lr"]) for r in rows] == [(0, None), (40, 0.01), (40, 0.05)]
+    rows = wtf.curve_rows(tmp_path, embedded.out, with_adabn=True, **kw)
+    assert [(r["attack"], r["n"], r["lr"]) for r in rows] == [
+        ("none", 0, None), ("target-ft", 40, 0.01), ("target-ft", 40, 0.05), ("adabn", 40, None),
+        ("adabn-source", 40, None),
+    ]  # fmt: skip
     for r in rows:
         assert 0 < r["pvalue"] <= 1 and 0 <= r["target"] <= 1 and r["weakest"] <= r["median"]
     assert rows[0]["evidenced"]  # the watermarked model as stolen
     assert rows[1]["target"] != rows[0]["target"]  # the copy was fine-tuned
     best = wtf.best_rows(rows)
-    assert [b["n"] for b in best] == [0, 40]
+    assert [(b["attack"], b["n"]) for b in best] == [
+        ("none", 0), ("target-ft", 40), ("adabn", 40), ("adabn-source", 40)
+    ]  # fmt: skip
     assert best[1]["target"] == max(rows[1]["target"], rows[2]["target"])
     assert best[1]["max_pvalue"] == max(rows[1]["pvalue"], rows[2]["pvalue"])
-    assert wtf.curve_rows(tmp_path, embedded.out, **kw) == rows  # cached
-    assert len(wtf.table_lines(rows)) == 2 + 2
+    assert wtf.curve_rows(tmp_path, embedded.out, with_adabn=True, **kw) == rows  # cached
+    assert len(wtf.table_lines(rows)) == 2 + 4
+
+
+def test_adabn_changes_only_the_batch_norm_statistics(embedded, mnistm_small) -> None:
+    from mapguard.checkpoint import load_checkpoint
+
+    victim = load_checkpoint(embedded.file("protected.pt"))[0]
+    adapted = wtf.adabn(embedded.file("protected.pt"), mnistm_small[0].take(40, seed=0).floats())
+    assert not adapted.training
+    for (name, a), b in zip(adapted.state_dict().items(), victim.state_dict().values()):
+        if name.endswith(("running_mean", "running_var")):
+            assert not torch.equal(a, b), name  # re-estimated on the target images
+        elif not name.endswith("num_batches_tracked"):
+            assert torch.equal(a, b), name  # weights untouched
 
 
 @pytest.mark.parametrize(
