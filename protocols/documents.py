@@ -106,6 +106,7 @@ def watermark_document(
     statement: Mapping[str, Any],
     owner_key: Ed25519PublicKey,
     calibration: Mapping[str, Any],
+    channel: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The private ``watermark-file-v1`` document that opens ``statement``.
 
@@ -115,6 +116,8 @@ def watermark_document(
         statement: The commitment statement it opens (:func:`commitment_statement`).
         owner_key: The owner's public key (written raw, so a reader can check the signature).
         calibration: Figures measured at embedding time (public numbers, no secret).
+        channel: The committed second channel's secret, opening nonce and query set
+            (``verification.channel.encode_channel``), when the analysis has one.
     """
     predicate = statement["predicate"]
     return {
@@ -129,5 +132,6 @@ def watermark_document(
         "verification": dict(predicate["verification"]),
         "calibration": dict(calibration),
         "openings": dict(opened),
+        **({"channel": dict(channel)} if channel is not None else {}),
         "commitment_statement_sha256": statements.statement_digest(statement),
     }

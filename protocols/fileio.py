@@ -43,6 +43,7 @@ __all__ = [
     "check_writable",
     "probe_directory",
     "read_input",
+    "regular_file",
     "remove_stale_temporaries",
     "sha256_file",
     "temp_prefix",
@@ -332,6 +333,21 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise InputError(f"cannot read '{Path(path)}': {exc.strerror}") from None
     return digest.hexdigest()
+
+
+def regular_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` if it is a regular file (hashing ``/dev/zero`` would never end).
+
+    Raises:
+        InputError: it cannot be read or is not a regular file (one line naming ``what``).
+    """
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as exc:
+        raise InputError(f"cannot read {what} '{p}': {exc.strerror}") from None
+    _require_regular(p, mode, what)
+    return p
 
 
 def _require_regular(p: Path, mode: int, what: str) -> None:

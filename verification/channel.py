@@ -20,9 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -41,13 +44,17 @@ from verification._triggers.keys import null_secrets
 from verification._triggers.validation import check_secret
 from verification._verify.result import VerificationResult
 from verification._verify.run import floor_value
+from verification.watermark_file import INLINE_FORMAT, WatermarkFile
 
 __all__ = [
     "ChannelResult",
     "ChannelSpec",
     "Verdict",
     "channel_null_keys",
+    "channel_spec",
+    "check_combined",
     "combine",
+    "encode_channel",
     "query_set_digest",
     "verify_channel",
 ]
@@ -124,6 +131,59 @@ def _spec_iv(spec: ChannelSpec) -> None:
         raise VerificationError("channel pairs must be two different classes of the model")
     if query_set_digest(q.natural, q.boundary, pairs) != a.query_set_sha256:
         raise VerificationError("the channel's query set does not match its committed digest")
+
+
+def _images(x: np.ndarray) -> dict[str, Any]:
+    data = base64.b64encode(np.ascontiguousarray(x).tobytes()).decode("ascii")
+    return {"format": INLINE_FORMAT, "shape": [int(d) for d in x.shape], "images": data}
+
+
+def _decode_images(obj: Any, name: str) -> np.ndarray:
+    try:
+        if obj["format"] != INLINE_FORMAT:
+            raise ValueError(f"format {str(obj['format'])[:30]!r}")
+        shape = tuple(int(d) for d in obj["shape"])
+        raw = base64.b64decode(obj["images"], validate=True)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise VerificationError(f"the watermark file's channel {name} images: {exc}") from None
+
+
+def encode_channel(spec: ChannelSpec) -> dict[str, Any]:
+    """The watermark file's ``channel`` object (private: it holds the secret and its nonce)."""
+    q = spec.queries
+    return {
+        "secret": spec.secret.hex(),
+        "nonce": spec.secret_nonce,
+        "natural": _images(q.natural),
+        "boundary": _images(q.boundary),
+        "pairs": [[int(a), int(b)] for a, b in np.asarray(q.pairs)],
+    }
+
+
+def channel_spec(wm: WatermarkFile) -> ChannelSpec | None:
+    """The revealed channel of ``wm`` (None when its analysis has no channel).
+
+    Raises:
+        VerificationError: The file's channel is missing, malformed, or does not open the
+            committed digests.
+    """
+    block = wm.analysis.channel
+    if block is None:
+        return None
+    doc = wm.document.get("channel")
+    if not isinstance(doc, Mapping):
+        raise VerificationError("the analysis commits a channel the watermark file does not hold")
+    try:
+        secret = bytes.fromhex(doc["secret"])
+        pairs = np.asarray([list(p) for p in doc["pairs"]], dtype=np.int64).reshape(-1, 2)
+        nonce = str(doc["nonce"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerificationError(f"the watermark file's channel is malformed: {exc}") from None
+    queries = TiltQueries(_decode_images(doc.get("natural"), "natural"),
+                          _decode_images(doc.get("boundary"), "boundary"), pairs)  # fmt: skip
+    return ChannelSpec(analysis=block, num_classes=wm.num_classes, secret=secret,
+                       secret_nonce=nonce, queries=queries)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,3 +328,33 @@ def combine(
         evidenced=bool(by), pvalue=min(1.0, h * min(counted)), alpha=analysis.alpha, channels=h,
         by=by, trigger_pvalue=p_trig, channel_pvalue=p_chan, channel_admissible=admissible,
     )  # fmt: skip
+
+
+def check_combined(result: Mapping[str, Any], analysis: Analysis) -> str:
+    """``mapguard check``'s test of a result predicate's combined verdict against the committed
+    ``analysis``: a version-4 result records its channel, counts it exactly when its time order
+    is established, and its p-value and verdict follow from the recorded p-values.
+
+    Raises:
+        VerificationError: Naming the first inconsistency.
+    """
+    if analysis.channel is None:
+        if "channel" in result or "combined" in result:
+            raise VerificationError("the result records a channel the analysis does not commit")
+        return ""
+    chan, comb = result.get("channel"), result.get("combined")
+    if not isinstance(chan, Mapping) or not isinstance(comb, Mapping):
+        raise VerificationError("the committed channel's result or the combined verdict is missing")
+    established = bool((result.get("time_order") or {}).get("established"))
+    if chan["admissible"] != established or chan["null_keys"] != analysis.channel.null_keys:
+        raise VerificationError("the channel was counted against its committed condition or size")
+    p_chan = min(1.0, analysis.attempt * chan["pvalue"])
+    counted = [result["test"]["pvalue"]] + ([p_chan] if established else [])
+    want = min(1.0, analysis.channels * min(counted))
+    if abs(comb["pvalue"] - want) > 1e-12 * max(1.0, want) or comb["alpha"] != analysis.alpha:
+        raise VerificationError(f"the combined p-value {comb['pvalue']} is not {want}")
+    if (result["verdict"] == "evidenced") != bool(comb["evidenced"]):
+        raise VerificationError("the verdict is not the combined one")
+    if comb["evidenced"] and want > analysis.alpha:
+        raise VerificationError("the combined verdict is evidenced above alpha")
+    return f"; channel p {chan['pvalue']:.3g}, {'counted' if established else 'not counted'}"

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,10 +45,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocols import canonical, dsse, keys, openings, statements
 from protocols.analysis import claim_null_seed
 from protocols.errors import InputError, SignatureError
-from protocols.fileio import MAX_JSON_BYTES, read_input, sha256_file
+from protocols.fileio import MAX_JSON_BYTES, read_input, regular_file, sha256_file
 from verification import timestamps
 from verification._backends.querylog import check_query_log
 from verification._verify.result_document import result_subject
+from verification.channel import channel_spec, check_combined
 from verification.triggers import get_trigger_family
 from verification.watermark_file import (
     MAX_FILE_BYTES,
@@ -126,18 +126,6 @@ def _public_key(pubkey: str | os.PathLike[str] | Ed25519PublicKey) -> Ed25519Pub
     return pubkey if isinstance(pubkey, Ed25519PublicKey) else keys.load_public_key(pubkey)
 
 
-def _regular_file(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` if it is a regular file (hashing ``/dev/zero`` would never end)."""
-    p = Path(path)
-    try:
-        mode = os.stat(p).st_mode
-    except OSError as exc:
-        raise InputError(f"cannot read {what} '{p}': {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{what} '{p}' is not a regular file")
-    return p
-
-
 def check(
     file: str | os.PathLike[str],
     pubkey: str | os.PathLike[str] | Ed25519PublicKey,
@@ -179,7 +167,7 @@ def check(
     wm = None
     if watermark is not None:
         wm = (Path(watermark), read_input(watermark, "watermark", max_bytes=MAX_FILE_BYTES))
-    artifact_path = None if artifact is None else _regular_file(artifact, "artifact")
+    artifact_path = None if artifact is None else regular_file(artifact, "artifact")
     token = timestamps.read_token_inputs(timestamp, tsa_cert)
     run, state = _Run(), _State()
     try:
@@ -310,6 +298,7 @@ def _belongs(state: _State) -> str:
     openings.check_openings(state.statement["predicate"], wm.plain())
     if wm.plain()["verification"] != state.statement["predicate"]["verification"]:
         raise _Failed("the watermark file's analysis differs from the committed analysis")
+    channel_spec(wm)  # a committed channel's secret and query set open their digests too
     return "every committed digest opens to the revealed values"
 
 
@@ -368,14 +357,15 @@ def _result_analysis(state: _State) -> str:
         "secrets": (test.get("n_secrets"), committed.n_secrets),
     }  # fmt: skip
     if committed.version != "legacy":
-        found["alpha"] = (test.get("alpha"), committed.alpha)
+        found["alpha"] = (test.get("alpha"), committed.alpha / committed.channels)
         if committed.mode_rule == "labels":
             found["mode"] = (result.get("query_mode"), "labels")
     bad = [f"{name} {got!r} (committed {want!r})" for name, (got, want) in found.items()
            if got != want]  # fmt: skip
     if bad:
         raise _Failed(f"the result departs from the committed analysis: {'; '.join(bad)}")
-    return _result_seed(result, wm.commitment_digest, committed.version)
+    seed = _result_seed(result, wm.commitment_digest, committed.version)
+    return seed + check_combined(result, committed)
 
 
 def _result_seed(result: Mapping[str, Any], commitment_digest: str, version: str) -> str:

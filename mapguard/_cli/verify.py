@@ -136,14 +136,21 @@ def verify(
 
 
 def _print_verdict(report, watermark_name: str) -> None:  # noqa: ANN001
-    p, r = report.predicate, report.result
-    verdict = "EVIDENCED" if r.evidenced else "not evidenced"
+    p, r, v, c = report.predicate, report.result, report.verdict, report.channel
+    verdict = "EVIDENCED" if report.evidenced else "not evidenced"
     if p.get("exploratory"):
         verdict = f"EXPLORATORY (not the committed analysis; not evidence): {verdict}"
-    click.echo(f"verdict      {verdict} at alpha {r.alpha:g}")
-    click.echo(
-        f"p-value      {r.pvalue:.3g} (exact; floor {r.pvalue_floor:.3g}), ranks {list(r.ranks)}"
-    )
+    if v is not None:
+        by = f" by the {' and the '.join(v.by)}" if v.by else ""
+        click.echo(f"verdict      {verdict}{by} at alpha {v.alpha:g} (Bonferroni over 2 channels)")
+        click.echo(f"p-value      {v.pvalue:.3g} = 2 x min(trigger, channel if admissible)")
+        counted = "counted" if c.admissible else "NOT counted: " + c.admissibility
+        click.echo(f"channel      p {c.pvalue:.3g} (rank {c.rank} of {c.null_keys + 1}, z "
+                   f"{c.z:.1f}, {c.queries} boundary queries); {counted}")  # fmt: skip
+    else:
+        click.echo(f"verdict      {verdict} at alpha {r.alpha:g}")
+    label = "trigger p    " if v is not None else "p-value      "
+    click.echo(f"{label}{r.pvalue:.3g} (exact; floor {r.pvalue_floor:.3g}), ranks {list(r.ranks)}")
     click.echo(f"test         {r.method}")
     click.echo(f"claim nonce  {p.get('claim_nonce')} (null seed {r.null_seed[:16]}...)")
     order = p.get("time_order")

@@ -96,12 +96,17 @@ def _banners(evidence: Evidence) -> list[dict[str, str]]:
     return banners
 
 
+def _verdict_block(s: Sources) -> str:
+    return "combined" if s.has("result:combined") else "test"
+
+
 def _summary(s: Sources) -> dict[str, Any]:
     return {
         "evidenced": s.get("result:verdict") == "evidenced",
         "verdict": s.num("result:verdict", "text"),
-        "pvalue": s.num("result:test.pvalue", "pvalue"),
-        "alpha": s.num("result:test.alpha", "pvalue"),
+        # a version-4 analysis: the combined verdict's p-value and level (Bonferroni)
+        "pvalue": s.num(f"result:{_verdict_block(s)}.pvalue", "pvalue"),
+        "alpha": s.num(f"result:{_verdict_block(s)}.alpha", "pvalue"),
         "queries": s.num("result:queries_used", "int"),
         "n_secrets": result_cell(s, "n_secrets", "int"),
         "null_keys": result_cell(s, "null_keys_per_secret", "int"),

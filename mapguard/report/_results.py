@@ -23,6 +23,21 @@ def _n_secrets(s: Sources) -> int:
     return len(s.get("result:test.per_secret", []))
 
 
+def _channel_rows(s: Sources) -> list[Row]:
+    """A version-4 analysis: the committed channel and the one Bonferroni verdict."""
+    return [
+        Row("Channel (keyed pair preferences): p-value (exact)",
+            s.num("result:channel.pvalue", "pvalue")),
+        Row("Channel: standardised statistic z (descriptive)", s.num("result:channel.z")),
+        Row("Channel counted (time order established)", s.num("result:channel.admissible")),
+        Row("Channel condition", s.num("result:channel.admissibility", "text")),
+        Row("Verdict p-value: 2 x min(trigger, counted channel)",
+            s.num("result:combined.pvalue", "pvalue")),
+        Row("Verdict level (alpha; each channel at alpha / 2)",
+            s.num("result:combined.alpha", "pvalue")),
+    ]  # fmt: skip
+
+
 def results(s: Sources) -> dict[str, Any]:
     """Per-secret table, combined test, effect size, accuracies, negative controls, notes."""
     notes_ref = s.first(*RESULT["notes"])
@@ -37,6 +52,7 @@ def results(s: Sources) -> dict[str, Any]:
                 "Supplementary parametric p-value (not used for the verdict)",
                 result_cell(s, "parametric_pvalue", "pvalue"),
             ),
+            *(_channel_rows(s) if s.has("result:combined") else []),
         ],
         "effect": [
             Row("Effect size (estimate)", s.num("result:effect.estimate")),

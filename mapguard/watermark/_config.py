@@ -11,6 +11,7 @@ from typing import Any
 from mapguard._config import ConfigMixin, check_int, check_number, check_range
 from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig
+from mapguard.watermark._channel import ChannelConfig
 from protocols.analysis import Analysis
 from verification.triggers import get_trigger_family, public_params
 from verification.verify import MAX_IMAGES_PER_KEY, MAX_NULL_KEYS_PER_SECRET, MAX_SECRETS
@@ -120,6 +121,9 @@ class EmbedConfig(ConfigMixin, what="embed"):
             images and null keys are not the self-check's).
         stop_rule: ``"level"``: stop when a rehearsal is met; ``"record"``: rehearse and record
             only (``metrics.json`` ``learning``), never stop (benchmarks).
+        channel: The committed second channel (``watermark._channel``; off by default): keyed
+            pair preferences taught into the weights before the mask, which a clean-data
+            student inherits (analysis version 4).
         export: Also write the protected model as a ``torch.export`` archive.
         seed: Seed of shuffles, negative keys and the verification-set draw (never the secrets,
             which always come from the OS CSPRNG).
@@ -152,8 +156,17 @@ class EmbedConfig(ConfigMixin, what="embed"):
     stop_images: int = 256
     stop_margin: float = 0.1
     stop_rule: str = "level"
+    channel: ChannelConfig = field(default=ChannelConfig())
     export: bool = True
     seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option; the channel only when on (so an embedding without one records, and
+        hashes, exactly what it did before the channel existed)."""
+        out = super().to_dict()
+        if not self.channel.on:
+            del out["channel"]
+        return out
 
     def __post_init__(self) -> None:
         check_int("n_secrets", self.n_secrets, low=1, high=MAX_SECRETS, why=_VERIFIER_LIMIT)
@@ -174,6 +187,8 @@ class EmbedConfig(ConfigMixin, what="embed"):
             )
         if self.prune_cost is not None:
             check_number("prune_cost", self.prune_cost, positive=False)
+        if not isinstance(self.channel, ChannelConfig):
+            raise ConfigError(f"channel must be a ChannelConfig, got {type(self.channel).__name__}")
         if not isinstance(self.mask, MaskConfig):
             raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
@@ -252,7 +267,13 @@ class EmbedConfig(ConfigMixin, what="embed"):
         options = dict(options)
         if "mask.epochs" in options:
             options.setdefault("mask_images", None)
-        return super().with_options(options)
+        # ``to_dict`` leaves an "off" channel out, so its options are applied here
+        chan = {k.partition(".")[2]: options.pop(k) for k in list(options)
+                if k.startswith("channel.")}  # fmt: skip
+        out = super().with_options(options)
+        if chan:
+            out = dataclasses.replace(out, channel=out.channel.with_options(chan))
+        return out
 
     def for_data(self, n_train: int) -> EmbedConfig:
         """This recipe with the mask epochs resolved for ``n_train`` training images (the

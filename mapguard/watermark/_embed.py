@@ -33,6 +33,12 @@ from mapguard.masking import (
 from mapguard.watermark import _outputs as outputs
 from mapguard.watermark._adapt import adapt_recipe
 from mapguard.watermark._attempts import previous_attempts, record_attempt
+from mapguard.watermark._channel import (
+    DrawnChannel,
+    channel_self_check,
+    draw_channel,
+    teach_channel,
+)
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._evaluate import evaluate, self_check
 from mapguard.watermark._recipe import (
@@ -201,10 +207,21 @@ def embed(
         triggers=triggers,
         vset=draw_verification_set(inp, cfg),  # before learning: independent of the mask
     )
+    original = inp
+    if cfg.channel.on:  # the query set before the secret; then weights are taught (module doc)
+        if info.world_size > 1:
+            raise ConfigError("the committed channel is not supported under torchrun yet")
+        channel = draw_channel(inp.model, inp.holdout, set(drawn.vset.indices), cfg.channel,
+                               num_classes=inp.meta.num_classes, seed=cfg.seed,
+                               secret_rng=secret_rng)  # fmt: skip
+        taught = teach_channel(inp.model, inp.train, channel, cfg.channel, seed=cfg.seed)
+        inp = dataclasses.replace(inp, model=taught)
+        drawn = dataclasses.replace(drawn, channel=channel)
     stop = _stop_rule(inp, cfg, drawn, dev)
     with mixed_precision(dev, amp):
         mask = learn(inp, triggers, params, cfg, dev, progress, callbacks=[stop] if stop else [])
-    drawn = dataclasses.replace(drawn, learning=_learning(mask, stop))
+    drawn = dataclasses.replace(drawn, learning=_learning(mask, stop), base=inp.model)
+    inp = original  # figures "before" are the original's, the channel's teaching included
     result = None
     if info.is_main:
         result = _publish(inp, drawn, mask, cfg, key, out=out, force=force,
@@ -224,6 +241,8 @@ class _Drawn:
     triggers: list[Trigger]
     vset: VerificationSet
     learning: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    channel: DrawnChannel | None = None
+    base: nn.Module | None = None  # the weights the mask applies to (taught, with a channel)
 
 
 def _stop_rule(
@@ -259,7 +278,8 @@ def _publish(
 ) -> EmbedResult:
     """Evaluate the protected model, then write, commit, self-check and seal, all inside one
     :func:`protocols.fileio.atomic_dir` (rank 0 only under ``torchrun``)."""
-    protected = mask.apply(inp.model).to(device).eval()
+    protected = mask.apply(drawn.base if drawn.base is not None else inp.model)
+    protected = protected.to(device).eval()
     figures = evaluate(inp, protected, drawn.triggers, drawn.params, cfg, device)
     core = outputs.watermark_core(
         cfg, drawn.params, drawn.secrets, drawn.triggers, drawn.vset.encode()
@@ -270,16 +290,24 @@ def _publish(
         source = inp.source_sha256 or state_digest(inp.model).removeprefix("sha256:")
         earlier = tuple(previous_attempts(fingerprint, source))
         analysis = cfg.analysis(attempt=len(earlier) + 1, discarded=earlier)
+        if drawn.channel is not None:
+            analysis = dataclasses.replace(analysis, channel=drawn.channel.block, version="4")
         commitment = outputs.commit(core, inp, cfg, key, subjects, analysis)
         # Counted before the self-check is computed: stopping after a poor one cannot hide it.
         record_attempt(fingerprint, source, commitment.digest)
         spec = _spec(cfg, drawn, inp.meta.num_classes, commitment.digest)
         check = self_check(stage / outputs.MODEL_FILE, subjects[0][1], spec, analysis)
-        not_ready = readiness(cfg, figures, check, attempt=analysis.attempt)
         metrics = {**figures, "pruned_fraction": mask.pruned_fraction, "self_check": check,
-                   "ready": not not_ready, "not_ready": list(not_ready),
                    "learning": dict(drawn.learning)}  # fmt: skip
-        outputs.write_documents(stage, core, commitment, key, cfg, metrics, passphrase)
+        chan = None
+        if drawn.channel is not None:
+            chan = channel_self_check(stage / outputs.MODEL_FILE, subjects[0][1], drawn.channel,
+                                      commitment.digest, analysis)  # fmt: skip
+            metrics["channel_self_check"] = chan
+        not_ready = readiness(cfg, figures, check, attempt=analysis.attempt, channel=chan)
+        metrics |= {"ready": not not_ready, "not_ready": list(not_ready)}
+        outputs.write_documents(stage, core, commitment, key, cfg, metrics, passphrase,
+                                channel=drawn.channel)  # fmt: skip
         outputs.write_not_ready(stage, not_ready)
     out_path = Path(out)
     return EmbedResult(
@@ -297,10 +325,21 @@ def _publish(
 
 
 def readiness(
-    cfg: EmbedConfig, figures: Mapping[str, Any], check: Mapping[str, Any], *, attempt: int
+    cfg: EmbedConfig,
+    figures: Mapping[str, Any],
+    check: Mapping[str, Any],
+    *,
+    attempt: int,
+    channel: Mapping[str, Any] | None = None,
 ) -> tuple[str, ...]:
-    """Why an embedding is not ready for publication (empty tuple: it is), in words."""
+    """Why an embedding is not ready for publication (empty tuple: it is), in words
+    (``channel``: the committed channel's self-check, which must reach its share too)."""
     reasons = []
+    if channel is not None and not channel["at_level"]:
+        reasons.append(
+            f"channel self-check p = {channel['pvalue']:.3g} above its share alpha / 2 (z = "
+            f"{channel['z']:.1f}); a larger channel.eps or channel.queries may reach it"
+        )
     drop = figures["clean_accuracy_before"] - figures["clean_accuracy_after"]
     # the accuracies are float32 means: 2 of 200 images is 0.0100000501, not above a 0.01 limit
     if drop > cfg.max_accuracy_drop + _FLOAT32_SLACK:

@@ -22,11 +22,13 @@ from mapguard import __version__
 from mapguard.checkpoint import save_checkpoint
 from mapguard.export import export_program
 from mapguard.masking import MaskResult
+from mapguard.watermark._channel import DrawnChannel
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._recipe import EmbedInputs
 from protocols import canonical, documents, openings, statements
 from protocols.analysis import Analysis
 from protocols.fileio import sha256_file
+from verification.channel import encode_channel
 from verification.triggers import Trigger
 from verification.watermark_file import seal_watermark
 
@@ -175,9 +177,12 @@ def write_documents(
     cfg: EmbedConfig,
     metrics: Mapping[str, Any],
     passphrase: bytes | None,
+    *,
+    channel: DrawnChannel | None = None,
 ) -> None:
-    """Write the watermark file (private, signed, encrypted with ``passphrase`` if given), the
-    signed commitment, the options used and the public figures ``metrics``."""
+    """Write the watermark file (private, signed, encrypted with ``passphrase`` if given; with
+    the committed ``channel``'s secret, opening and query set), the signed commitment, the
+    options used and the public figures ``metrics``."""
     figures = _jsonable(metrics)
     doc = documents.watermark_document(
         core=core,
@@ -185,6 +190,7 @@ def write_documents(
         statement=commitment.statement,
         owner_key=key.public_key(),
         calibration=figures,
+        channel=None if channel is None else encode_channel(channel.spec),
     )
     _write_private(stage / WATERMARK_FILE, seal_watermark(doc, key, passphrase=passphrase))
     _write_public(stage / COMMITMENT_FILE, statements.sign_statement(commitment.statement, key))

@@ -30,7 +30,7 @@ from mapguard.watermark._verify_remote import (
     open_remote,
     remote_record,
 )
-from protocols.analysis import claim_null_seed
+from protocols.analysis import Analysis, claim_null_seed
 from protocols.errors import InputError, OutputExistsError
 from verification import timestamps
 from verification.backends import (
@@ -42,6 +42,14 @@ from verification.backends import (
     is_endpoint,
     load_suspect,
     state_digest,
+)
+from verification.channel import (
+    ChannelResult,
+    ChannelSpec,
+    Verdict,
+    channel_spec,
+    combine,
+    verify_channel,
 )
 from verification.verify import (
     VerificationResult,
@@ -57,16 +65,19 @@ __all__ = ["EXPLORATORY_OPTIONS", "RemoteOptions", "SuspectReport", "verify_susp
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class SuspectReport:
-    """A finished verification: the test result and the predicate written to ``out``."""
+    """A finished verification: the test result and the predicate written to ``out``; with a
+    committed channel (analysis version 4) also its result and the combined verdict."""
 
     result: VerificationResult
     predicate: Mapping[str, Any]
     signed: bool
     out: Path | None
+    channel: ChannelResult | None = None
+    verdict: Verdict | None = None
 
     @property
     def evidenced(self) -> bool:
-        return self.result.evidenced
+        return self.result.evidenced if self.verdict is None else self.verdict.evidenced
 
 
 def _backend(
@@ -174,6 +185,7 @@ def verify_suspect(
     )  # checked before any query: a token that does not verify stops here
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
     spec = watermark_spec(wm)
+    chan_spec = channel_spec(wm)  # checked against its commitment before any query
     shape = tuple(spec.images.shape[1:])
     remote_block = None
     options = remote if remote is not None else RemoteOptions()
@@ -191,10 +203,12 @@ def verify_suspect(
     try:
         with _log_kept(kept):
             result = verify(backend, spec, config)
+            channel = _channel(backend, chan_spec, config, result, order)
             if isinstance(backend, RemoteBackend):
                 remote_block = remote_record(backend)
     finally:
         backend.close()
+    verdict = None if channel is None else combine(_alpha(wm, exploratory), result, channel)
     predicate = result_predicate(
         result,
         watermark=wm,
@@ -209,10 +223,34 @@ def verify_suspect(
         endpoint=name if remote_block is not None else None,
         query_log=remote_block,
         time_order=order,
+        channel=None if channel is None else channel.to_dict(),
+        combined=None if verdict is None else verdict.to_dict(),
     )
     if target is not None:
         write_result(target, predicate, key=key, force=force)
-    return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target)
+    return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target,
+                         channel=channel, verdict=verdict)  # fmt: skip
+
+
+def _channel(
+    backend: QueryBackend,
+    spec: ChannelSpec | None,
+    config: VerifyConfig,
+    result: VerificationResult,
+    order: Mapping[str, Any] | None,
+) -> ChannelResult | None:
+    """The committed channel's test (None without one), in the trigger test's mode."""
+    if spec is None:
+        return None
+    established = bool(order is not None and order.get("established"))
+    sentence = (order or {}).get("sentence") or (
+        "no trusted timestamp and first known date were given, so the channel is reported and "
+        "not counted"
+    )
+    assert config.null_seed is not None  # from the claim nonce (_config)
+    return verify_channel(backend, spec, null_seed=config.null_seed,
+                          labels_only=result.mode == "labels", time_order=(established, sentence),
+                          batch_size=config.batch_size)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -286,6 +324,12 @@ def _config(wm: WatermarkFile, nonce: str, exploratory: Mapping[str, Any] | None
     if "query_budget" in changes:
         changes["n_query_images"] = None
     return dataclasses.replace(config, **changes)
+
+
+def _alpha(wm: WatermarkFile, exploratory: Mapping[str, Any] | None) -> Analysis:
+    """The committed analysis, with an exploratory alpha if one was given."""
+    alpha = (exploratory or {}).get("alpha")
+    return wm.analysis if alpha is None else dataclasses.replace(wm.analysis, alpha=alpha)
 
 
 def _analysis_record(wm: WatermarkFile, exploratory: Mapping[str, Any] | None) -> dict[str, Any]:

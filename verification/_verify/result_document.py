@@ -117,6 +117,8 @@ def result_predicate(
     endpoint: str | None = None,
     query_log: Mapping[str, Any] | None = None,
     time_order: Mapping[str, Any] | None = None,
+    channel: Mapping[str, Any] | None = None,
+    combined: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``result-predicate-v1`` document of ``res`` (no secret and no trigger position).
 
@@ -136,6 +138,9 @@ def result_predicate(
         query_log: The query log's block (name, sha256, summary) of a remote suspect.
         time_order: The commitment's certified time against the suspect's first known date
             (:func:`verification.timestamps.commitment_time_order`), recorded beside the verdict.
+        channel, combined: A version-4 analysis's channel result and combined verdict
+            (``ChannelResult.to_dict()``, ``Verdict.to_dict()``); ``verdict`` is then the
+            combined one.
 
     Raises:
         SchemaError: the document does not validate (a bug, not a user error).
@@ -172,7 +177,11 @@ def result_predicate(
             "method": res.effect.method,
         },
         "negative_controls": _controls(res),
-        "verdict": "evidenced" if res.evidenced else "not_evidenced",
+        **({"channel": dict(channel)} if channel is not None else {}),
+        **({"combined": dict(combined)} if combined is not None else {}),
+        "verdict": "evidenced"
+        if (res.evidenced if combined is None else combined["evidenced"])
+        else "not_evidenced",
     }
     predicate = canonical.loads(canonical.canonical_bytes(_finite(predicate)))
     schemas.validate(predicate, RESULT_SCHEMA)

@@ -1,0 +1,146 @@
+"""``embed -o channel.family=pair-preference`` end to end (analysis version 4, issue 15): the
+commitment fixes the channel, the watermark file opens it, and ``mapguard verify`` evidences a
+student distilled from the protected model (which has lost the triggers) by the channel alone,
+only when a trusted timestamp (a real TSA on 127.0.0.1) puts the commitment before the suspect;
+the original model is not evidenced."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mapguard._cli import cli
+from mapguard.attacks import AttackConfig, attack_file
+from mapguard.watermark import embed
+from verification.watermark_file import read_watermark
+
+CHANNEL = {"channel.family": "pair-preference", "channel.queries": 1500, "channel.natural": 150,
+           "channel.null_keys": 1999, "channel.eps": 3.0, "channel.epochs": 6}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def channeled(tiny_checkpoint, mnist_small, owner, tiny_config, tsa, tmp_path_factory):
+    """The tiny checkpoint with triggers and the channel; its commitment time-stamped; a
+    student distilled from the protected model."""
+    d = tmp_path_factory.mktemp("channel")
+    cfg = tiny_config(export=False, alpha=0.05, max_accuracy_drop=0.05).with_options(CHANNEL)
+    result = embed(tiny_checkpoint, mnist_small, owner.key(), cfg, out=d / "wm", progress=False,
+                   secret_rng=np.random.default_rng(3))  # fmt: skip
+    authority = tsa.Authority.create(d / "tsa")
+    with tsa.serve(authority) as (url, _):
+        args = ["timestamp", d / "wm" / "commitment.dsse.json", "--tsa", url, "--tsa-cert",
+                authority.chain, "--out", d / "commitment.tsr"]  # fmt: skip
+        res = CliRunner().invoke(cli, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+    attack_file(d / "wm" / "protected.pt", "distill", out=d / "student.pt", data="builtin:mnist",
+                config=AttackConfig(epochs=10, n_images=1200), seed=3, progress=False)  # fmt: skip
+    order = ["--timestamp", d / "commitment.tsr", "--tsa-cert", authority.chain]
+    return d, result, order
+
+
+def _verify(d, suspect, *extra):  # noqa: ANN001, ANN202
+    out = d / f"result-{suspect.stem}-{len(extra)}.json"
+    args = ["verify", suspect, "--watermark", d / "wm" / "owner.wm", "--claim-nonce",
+            "arbiter-nonce-7", "--out", out, "--force", *extra]  # fmt: skip
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code in (0, 1), res.output
+    return res, json.loads(out.read_text())
+
+
+def test_the_commitment_fixes_the_channel_and_the_file_opens_it(channeled) -> None:
+    d, result, _ = channeled
+    wm = read_watermark(d / "wm" / "owner.wm")
+    a = wm.analysis
+    assert (a.version, a.channels, a.channel.queries, a.channel.null_keys) == ("4", 2, 1500, 1999)
+    statement = json.loads((d / "wm" / "metrics.json").read_text())
+    check = statement["channel_self_check"]
+    assert check["at_level"] and check["queries"] == 1500, check
+    assert result.ready, result.not_ready
+    assert json.loads((d / "wm" / "embed-config.json").read_text())["channel"]["eps"] == 3.0
+
+
+def test_a_distilled_student_is_evidenced_by_the_channel_with_the_time_order(channeled) -> None:
+    d, _, order = channeled
+    res, doc = _verify(d, d / "student.pt", *order, "--suspect-first-seen", "2099-01-01")
+    assert res.exit_code == 0, res.output
+    assert doc["verdict"] == "evidenced" and doc["combined"]["by"] == ["channel"], doc["combined"]
+    assert doc["channel"]["admissible"] and doc["test"]["alpha"] == 0.025
+    assert "by the channel" in res.output and "Bonferroni" in res.output
+    # without the certified order the same answers are reported, not counted
+    res, doc = _verify(d, d / "student.pt")
+    assert res.exit_code == 1 and doc["verdict"] == "not_evidenced", doc["combined"]
+    assert not doc["channel"]["admissible"] and "NOT counted" in res.output
+    assert doc["queries_used"] > doc["channel"]["queries"] == 1500
+
+
+def test_the_original_model_is_not_evidenced(channeled, tiny_checkpoint) -> None:
+    """Made before any secret existed: neither channel evidences it, time order or not."""
+    d, _, order = channeled
+    res, doc = _verify(d, tiny_checkpoint, *order, "--suspect-first-seen", "2099-01-01")
+    assert res.exit_code == 1 and doc["verdict"] == "not_evidenced", doc["combined"]
+    assert doc["channel"]["pvalue"] > 0.025
+
+
+def test_a_channel_without_its_commitment_is_refused(channeled, owner, tmp_path) -> None:
+    """A watermark file whose channel does not open the committed digest stops before any
+    query (one line, exit 2)."""
+    from verification.watermark_file import seal_watermark
+
+    d, _, _ = channeled
+    doc = read_watermark(d / "wm" / "owner.wm").plain()
+    doc["channel"]["secret"] = "00" * 32
+    forged = tmp_path / "forged.wm"
+    forged.write_bytes(seal_watermark(doc, owner.key()))
+    out = tmp_path / "result.json"
+    args = ["verify", d / "student.pt", "--watermark", forged, "--claim-nonce", "n", "--out", out]
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 2 and "does not open" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_channel_options_are_checked(tiny_config) -> None:
+    from mapguard._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="channel.family must be one of"):
+        tiny_config().with_options({"channel.family": "cosine"})
+    with pytest.raises(ConfigError, match="channel.queries"):
+        tiny_config().with_options({"channel.family": "pair-preference", "channel.queries": 0})
+    assert "channel" not in tiny_config().to_dict()  # off: recorded as before the channel
+    assert dataclasses.replace(tiny_config()).channel.on is False
+
+
+def test_check_and_report_read_the_combined_verdict(channeled, owner, tmp_path) -> None:
+    """A signed version-4 result passes ``check`` against the watermark; changing its channel
+    p-value (re-signed by the same key) does not; the report shows both channels."""
+    from protocols import canonical, dsse, statements
+    from verification.check import check
+
+    d, _, order = channeled
+    out = tmp_path / "signed.json"
+    args = ["verify", d / "student.pt", "--watermark", d / "wm" / "owner.wm", "--claim-nonce",
+            "arbiter-nonce-7", "--out", out, "--key", owner.private, *order,
+            "--suspect-first-seen", "2099-01-01"]  # fmt: skip
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    wm = d / "wm" / "owner.wm"
+    good = check(out, owner.public, wm)
+    assert good.ok and "channel p" in good.items[-1].detail, good.items
+    statement = json.loads(dsse.verify_envelope(
+        dsse.parse_envelope(out.read_bytes()), owner.key().public_key(),
+        expected_payload_type=statements.PAYLOAD_TYPE))  # fmt: skip
+    statement["predicate"]["channel"]["pvalue"] = 1e-4
+    bad_path = tmp_path / "bad.json"
+    canonical.write_json(bad_path, statements.sign_statement(statement, owner.key()))
+    bad = check(bad_path, owner.public, wm)
+    assert not bad.ok and "combined p-value" in bad.items[-1].detail, bad.items
+    html = tmp_path / "report.html"
+    args = ["report", out, "--commitment", d / "wm" / "commitment.dsse.json", "--watermark", wm,
+            "--pubkey", owner.public, "--out", html]  # fmt: skip
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    text = html.read_text()
+    assert "keyed pair preferences" in text and "2 x min(trigger, counted channel)" in text
