@@ -121,14 +121,19 @@ def _row(side: int, train: dict, run: dict) -> str:
     level = sc["evidenced"]
     learning = run.get("learning") or {}
     epochs = learning.get("epochs", run["config"]["mask"]["epochs"])
-    name = run["recipe"] + (f" ({run['tag']})" if run.get("tag") else "")
-    return (f"| {side} | {name} | {train['seconds']:.0f} | {run['wall_s']:.0f} | {_cpu(run)} | "
+    return (f"| {side} | {_name(run)} | {train['seconds']:.0f} | {run['wall_s']:.0f} | "
+            f"{_cpu(run)} | "
             f"{run['wall_s'] / train['seconds']:.1f}x | {100 * run['clean_accuracy_before']:.1f} "
             f"-> {100 * run['clean_accuracy_after']:.1f} | {100 * run['accuracy_drop']:.1f} | "
             f"{sc['pvalue']:.2g} (floor {sc['pvalue_floor']:.1g}) | {stats[0]:.2f} / "
             f"{median:.2f} (>= {floor:g}) | {'yes' if level else 'no'} | "
             f"{_verdict(run)} | {epochs} of "
-            f"{run['config']['mask']['epochs']} |")  # fmt: skip
+            f"{run['config']['mask']['epochs']} | {learning.get('images', 0):,} |")  # fmt: skip
+
+
+def _name(run: dict) -> str:
+    """The recipe, and the variant's tag if any (``after (tb25)``)."""
+    return run["recipe"] + (f" ({run['tag']})" if run.get("tag") else "")
 
 
 def _cpu(run: dict) -> str:
@@ -148,10 +153,10 @@ def _verdict(run: dict) -> str:
 
 def _rehearsals(side: int, run: dict) -> list[str]:
     """The stopping rule's rehearsals of one run (none without the rule)."""
-    rows = []
+    rows, name = [], _name(run)
     for r in (run.get("learning") or {}).get("rehearsals") or []:
         p = f"{r['pvalue']:.2g}" if "pvalue" in r else "(pre-check failed)"
-        rows.append(f"| {side} | {run['recipe']} | {r['epoch']} | {r['train_images']:,} | "
+        rows.append(f"| {side} | {name} | {r['epoch']} | {r['train_images']:,} | "
                     f"{100 * r['cost']:.1f} | {min(r['effects']):.2f} / "
                     f"{float(np.median(r['effects'])):.2f} | {p} | "
                     f"{'yes' if r['met'] else 'no'} |")  # fmt: skip
@@ -189,9 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "| side | recipe | train s | embed s | embed CPU s | embed/train | clean acc. % | "
         "cost pts | self-check p | weakest / median effect | committed level | verdict | "
-        "mask epochs |"
+        "mask epochs | images seen |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     data = _data(args.per_class)
     trail = []
     for side in sizes:

@@ -14,8 +14,10 @@ The rules (docs/BENCHMARKS.md, "Embedding into a model from outside the zoo", me
   ``vgg_small`` and ``mobilenet_v3_small``, on which the recipe was measured): nothing else;
 * *large* models: the stopping rule is on (a rehearsal every ``1 / STOP_CHECKS`` of the budget,
   :mod:`mapguard.watermark._stopping`), when the hold-out leaves tuning images for it. The
-  rates (``mask.lr``, ``prune_cost``) and the granularity stay the zoo's: no other value was
-  measured to do better on a large model yet (docs/BENCHMARKS.md says what was tried).
+  rates (``mask.lr``, ``prune_cost``), the granularity and ``trigger_batch`` stay the zoo's: no
+  other value was measured to do better on a large model yet (docs/BENCHMARKS.md says what was
+  tried: a 3x rate, and a half or a quarter of the negative-key and secret-trigger batch, which
+  cut the embedding's CPU time on one secret draw and raised it on the other).
 
 ``adapt="off"`` keeps the recipe as given (only the budget resolves). Fields set away from the
 default recipe (``-o mask.lr=...``) are the user's and are never changed.
