@@ -261,7 +261,7 @@ def verify_channel(
     keys = [spec.secret, *channel_null_keys(null_seed, spec.analysis.null_keys)]
     stats = channel_statistics(spec.family, keys, spec.queries, {"s": answers})["s"]
     mode = "labels" if answers["logprobs"] is None else "probabilities"
-    g = stats[mode]
+    g = stats["labels" if mode == "labels" else "probs"]
     null = g[1:]
     rank = 1 + int(np.sum(null >= g[0]))
     sd = float(null.std())

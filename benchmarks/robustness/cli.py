@@ -18,9 +18,10 @@ from benchmarks._options import add_overrides
 from benchmarks.robustness.cache import log, source_model, watermark
 from benchmarks.robustness.plan import ALPHA, FULL, QUICK, SOURCE, Budget
 from benchmarks.robustness.report import render
-from benchmarks.robustness.run import attack_rows, independent_rows, transform_rows
+from benchmarks.robustness.run import CHANNELS, attack_rows, independent_rows, transform_rows
 from benchmarks.robustness.stats import embed_notes, per_attack, summarise
 from mapguard.data import load_data
+from verification.channel import channel_spec
 from verification.watermark_file import read_watermark, watermark_spec
 
 __all__ = ["main", "parse_args"]
@@ -98,6 +99,9 @@ def _watermark_part(
     wm_dir = watermark(run, source, budget, args.embed_option, args.secret_seed)
     wm = read_watermark(wm_dir / "owner.wm")
     spec, analysis, m = watermark_spec(wm), wm.analysis, wm.null_keys_per_secret
+    chan = channel_spec(wm)
+    if chan is not None:
+        CHANNELS[spec.commitment_digest] = chan
     test = load_data(SOURCE, split="test", progress=False)
     results: dict[str, Any] = {"quick": args.quick, "alpha": ALPHA, "null_keys_per_secret": m,
                                "secret_seed": args.secret_seed, "watermark_dir": str(wm_dir),

@@ -18,14 +18,20 @@ from mapguard.checkpoint import file_sha256, load_checkpoint
 from mapguard.training import accuracy, predict_logits
 from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend, QueryBackend, TransformedBackend
+from verification.channel import ChannelSpec, combine, verify_channel
 from verification.transforms import InputTransform, make_transform
 from verification.verify import VerifyConfig, WatermarkSpec, verify
 
 #: The benchmark plays the arbiter: one public claim nonce for every suspect.
 CLAIM_NONCE = "mapguard robustness benchmark"
+#: Committed channels (analysis version 4) by commitment digest, set when the watermark is read.
+#: Every suspect here was made after the embedding, so the benchmark counts the channel (the
+#: time order a real claim shows with a trusted timestamp).
+CHANNELS: dict[str, ChannelSpec] = {}
 
 __all__ = [
     "CLAIM_NONCE",
+    "CHANNELS",
     "attack_rows",
     "independent_rows",
     "suspect_row",
@@ -77,11 +83,26 @@ def verify_both(
             "alpha": cfg.alpha, "effect_floor": cfg.effect_floor,
             "floor_statistic": cfg.floor_statistic,
         }  # fmt: skip
+        out[mode] |= _channel(memo, spec, analysis, cfg, res)
         out["triggered_accuracy"] = float(np.mean(res.triggered_accuracies))
         out["null_triggered_accuracy"] = res.null_triggered_accuracy
         out["verification_clean_accuracy"] = res.clean_accuracy
     out["pvalue_floor"] = res.pvalue_floor
     return out
+
+
+def _channel(backend: QueryBackend, spec: WatermarkSpec, analysis: Analysis,
+             cfg: VerifyConfig, res: Any) -> dict[str, Any]:  # fmt: skip
+    """A committed channel's test and the combined verdict (nothing without a channel)."""
+    chan = CHANNELS.get(spec.commitment_digest)
+    if chan is None or analysis.channel is None:
+        return {}
+    assert cfg.null_seed is not None
+    c = verify_channel(backend, chan, null_seed=cfg.null_seed, labels_only=cfg.labels_only,
+                       time_order=(True, "benchmark: made after the embedding"))  # fmt: skip
+    v = combine(analysis, res, c)
+    return {"channel_pvalue": c.pvalue, "channel_z": c.z, "combined_pvalue": v.pvalue,
+            "trigger_evidenced": "trigger" in v.by, "evidenced": v.evidenced}  # fmt: skip
 
 
 def clean_accuracy(

@@ -134,3 +134,15 @@ def test_the_trigger_test_runs_at_its_bonferroni_share(channel) -> None:
     c3, c4 = (VerifyConfig.from_analysis(a, null_seed=NULL_SEED, gives_probabilities=False)
               for a in (a3, a4))  # fmt: skip
     assert (c3.alpha, c4.alpha) == (0.01, 0.005)
+
+
+def test_probabilities_mode_ranks_the_probability_statistic(channel, mnist_small) -> None:
+    """A suspect that gives probabilities, in probabilities mode: the marked model's channel
+    shows there too (the statistic is the log-probability gap's, not the labels')."""
+    spec, marked = channel
+    res = verify_channel(ModuleBackend(marked.eval()), spec, null_seed=NULL_SEED,
+                         labels_only=False, time_order=ORDER)  # fmt: skip
+    labels = verify_channel(ModuleBackend(marked.eval()), spec, null_seed=NULL_SEED,
+                            labels_only=True, time_order=ORDER)  # fmt: skip
+    assert (res.mode, labels.mode) == ("probabilities", "labels")
+    assert res.statistic != labels.statistic and res.pvalue <= 0.01, res

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from mapguard._cli import cli
 from mapguard.attacks import AttackConfig, attack_file
 from mapguard.watermark import embed
+from protocols import keys
 from verification.watermark_file import read_watermark
 
 CHANNEL = {"channel.family": "pair-preference", "channel.queries": 1500, "channel.natural": 150,
@@ -23,12 +24,15 @@ CHANNEL = {"channel.family": "pair-preference", "channel.queries": 1500, "channe
 
 
 @pytest.fixture(scope="module")
-def channeled(tiny_checkpoint, mnist_small, owner, tiny_config, tsa, tmp_path_factory):
-    """The tiny checkpoint with triggers and the channel; its commitment time-stamped; a
-    student distilled from the protected model."""
+def channeled(tiny_checkpoint, mnist_small, tiny_config, tsa, tmp_path_factory):
+    """The tiny checkpoint with triggers and the channel, under an owner key of its own (so this
+    is attempt 1 whatever else the suite embedded); its commitment time-stamped; a student
+    distilled from the protected model."""
     d = tmp_path_factory.mktemp("channel")
+    owner = keys.generate_keypair(d / "owner")
     cfg = tiny_config(export=False, alpha=0.05, max_accuracy_drop=0.05).with_options(CHANNEL)
-    result = embed(tiny_checkpoint, mnist_small, owner.key(), cfg, out=d / "wm", progress=False,
+    key = keys.load_private_key(owner.private_path)
+    result = embed(tiny_checkpoint, mnist_small, key, cfg, out=d / "wm", progress=False,
                    secret_rng=np.random.default_rng(3))  # fmt: skip
     authority = tsa.Authority.create(d / "tsa")
     with tsa.serve(authority) as (url, _):
@@ -39,7 +43,7 @@ def channeled(tiny_checkpoint, mnist_small, owner, tiny_config, tsa, tmp_path_fa
     attack_file(d / "wm" / "protected.pt", "distill", out=d / "student.pt", data="builtin:mnist",
                 config=AttackConfig(epochs=10, n_images=1200), seed=3, progress=False)  # fmt: skip
     order = ["--timestamp", d / "commitment.tsr", "--tsa-cert", authority.chain]
-    return d, result, order
+    return d, result, order, owner
 
 
 def _verify(d, suspect, *extra):  # noqa: ANN001, ANN202
@@ -52,7 +56,7 @@ def _verify(d, suspect, *extra):  # noqa: ANN001, ANN202
 
 
 def test_the_commitment_fixes_the_channel_and_the_file_opens_it(channeled) -> None:
-    d, result, _ = channeled
+    d, result, _, _ = channeled
     wm = read_watermark(d / "wm" / "owner.wm")
     a = wm.analysis
     assert (a.version, a.channels, a.channel.queries, a.channel.null_keys) == ("4", 2, 1500, 1999)
@@ -64,7 +68,7 @@ def test_the_commitment_fixes_the_channel_and_the_file_opens_it(channeled) -> No
 
 
 def test_a_distilled_student_is_evidenced_by_the_channel_with_the_time_order(channeled) -> None:
-    d, _, order = channeled
+    d, _, order, _ = channeled
     res, doc = _verify(d, d / "student.pt", *order, "--suspect-first-seen", "2099-01-01")
     assert res.exit_code == 0, res.output
     assert doc["verdict"] == "evidenced" and doc["combined"]["by"] == ["channel"], doc["combined"]
@@ -79,22 +83,22 @@ def test_a_distilled_student_is_evidenced_by_the_channel_with_the_time_order(cha
 
 def test_the_original_model_is_not_evidenced(channeled, tiny_checkpoint) -> None:
     """Made before any secret existed: neither channel evidences it, time order or not."""
-    d, _, order = channeled
+    d, _, order, _ = channeled
     res, doc = _verify(d, tiny_checkpoint, *order, "--suspect-first-seen", "2099-01-01")
     assert res.exit_code == 1 and doc["verdict"] == "not_evidenced", doc["combined"]
     assert doc["channel"]["pvalue"] > 0.025
 
 
-def test_a_channel_without_its_commitment_is_refused(channeled, owner, tmp_path) -> None:
+def test_a_channel_without_its_commitment_is_refused(channeled, tmp_path) -> None:
     """A watermark file whose channel does not open the committed digest stops before any
     query (one line, exit 2)."""
     from verification.watermark_file import seal_watermark
 
-    d, _, _ = channeled
+    d, _, _, owner = channeled
     doc = read_watermark(d / "wm" / "owner.wm").plain()
     doc["channel"]["secret"] = "00" * 32
     forged = tmp_path / "forged.wm"
-    forged.write_bytes(seal_watermark(doc, owner.key()))
+    forged.write_bytes(seal_watermark(doc, keys.load_private_key(owner.private_path)))
     out = tmp_path / "result.json"
     args = ["verify", d / "student.pt", "--watermark", forged, "--claim-nonce", "n", "--out", out]
     res = CliRunner().invoke(cli, [str(a) for a in args])
@@ -113,33 +117,34 @@ def test_the_channel_options_are_checked(tiny_config) -> None:
     assert dataclasses.replace(tiny_config()).channel.on is False
 
 
-def test_check_and_report_read_the_combined_verdict(channeled, owner, tmp_path) -> None:
+def test_check_and_report_read_the_combined_verdict(channeled, tmp_path) -> None:
     """A signed version-4 result passes ``check`` against the watermark; changing its channel
     p-value (re-signed by the same key) does not; the report shows both channels."""
     from protocols import canonical, dsse, statements
     from verification.check import check
 
-    d, _, order = channeled
+    d, _, order, owner = channeled
+    key = keys.load_private_key(owner.private_path)
     out = tmp_path / "signed.json"
     args = ["verify", d / "student.pt", "--watermark", d / "wm" / "owner.wm", "--claim-nonce",
-            "arbiter-nonce-7", "--out", out, "--key", owner.private, *order,
+            "arbiter-nonce-7", "--out", out, "--key", owner.private_path, *order,
             "--suspect-first-seen", "2099-01-01"]  # fmt: skip
     res = CliRunner().invoke(cli, [str(a) for a in args])
     assert res.exit_code == 0, res.output
     wm = d / "wm" / "owner.wm"
-    good = check(out, owner.public, wm)
+    good = check(out, owner.public_path, wm)
     assert good.ok and "channel p" in good.items[-1].detail, good.items
     statement = json.loads(dsse.verify_envelope(
-        dsse.parse_envelope(out.read_bytes()), owner.key().public_key(),
+        dsse.parse_envelope(out.read_bytes()), key.public_key(),
         expected_payload_type=statements.PAYLOAD_TYPE))  # fmt: skip
     statement["predicate"]["channel"]["pvalue"] = 1e-4
     bad_path = tmp_path / "bad.json"
-    canonical.write_json(bad_path, statements.sign_statement(statement, owner.key()))
-    bad = check(bad_path, owner.public, wm)
+    canonical.write_json(bad_path, statements.sign_statement(statement, key))
+    bad = check(bad_path, owner.public_path, wm)
     assert not bad.ok and "combined p-value" in bad.items[-1].detail, bad.items
     html = tmp_path / "report.html"
     args = ["report", out, "--commitment", d / "wm" / "commitment.dsse.json", "--watermark", wm,
-            "--pubkey", owner.public, "--out", html]  # fmt: skip
+            "--pubkey", owner.public_path, "--out", html]  # fmt: skip
     res = CliRunner().invoke(cli, [str(a) for a in args])
     assert res.exit_code == 0, res.output
     text = html.read_text()
