@@ -41,6 +41,7 @@ from mapguard.watermark._sources import (
     NegativeKeySource,
     SecretTriggerSource,
     TargetTerm,
+    WrappedSource,
 )
 from protocols.fileio import sha256_file
 from verification.triggers import Trigger, get_trigger_family, random_secret
@@ -250,17 +251,13 @@ def learn(
     )
 
 
-class _Thinned(BatchSource):
+class _Thinned(WrappedSource):
     """``inner``'s batches at ``fraction`` of the learner's batch size, rounded to a multiple
     of the processes (at least one image each): fewer images of it per step
     (``EmbedConfig.trigger_batch``). Its own epochs then end sooner than the learner's."""
 
     def __init__(self, inner: BatchSource, fraction: float) -> None:
         self.inner, self.fraction, self.name = inner, fraction, inner.name
-
-    def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
-        self.inner = self.inner.with_teacher(teacher)
-        return self
 
     def batches(
         self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1

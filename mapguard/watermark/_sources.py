@@ -29,6 +29,7 @@ __all__ = [
     "NegativeKeySource",
     "SecretTriggerSource",
     "TargetTerm",
+    "WrappedSource",
     "stack_triggers",
     "stamp",
 ]
@@ -236,7 +237,17 @@ AUGMENT_RANGES: dict[str, tuple[str, float, float]] = {
 }
 
 
-class AugmentedSource(BatchSource):
+class WrappedSource(BatchSource):
+    """A source that yields another's (``inner``) batches, changed; the teacher goes to it."""
+
+    inner: BatchSource
+
+    def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
+        self.inner = self.inner.with_teacher(teacher)
+        return self
+
+
+class AugmentedSource(WrappedSource):
     """``inner``'s batches with each image, with probability ``prob``, passed through a random
     query-time transform (:data:`AUGMENT_RANGES`; parameters drawn uniformly, JPEG quality an
     integer), so that the behaviour learned on them survives a thief's preprocessing.
@@ -253,10 +264,6 @@ class AugmentedSource(BatchSource):
 
     def steps_per_epoch(self, batch_size: int) -> int | None:
         return self.inner.steps_per_epoch(batch_size)
-
-    def with_teacher(self, teacher: Callable[[torch.Tensor], torch.Tensor]) -> BatchSource:
-        self.inner = self.inner.with_teacher(teacher)
-        return self
 
     def batches(
         self, *, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
