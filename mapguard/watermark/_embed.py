@@ -349,8 +349,10 @@ def readiness(
         )
     if not check["evidenced"]:
         stats = sorted(check["secret_statistics"])
+        share = cfg.alpha if channel is None else cfg.alpha / 2  # Bonferroni with a channel
+        level = f"alpha {share:g}" if channel is None else f"its share alpha/2 = {share:g}"
         reasons.append(
-            f"self-check not evidenced: p = {check['pvalue']:.3g} (alpha {cfg.alpha:g}, floor "
+            f"self-check not evidenced: p = {check['pvalue']:.3g} ({level}, floor "
             f"{check['pvalue_floor']:.3g}), secret effects {stats[0]:.3f} (weakest) to "
             f"{stats[-1]:.3f} (committed floor {cfg.effect_floor:g} on the "
             f"{cfg.floor_statistic})"
