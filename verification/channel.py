@@ -20,8 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import time
@@ -37,14 +35,16 @@ from protocols.commitments import open_commitment
 from protocols.errors import InputError
 from verification._backends.base import QueryBackend
 from verification._errors import SuspectError, VerificationError
+from verification._inline import images_from_inline, inline_images
 from verification._jsonsafe import jsonsafe
+from verification._stats.rank import rank_test
 from verification._tilt.preference import PairPreferenceFamily
 from verification._tilt.test import TiltQueries, channel_statistics
 from verification._triggers.keys import null_secrets
 from verification._triggers.validation import check_secret
 from verification._verify.result import VerificationResult
 from verification._verify.run import floor_value
-from verification.watermark_file import INLINE_FORMAT, WatermarkFile
+from verification.watermark_file import WatermarkFile
 
 __all__ = [
     "ChannelResult",
@@ -133,30 +133,14 @@ def _spec_iv(spec: ChannelSpec) -> None:
         raise VerificationError("the channel's query set does not match its committed digest")
 
 
-def _images(x: np.ndarray) -> dict[str, Any]:
-    data = base64.b64encode(np.ascontiguousarray(x).tobytes()).decode("ascii")
-    return {"format": INLINE_FORMAT, "shape": [int(d) for d in x.shape], "images": data}
-
-
-def _decode_images(obj: Any, name: str) -> np.ndarray:
-    try:
-        if obj["format"] != INLINE_FORMAT:
-            raise ValueError(f"format {str(obj['format'])[:30]!r}")
-        shape = tuple(int(d) for d in obj["shape"])
-        raw = base64.b64decode(obj["images"], validate=True)
-        return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise VerificationError(f"the watermark file's channel {name} images: {exc}") from None
-
-
 def encode_channel(spec: ChannelSpec) -> dict[str, Any]:
     """The watermark file's ``channel`` object (private: it holds the secret and its nonce)."""
     q = spec.queries
     return {
         "secret": spec.secret.hex(),
         "nonce": spec.secret_nonce,
-        "natural": _images(q.natural),
-        "boundary": _images(q.boundary),
+        "natural": inline_images(q.natural),
+        "boundary": inline_images(q.boundary),
         "pairs": [[int(a), int(b)] for a, b in np.asarray(q.pairs)],
     }
 
@@ -180,8 +164,9 @@ def channel_spec(wm: WatermarkFile) -> ChannelSpec | None:
         nonce = str(doc["nonce"])
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(f"the watermark file's channel is malformed: {exc}") from None
-    queries = TiltQueries(_decode_images(doc.get("natural"), "natural"),
-                          _decode_images(doc.get("boundary"), "boundary"), pairs)  # fmt: skip
+    queries = TiltQueries(images_from_inline(doc.get("natural"), "channel natural images"),
+                          images_from_inline(doc.get("boundary"), "channel boundary images"),
+                          pairs)  # fmt: skip
     return ChannelSpec(analysis=block, num_classes=wm.num_classes, secret=secret,
                        secret_nonce=nonce, queries=queries)  # fmt: skip
 
@@ -263,13 +248,13 @@ def verify_channel(
     mode = "labels" if answers["logprobs"] is None else "probabilities"
     g = stats["labels" if mode == "labels" else "probs"]
     null = g[1:]
-    rank = 1 + int(np.sum(null >= g[0]))
+    test = rank_test(g[0], null)  # exact, ties counted against the secret
     sd = float(null.std())
     established, sentence = time_order
     return ChannelResult(
         mode=mode, statistic=float(g[0]), null_mean=float(null.mean()), null_sd=sd,
-        z=float((g[0] - null.mean()) / sd) if sd > 0 else 0.0, rank=rank,
-        null_keys=int(null.size), pvalue=rank / (null.size + 1), admissible=bool(established),
+        z=float((g[0] - null.mean()) / sd) if sd > 0 else 0.0, rank=test.rank,
+        null_keys=int(null.size), pvalue=test.pvalue, admissible=bool(established),
         admissibility=sentence, queries=backend.query_count - q0,
         wall_time_s=time.perf_counter() - start,
     )  # fmt: skip

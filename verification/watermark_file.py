@@ -49,6 +49,7 @@ from protocols.analysis import Analysis
 from protocols.errors import InputError, SchemaError, SignatureError
 from protocols.fileio import read_input
 from verification._errors import VerificationError
+from verification._inline import INLINE_FORMAT, images_from_inline, inline_images
 from verification._verify.spec import (
     MAX_IMAGES_PER_KEY,
     MAX_NULL_KEYS_PER_SECRET,
@@ -74,7 +75,6 @@ __all__ = [
 
 PAYLOAD_TYPE = "application/vnd.mapguard.watermark+json"
 SCHEMA = "watermark-file-v1"
-INLINE_FORMAT = "uint8-nchw-base64/v1"
 _VS_TAG = b"mapguard/verification-set/v1\x00"
 
 #: Size limit of a watermark file. The demo's ``owner.wm`` (3 secrets, 40 inline images of
@@ -122,12 +122,7 @@ def encode_verification_set(
     out: dict[str, Any] = {
         "reference": reference,
         "sha256": verification_set_digest(x, y),
-        "inline": {
-            "format": INLINE_FORMAT,
-            "shape": [int(d) for d in x.shape],
-            "images": base64.b64encode(np.ascontiguousarray(x).tobytes()).decode("ascii"),
-            "labels": [int(v) for v in y],
-        },
+        "inline": {**inline_images(x), "labels": [int(v) for v in y]},
     }
     if indices is not None:
         out["indices"] = [int(i) for i in indices]
@@ -147,12 +142,10 @@ def decode_verification_set(vs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarr
             f"the verification set has no inline data of format {INLINE_FORMAT!r}; "
             "this verifier needs the images in the watermark file"
         )
+    images = images_from_inline(inline, "verification set")
     try:
-        shape = tuple(int(d) for d in inline["shape"])
-        raw = base64.b64decode(inline["images"], validate=True)
-        images = np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
         labels = np.asarray(inline["labels"], dtype=np.int64)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(f"malformed inline verification set: {exc}") from None
     if verification_set_digest(images, labels) != vs.get("sha256"):
         raise VerificationError("the inline verification set does not match its recorded sha256")

@@ -21,28 +21,22 @@ from __future__ import annotations
 import dataclasses
 import secrets as _secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from mapguard._config import ConfigMixin, check_int, check_number
 from mapguard._errors import ConfigError
-from mapguard.checkpoint import load_checkpoint
 from mapguard.watermark._tilt import TiltRecipe, boundary_images, embed_tilt, torch_preference
-from protocols.analysis import Analysis, claim_null_seed, resolve_mode
 from protocols.channel_analysis import MAX_CHANNEL_NULL_KEYS, MAX_CHANNEL_QUERIES, ChannelAnalysis
 from protocols.commitments import commit
-from verification.backends import ModuleBackend
-from verification.channel import ChannelSpec, query_set_digest, verify_channel
+from verification.channel import ChannelSpec, query_set_digest
 from verification.tilt import PreferenceReference, TiltQueries, lowfreq_features
 
 __all__ = [
     "CHANNEL_FAMILIES",
     "ChannelConfig",
     "DrawnChannel",
-    "channel_self_check",
     "draw_channel",
     "teach_channel",
 ]
@@ -168,27 +162,3 @@ def teach_channel(
     shift = torch_preference(family, key, ref, side, model.eval())
     recipe = TiltRecipe(eps=cfg.eps, epochs=cfg.epochs)
     return embed_tilt(model, train.floats(), shift, recipe, seed=seed)
-
-
-#: The channel self-check's claim nonce (a fixed public value, as for the trigger self-check).
-SELF_CHECK_NONCE = "mapguard embed self-check"
-
-
-def channel_self_check(
-    model_file: Path, model_sha256: str, drawn: DrawnChannel, digest: str, analysis: Analysis
-) -> dict[str, Any]:
-    """The committed channel test on the written protected model (its file's bytes), as an
-    arbiter runs it; ``at_level``: its p-value reaches the channel's share ``alpha / 2``."""
-    model, _ = load_checkpoint(model_file, allow_code=True)  # the owner's own model, just written
-    spec = drawn.spec
-    backend = ModuleBackend(model, digest="sha256:" + model_sha256,
-                            input_shape=tuple(spec.queries.boundary.shape[1:]))  # fmt: skip
-    seed = claim_null_seed(commitment_digest=digest, claim_nonce=SELF_CHECK_NONCE)
-    mode = resolve_mode(analysis.mode_rule, gives_probabilities=True)
-    res = verify_channel(backend, spec, null_seed=seed, labels_only=mode == "labels",
-                         time_order=(True, "self-check: the owner's own model"))  # fmt: skip
-    p = min(1.0, analysis.attempt * res.pvalue)
-    return {"mode": res.mode, "pvalue": p, "z": res.z, "rank": res.rank,
-            "null_keys": res.null_keys, "queries": res.queries,
-            "at_level": analysis.channels * p <= analysis.alpha,
-            "seconds": res.wall_time_s}  # fmt: skip

@@ -33,14 +33,9 @@ from mapguard.masking import (
 from mapguard.watermark import _outputs as outputs
 from mapguard.watermark._adapt import adapt_recipe
 from mapguard.watermark._attempts import previous_attempts, record_attempt
-from mapguard.watermark._channel import (
-    DrawnChannel,
-    channel_self_check,
-    draw_channel,
-    teach_channel,
-)
+from mapguard.watermark._channel import DrawnChannel, draw_channel, teach_channel
 from mapguard.watermark._config import EmbedConfig
-from mapguard.watermark._evaluate import evaluate, self_check
+from mapguard.watermark._evaluate import channel_self_check, evaluate, self_check
 from mapguard.watermark._recipe import (
     EmbedInputs,
     VerificationSet,

@@ -13,11 +13,13 @@ from torch import nn
 
 from mapguard.checkpoint import load_checkpoint
 from mapguard.training import STREAM_BATCH, predict_logits
+from mapguard.watermark._channel import DrawnChannel
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._recipe import EmbedInputs
 from mapguard.watermark._sources import stack_triggers, stamp
-from protocols.analysis import Analysis, claim_null_seed
+from protocols.analysis import Analysis, claim_null_seed, resolve_mode
 from verification.backends import ModuleBackend
+from verification.channel import verify_channel
 from verification.triggers import Trigger, get_trigger_family, random_secret
 from verification.verify import VerificationResult, VerifyConfig, WatermarkSpec, verify
 
@@ -115,15 +117,37 @@ def self_check(
     check is about the very bytes the commitment names by ``model_sha256`` (what is saved is
     what a thief copies: the CPU weights, the baked-in mask and the BatchNorm buffers as stored).
     """
-    # The file was just written from the owner's own model: its architecture (even a module:
-    # factory) is the one the owner loaded or described, so rebuilding it runs nothing new.
-    protected, _ = load_checkpoint(model_file, allow_code=True)
-    backend = ModuleBackend(
-        protected, digest="sha256:" + model_sha256, input_shape=tuple(spec.images.shape[1:])
-    )
+    backend = _written(model_file, model_sha256, tuple(spec.images.shape[1:]))
     seed = claim_null_seed(commitment_digest=spec.commitment_digest, claim_nonce=SELF_CHECK_NONCE)
     config = VerifyConfig.from_analysis(analysis, null_seed=seed, gives_probabilities=True)
     return _summary(verify(backend, spec, config))
+
+
+def _written(model_file: Path, model_sha256: str, shape: tuple[int, ...]) -> ModuleBackend:
+    """The written protected model as a suspect. The file was just written from the owner's own
+    model: its architecture (even a module: factory) is the one the owner loaded or described,
+    so rebuilding it runs nothing new."""
+    protected, _ = load_checkpoint(model_file, allow_code=True)
+    return ModuleBackend(protected, digest="sha256:" + model_sha256, input_shape=shape)
+
+
+def channel_self_check(
+    model_file: Path, model_sha256: str, drawn: DrawnChannel, digest: str, analysis: Analysis
+) -> dict[str, Any]:
+    """The committed channel's test on the written protected model, as an arbiter runs it (same
+    claim nonce as :func:`self_check`); ``at_level``: its p-value reaches its share ``alpha /
+    2``."""
+    spec = drawn.spec
+    backend = _written(model_file, model_sha256, tuple(spec.queries.boundary.shape[1:]))
+    seed = claim_null_seed(commitment_digest=digest, claim_nonce=SELF_CHECK_NONCE)
+    mode = resolve_mode(analysis.mode_rule, gives_probabilities=True)
+    res = verify_channel(backend, spec, null_seed=seed, labels_only=mode == "labels",
+                         time_order=(True, "self-check: the owner's own model"))  # fmt: skip
+    p = min(1.0, analysis.attempt * res.pvalue)
+    return {"mode": res.mode, "pvalue": p, "z": res.z, "rank": res.rank,
+            "null_keys": res.null_keys, "queries": res.queries,
+            "at_level": analysis.channels * p <= analysis.alpha,
+            "seconds": res.wall_time_s}  # fmt: skip
 
 
 def _summary(res: VerificationResult) -> dict[str, Any]:
