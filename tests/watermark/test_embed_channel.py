@@ -149,3 +149,34 @@ def test_check_and_report_read_the_combined_verdict(channeled, tmp_path) -> None
     assert res.exit_code == 0, res.output
     text = html.read_text()
     assert "keyed pair preferences" in text and "2 x min(trigger, counted channel)" in text
+
+
+def test_a_remote_suspect_answers_the_channel_as_the_file_does(channeled, oip_server, tmp_path):
+    """The student behind an Open Inference Protocol endpoint on 127.0.0.1: the remote budget
+    covers the channel's boundary queries, the trigger and channel p-values equal the local
+    file's, every image sent is in the query log, and ``check`` binds the log."""
+    from mapguard.checkpoint import load_checkpoint
+
+    d, _, order, owner = channeled
+    first = [*order, "--suspect-first-seen", "2099-01-01"]
+    _, local = _verify(d, d / "student.pt", *first)
+    module, _ = load_checkpoint(d / "student.pt")
+    out = tmp_path / "remote.json"
+    with oip_server(module.eval(), side=32, num_classes=10) as server:
+        args = ["verify", server.url, "--watermark", d / "wm" / "owner.wm", "--claim-nonce",
+                "arbiter-nonce-7", "--out", out, "--key", owner.private_path, *first,
+                "--batch-size", 256]  # fmt: skip
+        res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    from protocols import statements
+
+    pred = statements.decode_unverified(json.loads(out.read_text()), source="result")["predicate"]
+    assert pred["channel"]["pvalue"] == local["channel"]["pvalue"]
+    assert pred["test"]["pvalue"] == local["test"]["pvalue"]
+    assert pred["combined"] == local["combined"] and pred["verdict"] == "evidenced"
+    block = pred["query_log"]
+    assert block["queries"] == server.state.images and block["failures"] == 0
+    assert block["queries"] >= local["queries_used"] and local["channel"]["queries"] == 1500
+    from verification.check import check
+
+    assert check(out, owner.public_path, d / "wm" / "owner.wm").ok
