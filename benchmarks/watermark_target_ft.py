@@ -18,6 +18,15 @@ a control, the same re-estimation on ``N`` source images.
 
     python -m benchmarks.watermark_target_ft [--watermarks W] [--wm-dir DIR ...] [--adabn]
         [--ns 0,10,50,100,500] [--lrs 0.003,0.01,0.05] [--seeds 0] [--epochs 20] [--run-dir DIR]
+        [--paired KEY=VALUE ... --secret-seeds 0,1 --embed-run-dir DIR]
+
+``--paired`` compares recipes on the same source and secrets: the robustness benchmark's
+``--quick`` source model (``vgg_tiny``, 1,200 MNIST digits), embedded with its quick budget once
+with the default recipe and once with the ``EmbedConfig`` options given, for every secret seed
+(``benchmarks.robustness.cache.watermark``: seeded secrets, the same for both recipes; cached in
+``--embed-run-dir``, so ``python -m benchmarks.robustness --quick --run-dir DIR --secret-seed S
+--embed-option ...`` reuses the embeddings); every copy is then attacked with the same seeds and
+the table is printed per recipe.
 
 Attacked copies and their verification rows are cached in the run directory (default: the user
 cache dir's ``bench-watermark-target-ft``), keyed by the watermarked model's digest.
@@ -34,6 +43,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._options import add_overrides
 from benchmarks.robustness.cache import attacked_cached, log
 from benchmarks.robustness.plan import AttackRun
 from mapguard.checkpoint import file_sha256, load_checkpoint
@@ -48,7 +58,9 @@ __all__ = [
     "best_rows",
     "curve_rows",
     "default_watermarks",
+    "embed_lines",
     "main",
+    "paired_watermarks",
     "summary_lines",
     "table_lines",
 ]
@@ -220,6 +232,39 @@ def _numbers(text: str, kind: type) -> tuple:
     return values
 
 
+def paired_watermarks(
+    run: Path, options: Mapping[str, Any], secret_seeds: Sequence[int]
+) -> list[tuple[str, Path]]:
+    """``(recipe, folder)`` of the quick source embedded with the default recipe and with
+    ``options``, per secret seed (paired: same source, owner key and secrets)."""
+    from benchmarks.robustness.cache import source_model, watermark
+    from benchmarks.robustness.plan import QUICK
+
+    run.mkdir(parents=True, exist_ok=True)
+    source = source_model(run, QUICK)
+    label = ",".join(f"{k}={v}" for k, v in options.items())
+    recipes = (("default", {}), (label, options))
+    return [(name, watermark(run, source, QUICK, opts, seed))
+            for seed in secret_seeds for name, opts in recipes]  # fmt: skip
+
+
+def embed_lines(pairs: Sequence[tuple[str, Path]]) -> list[str]:
+    """One markdown line per embedding: cost, readiness, self-check p and median secret g."""
+    lines = ["| recipe | watermark | clean % before → after | ready | self-check p | "
+             "median g | seconds |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, wm in pairs:
+        m = json.loads((wm / "metrics.json").read_text())
+        check, learning = m.get("self_check") or {}, m.get("learning") or {}
+        stats = check.get("secret_stats") or [float("nan")]
+        lines.append(
+            f"| {name} | {wm.name} | {100 * m['clean_accuracy_before']:.1f} → "
+            f"{100 * m['clean_accuracy_after']:.1f} | {m['ready']} | "
+            f"{check.get('pvalue', float('nan')):.2g} | {statistics.median(stats):.2f} | "
+            f"{learning.get('seconds', float('nan')):.0f} |"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--watermarks", type=int, default=2, help="cached watermarks to use (2)")
@@ -230,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--epochs", type=int, default=20, help="target-ft epochs (20)")
     ap.add_argument("--run-dir", type=Path, help="cache (default: user cache dir)")
     ap.add_argument("--adabn", action="store_true", help="also AdaBN on the same N images")
+    add_overrides(ap, "--paired", "EmbedConfig option, compared with the default (quick source)")
+    ap.add_argument("--secret-seeds", type=lambda t: _numbers(t, int), default=(0, 1))
+    ap.add_argument("--embed-run-dir", type=Path, default=Path("runs/watermark-target-ft-paired"))
     args = ap.parse_args(argv)
     if args.epochs < 1 or args.watermarks < 1:
         ap.error("--epochs and --watermarks must be at least 1")
@@ -240,14 +288,23 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     run = args.run_dir or CACHE / "bench-watermark-target-ft"
     torch.set_num_threads(1)
-    wms = args.wm_dir or default_watermarks(args.watermarks)
+    if args.paired:
+        pairs = paired_watermarks(args.embed_run_dir, args.paired, args.secret_seeds)
+    else:
+        pairs = [("", wm) for wm in args.wm_dir or default_watermarks(args.watermarks)]
     rows = []
-    for wm in wms:
-        rows += curve_rows(run, wm, ns=args.ns, lrs=args.lrs, seeds=args.seeds,
-                           epochs=args.epochs, with_adabn=args.adabn)  # fmt: skip
+    for name, wm in pairs:
+        rows += [{"recipe": name, **r} for r in curve_rows(
+            run, wm, ns=args.ns, lrs=args.lrs, seeds=args.seeds, epochs=args.epochs,
+            with_adabn=args.adabn)]  # fmt: skip
         log(f"{wm.name}: curve done")
     atomic_write_text(run / "results.json", json.dumps(rows, indent=1) + "\n", force=True)
-    print("\n".join(table_lines(rows)) + "\n\n" + "\n".join(summary_lines(rows)))
+    print("\n".join(table_lines(rows)))
+    for name in dict.fromkeys(n for n, _ in pairs):
+        print(f"\n{name or 'summary'}:\n" + "\n".join(
+            summary_lines([r for r in rows if r["recipe"] == name])))  # fmt: skip
+    if args.paired:
+        print("\n" + "\n".join(embed_lines(pairs)))
     return rows
 
 

@@ -100,6 +100,12 @@ class EmbedConfig(ConfigMixin, what="embed"):
         resist_weight: Weight of the experimental term that simulates the thief who knows the
             trigger family (``unlearn-triggers``) while the mask is learned
             (``mapguard.watermark._resist``); 0 (default) leaves it out.
+        bn_robust: Weight of the term that asks the secret triggers to keep their targets (and
+            source images the original's answers) under BatchNorm statistics re-estimated on
+            shifted unlabelled batches, as an AdaBN thief re-estimates them
+            (``mapguard.watermark._bn_robust``); 0 (default) leaves it out, and out of
+            ``to_dict`` (an embedding without it records exactly what it did before the option
+            existed). Needs the training images in memory.
         max_accuracy_drop: The embedding is *ready for publication* only if its clean-accuracy
             cost is at most this (fraction; 0.01 = one point) and its self-check is evidenced
             under the committed analysis; otherwise the outputs are kept but marked not ready
@@ -149,6 +155,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     effect_floor: float = 0.3
     floor_statistic: str = "median"
     resist_weight: float = 0.0
+    bn_robust: float = 0.0
     max_accuracy_drop: float = 0.01
     adapt: str = "auto"
     adapted: str = ""
@@ -161,11 +168,13 @@ class EmbedConfig(ConfigMixin, what="embed"):
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Every option; the channel only when on (so an embedding without one records, and
-        hashes, exactly what it did before the channel existed)."""
+        """Every option; the channel and ``bn_robust`` only when on (so an embedding without
+        them records, and hashes, exactly what it did before they existed)."""
         out = super().to_dict()
         if not self.channel.on:
             del out["channel"]
+        if not self.bn_robust:
+            del out["bn_robust"]
         return out
 
     def __post_init__(self) -> None:
@@ -194,6 +203,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
         check_range("max_accuracy_drop", self.max_accuracy_drop, lo=0, hi=1)
         check_number("resist_weight", self.resist_weight, positive=False)
+        check_number("bn_robust", self.bn_robust, positive=False)
         if self.adapt not in ADAPT_MODES:
             raise ConfigError(f"adapt must be one of {', '.join(ADAPT_MODES)}; got {self.adapt!r}")
         if self.stop_every is not None:

@@ -293,7 +293,14 @@ def _target_terms(
     if cfg.augment > 0:
         term.source = AugmentedSource(src, cfg.augment, seed=seed + 6)
     term.source = _thinned(term.source, cfg.trigger_batch)
-    return [term, *_resist_terms(x, y, src, cfg, params)]
+    from mapguard.watermark._bn_robust import bn_robust_terms
+
+    family, half = get_trigger_family(cfg.family), max(2, cfg.mask.batch_size // 2)
+    robust = bn_robust_terms(x.tensor, y, src, weight=cfg.bn_robust, family=family,
+                             params=dict(params), batch=half, seed=seed,
+                             keep=cfg.mask.keep_weight / cfg.target_weight,
+                             temperature=cfg.mask.temperature)  # fmt: skip
+    return [term, *_resist_terms(x, y, src, cfg, params), *robust]
 
 
 def _resist_terms(
