@@ -94,6 +94,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "hard_neighbours": 3,
         "goal_confidence": 0.9,
     },
+    # issue 17, session 10 (SF-MAP): term-goal, plus 200 target images restyled towards the
+    # model's BatchNorm statistics kept next to the pseudo-source (mapguard.synthesis.restyle)
+    "restyle": {
+        "boundary": 32,
+        "boundary_term": True,
+        "hard_neighbours": 3,
+        "goal_confidence": 0.9,
+        "restyle": 200,
+    },
     "extend": {
         "boundary": 32,
         "boundary_term": True,

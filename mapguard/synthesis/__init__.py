@@ -4,7 +4,8 @@
 ``docs/METHOD.md, section 2``); :func:`write_synthesis` stores a result with a picture grid (the
 pseudo-source next to its neighbour domains, :func:`mapguard.methods.free.neighbour_sets`);
 :func:`boundary_samples` synthesises images where a model and its masked copy disagree (SF-MAP /
-DF-MAP's boundary-aware keep set).
+DF-MAP's boundary-aware keep set); :func:`restyle` moves real (target) images towards the model's
+BatchNorm statistics (SF-MAP's restyled keep set).
 
 Example:
     >>> import torch
@@ -25,6 +26,7 @@ from mapguard.synthesis._boundary import (
 from mapguard.synthesis._config import SynthesisConfig
 from mapguard.synthesis._invert import bn_loss
 from mapguard.synthesis._output import as_imageset, save_grid, synthesize_to_dir, write_synthesis
+from mapguard.synthesis._restyle import restyle
 from mapguard.synthesis._result import SynthesisResult, SynthesisStats, load_result, save_result
 from mapguard.synthesis._synthesize import synthesize
 
@@ -38,6 +40,7 @@ __all__ = [
     "class_mixtures",
     "js_divergence",
     "load_result",
+    "restyle",
     "sample_bn_scores",
     "save_grid",
     "save_result",

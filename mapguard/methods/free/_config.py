@@ -83,6 +83,12 @@ class FreeConfig(ConfigMixin, what="free"):
         hard_neighbours: DF-MAP draws this many neighbour versions of every chunk and keeps the
             one on which the original model is most confident in the clean label (where ``f``
             still transfers: what the mask must break). 1: no choice.
+        restyle: SF-MAP keeps this many of the target's training images *restyled* towards the
+            model's BatchNorm statistics (:func:`mapguard.synthesis.restyle`: the target's
+            content in the source's appearance) next to the pseudo-source, while it degrades
+            the target images themselves. 0: off.
+        restyle_steps: optimisation steps of the restyling (the synthesis objective and
+            learning rate).
     """
 
     n_pseudo: int = 200
@@ -110,12 +116,14 @@ class FreeConfig(ConfigMixin, what="free"):
     probe_mixtures: int = 4
     stop_disagreement: float | None = None
     hard_neighbours: int = 1
+    restyle: int = 0
+    restyle_steps: int = 100
 
     def __post_init__(self) -> None:
         check_int("n_pseudo", self.n_pseudo, low=4)
-        for name in ("boundary", "probe_mixtures", "extend_epochs"):
+        for name in ("boundary", "probe_mixtures", "extend_epochs", "restyle"):
             check_int(name, getattr(self, name), low=0)
-        for name in ("boundary_steps", "boundary_pool", "hard_neighbours"):
+        for name in ("boundary_steps", "boundary_pool", "hard_neighbours", "restyle_steps"):
             check_int(name, getattr(self, name), low=1)
         for name in ("boundary_keep", "boundary_fraction", "stop_disagreement"):
             value = getattr(self, name)
@@ -171,6 +179,8 @@ class FreeResult:
         estimated_source_drop: the chosen epoch's estimated source drop and its interval
             (:func:`~mapguard.methods.free._estimate.estimate_drop`).
         boundary_images: images in the boundary-aware keep pool at the end.
+        restyled: restyled target images in the keep set (SF-MAP's ``restyle``).
+        restyle_seconds: the time the restyling took.
     """
 
     mask: Mask
@@ -184,6 +194,8 @@ class FreeResult:
     disagreement: tuple[float, ...] = ()
     estimated_source_drop: dict[str, Any] | None = None
     boundary_images: int = 0
+    restyled: int = 0
+    restyle_seconds: float = 0.0
 
     @property
     def pruned_fraction(self) -> float:
@@ -200,6 +212,7 @@ class FreeResult:
             "disagreement": list(self.disagreement),
             "estimated_source_drop": self.estimated_source_drop,
             "boundary_images": self.boundary_images,
+            "restyled": {"n": self.restyled, "seconds": self.restyle_seconds},
             "pseudo_source": {
                 "n": len(self.pseudo),
                 "seconds": self.pseudo.stats.seconds,

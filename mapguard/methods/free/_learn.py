@@ -47,11 +47,13 @@ class FreeRun:
     train: torch.Tensor
     held: torch.Tensor
 
-    def keep_source(self, steps: int) -> PseudoSource:
-        """The keep source of SF-MAP and DF-MAP: the pseudo-source's training split."""
+    def keep_source(self, steps: int, extra: torch.Tensor | None = None) -> PseudoSource:
+        """The keep source of SF-MAP and DF-MAP: the pseudo-source's training split (and
+        ``extra`` float images next to it: SF-MAP's restyled target images)."""
         cfg = self.cfg
+        x = self.x[self.train] if extra is None else torch.cat([self.x[self.train], extra])
         return PseudoSource(
-            self.x[self.train], steps_per_epoch=steps, seed=self.mcfg.seed,
+            x, steps_per_epoch=steps, seed=self.mcfg.seed,
             augment=cfg.keep_augment, mixup=cfg.keep_mixup,
             pool_fraction=cfg.boundary_fraction if cfg.boundary and not cfg.boundary_term else 0.0,
             pool_size=cfg.boundary_pool,
@@ -185,7 +187,7 @@ def method_output(
     return MethodOutput(
         model=apply_mask(model, result.mask),
         config={**mcfg.to_dict(), "free": fcfg.to_dict()},
-        seconds=learned.seconds + result.pseudo.stats.seconds,
+        seconds=learned.seconds + result.pseudo.stats.seconds + result.restyle_seconds,
         images_per_second=learned.images_per_second,
         mask=result.mask,
         info={"history": list(learned.history), **result.summary()},

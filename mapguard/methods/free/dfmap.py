@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.free._config import (
@@ -48,6 +49,8 @@ def data_free_mask(
 
     See :func:`source_free_mask` for the arguments.
     """
+    if config is not None and config.restyle:
+        raise ConfigError("restyle restyles target images: an SF-MAP option (DF-MAP has none)")
     run = start(
         model, config=config, mask_config=mask_config, defaults=DF_DEFAULTS,
         free_defaults=DF_FREE_DEFAULTS, cache=cache, device=device, progress=progress, size=size,

@@ -9,6 +9,7 @@ BatchNorm-statistics distance; degrade term on the real target data; the held-ou
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +26,9 @@ from mapguard.methods.free._config import (
     FreeResult,
     split_options,
 )
-from mapguard.methods.free._learn import method_output, predict_labels, start
+from mapguard.methods.free._learn import FreeRun, method_output, predict_labels, start
 from mapguard.methods.free._stopping import DegradeProbe
+from mapguard.synthesis import restyle
 from mapguard.training import DEFAULT_SIDE, input_side
 
 __all__ = ["protect_sf_map", "source_free_mask"]
@@ -100,12 +102,34 @@ def source_free_mask(
         probes.append((tx[probe], ty[probe]))
         degrade.append(TensorSource(tx[fit], ty[fit], seed=seed + 1 + i, name=f"target{i}"))
     steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // run.mcfg.batch_size)
-    keep = run.keep_source(steps)
+    styled, seconds = _restyled(run, degrade, progress)
+    keep = run.keep_source(steps, extra=styled)
     px, py = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
     probe = DegradeProbe(run.net, px, py)
     stop = run.stopping_rule(probe)
     transfer = probe(None) if labelled else None  # the original's accuracy on the target
-    return run.learn(keep, degrade, stop, callbacks, progress, transfer=transfer)
+    result = run.learn(keep, degrade, stop, callbacks, progress, transfer=transfer)
+    n = 0 if styled is None else len(styled)
+    return dataclasses.replace(result, restyled=n, restyle_seconds=seconds)
+
+
+def _restyled(
+    run: FreeRun, degrade: list[TensorSource], progress: bool
+) -> tuple[torch.Tensor | None, float]:
+    """``cfg.restyle`` target training images (a seeded draw over the targets' degrade images,
+    never the probe's) moved towards the model's BatchNorm statistics, as float images."""
+    cfg = run.cfg
+    if not cfg.restyle:
+        return None, 0.0
+    x = torch.cat([d.x for d in degrade])
+    y = torch.cat([d.y for d in degrade])
+    gen = torch.Generator().manual_seed(run.mcfg.seed + 7919)
+    pick = torch.randperm(len(x), generator=gen)[: cfg.restyle]
+    images, seconds = restyle(
+        run.net, x[pick], y[pick], config=cfg.synthesis, steps=cfg.restyle_steps,
+        seed=cfg.synthesis_seed, device=run.device, progress=progress,
+    )  # fmt: skip
+    return images.float() / 255.0, seconds
 
 
 def _check_side(x: torch.Tensor, size: int) -> None:
