@@ -3,7 +3,8 @@
 Each *kind* is a registered recipe (``list_attacks()``): fine-tuning (``ftll``, ``ftal``,
 ``rtal``), pruning (``prune``, ``fine-prune``), int8 ``quantize``, distillation (``distill``,
 ``distill-arch``) and label-only ``extract``ion, the MAP-aware ``regrow``, the watermark-aware
-``unlearn-triggers`` (knows the trigger family, not the key), and ``target-ft`` (a few labelled
+``unlearn-triggers`` (knows the trigger family, not the key), the WRK-style ``wrk`` (boundary
+samples relabelled at random, no key), and ``target-ft`` (a few labelled
 target images, against the authorization property). Adding one is a registration::
 
     @register_attack("my-attack", description="...", defaults={"epochs": 5})
@@ -20,7 +21,7 @@ Example:
     True
 """
 
-from mapguard.attacks import _adaptive, _distill, _finetune, _prune, _quantize
+from mapguard.attacks import _adaptive, _distill, _finetune, _prune, _quantize, _wrk
 from mapguard.attacks._config import AttackConfig
 from mapguard.attacks._registry import (
     AttackContext,
@@ -33,7 +34,7 @@ from mapguard.attacks._registry import (
 from mapguard.attacks._run import AttackInfo, attack, attack_file
 
 #: The modules of the built-in recipes (each registers its kinds where they are defined).
-BUILTIN_MODULES = (_finetune, _prune, _quantize, _distill, _adaptive)
+BUILTIN_MODULES = (_finetune, _prune, _quantize, _distill, _adaptive, _wrk)
 
 __all__ = [
     "BUILTIN_MODULES",

@@ -32,6 +32,9 @@ class AttackConfig(ConfigMixin, what="attack"):
             std of the layer's non-zero weights.
         arch: Student architecture (``distill-arch``; optional for ``extract``).
         augment: Random shifts and brightness/contrast jitter while training.
+        epsilon: ``wrk``: adds WRK's boundary branch, clean images pushed one signed-gradient
+            step of this size (pixel units, in ``(0, 1]``) towards a random class and relabelled
+            at random (unset: no boundary samples).
     """
 
     fraction: float | None = None
@@ -45,6 +48,7 @@ class AttackConfig(ConfigMixin, what="attack"):
     noise_scale: float | None = None
     arch: str | None = None
     augment: bool | None = None
+    epsilon: float | None = None
 
     def __post_init__(self) -> None:
         _config_iv(self)
@@ -73,6 +77,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "weight_decay": (0, 1, False, False),
     "temperature": (0, 1e3, True, False),
     "noise_scale": (0, 1e3, False, False),
+    "epsilon": (0, 1, True, False),
 }
 
 
