@@ -25,6 +25,8 @@ class AttackRun:
     options: Mapping[str, Any]
     seeds: tuple[int, ...] = (0,)
     data: str = SOURCE
+    #: Attack the copy this row makes (its seed 0) instead of the watermarked model.
+    after: AttackRun | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +94,18 @@ def _thief_plan(
     ft: Mapping[str, Any], ft_seeds: tuple[int, ...], distill: Mapping[str, Any]
 ) -> list[AttackRun]:
     """Issue 15's stronger thieves: a transfer set that is not the owner's data, a label budget,
-    and the adaptive attacker who knows the trigger family but not the key."""
+    the adaptive attacker who knows the trigger family but not the key, and the WRK-style removal
+    attack (FTAL's budget) on the stolen model and on an extracted copy."""
     hard = {**{k: v for k, v in distill.items() if k != "temperature"}, "lr": 0.05}
+    extract = AttackRun("extract", "extract", hard, ft_seeds[:1])  # the row of _attack_plan
+    wrk = {"fraction": 0.1, **ft}
     return [
         AttackRun("distill-on-mnistm", "distill", distill, ft_seeds[:1], OTHER),
         AttackRun("extract-on-mnistm", "extract", hard, ft_seeds[:1], OTHER),
         AttackRun("extract-1k-labels", "extract", {**hard, "n_images": 1000}, ft_seeds[:1]),
         AttackRun("unlearn-triggers", "unlearn-triggers", {"fraction": 0.1, **ft}, ft_seeds),
+        AttackRun("wrk", "wrk", wrk, ft_seeds),
+        AttackRun("extract+wrk", "wrk", wrk, ft_seeds, after=extract),
     ]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from benchmarks.robustness.cache import attacked_cached, train_cached
-from benchmarks.robustness.plan import Budget
+from benchmarks.robustness.plan import AttackRun, Budget
 from mapguard.checkpoint import file_sha256, load_checkpoint
 from mapguard.training import accuracy, predict_logits
 from protocols.analysis import Analysis, claim_null_seed
@@ -123,9 +123,18 @@ def attack_rows(
     same_path_check(victim, wm_dir, rows[0])
     for ar in budget.attacks:
         for seed in ar.seeds:
-            path, info = attacked_cached(run, victim, ar, seed, data, "attacked")
+            path, info = attacked_cached(run, _victim(run, victim, ar, data), ar, seed, data,
+                                         "attacked")  # fmt: skip
             rows.append(suspect_row(ar.label, ar.kind, seed, path, spec, analysis, test, info=info))
     return rows
+
+
+def _victim(run: Path, victim: Path, ar: AttackRun, data: dict[str, Any]) -> Path:
+    """The model ``ar`` attacks: the watermarked one, or the (cached) copy of ``ar.after``."""
+    if ar.after is None:
+        return victim
+    return attacked_cached(run, _victim(run, victim, ar.after, data), ar.after, 0, data,
+                           "attacked")[0]  # fmt: skip
 
 
 def same_path_check(victim: Path, wm_dir: Path, row: Mapping[str, Any]) -> None:
