@@ -95,7 +95,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "goal_confidence": 0.9,
     },
     # issue 17, session 10 (SF-MAP): term-goal, plus 200 target images restyled towards the
-    # model's BatchNorm statistics kept next to the pseudo-source (mapguard.synthesis.restyle)
+    # model's BatchNorm statistics (mapguard.synthesis.restyle), held by their own KL term.
+    # (Its first rows, "restyle-mix", were made by commit e652b2e, which mixed the restyled
+    # images into the pseudo-source keep batches instead.)
     "restyle": {
         "boundary": 32,
         "boundary_term": True,

@@ -30,7 +30,7 @@ from mapguard.methods.free._stopping import masked_params
 from mapguard.synthesis import boundary_samples, class_mixtures, sample_bn_scores
 from mapguard.training import augment_batch
 
-__all__ = ["BoundaryKeep", "PoolKeep", "PoolSource"]
+__all__ = ["BoundaryKeep", "PoolKeep", "PoolSource", "RestyledKeep", "RestyledSource"]
 
 
 class PoolSource(FixedSteps):
@@ -77,6 +77,19 @@ class PoolKeep(ObjectiveTerm, name="boundary_keep"):
         if batch.teacher is None or len(logits) == 0:
             return logits.sum() * 0.0
         return keep_kl(logits, batch.teacher.to(logits.device), self.temperature)
+
+
+class RestyledSource(PoolSource):
+    """SF-MAP's restyled target images (``restyle``) as a source of their own, like the pool."""
+
+    name = "restyled"
+
+
+class RestyledKeep(PoolKeep, name="restyle_keep"):
+    """``weight * KL_T(f || f_M)`` on the :class:`RestyledSource` rows: the restyled images are
+    held by their own term, outside the BatchNorm-statistics keep term (as ``boundary_term``
+    holds the pool; mixed into the keep batches they moved its statistics and the optdigits ->
+    mnist run stopped after its first epoch, docs/METHOD-free.md section 13)."""
 
 
 class BoundaryKeep:

@@ -13,7 +13,7 @@ from torch import nn
 
 from mapguard._device import default_device
 from mapguard._errors import ConfigError
-from mapguard.masking import BatchSource, MaskConfig, apply_mask, learn_mask
+from mapguard.masking import BatchSource, MaskConfig, ObjectiveTerm, apply_mask, learn_mask
 from mapguard.methods._registry import MethodOutput
 from mapguard.methods.free._boundary import BoundaryKeep, PoolKeep, PoolSource
 from mapguard.methods.free._config import FreeConfig, FreeResult
@@ -47,13 +47,11 @@ class FreeRun:
     train: torch.Tensor
     held: torch.Tensor
 
-    def keep_source(self, steps: int, extra: torch.Tensor | None = None) -> PseudoSource:
-        """The keep source of SF-MAP and DF-MAP: the pseudo-source's training split (and
-        ``extra`` float images next to it: SF-MAP's restyled target images)."""
+    def keep_source(self, steps: int) -> PseudoSource:
+        """The keep source of SF-MAP and DF-MAP: the pseudo-source's training split."""
         cfg = self.cfg
-        x = self.x[self.train] if extra is None else torch.cat([self.x[self.train], extra])
         return PseudoSource(
-            x, steps_per_epoch=steps, seed=self.mcfg.seed,
+            self.x[self.train], steps_per_epoch=steps, seed=self.mcfg.seed,
             augment=cfg.keep_augment, mixup=cfg.keep_mixup,
             pool_fraction=cfg.boundary_fraction if cfg.boundary and not cfg.boundary_term else 0.0,
             pool_size=cfg.boundary_pool,
@@ -97,12 +95,14 @@ class FreeRun:
         callbacks: Sequence[Any],
         progress: bool,
         transfer: float | None = None,
+        terms: Sequence[ObjectiveTerm] = (),
     ) -> FreeResult:
         """Learn the mask (``callbacks`` run before the stopping rule; the boundary-aware keep
         set grows after it, on epochs that did not end learning) and pick the epoch.
         ``transfer``: the original model's accuracy on the held-out target (SF-MAP with target
         labels); with it the drop estimate uses the ``collateral`` signal (the masked model's
-        accuracy on that probe at the chosen epoch), else the disagreement."""
+        accuracy on that probe at the chosen epoch), else the disagreement. ``terms``: further
+        objective terms (SF-MAP's restyled keep term)."""
         if self.mcfg.update_bn:
             raise ConfigError(
                 "SF-MAP / DF-MAP keep BatchNorm statistics frozen (update_bn must be False)"
@@ -113,9 +113,9 @@ class FreeRun:
             if self.cfg.extend_epochs
             else mcfg
         )
-        grow, terms, pool = self._boundary(keep, mcfg)
+        grow, pool_terms, pool = self._boundary(keep, mcfg)
         learned = learn_mask(
-            self.net, keep=keep, degrade=degrade, config=mcfg, extra_terms=terms,
+            self.net, keep=keep, degrade=degrade, config=mcfg, extra_terms=[*pool_terms, *terms],
             callbacks=[*callbacks, stop, *grow], device=self.device, progress=progress,
         )  # fmt: skip
         mask, epoch, ok = stop.selection()

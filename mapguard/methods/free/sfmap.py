@@ -19,6 +19,7 @@ from torch import nn
 from mapguard._errors import ConfigError, DataError
 from mapguard.masking import MaskConfig, TensorSource
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
+from mapguard.methods.free._boundary import RestyledKeep, RestyledSource
 from mapguard.methods.free._config import (
     SF_DEFAULTS,
     SF_FREE_DEFAULTS,
@@ -102,13 +103,14 @@ def source_free_mask(
         probes.append((tx[probe], ty[probe]))
         degrade.append(TensorSource(tx[fit], ty[fit], seed=seed + 1 + i, name=f"target{i}"))
     steps = cfg.steps_per_epoch or max(1, len(degrade[0]) // run.mcfg.batch_size)
+    keep = run.keep_source(steps)
     styled, seconds = _restyled(run, degrade, progress)
-    keep = run.keep_source(steps, extra=styled)
+    terms = [] if styled is None else [_restyled_term(run, styled, steps)]
     px, py = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
     probe = DegradeProbe(run.net, px, py)
     stop = run.stopping_rule(probe)
     transfer = probe(None) if labelled else None  # the original's accuracy on the target
-    result = run.learn(keep, degrade, stop, callbacks, progress, transfer=transfer)
+    result = run.learn(keep, degrade, stop, callbacks, progress, transfer=transfer, terms=terms)
     n = 0 if styled is None else len(styled)
     return dataclasses.replace(result, restyled=n, restyle_seconds=seconds)
 
@@ -130,6 +132,19 @@ def _restyled(
         seed=cfg.synthesis_seed, device=run.device, progress=progress,
     )  # fmt: skip
     return images.float() / 255.0, seconds
+
+
+def _restyled_term(run: FreeRun, styled: torch.Tensor, steps: int) -> RestyledKeep:
+    """The restyled images' own KL term: ``boundary_fraction`` of a batch's rows, weighted as
+    the boundary pool's term is (``keep_weight * f / (1 - f)``)."""
+    f, mcfg = run.cfg.boundary_fraction, run.mcfg
+    source = RestyledSource(
+        run.net, styled, rows=max(1, round(f * mcfg.batch_size)), seed=mcfg.seed + 2,
+        steps_per_epoch=steps, pool_size=len(styled), augment=run.cfg.keep_augment,
+    )  # fmt: skip
+    source.add(styled)
+    weight = mcfg.keep_weight * f / max(1e-6, 1 - f)
+    return RestyledKeep(source, weight=weight, temperature=mcfg.temperature)
 
 
 def _check_side(x: torch.Tensor, size: int) -> None:
