@@ -23,6 +23,7 @@ Usage::
 
     python -m benchmarks.embed_real                    # 32 and 64 px, both recipes
     python -m benchmarks.embed_real --sizes 32 --recipes after -o mask.lr=0.03 --tag lr03
+    python -m benchmarks.embed_real --sizes 64,224 --device cuda --amp   # when a GPU is lent
     PYTHONPATH=tests/models python -m benchmarks.embed_real --sizes 64 \
         --arch module:mapguard_test_factories:tiny_vit     # the tests' small ViT (runs its code)
 
@@ -75,16 +76,22 @@ def _data(per_class: int) -> Path:
 
 def _trained(side: int, data: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The user's model at ``side`` px and its training summary (trained once, cached)."""
-    ckpt = _root() / f"{_short(args.arch)}-{side}px-{args.per_class}.pt"
+    ckpt = _root() / f"{_short(args.arch)}-{side}px-{args.per_class}{_on(args)}.pt"
     summary_file = ckpt.with_suffix(".json")
     if ckpt.exists() and summary_file.exists():
         return ckpt, json.loads(summary_file.read_text())
     c0 = time.process_time()
     summary = train_source(str(data), arch=args.arch, out=ckpt, size=side, epochs=args.train_epochs,
-                           force=True, progress=False)  # fmt: skip
+                           force=True, progress=False, device=args.device)  # fmt: skip
     summary["cpu_s"] = time.process_time() - c0
     summary_file.write_text(json.dumps(summary, indent=1, default=str))
     return ckpt, summary
+
+
+def _on(args: argparse.Namespace) -> str:
+    """The cache names' device part: empty on the CPU (the names of earlier runs)."""
+    dev = args.device or "cpu"
+    return ("" if dev == "cpu" else f"-{dev.replace(':', '')}") + ("-amp" if args.amp else "")
 
 
 def recipe(name: str, overrides: dict[str, Any]) -> EmbedConfig:
@@ -96,15 +103,18 @@ def recipe(name: str, overrides: dict[str, Any]) -> EmbedConfig:
 def _embed(side: int, name: str, ckpt: Path, data: Path, args: argparse.Namespace) -> dict:
     tag = f"-{args.tag}" if args.tag else ""
     arch = "" if args.arch == ARCH else f"{_short(args.arch)}-"
-    cache = _root() / f"run-{arch}{side}px-{args.per_class}-{name}{tag}-s{args.secrets_seed}.json"
+    cache = _root() / (
+        f"run-{arch}{side}px-{args.per_class}-{name}{tag}-s{args.secrets_seed}{_on(args)}.json"
+    )
     if cache.exists() and not args.rerun:
         return json.loads(cache.read_text())
     cfg = recipe(name, args.override)
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))  # a throwaway, fixed owner key
-    out = _root() / f"wm-{arch}{side}px-{name}{tag}"
+    out = _root() / f"wm-{arch}{side}px-{name}{tag}{_on(args)}"
     t0, c0 = time.perf_counter(), time.process_time()
     res = embed(ckpt, str(data), key, cfg, out=out, force=True, progress=False, allow_code=True,
-                secret_rng=np.random.default_rng(args.secrets_seed))  # fmt: skip
+                secret_rng=np.random.default_rng(args.secrets_seed), device=args.device,
+                amp=args.amp)  # fmt: skip
     row = res.to_dict() | {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
                            "recipe": name, "tag": args.tag}  # fmt: skip
     row["config"] = json.loads((out / "embed-config.json").read_text())
@@ -174,6 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="names a variant run (with -o)")
     p.add_argument("--rerun", action="store_true", help="ignore cached runs")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", help="torch device of training and embedding (default: cpu)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     add_overrides(p, ["-o", "--override"], "recipe option (EmbedConfig field or mask.FIELD)")
     return p
 
@@ -189,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(f"# {args.arch} trained by `mapguard train` on photos/photo ({args.per_class} per "
           "class), "
-          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, device {args.device or 'cpu'}"
+          f"{' (bf16 autocast)' if args.amp else ''}, torch {torch.__version__}, "
           f"Python {platform.python_version()}; secrets seed {args.secrets_seed}\n")  # fmt: skip
     print(
         "| side | recipe | train s | embed s | embed CPU s | embed/train | clean acc. % | "
