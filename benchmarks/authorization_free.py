@@ -258,6 +258,7 @@ def _row(
         "reached_goal": out.reached_goal,
         "disagreement": list(out.disagreement),
         "estimated_source_drop": out.estimated_source_drop,
+        "restyled_drop": getattr(out, "restyled_drop", None),
         "variant": key.split(":")[1],
     }
 

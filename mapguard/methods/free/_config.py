@@ -181,6 +181,8 @@ class FreeResult:
         boundary_images: images in the boundary-aware keep pool at the end.
         restyled: restyled target images in the keep set (SF-MAP's ``restyle``).
         restyle_seconds: the time the restyling took.
+        restyled_drop: with ``restyle``, the chosen mask's accuracy loss on held-out restyled
+            target probe images (``estimate``, ``n``, ``before``, ``after``), else None.
     """
 
     mask: Mask
@@ -196,6 +198,7 @@ class FreeResult:
     boundary_images: int = 0
     restyled: int = 0
     restyle_seconds: float = 0.0
+    restyled_drop: dict[str, float] | None = None
 
     @property
     def pruned_fraction(self) -> float:
@@ -212,7 +215,11 @@ class FreeResult:
             "disagreement": list(self.disagreement),
             "estimated_source_drop": self.estimated_source_drop,
             "boundary_images": self.boundary_images,
-            "restyled": {"n": self.restyled, "seconds": self.restyle_seconds},
+            "restyled": {
+                "n": self.restyled,
+                "seconds": self.restyle_seconds,
+                "drop": self.restyled_drop,
+            },
             "pseudo_source": {
                 "n": len(self.pseudo),
                 "seconds": self.pseudo.stats.seconds,

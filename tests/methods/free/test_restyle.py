@@ -49,6 +49,9 @@ def test_sf_map_keeps_the_restyled_images(tiny_model, mnistm) -> None:
     )  # fmt: skip
     assert out.restyled == 24 and out.restyle_seconds > 0
     assert out.summary()["restyled"]["n"] == 24
+    drop = out.restyled_drop  # 12 held-out probe images restyled: the mask's loss on them
+    assert drop["n"] == 12 and drop["estimate"] == drop["before"] - drop["after"]
+    assert 0.0 <= drop["after"] <= 1.0 and drop["before"] >= 0.5, drop
 
 
 def test_restyle_is_an_sf_map_option(tiny_model) -> None:
