@@ -21,8 +21,9 @@ a control, the same re-estimation on ``N`` source images.
         [--paired KEY=VALUE ... --secret-seeds 0,1 --embed-run-dir DIR]
 
 ``--paired`` compares recipes on the same source and secrets: the robustness benchmark's
-``--quick`` source model (``vgg_tiny``, 1,200 MNIST digits), embedded with its quick budget once
-with the default recipe and once with the ``EmbedConfig`` options given, for every secret seed
+``--quick`` source model (``vgg_tiny``, 1,200 MNIST digits; ``--paired-full``: its full
+``vgg_small``), embedded with its budget once with the default recipe (plus ``--paired-base``)
+and once with the ``EmbedConfig`` options given on top, for every secret seed
 (``benchmarks.robustness.cache.watermark``: seeded secrets, the same for both recipes; cached in
 ``--embed-run-dir``, so ``python -m benchmarks.robustness --quick --run-dir DIR --secret-seed S
 --embed-option ...`` reuses the embeddings); every copy is then attacked with the same seeds and
@@ -233,18 +234,22 @@ def _numbers(text: str, kind: type) -> tuple:
 
 
 def paired_watermarks(
-    run: Path, options: Mapping[str, Any], secret_seeds: Sequence[int]
-) -> list[tuple[str, Path]]:
-    """``(recipe, folder)`` of the quick source embedded with the default recipe and with
-    ``options``, per secret seed (paired: same source, owner key and secrets)."""
+    run: Path, options: Mapping[str, Any], secret_seeds: Sequence[int], *,
+    base: Mapping[str, Any] | None = None, full: bool = False,
+) -> list[tuple[str, Path]]:  # fmt: skip
+    """``(recipe, folder)`` of one source embedded with the default recipe (plus ``base``) and
+    with ``options`` on top, per secret seed (paired: same source, owner key and secrets). The
+    source is the robustness benchmark's ``--quick`` one, or with ``full`` its full-budget
+    ``vgg_small`` (``run/source.pt``: trained there unless a copy is put in its place)."""
     from benchmarks.robustness.cache import source_model, watermark
-    from benchmarks.robustness.plan import QUICK
+    from benchmarks.robustness.plan import FULL, QUICK
 
+    budget = FULL if full else QUICK
     run.mkdir(parents=True, exist_ok=True)
-    source = source_model(run, QUICK)
+    source = source_model(run, budget)
     label = ",".join(f"{k}={v}" for k, v in options.items())
-    recipes = (("default", {}), (label, options))
-    return [(name, watermark(run, source, QUICK, opts, seed))
+    recipes = (("default", dict(base or {})), (label, {**(base or {}), **options}))
+    return [(name, watermark(run, source, budget, opts, seed))
             for seed in secret_seeds for name, opts in recipes]  # fmt: skip
 
 
@@ -255,7 +260,7 @@ def embed_lines(pairs: Sequence[tuple[str, Path]]) -> list[str]:
     for name, wm in pairs:
         m = json.loads((wm / "metrics.json").read_text())
         check, learning = m.get("self_check") or {}, m.get("learning") or {}
-        stats = check.get("secret_stats") or [float("nan")]
+        stats = check.get("secret_statistics") or [float("nan")]
         lines.append(
             f"| {name} | {wm.name} | {100 * m['clean_accuracy_before']:.1f} → "
             f"{100 * m['clean_accuracy_after']:.1f} | {m['ready']} | "
@@ -276,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--run-dir", type=Path, help="cache (default: user cache dir)")
     ap.add_argument("--adabn", action="store_true", help="also AdaBN on the same N images")
     add_overrides(ap, "--paired", "EmbedConfig option, compared with the default (quick source)")
+    add_overrides(ap, "--paired-base", "EmbedConfig option of both paired recipes")
+    ap.add_argument("--paired-full", action="store_true", help="pair on the full vgg_small")
     ap.add_argument("--secret-seeds", type=lambda t: _numbers(t, int), default=(0, 1))
     ap.add_argument("--embed-run-dir", type=Path, default=Path("runs/watermark-target-ft-paired"))
     args = ap.parse_args(argv)
@@ -289,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     run = args.run_dir or CACHE / "bench-watermark-target-ft"
     torch.set_num_threads(1)
     if args.paired:
-        pairs = paired_watermarks(args.embed_run_dir, args.paired, args.secret_seeds)
+        pairs = paired_watermarks(args.embed_run_dir, args.paired, args.secret_seeds,
+                                  base=args.paired_base, full=args.paired_full)  # fmt: skip
     else:
         pairs = [("", wm) for wm in args.wm_dir or default_watermarks(args.watermarks)]
     rows = []
