@@ -137,6 +137,7 @@ def reverse_triggers(
     """
     dev = next(model.parameters()).device
     side, was_training = x.shape[-1], model.training
+    batch_size = min(batch_size, len(x))
     steps = max(NC_MIN_STEPS, -(-passes * len(x) // batch_size))
     model.eval()
     masks, patterns = [], []
