@@ -22,8 +22,9 @@ statistics too. Each step it
 
 The thief's real target domain is never used (the owner does not know it). The term reads no
 secret beyond the triggers the target term already uses, and changes nothing in the committed
-analysis: verification is exactly as before. Off by default until measured (docs/ROBUSTNESS.md,
-"Issue 18 (session 10)").
+analysis: verification is exactly as before. Off by default: measured paired on ``vgg_tiny`` and
+``vgg_small`` (two secret draws each) it did not keep the verdict under AdaBN, target
+fine-tuning, FTAL or RTAL (docs/ROBUSTNESS.md, "Issue 18 (session 10)").
 """
 
 from __future__ import annotations
