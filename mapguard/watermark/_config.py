@@ -106,6 +106,10 @@ class EmbedConfig(ConfigMixin, what="embed"):
             (``mapguard.watermark._bn_robust``); 0 (default) leaves it out, and out of
             ``to_dict`` (an embedding without it records exactly what it did before the option
             existed). Needs the training images in memory.
+        awp: Radius of the experimental adversarial weight perturbation term
+            (``mapguard.watermark._awp``): the secret triggers must still reach their targets
+            after a worst-case step of this size (a fraction of each layer's weight norm); 0
+            (default) leaves it out, and out of ``to_dict``.
         max_accuracy_drop: The embedding is *ready for publication* only if its clean-accuracy
             cost is at most this (fraction; 0.01 = one point) and its self-check is evidenced
             under the committed analysis; otherwise the outputs are kept but marked not ready
@@ -156,6 +160,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     floor_statistic: str = "median"
     resist_weight: float = 0.0
     bn_robust: float = 0.0
+    awp: float = 0.0
     max_accuracy_drop: float = 0.01
     adapt: str = "auto"
     adapted: str = ""
@@ -168,13 +173,14 @@ class EmbedConfig(ConfigMixin, what="embed"):
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Every option; the channel and ``bn_robust`` only when on (so an embedding without
-        them records, and hashes, exactly what it did before they existed)."""
+        """Every option; the channel, ``bn_robust`` and ``awp`` only when on (so an embedding
+        without them records, and hashes, exactly what it did before they existed)."""
         out = super().to_dict()
         if not self.channel.on:
             del out["channel"]
-        if not self.bn_robust:
-            del out["bn_robust"]
+        for name in ("bn_robust", "awp"):
+            if not getattr(self, name):
+                del out[name]
         return out
 
     def __post_init__(self) -> None:
@@ -204,6 +210,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
         check_range("max_accuracy_drop", self.max_accuracy_drop, lo=0, hi=1)
         check_number("resist_weight", self.resist_weight, positive=False)
         check_number("bn_robust", self.bn_robust, positive=False)
+        check_range("awp", self.awp, lo=0, hi=1)
         if self.adapt not in ADAPT_MODES:
             raise ConfigError(f"adapt must be one of {', '.join(ADAPT_MODES)}; got {self.adapt!r}")
         if self.stop_every is not None:

@@ -300,6 +300,9 @@ def _target_terms(
                              params=dict(params), batch=half, seed=seed,
                              keep=cfg.mask.keep_weight / cfg.target_weight,
                              temperature=cfg.mask.temperature)  # fmt: skip
+    from mapguard.watermark._awp import awp_terms
+
+    robust += awp_terms(src, radius=cfg.awp, weight=cfg.target_weight, batch=half)
     return [term, *_resist_terms(x, y, src, cfg, params), *robust]
 
 
