@@ -212,7 +212,7 @@ def embed(
         taught = teach_channel(inp.model, inp.train, channel, cfg.channel, seed=cfg.seed)
         inp = dataclasses.replace(inp, model=taught)
         drawn = dataclasses.replace(drawn, channel=channel)
-    stop = _stop_rule(inp, cfg, drawn, dev)
+    stop = _stop_rule(inp, cfg, drawn, dev, reference=original.model)
     with mixed_precision(dev, amp):
         mask = learn(inp, triggers, params, cfg, dev, progress, callbacks=[stop] if stop else [])
     drawn = dataclasses.replace(drawn, learning=_learning(mask, stop), base=inp.model)
@@ -241,13 +241,15 @@ class _Drawn:
 
 
 def _stop_rule(
-    inp: EmbedInputs, cfg: EmbedConfig, drawn: _Drawn, device: torch.device
+    inp: EmbedInputs, cfg: EmbedConfig, drawn: _Drawn, device: torch.device, reference: nn.Module
 ) -> StopRule | None:
-    """The stopping rule's callback (None when the recipe has none)."""
+    """The stopping rule's callback (None when the recipe has none); its cost is measured
+    against ``reference``, the original model (not the channel's taught weights)."""
     if cfg.stop_every is None:
         return None
     tuning = draw_tuning_set(inp, cfg, drawn.vset)
-    return StopRule(inp, cfg, tuning, drawn.secrets, drawn.triggers, drawn.params, device)
+    return StopRule(inp, cfg, tuning, drawn.secrets, drawn.triggers, drawn.params, device,
+                    reference=reference)  # fmt: skip
 
 
 def _learning(mask: MaskResult, stop: StopRule | None) -> dict[str, Any]:

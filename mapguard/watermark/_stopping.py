@@ -78,7 +78,9 @@ def draw_tuning_set(inp: EmbedInputs, cfg: EmbedConfig, vset: VerificationSet) -
 
 
 class StopRule:
-    """The learner callback of the stopping rule (see the module docstring).
+    """The learner callback of the stopping rule (see the module docstring). The cost is the
+    clean-accuracy loss against ``reference`` (default ``inp.model``; with a committed channel
+    the original model, since the mask applies to the channel's taught weights).
 
     Attributes:
         rehearsals: One dict per rehearsal (images seen, cost, secret effects, p-value if the
@@ -94,8 +96,10 @@ class StopRule:
         triggers: list[Trigger],
         params: Mapping[str, Any],
         device: torch.device,
+        reference: torch.nn.Module | None = None,
     ) -> None:
         self.inp, self.cfg, self.tuning, self.device = inp, cfg, tuning, device
+        self.reference = inp.model if reference is None else reference
         self.secrets, self.triggers, self.params = secrets, triggers, params
         self.rehearsals: list[dict[str, Any]] = []
         self.seconds = 0.0
@@ -129,7 +133,7 @@ class StopRule:
         cfg = self.cfg
         model = apply_mask(self.inp.model, info.current_mask()).to(self.device).eval()
         if self._before is None:
-            self._before = _rate(self._labels(self.inp.model, self._x) == self._y)
+            self._before = _rate(self._labels(self.reference, self._x) == self._y)
         clean = self._labels(model, self._x) == self._y
         cost = self._before - _rate(clean)
         effects = [_rate(clean & (self._labels(model, t.apply(self._x)) != self._y))

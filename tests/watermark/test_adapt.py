@@ -153,3 +153,35 @@ def test_a_cost_of_exactly_the_limit_is_within_it():
     three = two | {"clean_accuracy_after": _accuracy(192)}
     (reason, _) = readiness(EmbedConfig(), three, check, attempt=1)
     assert reason.startswith("clean accuracy cost 1.50 points > limit 1.00")
+
+
+def test_the_rehearsal_cost_is_measured_against_the_reference(tiny_model, data, tiny_config):
+    """With a committed channel the mask applies to taught weights; the rule's cost must be
+    against the original model (``reference``), not the weights the mask applies to: two rules
+    on one run differ by exactly the reference's accuracy difference on the tuning images."""
+    import copy
+
+    cfg = tiny_config(mask=tiny_config().mask.replace(epochs=1), stop_every=1,
+                      stop_rule="record")  # fmt: skip
+    taught = copy.deepcopy(tiny_model)
+    with torch.no_grad():  # weights that read the digits worse than the original
+        last = [m for m in taught.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.weight.add_(
+            0.5 * torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(0))
+        )
+    inp = load_inputs(taught, data, ModelMeta(arch="vgg_tiny"))
+    params = cfg.family_params(10)
+    secrets, triggers = draw_triggers(cfg, params, np.random.default_rng(3))
+    tuning = draw_tuning_set(inp, cfg, draw_verification_set(inp, cfg))
+    cpu = torch.device("cpu")
+    plain = StopRule(inp, cfg, tuning, secrets, triggers, params, cpu)
+    versus = StopRule(inp, cfg, tuning, secrets, triggers, params, cpu, reference=tiny_model)
+    learn(inp, triggers, params, cfg, cpu, False, callbacks=[plain, versus])
+    x, y = tuning.floats(), torch.from_numpy(tuning.labels)
+    with torch.no_grad():
+        gap = float((tiny_model(x).argmax(1) == y).float().mean()) - float(
+            (taught.eval()(x).argmax(1) == y).float().mean()
+        )
+    assert gap > 0.02, gap  # the taught copy is measurably worse
+    got = versus.rehearsals[0]["cost"] - plain.rehearsals[0]["cost"]
+    assert abs(got - gap) < 1e-6, (got, gap)
