@@ -206,6 +206,8 @@ class EmbedConfig(ConfigMixin, what="embed"):
             raise ConfigError(f"channel must be a ChannelConfig, got {type(self.channel).__name__}")
         if not isinstance(self.mask, MaskConfig):
             raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
+        if self.mask.update_bn:  # embed writes mask.apply(model): learned statistics would be lost
+            raise ConfigError("mask.update_bn is not supported by embed (BatchNorm stays frozen)")
         check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True, hi_open=True)
         check_range("max_accuracy_drop", self.max_accuracy_drop, lo=0, hi=1)
         check_number("resist_weight", self.resist_weight, positive=False)

@@ -61,7 +61,14 @@ def test_the_adaptation_cannot_see_the_secrets():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"adapt": "maybe"}, {"stop_rule": "best"}, {"stop_every": 0}, {"stop_margin": 2}]
+    "bad",
+    [
+        {"adapt": "maybe"},
+        {"stop_rule": "best"},
+        {"stop_every": 0},
+        {"stop_margin": 2},
+        {"mask.update_bn": True},
+    ],  # fmt: skip
 )
 def test_bad_options_are_refused(bad):
     with pytest.raises(InputError):
