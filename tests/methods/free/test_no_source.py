@@ -16,6 +16,7 @@ from mapguard.data import load_data
 QUICK = [
     "-o", "n_pseudo=20", "-o", "synthesis_steps=3", "-o", "synthesis_batch_size=20",
     "-o", "steps_per_epoch=2", "--epochs", "2", "--batch-size", "16",
+    "-o", "restyle=16", "-o", "restyle_steps=3",  # the default 200 x 100 steps: minutes here
 ]  # fmt: skip
 
 

@@ -54,12 +54,14 @@ def test_sf_map_runs_at_the_models_side_and_refuses_other_sides(checkpoint_64, m
 
     model, meta = load_checkpoint(checkpoint_64)
     options = {"n_pseudo": 20, "synthesis_steps": 2, "synthesis_batch_size": 20,
-               "steps_per_epoch": 2, "epochs": 1, "batch_size": 8}  # fmt: skip
+               "steps_per_epoch": 2, "epochs": 1, "batch_size": 8, "restyle": 8,
+               "restyle_steps": 2}  # fmt: skip
     out = get_method("sf-map").run(
         MethodInputs(model=model, meta=meta, source=mnist_64[1], targets=(mnist_64[1],),
                      options=options, progress=False)
     )  # fmt: skip
     assert out.mask is not None and out.info["pseudo_source"]["n"] == 20
+    assert out.info["restyled"]["n"] == 8 and out.info["restyled"]["drop"]["n"] == 4
     with pytest.raises(DataError, match=r"target images have shape \[3, 32, 32\]"):
         source_free_mask(model, target=torch.rand(4, 3, 32, 32), size=64, cache=False,
                          progress=False)  # fmt: skip
