@@ -129,11 +129,7 @@ def _restyled_check(
         return None, 0.0
     pick = torch.randperm(len(px), generator=torch.Generator().manual_seed(run.mcfg.seed + 7907))
     x, y = px[pick[:k]], py[pick[:k]]
-    images, seconds = restyle(
-        run.net, x, y, config=run.cfg.synthesis, steps=run.cfg.restyle_steps,
-        seed=run.cfg.synthesis_seed + 1, device=run.device, progress=progress,
-    )  # fmt: skip
-    styled = images.float() / 255.0
+    styled, seconds = _restyle(run, x, y, seed=run.cfg.synthesis_seed + 1, progress=progress)
     before = float((predict_labels(run.net, styled, run.device) == y).float().mean())
     masked = apply_mask(run.net, mask)
     after = float((predict_labels(masked, styled, run.device) == y).float().mean())
@@ -152,9 +148,16 @@ def _restyled(
     y = torch.cat([d.y for d in degrade])
     gen = torch.Generator().manual_seed(run.mcfg.seed + 7919)
     pick = torch.randperm(len(x), generator=gen)[: cfg.restyle]
+    return _restyle(run, x[pick], y[pick], seed=cfg.synthesis_seed, progress=progress)
+
+
+def _restyle(
+    run: FreeRun, x: torch.Tensor, y: torch.Tensor, *, seed: int, progress: bool
+) -> tuple[torch.Tensor, float]:
+    """:func:`~mapguard.synthesis.restyle` with the run's synthesis options, as float images."""
     images, seconds = restyle(
-        run.net, x[pick], y[pick], config=cfg.synthesis, steps=cfg.restyle_steps,
-        seed=cfg.synthesis_seed, device=run.device, progress=progress,
+        run.net, x, y, config=run.cfg.synthesis, steps=run.cfg.restyle_steps, seed=seed,
+        device=run.device, progress=progress,
     )  # fmt: skip
     return images.float() / 255.0, seconds
 
