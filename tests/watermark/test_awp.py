@@ -5,13 +5,10 @@ when on."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from mapguard.checkpoint import ModelMeta
-from mapguard.watermark import EmbedConfig
 from mapguard.watermark._recipe import draw_triggers, learn, load_inputs
-from protocols.errors import InputError
 
 
 def test_the_awp_term_is_learned_against_and_changes_the_mask(tiny_model, mnist_small,
@@ -28,15 +25,3 @@ def test_the_awp_term_is_learned_against_and_changes_the_mask(tiny_model, mnist_
     assert values[-1] < values[0], values
     assert all("awp" not in h for h in without.history)
     assert not with_term.mask.equals(without.mask)
-
-
-@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "x"])
-def test_awp_is_validated(bad):
-    with pytest.raises(InputError, match="awp"):
-        EmbedConfig(awp=bad)
-
-
-def test_awp_is_recorded_only_when_on():
-    assert "awp" not in EmbedConfig().to_dict()
-    on = EmbedConfig().with_options({"awp": 0.05})
-    assert EmbedConfig.from_dict(on.to_dict()) == on and on.to_dict()["awp"] == 0.05

@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mapguard.watermark._config import EmbedConfig
+from protocols.errors import InputError
+
+#: The experimental embedding terms (issues 15 and 18): a bad value each, and a value "on".
+TERMS = {
+    "awp": ([-0.1, 1.5, float("nan"), "x"], 0.05),
+    "bn_robust": ([-1.0, float("nan"), "x", True], 2.5),
+}
 
 
 def test_config_validation_names_the_bad_value():
@@ -40,3 +47,18 @@ def test_the_mask_budget_is_in_images_seen_and_explicit_epochs_turn_it_off():
     assert both.for_data(3_000).mask.epochs == 3
     with pytest.raises(ValueError, match="mask_images"):
         EmbedConfig(mask_images=0)
+
+
+@pytest.mark.parametrize(("name", "bad"), [(n, b) for n, (bads, _) in TERMS.items() for b in bads])
+def test_experimental_terms_are_validated(name, bad):
+    with pytest.raises(InputError, match=name):
+        EmbedConfig(**{name: bad})
+
+
+@pytest.mark.parametrize("name", list(TERMS))
+def test_experimental_terms_are_recorded_only_when_on(name):
+    """Off, the option is left out of ``to_dict`` (commitments and caches as before it)."""
+    assert name not in EmbedConfig().to_dict()
+    on = EmbedConfig().with_options({name: TERMS[name][1]})
+    assert on.to_dict()[name] == TERMS[name][1]
+    assert EmbedConfig.from_dict(on.to_dict()) == on

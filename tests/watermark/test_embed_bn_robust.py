@@ -13,16 +13,13 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import pytest
 import torch
 
 from mapguard.checkpoint import ModelMeta
 from mapguard.masking import TensorSource
 from mapguard.methods.nft_weights import recalibrate_batch_norm
-from mapguard.watermark import EmbedConfig
 from mapguard.watermark._bn_robust import _backgrounds, reestimated_buffers, shift_images
 from mapguard.watermark._recipe import draw_triggers, learn, load_inputs
-from protocols.errors import InputError
 
 CPU = torch.device("cpu")
 N_TRAIN = 320
@@ -71,16 +68,3 @@ def test_reestimated_statistics_are_adabn(tiny_model, mnist_small):
     assert checked >= 4
     for name, buf in tiny_model.named_buffers():  # the model itself is left as it was
         assert torch.equal(buf, before[name])
-
-
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), "x", True])
-def test_bn_robust_is_validated(bad):
-    with pytest.raises(InputError, match="bn_robust"):
-        EmbedConfig(bn_robust=bad)
-
-
-def test_bn_robust_is_recorded_only_when_on():
-    assert "bn_robust" not in EmbedConfig().to_dict()
-    on = EmbedConfig().with_options({"bn_robust": 2.5})
-    assert on.to_dict()["bn_robust"] == 2.5
-    assert EmbedConfig.from_dict(on.to_dict()) == on
