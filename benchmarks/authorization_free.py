@@ -105,6 +105,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "goal_confidence": 0.9,
         "restyle": 200,
     },
+    # issue 17, session 11 (SF-MAP): restyle spares the source, so push the target harder —
+    # up to 10 epochs past the budget while the probe falls, or twice the degrade weight
+    "restyle-extend": {
+        "boundary": 32,
+        "boundary_term": True,
+        "hard_neighbours": 3,
+        "goal_confidence": 0.9,
+        "restyle": 200,
+        "extend_epochs": 10,
+    },
+    "restyle-dw2": {
+        "boundary": 32,
+        "boundary_term": True,
+        "hard_neighbours": 3,
+        "goal_confidence": 0.9,
+        "restyle": 200,
+        "degrade_weight": 2.0,
+    },
     "extend": {
         "boundary": 32,
         "boundary_term": True,

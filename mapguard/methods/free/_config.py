@@ -182,7 +182,9 @@ class FreeResult:
         restyled: restyled target images in the keep set (SF-MAP's ``restyle``).
         restyle_seconds: the time the restyling took.
         restyled_drop: with ``restyle``, the chosen mask's accuracy loss on held-out restyled
-            target probe images (``estimate``, ``n``, ``before``, ``after``), else None.
+            target probe images with its paired interval (``estimate``, ``low``, ``high``,
+            ``n``, ``before``, ``after``, ``table``; ``style``: the same on the probe restyled
+            without the cross-entropy term), else None.
     """
 
     mask: Mask
@@ -198,7 +200,7 @@ class FreeResult:
     boundary_images: int = 0
     restyled: int = 0
     restyle_seconds: float = 0.0
-    restyled_drop: dict[str, float] | None = None
+    restyled_drop: dict[str, Any] | None = None
 
     @property
     def pruned_fraction(self) -> float:

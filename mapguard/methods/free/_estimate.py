@@ -34,7 +34,14 @@ import torch
 from mapguard.methods.free._sources import step_generator
 from mapguard.synthesis import class_mixtures
 
-__all__ = ["CALIBRATION", "boundary_probe", "collateral", "disagreement", "estimate_drop"]
+__all__ = [
+    "CALIBRATION",
+    "boundary_probe",
+    "collateral",
+    "disagreement",
+    "estimate_drop",
+    "paired_drop",
+]
 
 #: The two calibrations and where their constants come from (``benchmarks/_free_tables.py``,
 #: ``calibrate``; printed by ``python -m benchmarks.authorization_free --report-only``).
@@ -130,4 +137,44 @@ def estimate_drop(
         "target_transfer": transfer,
         "target_after": target_after,
         "calibration": cal["source"],
+    }
+
+
+def paired_drop(
+    before: torch.Tensor, after: torch.Tensor, *, confidence: float = 0.9
+) -> dict[str, Any]:
+    """The accuracy loss ``p_before - p_after`` on the same images, with an interval.
+
+    ``before`` / ``after``: boolean per-image correctness of the original and the masked model.
+    Interval: Newcombe's hybrid score interval for a difference of *paired* proportions
+    (Newcombe, Statistics in Medicine 1998, method 10: Wilson intervals of both proportions
+    combined through the phi correlation of the 2x2 table, phi's numerator continuity-corrected),
+    at level ``confidence``. It covers the probe's sampling error only, not how far the probe's
+    images are from the real source.
+    """
+    b, a = before.bool().flatten(), after.bool().flatten()
+    n = len(b)
+    if n == 0 or len(a) != n:
+        raise ValueError(f"need two equally long non-empty correctness vectors, got {n}, {len(a)}")
+    both, only_b = int((b & a).sum()), int((b & ~a).sum())
+    only_a, neither = int((~b & a).sum()), int((~b & ~a).sum())
+    p1, p2 = (both + only_b) / n, (both + only_a) / n
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
+    (l1, u1), (l2, u2) = _wilson(p1, n, z), _wilson(p2, n, z)
+    den = (both + only_b) * (only_a + neither) * (both + only_a) * (only_b + neither)
+    num = both * neither - only_b * only_a
+    num = max(0.0, num - n / 2) if num > 0 else num
+    phi = num / math.sqrt(den) if den > 0 else 0.0
+    theta = p1 - p2
+    lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return {
+        "estimate": theta,
+        "low": max(-1.0, theta - lower),
+        "high": min(1.0, theta + upper),
+        "confidence": confidence,
+        "n": n,
+        "before": p1,
+        "after": p2,
+        "table": [both, only_b, only_a, neither],
     }

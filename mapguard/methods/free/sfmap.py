@@ -27,6 +27,7 @@ from mapguard.methods.free._config import (
     FreeResult,
     split_options,
 )
+from mapguard.methods.free._estimate import paired_drop
 from mapguard.methods.free._learn import FreeRun, method_output, predict_labels, start
 from mapguard.methods.free._stopping import DegradeProbe
 from mapguard.synthesis import restyle
@@ -120,20 +121,28 @@ def source_free_mask(
 
 def _restyled_check(
     run: FreeRun, px: torch.Tensor, py: torch.Tensor, mask: Mask, progress: bool
-) -> tuple[dict[str, float] | None, float]:
+) -> tuple[dict[str, Any] | None, float]:
     """The chosen mask's accuracy loss on ``restyle // 2`` held-out target probe images restyled
     like the keep images (never trained on): the original's accuracy on them minus the masked
-    model's, with their labels (a direct, uncalibrated estimate of the source drop)."""
+    model's, with their labels (a direct, uncalibrated estimate of the source drop), with its
+    paired interval (:func:`~mapguard.methods.free._estimate.paired_drop`). ``style``: the same
+    on the same images restyled by the BatchNorm and TV terms only (no cross-entropy towards the
+    label, so the images keep their own difficulty instead of being made confident)."""
     k = min(len(px), run.cfg.restyle // 2)
     if k == 0:
         return None, 0.0
     pick = torch.randperm(len(px), generator=torch.Generator().manual_seed(run.mcfg.seed + 7907))
     x, y = px[pick[:k]], py[pick[:k]]
-    styled, seconds = _restyle(run, x, y, seed=run.cfg.synthesis_seed + 1, progress=progress)
-    before = float((predict_labels(run.net, styled, run.device) == y).float().mean())
     masked = apply_mask(run.net, mask)
-    after = float((predict_labels(masked, styled, run.device) == y).float().mean())
-    return {"estimate": before - after, "n": k, "before": before, "after": after}, seconds
+    out, seconds = {}, 0.0
+    for name, ce in (("label", None), ("style", 0.0)):
+        styled, took = _restyle(
+            run, x, y, seed=run.cfg.synthesis_seed + 1, progress=progress, ce_weight=ce
+        )
+        before = predict_labels(run.net, styled, run.device) == y
+        out[name] = paired_drop(before, predict_labels(masked, styled, run.device) == y)
+        seconds += took
+    return {**out["label"], "style": out["style"]}, seconds
 
 
 def _restyled(
@@ -152,11 +161,21 @@ def _restyled(
 
 
 def _restyle(
-    run: FreeRun, x: torch.Tensor, y: torch.Tensor, *, seed: int, progress: bool
+    run: FreeRun,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    seed: int,
+    progress: bool,
+    ce_weight: float | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """:func:`~mapguard.synthesis.restyle` with the run's synthesis options, as float images."""
+    """:func:`~mapguard.synthesis.restyle` with the run's synthesis options (``ce_weight``
+    replaced when given), as float images."""
+    config = run.cfg.synthesis
+    if ce_weight is not None:
+        config = dataclasses.replace(config, ce_weight=ce_weight)
     images, seconds = restyle(
-        run.net, x, y, config=run.cfg.synthesis, steps=run.cfg.restyle_steps, seed=seed,
+        run.net, x, y, config=config, steps=run.cfg.restyle_steps, seed=seed,
         device=run.device, progress=progress,
     )  # fmt: skip
     return images.float() / 255.0, seconds
