@@ -14,7 +14,7 @@ from protocols.errors import InputError
 
 KINDS = {
     "distill", "distill-arch", "extract", "fine-prune", "ftal", "ftll", "prune", "quantize",
-    "regrow", "rtal", "target-ft", "unlearn-triggers", "wrk",
+    "regrow", "rtal", "target-ft", "unlearn-triggers", "wrk", "adabn",
 }  # fmt: skip
 
 

@@ -16,9 +16,9 @@ from mapguard.methods import get_method, list_methods
     [
         ("mapguard.methods._registry", "list_methods()", ["df-map", "map", "map-nft",
          "nft-weights", "ntl", "sf-map"]),
-        ("mapguard.attacks._registry", "list_attacks()", ["distill", "distill-arch", "extract",
-         "fine-prune", "ftal", "ftll", "prune", "quantize", "regrow", "rtal", "target-ft",
-         "unlearn-triggers", "wrk"]),
+        ("mapguard.attacks._registry", "list_attacks()", ["adabn", "distill", "distill-arch",
+         "extract", "fine-prune", "ftal", "ftll", "prune", "quantize", "regrow", "rtal",
+         "target-ft", "unlearn-triggers", "wrk"]),
         ("mapguard.data._registry", "list_domains()", ["mnist", "mnistm", "optdigits",
          "svhnlike", "syn"]),
         ("mapguard.models._registry", "list_models()", ["mobilenet_v3_small", "resnet18",
