@@ -32,6 +32,12 @@ class _AttackCommand(_cli.Command):
 @click.option("--temperature", type=float, help="Distillation temperature (default 4).")
 @click.option("--noise-scale", type=float, help="regrow: refill noise std / layer weight std.")
 @click.option("--arch", help="Student architecture (distill-arch, extract).")
+@click.option(
+    "--epsilon",
+    type=float,
+    help="wrk: add relabelled boundary samples, one signed-gradient step of this size (pixel "
+    "units, in (0, 1]; default: none).",
+)
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @_cli.out_option("Attacked checkpoint.")
 @_cli.shared_options("seed", "device", "amp", "quiet", "json")

@@ -23,8 +23,8 @@ data, default 10%; nothing of the key, nothing of the trigger family):
    over the attacker's images);
 2. stamps ``STAMP_SHARE`` x n attacker images with one of those reversed triggers each and keeps
    their *true* labels (the unlearning set);
-3. **boundary branch**, only with ``AttackConfig.epsilon`` set (library and benchmark; the CLI has
-   no flag for it): ``BOUNDARY_SHARE`` x n attacker
+3. **boundary branch**, only with ``AttackConfig.epsilon`` set (``mapguard attack --kind wrk
+   --epsilon E``): ``BOUNDARY_SHARE`` x n attacker
    images pushed one signed-gradient step of ``epsilon`` (pixel units; 8/255 is about the public
    code's 0.15 in normalised CIFAR units) towards a random class's logit on the stolen model,
    each labelled with a random class other than its true one;

@@ -85,3 +85,23 @@ def test_help_lists_every_kind():
     assert res.exit_code == 0
     for kind in ("ftll", "rtal", "fine-prune", "distill-arch", "regrow", "target-ft"):
         assert kind in res.output
+
+
+def test_wrk_epsilon_adds_the_boundary_branch(tiny_checkpoint, tmp_path):
+    out = tmp_path / "wrk.pt"
+    res = _run(tiny_checkpoint, "--kind", "wrk", "--data", "builtin:mnist", "--n-images", "40",
+               "--epochs", "1", "--epsilon", "0.03", "--out", out, "--quiet", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["config"]["epsilon"] == 0.03 and report["details"]["epsilon"] == 0.03
+    assert report["details"]["boundary_samples"] > 0
+    assert json.loads(load_checkpoint(out)[1].extra["attack_config"])["epsilon"] == 0.03
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1"])
+def test_wrk_bad_epsilon_exits_2_in_one_line(tiny_checkpoint, tmp_path, value):
+    res = _run(tiny_checkpoint, "--kind", "wrk", "--data", "builtin:mnist", "--epsilon", value,
+               "--out", tmp_path / "x.pt")  # fmt: skip
+    assert res.exit_code == 2
+    assert res.output.startswith("mapguard: error:") and "epsilon" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()
