@@ -24,8 +24,17 @@ from mapguard.data import load_data
 from mapguard.models import create_model
 from mapguard.training import train_model
 from protocols import keys
+from protocols.fileio import atomic_write_text
 
-__all__ = ["attacked_cached", "log", "source_model", "train_cached", "watermark"]
+__all__ = [
+    "attacked_cached",
+    "changed_options",
+    "log",
+    "source_model",
+    "train_cached",
+    "watermark",
+    "watermark_folder",
+]
 
 
 def log(msg: str) -> None:
@@ -75,10 +84,7 @@ def watermark(
     base = EmbedConfig()
     cfg = base.replace(**budget.embed, mask=base.mask.replace(**budget.embed_mask))
     cfg = cfg.with_options(overrides)  # "mask.KEY" sets one mask option
-    # one folder per complete recipe (so a changed library default never reuses a stale cache)
-    keyed = {"config": cfg.to_dict(), "secret_seed": secret_seed}
-    tag = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:8]
-    out = run / f"wm-{tag}"
+    out = watermark_folder(run, cfg.to_dict(), base.to_dict(), secret_seed)
     if (out / "owner.wm").exists():
         return out
     if not (run / "owner.key").exists():
@@ -92,7 +98,66 @@ def watermark(
     embed(source, (train, test), keys.load_private_key(run / "owner.key"), cfg, out=out,
           progress=False, secret_rng=rng)  # fmt: skip
     log(f"embedded watermark in {time.perf_counter() - t0:.0f} s")
+    atomic_write_text(out / REQUESTED, json.dumps(cfg.to_dict(), sort_keys=True) + "\n")
     return out
+
+
+#: The complete recipe a watermark folder was asked for (``embed-config.json`` holds the adapted
+#: one), read to tell a changed library default from an unchanged recipe.
+REQUESTED = "benchmark-config.json"
+
+
+def changed_options(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that differ from ``defaults`` (nested options compared one by
+    one; an entry ``defaults`` lacks counts as changed)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = defaults.get(key, _MISSING)
+        if isinstance(value, Mapping) and isinstance(default, Mapping):
+            if sub := changed_options(value, default):
+                out[key] = sub
+        elif default is _MISSING or value != default:
+            out[key] = value
+    return out
+
+
+_MISSING = object()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def watermark_folder(
+    run: Path, config: Mapping[str, Any], defaults: Mapping[str, Any], secret_seed: int | None
+) -> Path:
+    """The folder of the watermark embedded with ``config`` (an ``EmbedConfig.to_dict()``;
+    ``defaults``: the default config's) and ``secret_seed``.
+
+    Keyed by the options that differ from the defaults only, so a new option at its default keeps
+    every cached watermark, and any other value gets a folder of its own. A library default that
+    changed under a cached folder (its recorded request differs from ``config`` on an option both
+    have) gets a second folder keyed by the complete config. A folder named by the complete config
+    (the rule before session 11: exactly this recipe) is moved, once, to the new name.
+    """
+    changed = changed_options(config, defaults)
+    out = run / f"wm-{_digest({'config': changed, 'secret_seed': secret_seed})}"
+    full = _digest({"config": dict(config), "secret_seed": secret_seed})
+    legacy = run / f"wm-{full}"
+    if not (out / "owner.wm").exists() and (legacy / "owner.wm").exists():
+        legacy.rename(out)
+        atomic_write_text(out / REQUESTED, json.dumps(dict(config), sort_keys=True) + "\n")
+    if (out / REQUESTED).exists():
+        recorded = json.loads((out / REQUESTED).read_text())
+        if changed_options(_shared(recorded, config), _shared(config, recorded)):
+            return run / f"{out.name}-{full}"
+    return out
+
+
+def _shared(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``a`` restricted to the options ``b`` has too (nested options likewise)."""
+    return {k: _shared(v, b[k]) if isinstance(v, Mapping) and isinstance(b[k], Mapping) else v
+            for k, v in a.items() if k in b}  # fmt: skip
 
 
 def attacked_cached(
