@@ -129,16 +129,30 @@ def _independent(quick: bool) -> tuple[Independent, ...]:
     return tuple(models)
 
 
-def _derived_nulls(ft_epochs: int, distill: Mapping[str, Any]) -> tuple[AttackRun, ...]:
-    """How the derived null models are made from a model that never saw the secrets."""
+def _derived_nulls(
+    ft_epochs: int, distill: Mapping[str, Any], distill_arch: Mapping[str, Any]
+) -> tuple[AttackRun, ...]:
+    """How the derived null models are made from a model that never saw the secrets (each from
+    the independent teacher and from the original, see ``run.derived_null_rows``): the thieves'
+    copies of the attack table (students distilled into the same and another architecture,
+    extracted by labels, distilled on other data), fine-tuning from the same initialisation on
+    the owner's task data and on another party's (MNIST-M), and the AdaBN row's re-estimation."""
     hard = {**{k: v for k, v in distill.items() if k != "temperature"}, "lr": 0.05}
+    ft = {"fraction": 0.1, "epochs": ft_epochs, "lr": 0.01}
     return (
-        AttackRun("ftal-10%", "ftal", {"fraction": 0.1, "epochs": ft_epochs, "lr": 0.01}),
+        AttackRun("ftal-10%", "ftal", ft),
         AttackRun("distill", "distill", distill),
         AttackRun("extract", "extract", hard),
         AttackRun("distill-on-mnistm", "distill", distill, data=OTHER),
+        AttackRun("distill-arch", "distill-arch", distill_arch),
+        AttackRun("ftal-10%-on-mnistm", "ftal", ft, data=OTHER),
+        AttackRun("adabn-10-target", "adabn", {"n_images": 10}, data=TARGET),
     )
 
+
+_QUICK_DISTILL = {"fraction": 0.5, "epochs": 4, "lr": 0.01, "temperature": 4.0}
+_QUICK_DISTILL_ARCH = {"fraction": 0.25, "epochs": 3, "lr": 0.01, "temperature": 4.0}
+_FULL_DISTILL = {"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0}
 
 QUICK = Budget(
     arch="vgg_tiny",
@@ -152,11 +166,11 @@ QUICK = Budget(
         ft_epochs=5,
         ft_seeds=(0, 1),
         big_epochs=2,
-        distill={"fraction": 0.5, "epochs": 4, "lr": 0.01, "temperature": 4.0},
-        distill_arch={"fraction": 0.25, "epochs": 3, "lr": 0.01, "temperature": 4.0},
+        distill=_QUICK_DISTILL,
+        distill_arch=_QUICK_DISTILL_ARCH,
     ),  # fmt: skip
     independent=_independent(True),
-    derived_nulls=_derived_nulls(5, {"fraction": 0.5, "epochs": 4, "lr": 0.01, "temperature": 4.0}),
+    derived_nulls=_derived_nulls(5, _QUICK_DISTILL, _QUICK_DISTILL_ARCH),
 )
 FULL = Budget(
     arch="vgg_small",  # the default model, which the watermark recipe was tuned on,
@@ -169,11 +183,18 @@ FULL = Budget(
         ft_epochs=10,
         ft_seeds=(0, 1, 2),
         big_epochs=5,
-        distill={"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0},
-        distill_arch={"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0},
+        distill=_FULL_DISTILL,
+        distill_arch=_FULL_DISTILL,
     ),  # fmt: skip
     independent=_independent(False),
-    derived_nulls=_derived_nulls(
-        10, {"fraction": 1.0, "epochs": 10, "lr": 0.01, "temperature": 4.0}
-    ),  # fmt: skip
+    derived_nulls=_derived_nulls(10, _FULL_DISTILL, _FULL_DISTILL),
 )
+
+
+def null_labels(budget: Budget) -> list[str]:
+    """The labels of every null model the benchmark verifies, in its order: the original before
+    embedding, the independent models, then each derived null made from the independent teacher
+    (``budget.independent[0]``) and from the original."""
+    victims = (budget.independent[0].name, "original")
+    return ["original (before embedding)", *(i.name for i in budget.independent),
+            *(f"{ar.label} of {v}" for v in victims for ar in budget.derived_nulls)]  # fmt: skip

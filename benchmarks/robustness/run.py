@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from benchmarks.robustness.cache import attacked_cached, train_cached
-from benchmarks.robustness.plan import AttackRun, Budget
+from benchmarks.robustness.plan import AttackRun, Budget, null_labels
 from mapguard.checkpoint import file_sha256, load_checkpoint
 from mapguard.training import accuracy, predict_logits
 from protocols.analysis import Analysis, claim_null_seed
@@ -183,7 +183,10 @@ def independent_rows(
         path = train_cached(run / "independent" / f"{ind.name}.pt", ind)
         row = suspect_row(ind.name, "independent", ind.seed, path, spec, analysis, test)
         rows.append(row | {"domain": ind.domain, "n_train": ind.n_train})
-    return rows + derived_null_rows(run, source, spec, analysis, test, budget)
+    rows += derived_null_rows(run, source, spec, analysis, test, budget)
+    if [r["label"] for r in rows] != null_labels(budget):
+        raise RuntimeError("the verified null models differ from plan.null_labels")
+    return rows
 
 
 def derived_null_rows(
