@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from benchmarks import finetune_resistance_curves as fc
-from benchmarks.finetune_resistance_source import source_route
+from benchmarks.finetune_resistance_source import source_route, summary_lines
 from benchmarks.robustness.cache import log, train_cached
 from benchmarks.robustness.plan import Independent
 from mapguard.checkpoint import load_checkpoint
@@ -48,6 +48,7 @@ from protocols.fileio import atomic_write_text
 __all__ = ["FULL", "QUICK", "VARIANTS", "Budget", "main"]
 
 _W1 = {"adversary_weight": 1.0}  # nft-weights' default before session 8's measurement
+_SRC = {"source_thieves": ["ftal", "shift"]}  # + simulated clean-source thieves (session 11)
 #: The protection variants measured side by side: label -> (method, options beyond the budget's).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map": ("map", {}),
@@ -79,6 +80,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nft-weights-h0": ("nft-weights", {**_W1, "horizon": 0}),  # thieves restart every step
     "nft-weights-w3": ("nft-weights", {"adversary_weight": 3.0}),  # = the default since session 8
     "nft-weights-w5": ("nft-weights", {"adversary_weight": 5.0}),
+    "nft-weights+src": ("nft-weights", _SRC),
+    "nft-weights+src-w1": ("nft-weights", {**_SRC, "source_thief_weight": 1.0}),
+    "nft-weights+src-s6": ("nft-weights", {**_SRC, "source_weight": 6.0}),
+    "nft-weights-s6": ("nft-weights", {"source_weight": 6.0}),  # its control: no source thief
 }
 
 
@@ -304,37 +309,6 @@ def run_pair(
     return {"pair": list(pair), "models": facts, "curves": acc, "ns": list(budget.ns),
             "slc_auc": slc_table(acc, budget.ns), "source_route": route, "distill_route": escaped,
             "rows": rows}  # fmt: skip
-
-
-def summary_lines(result: Mapping[str, Any]) -> list[str]:
-    """The markdown table of one pair (docs/ROBUSTNESS.md)."""
-    facts, slc, route = result["models"], result["slc_auc"], result["source_route"]
-    base = facts["unprotected"]["method_seconds"]
-    ns, best = result["ns"], {m: c["best"] for m, c in result["curves"].items()}
-    shown = [i for i, n in enumerate(ns) if 0 < n <= 100]
-    lines = ["| model | source acc % | target acc % | protect s | SLC-AUC N≤100 (best) | "
-             "SLC-AUC all N (best) | worst strategy ≤100 | best thief N = "
-             f"{' / '.join(str(ns[i]) for i in shown)} | FTAL-10% | RTAL-10% | shift-10% | "
-             "ATEsc student target % (seed mean) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    escaped = result.get("distill_route", {})
-    for label, f in facts.items():
-        s = slc[label]
-        worst = max(fc.STRATEGIES, key=lambda k: s[k]["le100"])
-        r = route.get(label, {})
-        attacks = " | ".join(f"{100 * r[k]:.1f}" if k in r else "–"
-                             for k in ("ftal-10%", "rtal-10%", "shift-10%"))  # fmt: skip
-        esc = escaped.get(label)
-        attacks += f" | {100 * esc['student_target']:.1f}" if esc else " | –"
-        curve = " / ".join(f"{100 * best[label][i]:.0f}" for i in shown)
-        lines.append(f"| {label} | {100 * f['source_accuracy']:.1f} | "
-                     f"{100 * f['target_accuracy']:.1f} | {f['method_seconds'] or base:.0f} | "
-                     f"{s['best']['le100']:+.2f} | {s['best']['all']:+.2f} | {worst} "
-                     f"{s[worst]['le100']:+.2f} | "
-                     f"{curve} | {attacks} |")  # fmt: skip
-    scratch = " / ".join(f"{100 * best['scratch'][i]:.0f}" for i in shown)
-    lines.append(f"| scratch | | | | 0 | 0 | | {scratch} | | | | |")
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ statistics), (2) keeps the ``keep`` fraction the model answers most confidently 
 in-distribution-looking ones; a restricted model's answers on the others carry its
 restriction), (3) trains a fresh student of the same architecture on the model's soft labels of
 those clean images while the student sees them under random colour shifts and noise
-(:func:`~benchmarks.finetune_resistance_source.shift_batch`), so the student learns the source
+(:func:`~mapguard.methods.nft_weights.shift_batch`), so the student learns the source
 task without the teacher's sensitivity to the domain. The benchmark reports the student's target
 (and source) accuracy for the protected and the unprotected teacher: the issue asks for the
 protected model's student to reach at most half of the unprotected one's.
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.finetune_resistance_source import shift_batch
 from mapguard.data import ImageSet
+from mapguard.methods.nft_weights import shift_batch
 from mapguard.models import create_model
 from mapguard.synthesis import SynthesisConfig, synthesize
 from mapguard.training import accuracy

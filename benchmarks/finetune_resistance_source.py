@@ -1,11 +1,13 @@
-"""The clean-source attacks and the figures of the fine-tuning-resistance benchmark.
+"""The clean-source attacks, the table and the figures of the fine-tuning-resistance benchmark.
 
 Clean-source attacks (the thief has no target image, only 10% of the source training data):
 FTAL and RTAL (:mod:`mapguard.attacks`) and ``shift-10%``, a TransNTL-like route (Hong et al.,
 CVPR 2024, recover a non-transferable model with source data under domain shifts): every
 parameter is fine-tuned on the source images, each batch put through random per-channel colour
 gains and offsets, random inversion and Gaussian noise, so the model relearns its task on
-shifted-looking inputs that resemble an unknown target more than the clean source does.
+shifted-looking inputs that resemble an unknown target more than the clean source does
+(:func:`mapguard.methods.nft_weights.shift_batch`, which nft-weights' simulated ``shift`` thief
+uses too).
 """
 
 from __future__ import annotations
@@ -16,31 +18,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from benchmarks.finetune_resistance_curves import STRATEGIES, Thief, finetune
 from mapguard.attacks import AttackConfig, attack
 from mapguard.data import ImageSet, load_data
-from mapguard.training import accuracy, augment_batch
+from mapguard.methods.nft_weights import shift_batch
+from mapguard.training import accuracy
 from protocols.fileio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["plot_curves", "shift_batch", "source_route"]
+__all__ = ["plot_curves", "source_route", "summary_lines"]
 
 COLOURS = {"unprotected": "tab:blue", "map": "tab:orange", "map-nft": "tab:green",
            "scratch": "black"}  # fmt: skip
-
-
-def shift_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The library's augmentation, then a random colour shift and noise per image."""
-    x = augment_batch(x, gen)
-    n = x.shape[0]
-    gain = 0.3 + 0.7 * torch.rand(n, 3, 1, 1, generator=gen)
-    offset = 0.5 * torch.rand(n, 3, 1, 1, generator=gen)
-    invert = (torch.rand(n, 1, 1, 1, generator=gen) < 0.5).float()
-    x = invert * (1 - x) + (1 - invert) * x
-    x = x * gain + offset * (1 - gain)
-    return (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
 
 
 def source_route(
@@ -68,6 +58,37 @@ def source_route(
             atomic_write_text(path, json.dumps(row) + "\n", force=True)
         out[label] = json.loads(path.read_text())
     return out
+
+
+def summary_lines(result: Mapping[str, Any]) -> list[str]:
+    """The markdown table of one pair (docs/ROBUSTNESS.md)."""
+    facts, slc, route = result["models"], result["slc_auc"], result["source_route"]
+    base = facts["unprotected"]["method_seconds"]
+    ns, best = result["ns"], {m: c["best"] for m, c in result["curves"].items()}
+    shown = [i for i, n in enumerate(ns) if 0 < n <= 100]
+    lines = ["| model | source acc % | target acc % | protect s | SLC-AUC N≤100 (best) | "
+             "SLC-AUC all N (best) | worst strategy ≤100 | best thief N = "
+             f"{' / '.join(str(ns[i]) for i in shown)} | FTAL-10% | RTAL-10% | shift-10% | "
+             "ATEsc student target % (seed mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    escaped = result.get("distill_route", {})
+    for label, f in facts.items():
+        s = slc[label]
+        worst = max(STRATEGIES, key=lambda k: s[k]["le100"])
+        r = route.get(label, {})
+        attacks = " | ".join(f"{100 * r[k]:.1f}" if k in r else "–"
+                             for k in ("ftal-10%", "rtal-10%", "shift-10%"))  # fmt: skip
+        esc = escaped.get(label)
+        attacks += f" | {100 * esc['student_target']:.1f}" if esc else " | –"
+        curve = " / ".join(f"{100 * best[label][i]:.0f}" for i in shown)
+        lines.append(f"| {label} | {100 * f['source_accuracy']:.1f} | "
+                     f"{100 * f['target_accuracy']:.1f} | {f['method_seconds'] or base:.0f} | "
+                     f"{s['best']['le100']:+.2f} | {s['best']['all']:+.2f} | {worst} "
+                     f"{s[worst]['le100']:+.2f} | "
+                     f"{curve} | {attacks} |")  # fmt: skip
+    scratch = " / ".join(f"{100 * best['scratch'][i]:.0f}" for i in shown)
+    lines.append(f"| scratch | | | | 0 | 0 | | {scratch} | | | | |")
+    return lines
 
 
 def _png(fig: Any, path: Path) -> None:

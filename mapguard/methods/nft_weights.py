@@ -12,18 +12,23 @@ where ``D`` pushes target predictions to the uniform distribution (``target_loss
 KL(U ‖ p); or SOPHON's inverse cross-entropy ``-log(1 - p_y)``), and ``Δ_thief`` is a simulated
 thief's first-order displacement (:func:`~mapguard.masking._adversary.sgd_delta`: SGD with
 momentum on half of a labelled, augmented target batch; judged on the other half). The thieves
-(:data:`NFT_THIEVES`): ``keep`` fine-tunes everything from θ with BatchNorm on batch statistics
-(NTLBench's ``direct-all``), ``reinit`` first replaces the last linear layer with a fresh random
-one (``initFC-all``), ``frozen-bn`` fine-tunes everything with BatchNorm on the running statistics,
-``fc`` only the last linear layer (``direct-FC``). First-order MAML: ``Δ`` is detached, so the
-gradient at the adapted point is applied to θ.
+(:data:`NFT_THIEVES`, :mod:`mapguard.methods._nft_thieves`): ``keep`` fine-tunes everything from
+θ with BatchNorm on batch statistics (NTLBench's ``direct-all``), ``reinit`` first replaces the
+last linear layer with a fresh random one (``initFC-all``), ``frozen-bn`` fine-tunes everything
+with BatchNorm on the running statistics, ``fc`` only the last linear layer (``direct-FC``).
+First-order MAML: ``Δ`` is detached, so the gradient at the adapted point is applied to θ.
 
 A thief is *persistent*: it takes ``inner_steps`` steps per outer step and keeps its ``Δ`` for
 ``horizon`` outer steps (then starts over from the current θ with a new learning rate drawn
 log-uniformly from ``[inner_lr_min, inner_lr]``), so a few steps a step simulate a fine-tuning run
 as long as a real thief's (``horizon · inner_steps`` steps). A thief whose steps diverge starts
-over. The deployed model's BatchNorm running statistics are re-estimated on the source data at
-the end (:func:`recalibrate_batch_norm`; those tracked while the weights moved lag behind them).
+over. Optional *clean-source thieves* (``source_thieves``, :data:`SOURCE_THIEVES`: ``ftal``
+fine-tunes every weight on labelled source images, ``shift`` on source images under a random
+colour shift, :func:`shift_batch`, TransNTL's route) add a fourth term,
+``source_thief_weight · mean D`` at their adapted points, judged in eval mode with the copy's own
+running statistics; none by default. The deployed model's BatchNorm running statistics are
+re-estimated on the source data at the end (:func:`recalibrate_batch_norm`; those tracked while
+the weights moved lag behind them).
 
 The product is a plain fine-tuned model (no mask, the weights differ from the original): a
 separate method beside the frozen-weights ``map`` / ``map-nft``. Registered as ``"nft-weights"``;
@@ -33,7 +38,6 @@ results in ``docs/ROBUSTNESS.md`` (issue 18).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,26 +52,33 @@ from mapguard._device import default_device
 from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.masking import TensorSource, dist_info
-from mapguard.masking._adversary import batch_norm_mode, fresh_head, head_params, sgd_delta
+from mapguard.masking._adversary import batch_norm_mode
+from mapguard.methods._nft_thieves import (
+    NFT_THIEVES,
+    SOURCE_THIEVES,
+    SourceThief,
+    Thief,
+    shift_batch,
+    target_divergence,
+)
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.ntl import NTLResult, batch_to, cycle_batches
 
 __all__ = [
     "NFT_THIEVES",
+    "SOURCE_THIEVES",
     "TARGET_LOSSES",
     "NFTWeightsConfig",
     "nft_weights_config",
     "nft_weights_finetune",
     "recalibrate_batch_norm",
     "protect_nft_weights",
+    "shift_batch",
+    "target_divergence",
 ]
 
-#: The simulated thieves (``thieves`` option; see the module docstring).
-NFT_THIEVES = ("keep", "reinit", "fc", "frozen-bn")
 #: What the target predictions are pushed to (``target_loss`` option).
 TARGET_LOSSES = ("uniform", "inverse-ce")
-
-Params = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +93,9 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         lr: Adam learning rate of the weights.
         source_weight / direct_weight / adversary_weight: weights of the three terms above.
         thieves: The simulated thieves, all of them every step (:data:`NFT_THIEVES`).
+        source_thieves: Simulated clean-source thieves (:data:`SOURCE_THIEVES`: ``ftal``,
+            ``shift``; default none), judged by the same ``D`` on target images.
+        source_thief_weight: weight of their mean ``D`` (a fourth term of ``L``).
         inner_steps / inner_momentum: each thief's SGD steps per outer step.
         inner_lr / inner_lr_min: a thief's learning rate, drawn log-uniformly from
             ``[inner_lr_min, inner_lr]`` at every restart (``inner_lr_min=None``: fixed).
@@ -99,6 +113,8 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
     direct_weight: float = 1.0
     adversary_weight: float = 3.0
     thieves: tuple[str, ...] = ("keep", "reinit", "frozen-bn")
+    source_thieves: tuple[str, ...] = ()
+    source_thief_weight: float = 3.0
     inner_steps: int = 3
     inner_lr: float = 0.1
     inner_lr_min: float | None = 0.02
@@ -116,7 +132,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
         for name in ("lr", "inner_lr"):
             check_number(name, getattr(self, name), positive=True)
-        for name in ("source_weight", "direct_weight", "adversary_weight"):
+        for name in ("source_weight", "direct_weight", "adversary_weight", "source_thief_weight"):
             check_number(name, getattr(self, name), positive=False)
         if self.inner_lr_min is not None:
             check_range("inner_lr_min", self.inner_lr_min, lo=0, hi=self.inner_lr, lo_open=True)
@@ -125,6 +141,11 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         if bad or not self.thieves or len(set(self.thieves)) != len(self.thieves):
             raise ConfigError(f"thieves must be distinct names of: {', '.join(NFT_THIEVES)}; "
                               f"got {list(self.thieves)!r}")  # fmt: skip
+        bad = [t for t in self.source_thieves if t not in SOURCE_THIEVES]
+        if bad or len(set(self.source_thieves)) != len(self.source_thieves):
+            names = ", ".join(SOURCE_THIEVES)
+            raise ConfigError(f"source_thieves must be distinct names of: {names}; "
+                              f"got {list(self.source_thieves)!r}")  # fmt: skip
         if self.target_loss not in TARGET_LOSSES:
             raise ConfigError(f"unknown target_loss {self.target_loss!r}; choose one of: "
                               f"{', '.join(TARGET_LOSSES)}")  # fmt: skip
@@ -137,74 +158,11 @@ class NFTWeightsResult(NTLResult):
     config: NFTWeightsConfig  # type: ignore[assignment]
 
 
-def target_divergence(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-    """How far target predictions are from useless (>= 0, 0 at the goal): ``uniform`` is
-    ``KL(U ‖ softmax(logits))`` per image, ``inverse-ce`` is ``-log(1 - p_y)``; batch mean."""
-    logp = F.log_softmax(logits.float(), dim=1)
-    if kind == "uniform":
-        return (-logp.mean(1) - math.log(logits.shape[1])).mean()
-    p_y = logp.gather(1, y[:, None]).squeeze(1).exp()
-    return -torch.log1p(-p_y.clamp(max=1 - 1e-6)).mean()
-
-
-class _Thief:
-    """One simulated thief ``kind``; with ``horizon`` > 0 its displacement persists over that
-    many outer steps (a long fine-tuning run simulated at ``inner_steps`` a step), else it
-    restarts from θ every step."""
-
-    def __init__(self, kind: str, cfg: NFTWeightsConfig) -> None:
-        self.kind, self.cfg = kind, cfg
-        self.delta: Params = {}
-        self.head: Params = {}
-        self.age, self.diverged, self.lr = 0, 0, cfg.inner_lr
-
-    def loss(self, net: nn.Module, theta: Params, batch, seed: int) -> torch.Tensor:  # noqa: ANN001
-        """``D`` at the point the thief reaches from θ (first-order: the displacement is
-        detached, so the gradient flows into θ, or θ's body for ``reinit``). A thief whose
-        steps diverge starts over once (a real one would lower its rate); if it diverges again
-        it reaches nothing this step (a zero term)."""
-        if self.age == 0 or self.age >= max(1, self.cfg.horizon):
-            self._restart(net, seed)
-        self.age += 1
-        for attempt in (1, 2):
-            value = self._advance(net, theta, batch)
-            if torch.isfinite(value):
-                return value
-            self.diverged += 1
-            self._restart(net, seed + attempt)
-            self.age = 1  # this step's retry is the restarted run's first step
-        return value.new_zeros(())
-
-    def _restart(self, net: nn.Module, seed: int) -> None:
-        """Back to θ (``reinit``: a fresh head), with a learning rate drawn log-uniformly from
-        ``[inner_lr_min, inner_lr]``."""
-        self.delta, self.age = {}, 0
-        self.head = fresh_head(net, seed=seed) if self.kind == "reinit" else {}
-        hi = self.cfg.inner_lr
-        lo = hi if self.cfg.inner_lr_min is None else self.cfg.inner_lr_min
-        u = float(torch.rand((), generator=torch.Generator().manual_seed(seed)))
-        self.lr = lo * (hi / lo) ** u
-
-    def _advance(self, net: nn.Module, theta: Params, batch) -> torch.Tensor:  # noqa: ANN001
-        """``inner_steps`` more thief steps from θ + Δ; ``D`` at the new point."""
-        x_in, y_in, x_out, y_out = batch
-        buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
-        start = {**theta, **self.head}
-        point = {n: t + self.delta[n] if n in self.delta else t for n, t in start.items()}
-        trained = set(head_params(net)) if self.kind == "fc" else set(start)
-        with batch_norm_mode(net, self.kind not in ("fc", "frozen-bn")):  # else running stats
-            step = sgd_delta(net, point, buffers, x_in, y_in, trained, steps=self.cfg.inner_steps,
-                             lr=self.lr, momentum=self.cfg.inner_momentum)  # fmt: skip
-            self.delta = {n: self.delta.get(n, 0) + d for n, d in step.items()}
-            adapted = {n: t + self.delta[n] if n in self.delta else t for n, t in start.items()}
-            logits = functional_call(net, {**adapted, **buffers}, (x_out,))
-        return target_divergence(logits, y_out, self.cfg.target_loss)
-
-
 def _step(
-    net: nn.Module, src, tgt, cfg: NFTWeightsConfig, thieves: list[_Thief], step: int
+    net: nn.Module, src, tgt, cfg: NFTWeightsConfig, thieves: tuple[list, list], step: int
 ) -> tuple[torch.Tensor, dict]:  # noqa: ANN001
-    """The objective of one step on a source batch ``src`` and a target batch ``tgt``."""
+    """The objective of one step on a source batch ``src`` and a target batch ``tgt``
+    (``thieves``: the target thieves and the clean-source thieves)."""
     source = F.cross_entropy(net(src.x).float(), src.y)  # train mode: running stats = source's
     theta = dict(net.named_parameters())
     buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
@@ -214,10 +172,16 @@ def _step(
     half = tgt.x.shape[0] // 2
     split = (tgt.x[:half], tgt.y[:half], tgt.x[half:], tgt.y[half:])
     seed = cfg.seed * 1_000_003 + step
-    judged = torch.stack([t.loss(net, theta, split, seed) for t in thieves])
+    judged = torch.stack([t.loss(net, theta, split, seed) for t in thieves[0]])
     loss = (cfg.source_weight * source + cfg.direct_weight * direct
             + cfg.adversary_weight * judged.mean())  # fmt: skip
-    values = {"source_ce": source, "direct": direct, "thieves": judged.mean(), "loss": loss}
+    values = {"source_ce": source, "direct": direct, "thieves": judged.mean()}
+    if cfg.source_thieves:  # adapt on half the source batch, judged on the same target half
+        clean = (src.x[: src.x.shape[0] // 2], src.y[: src.x.shape[0] // 2], *split[2:])
+        stolen = torch.stack([t.loss(net, theta, clean, seed) for t in thieves[1]]).mean()
+        loss = loss + cfg.source_thief_weight * stolen
+        values["source_thieves"] = stolen
+    values["loss"] = loss
     return loss, {k: float(v.detach()) for k, v in values.items()}
 
 
@@ -249,7 +213,8 @@ def nft_weights_finetune(
     net.requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = min(source.steps_per_epoch(cfg.batch_size), cfg.max_steps_per_epoch or 1 << 30)
-    thieves = [_Thief(kind, cfg) for kind in cfg.thieves]
+    thieves = ([Thief(kind, cfg) for kind in cfg.thieves],
+               [SourceThief(kind, cfg) for kind in cfg.source_thieves])  # fmt: skip
     history, images, t0 = [], 0, time.perf_counter()
     with progress_bar("nft-weights", total=cfg.epochs * steps, enabled=progress) as bar:
         for epoch in range(cfg.epochs):
@@ -263,10 +228,11 @@ def nft_weights_finetune(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                images += bs.x.shape[0] + bt.x.shape[0] * (1 + len(cfg.thieves))
+                images += bs.x.shape[0] * (1 + len(cfg.source_thieves))
+                images += bt.x.shape[0] * (1 + len(cfg.thieves) + len(cfg.source_thieves))
                 sums = {k: sums.get(k, 0.0) + v for k, v in vals.items()}
                 bar.advance(loss=vals["loss"])
-            diverged = sum(t.diverged for t in thieves)  # thief restarts so far
+            diverged = sum(t.diverged for t in (*thieves[0], *thieves[1]))  # restarts so far
             history.append({k: v / steps for k, v in sums.items()}
                            | {"epoch": epoch + 1, "diverged": diverged})  # fmt: skip
     recalibrate_batch_norm(net, source, batch_size=cfg.batch_size)

@@ -8,10 +8,13 @@ import torch
 
 from mapguard._errors import ConfigError
 from mapguard.masking import TensorSource
+from mapguard.methods._nft_thieves import SourceThief
 from mapguard.methods.nft_weights import (
     NFTWeightsConfig,
     nft_weights_config,
+    nft_weights_finetune,
     recalibrate_batch_norm,
+    shift_batch,
     target_divergence,
 )
 from mapguard.training import accuracy
@@ -83,6 +86,59 @@ def test_options_are_validated() -> None:
         nft_weights_config({"adversary_steps": 2}, 0)
 
 
+def _finetuned(model, source, target, **options):  # noqa: ANN001, ANN202
+    cfg = NFTWeightsConfig(epochs=1, max_steps_per_epoch=4, batch_size=32, **options)
+    src = TensorSource(source.floats()[:256], source.labels[:256], seed=0)
+    tgt = TensorSource(target.floats()[:128], target.labels[:128], seed=1, augment=True)
+    return nft_weights_finetune(model, source=src, target=tgt, config=cfg, progress=False)
+
+
+def test_source_thieves_change_the_weights_and_default_to_none(
+    tiny_model, mnist_small, mnistm_small
+) -> None:
+    assert NFTWeightsConfig().source_thieves == ()  # earlier results stay reproducible
+    plain = _finetuned(tiny_model, mnist_small[0], mnistm_small[0])
+    again = _finetuned(tiny_model, mnist_small[0], mnistm_small[0])
+    both = _finetuned(tiny_model, mnist_small[0], mnistm_small[0], source_thieves=("ftal", "shift"))
+    weights = [r.model.state_dict() for r in (plain, again, both)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # same seed
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert "source_thieves" not in plain.history[0]
+    assert both.history[0]["source_thieves"] >= 0 and both.images > plain.images
+
+
+def test_a_source_thief_keeps_its_own_running_statistics(tiny_model, mnist_small, mnistm_small):
+    """The ``shift`` thief's BatchNorm statistics move towards its shifted images (the model's
+    stay), persist over the horizon, and start over with its displacement."""
+    import copy
+
+    net = copy.deepcopy(tiny_model).train().requires_grad_(True)
+    cfg = NFTWeightsConfig(source_thieves=("shift",), horizon=3, inner_steps=2)
+    thief, theta = SourceThief("shift", cfg), dict(net.named_parameters())
+    x_s, y_s = mnist_small[0].floats()[:32], mnist_small[0].labels[:32]
+    x_t, y_t = mnistm_small[0].floats()[:32], mnistm_small[0].labels[:32]
+    name = next(n for n, _ in net.named_buffers() if n.endswith("running_mean"))
+    before = dict(net.named_buffers())[name].clone()
+    means = []
+    for step in range(4):
+        value = thief.loss(net, theta, (x_s, y_s, x_t, y_t), seed=step)
+        assert torch.isfinite(value) and value.requires_grad
+        means.append(thief.buffers[name].clone())
+    assert torch.equal(dict(net.named_buffers())[name], before)
+    gaps = [float((m - before).abs().mean()) for m in means]
+    assert gaps[0] > 0 and gaps[2] > gaps[0]  # persists and keeps moving over the horizon
+    assert gaps[3] < gaps[2]  # step 4: the horizon is over, a fresh copy of the stolen model
+
+
+def test_shift_batch_is_seeded_and_keeps_shape_and_range(mnist_small) -> None:
+    x = mnist_small[0].floats()[:8]
+    a, b = (shift_batch(x, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert float(a.min()) >= 0 and float(a.max()) <= 1 and not torch.allclose(a, x, atol=0.1)
+    grey = shift_batch(x[:, :1], torch.Generator().manual_seed(3))
+    assert grey.shape == (8, 1, *x.shape[2:])
+
+
 @pytest.mark.parametrize(
     ("option", "needle"),
     [("inner_steps=-1", "inner_steps must be an integer >= 0"),
@@ -90,6 +146,9 @@ def test_options_are_validated() -> None:
      ("source_weight=-1", "source_weight must be a finite number >= 0"),
      ("inner_momentum=1", "inner_momentum must be a number in [0, 1)"),
      ("thieves=drop", "thieves must be distinct names of: keep, reinit, fc, frozen-bn"),
+     ("source_thieves=keep", "source_thieves must be distinct names of: ftal, shift; got ['keep']"),
+     ("source_thieves=ftal,ftal", "source_thieves must be distinct names of: ftal, shift"),
+     ("source_thief_weight=-1", "source_thief_weight must be a finite number >= 0"),
      ("target_loss=ce", "unknown target_loss 'ce'; choose one of: uniform, inverse-ce"),
      ("nope=1", "unknown nft-weights option(s): nope")],
 )  # fmt: skip
