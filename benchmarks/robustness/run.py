@@ -14,6 +14,7 @@ import torch
 
 from benchmarks.robustness.cache import attacked_cached, train_cached
 from benchmarks.robustness.plan import AttackRun, Budget, null_labels
+from benchmarks.robustness.verified import cached_row, row_key
 from mapguard.checkpoint import file_sha256, load_checkpoint
 from mapguard.training import accuracy, predict_logits
 from protocols.analysis import Analysis, claim_null_seed
@@ -28,6 +29,9 @@ CLAIM_NONCE = "mapguard robustness benchmark"
 #: Every suspect here was made after the embedding, so the benchmark counts the channel (the
 #: time order a real claim shows with a trusted timestamp).
 CHANNELS: dict[str, ChannelSpec] = {}
+#: The run directory's folder of verification rows (``benchmarks.robustness.verified``); the
+#: watermarked model itself is always verified again (its row is compared with verify_suspect).
+VERIFIED = "verified"
 
 __all__ = [
     "CLAIM_NONCE",
@@ -125,7 +129,8 @@ def attack_rows(
         for seed in ar.seeds:
             path, info = attacked_cached(run, _victim(run, victim, ar, data), ar, seed, data,
                                          "attacked")  # fmt: skip
-            rows.append(suspect_row(ar.label, ar.kind, seed, path, spec, analysis, test, info=info))
+            rows.append(suspect_row(ar.label, ar.kind, seed, path, spec, analysis, test, info=info,
+                                    cache=run / VERIFIED))  # fmt: skip
     return rows
 
 
@@ -149,16 +154,27 @@ def same_path_check(victim: Path, wm_dir: Path, row: Mapping[str, Any]) -> None:
 def suspect_row(
     label: str, kind: str, seed: int, path: Path, spec: WatermarkSpec, analysis: Analysis,
     test: Any, *, info: Mapping[str, Any] | None = None, transform: InputTransform | None = None,
+    cache: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    model, meta = load_checkpoint(path)
-    t0 = time.perf_counter()
-    ver = verify_both(model, "sha256:" + file_sha256(path), spec, analysis, transform)
-    return {
-        "label": label, "kind": kind, "seed": seed, "arch": meta.arch,
-        "clean_accuracy": clean_accuracy(model, test, transform),
-        "attack_seconds": (info or {}).get("seconds"), "verify_seconds": time.perf_counter() - t0,
-        **ver,
-    }  # fmt: skip
+    """The suspect at ``path`` verified in both modes (``cache``: a folder of earlier rows, keyed
+    by everything that determines one, see ``benchmarks.robustness.verified``)."""
+    digest = file_sha256(path)
+    key = row_key(
+        suspect=digest, commitment=spec.commitment_digest, analysis=analysis.to_block(),
+        channel=spec.commitment_digest in CHANNELS, nonce=CLAIM_NONCE,
+        transform=repr(transform) if transform is not None else None, test=[test.name, len(test)],
+    )  # fmt: skip
+
+    def compute() -> dict[str, Any]:
+        model, meta = load_checkpoint(path)
+        t0 = time.perf_counter()
+        ver = verify_both(model, "sha256:" + digest, spec, analysis, transform)
+        return {"arch": meta.arch, "clean_accuracy": clean_accuracy(model, test, transform),
+                "verify_seconds": time.perf_counter() - t0, **ver}  # fmt: skip
+
+    row = cached_row(cache, key, compute)
+    return {"label": label, "kind": kind, "seed": seed,
+            "attack_seconds": (info or {}).get("seconds"), **row}  # fmt: skip
 
 
 def transform_rows(
@@ -169,19 +185,19 @@ def transform_rows(
         t = make_transform(name, **params)
         victim = wm_dir / "protected.pt"
         rows.append(suspect_row(t.label, "query-time", 0, victim, spec, analysis, test,
-                                transform=t))  # fmt: skip
+                                transform=t, cache=wm_dir.parent / VERIFIED))  # fmt: skip
     return rows
 
 
 def independent_rows(
     run: Path, source: Path, spec: WatermarkSpec, analysis: Analysis, test: Any, budget: Budget
 ) -> list[dict[str, Any]]:
-    rows = [
-        suspect_row("original (before embedding)", "independent", 0, source, spec, analysis, test)
-    ]
+    rows = [suspect_row("original (before embedding)", "independent", 0, source, spec, analysis,
+                        test, cache=run / VERIFIED)]  # fmt: skip
     for ind in budget.independent:
         path = train_cached(run / "independent" / f"{ind.name}.pt", ind)
-        row = suspect_row(ind.name, "independent", ind.seed, path, spec, analysis, test)
+        row = suspect_row(ind.name, "independent", ind.seed, path, spec, analysis, test,
+                          cache=run / VERIFIED)  # fmt: skip
         rows.append(row | {"domain": ind.domain, "n_train": ind.n_train})
     rows += derived_null_rows(run, source, spec, analysis, test, budget)
     if [r["label"] for r in rows] != null_labels(budget):
@@ -203,6 +219,7 @@ def derived_null_rows(
         for ar in budget.derived_nulls:
             path, info = attacked_cached(run, victim, ar, 0, data, "derived-nulls")
             label = f"{ar.label} of {name}"
-            rows.append(suspect_row(label, "independent", 0, path, spec, analysis, test,
-                                    info=info) | {"derived_from": name})  # fmt: skip
+            row = suspect_row(label, "independent", 0, path, spec, analysis, test, info=info,
+                              cache=run / VERIFIED)  # fmt: skip
+            rows.append(row | {"derived_from": name})
     return rows
