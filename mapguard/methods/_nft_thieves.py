@@ -120,8 +120,9 @@ class Thief:
 
 class SourceThief(Thief):
     """A clean-source thief (``ftal`` or ``shift``): adapts every weight on labelled source
-    images (``batch[:2]``) in train mode, its BatchNorm running statistics persisting with its
-    ``Δ``; judged on the target images ``batch[2:]`` in eval mode with those statistics."""
+    images (``batch[:2]``) in train mode (learning rate: the target thieves' draw times
+    ``source_lr_scale``), its BatchNorm running statistics persisting with its ``Δ``; judged on
+    the target images ``batch[2:]`` in eval mode with those statistics."""
 
     def __init__(self, kind: str, cfg: Any) -> None:  # noqa: ANN401
         super().__init__(kind, cfg)
@@ -129,7 +130,7 @@ class SourceThief(Thief):
 
     def _restart(self, net: nn.Module, seed: int) -> None:
         super()._restart(net, seed)
-        self.buffers = {}
+        self.buffers, self.lr = {}, self.lr * self.cfg.source_lr_scale
 
     def _advance(self, net: nn.Module, theta: Params, batch: Batch, seed: int) -> torch.Tensor:
         x_in, y_in, x_out, y_out = batch

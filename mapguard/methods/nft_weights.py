@@ -96,6 +96,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         source_thieves: Simulated clean-source thieves (:data:`SOURCE_THIEVES`: ``ftal``,
             ``shift``; default none), judged by the same ``D`` on target images.
         source_thief_weight: weight of their mean ``D`` (a fourth term of ``L``).
+        source_lr_scale: their learning rate is the target thieves' draw times this.
         inner_steps / inner_momentum: each thief's SGD steps per outer step.
         inner_lr / inner_lr_min: a thief's learning rate, drawn log-uniformly from
             ``[inner_lr_min, inner_lr]`` at every restart (``inner_lr_min=None``: fixed).
@@ -115,6 +116,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
     thieves: tuple[str, ...] = ("keep", "reinit", "frozen-bn")
     source_thieves: tuple[str, ...] = ()
     source_thief_weight: float = 3.0
+    source_lr_scale: float = 1.0
     inner_steps: int = 3
     inner_lr: float = 0.1
     inner_lr_min: float | None = 0.02
@@ -130,7 +132,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         check_int("horizon", self.horizon, low=0)
         if self.max_steps_per_epoch is not None:
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
-        for name in ("lr", "inner_lr"):
+        for name in ("lr", "inner_lr", "source_lr_scale"):
             check_number(name, getattr(self, name), positive=True)
         for name in ("source_weight", "direct_weight", "adversary_weight", "source_thief_weight"):
             check_number(name, getattr(self, name), positive=False)

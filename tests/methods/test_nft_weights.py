@@ -149,6 +149,7 @@ def test_shift_batch_is_seeded_and_keeps_shape_and_range(mnist_small) -> None:
      ("source_thieves=keep", "source_thieves must be distinct names of: ftal, shift; got ['keep']"),
      ("source_thieves=ftal,ftal", "source_thieves must be distinct names of: ftal, shift"),
      ("source_thief_weight=-1", "source_thief_weight must be a finite number >= 0"),
+     ("source_lr_scale=0", "source_lr_scale must be a finite number > 0"),
      ("target_loss=ce", "unknown target_loss 'ce'; choose one of: uniform, inverse-ce"),
      ("nope=1", "unknown nft-weights option(s): nope")],
 )  # fmt: skip
