@@ -163,25 +163,27 @@ def protected_model(
 
 def paired_timing(
     run: Path, pair: tuple[str, str], budget: Budget, reps: int = 2,
-    methods: Sequence[str] = ("map", "map-nft"),
+    labels: Sequence[str] = ("map", "map-nft"),
 ) -> dict:  # fmt: skip
-    """Protection seconds of ``methods`` (default options), alternated ``reps`` times in this
-    process (same load for all; nothing cached): the time ratios to ``map`` the issue bounds by
-    5."""
+    """Protection seconds of the variants ``labels`` (their options; seed 0), alternated ``reps``
+    times in this process (same load for all; nothing cached): the time ratios to ``map`` the
+    issue bounds by 5."""
     import tempfile
 
     from mapguard.protect import protect
 
     src_path = source_model(run, pair[0], budget)
-    times: dict[str, list[float]] = {m: [] for m in ("map", *methods)}
+    times: dict[str, list[float]] = {m: [] for m in ("map", *labels)}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(reps):
-            for method in times:
+            for label in times:
+                method, options, _ = variant(label)
                 report = protect(src_path, source=f"builtin:{pair[0]}",
                                  targets=[f"builtin:{pair[1]}"], method=method,
-                                 out=Path(tmp) / f"{method}.pt", options=dict(budget.protect),
-                                 seed=0, force=True, progress=False)  # fmt: skip
-                times[method].append(report.method_seconds)
+                                 out=Path(tmp) / "model.pt",
+                                 options={**budget.protect, **options}, seed=0, force=True,
+                                 progress=False)  # fmt: skip
+                times[label].append(report.method_seconds)
     ratios = {m: statistics.fmean(t) / statistics.fmean(times["map"]) for m, t in times.items()}
     return {"seconds": times, "ratio": ratios.get("map-nft"), "ratios": ratios}
 
@@ -326,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--pairs", help="comma-separated SOURCE:TARGET domain pairs")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
-    ap.add_argument("--timing", action="store_true", help="also time each method, alternated")
+    ap.add_argument("--timing", action="store_true", help="also time map, map-nft, each variant")
     ap.add_argument(
         "--skip-source", action="store_true", help="skip the clean-source attacks (screening)"
     )
@@ -348,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         extra=fc.EXTRA_STRATEGIES if args.extra_thieves else ())  # type: ignore[arg-type]
                for pair in pairs]  # fmt: skip
     if args.timing:
-        methods = dict.fromkeys(["map-nft", *(variant(v)[0] for v in variants)])
-        timing = paired_timing(run, pairs[0], budget, methods=list(methods))  # type: ignore[arg-type]
+        labels = dict.fromkeys(["map-nft", *(v.partition("@s")[0] for v in variants)])
+        timing = paired_timing(run, pairs[0], budget, labels=list(labels))  # type: ignore[arg-type]
         results[0]["timing"] = timing
         for method, ratio in timing["ratios"].items():
             print(f"protection time {method} / map: {ratio:.2f}x ({timing['seconds'][method]})")
