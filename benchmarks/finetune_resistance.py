@@ -84,6 +84,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nft-weights+src-w1": ("nft-weights", {**_SRC, "source_thief_weight": 1.0}),
     "nft-weights+src-s6": ("nft-weights", {**_SRC, "source_weight": 6.0}),
     "nft-weights-s6": ("nft-weights", {"source_weight": 6.0}),  # its control: no source thief
+    "nft-weights+shift-s6": ("nft-weights", {"source_thieves": ["shift"], "source_weight": 6.0}),
     "nft-weights+src-s6-lr02": (
         "nft-weights",
         {**_SRC, "source_weight": 6.0, "source_lr_scale": 0.2},
