@@ -183,8 +183,7 @@ class FreeResult:
         restyle_seconds: the time the restyling took.
         restyled_drop: with ``restyle``, the chosen mask's accuracy loss on held-out restyled
             target probe images with its paired interval (``estimate``, ``low``, ``high``,
-            ``n``, ``before``, ``after``, ``table``; ``style``: the same on the probe restyled
-            without the cross-entropy term), else None.
+            ``confidence``, ``n``, ``before``, ``after``, ``table``), else None.
     """
 
     mask: Mask
