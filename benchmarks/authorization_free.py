@@ -41,6 +41,7 @@ from benchmarks._free_tables import (
     print_synthesis,
     scatter,
 )
+from benchmarks._free_variants import VARIANTS
 from benchmarks._options import add_overrides
 from mapguard.checkpoint import load_checkpoint
 from mapguard.data import list_domains, load_data
@@ -55,82 +56,6 @@ from mapguard.methods.free import (
 from mapguard.synthesis import bn_loss, synthesize
 from mapguard.training import accuracy, train_source
 
-#: FreeConfig options of the variants compared side by side (paired: same pairs, seeds, models).
-#: ``base`` = the defaults before issue 17; ``boundary`` = boundary-aware keep set (SF and DF)
-#: plus the harder neighbours (DF only; SF-MAP has no neighbours).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {"boundary": 0, "hard_neighbours": 1},
-    "boundary": {"boundary": 32, "hard_neighbours": 3},
-    # issue 17, session 8 (DF-MAP): the harder neighbours alone, plain pseudo-source keep set
-    "hard": {"boundary": 0, "hard_neighbours": 3},
-    # issue 17, session 7: the pool held by its own KL term, outside the BN-statistics term
-    "term": {"boundary": 32, "boundary_term": True, "hard_neighbours": 3},
-    # ... and the degrade goal lowered by the probe's sampling error (17.4% on 400 images)
-    "term-goal": {
-        "boundary": 32,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-    },
-    # issue 17, session 8 (SF-MAP): term-goal, plus up to 10 epochs past the budget while the
-    # held-out target probe still falls (runs that reach the goal within 15 epochs: unchanged).
-    # Its rows in runs/af17 were made by commit 2583c94, which selected the *last* accepted
-    # epoch of an extension; the code now selects the extension's lowest-probe epoch, measured
-    # as "extend" (same options).
-    "term-goal-extend": {
-        "boundary": 32,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-        "extend_epochs": 10,
-    },
-    # issue 17, session 8 (SF-MAP): term-goal with a stricter in-distribution filter of the pool:
-    # twice the boundary images per epoch, the quarter closest to the BN statistics kept (same
-    # 16 a epoch)
-    "strict": {
-        "boundary": 64,
-        "boundary_keep": 0.25,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-    },
-    # issue 17, session 10 (SF-MAP): term-goal, plus 200 target images restyled towards the
-    # model's BatchNorm statistics (mapguard.synthesis.restyle), held by their own KL term.
-    # (Its first rows, "restyle-mix", were made by commit e652b2e, which mixed the restyled
-    # images into the pseudo-source keep batches instead.)
-    "restyle": {
-        "boundary": 32,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-        "restyle": 200,
-    },
-    # issue 17, session 11 (SF-MAP): restyle spares the source, so push the target harder —
-    # up to 10 epochs past the budget while the probe falls, or twice the degrade weight
-    "restyle-extend": {
-        "boundary": 32,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-        "restyle": 200,
-        "extend_epochs": 10,
-    },
-    "restyle-dw2": {
-        "boundary": 32,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-        "restyle": 200,
-        "degrade_weight": 2.0,
-    },
-    "extend": {
-        "boundary": 32,
-        "boundary_term": True,
-        "hard_neighbours": 3,
-        "goal_confidence": 0.9,
-        "extend_epochs": 10,
-    },
-}
 _MASK_KEYS = {f.name for f in dataclasses.fields(MaskConfig)}
 
 

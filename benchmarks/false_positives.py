@@ -12,8 +12,9 @@ independent models share no seed, architecture-and-seed or domain with any sourc
 mnist seeds 0-7 and ``vgg_small`` mnist seeds 0 and W+1..W+3 (8 epochs), and ``vgg_small`` /
 ``vgg_tiny`` on mnistm, optdigits, svhnlike and syn, seeds 0 and 1 (4 epochs): 28 models; and,
 unless ``--no-copies``, the copies of ``benchmarks._copied_nulls`` (three copies of an independent
-teacher, and each watermark's own original with two models made from it). Every pair, and every protected model, is verified as ``mapguard verify`` does it: the watermark's
-committed analysis, null keys seeded by its commitment digest and a per-suspect public claim
+teacher, and each watermark's own original with two models made from it). Every pair, and
+every protected model, is verified as ``mapguard verify`` does it: the watermark's committed
+analysis, null keys seeded by its commitment digest and a per-suspect public claim
 nonce, in labels mode (the committed default) and in probabilities mode (the same config with
 ``labels_only=False``, an exploratory departure). The calibration ranks random k-sets of each
 innocent verification's N keys (the secrets are exchangeable with the null keys there) as fake
