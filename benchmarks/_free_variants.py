@@ -48,4 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "restyle-extend": {**_TERM_GOAL, "restyle": 200, "extend_epochs": 10},
     "restyle-dw2": {**_TERM_GOAL, "restyle": 200, "degrade_weight": 2.0},
     "extend": {**_TERM_GOAL, "extend_epochs": 10},
+    # issue 17, session 12 (SF-MAP): twice the restyling steps (200): restyled images closer to
+    # the source's appearance, so keeping them should conflict less with degrading the target
+    "restyle-s200": {**_TERM_GOAL, "restyle": 200, "restyle_steps": 200},
 }
