@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._free_estimates import print_estimates
 from benchmarks._free_tables import (
     FLOOR,
     SIGNALS,
@@ -290,6 +291,7 @@ def report(bench: Bench, args: argparse.Namespace) -> None:
                   f"{cal['margin']:.4f}; relative margin {cal['relative_margin']:.3f} (interval "
                   f"p -/+ {cal['relative_margin']:.2f} (p + {FLOOR}) covers the drop on "
                   f"{cal['coverage']} of {cal['n']}).")  # fmt: skip
+    print_estimates(free, variants)
     if args.plot and cals[-1]:
         scatter(free, Path(args.plot))
         print(f"scatter plot: {args.plot}")
