@@ -7,9 +7,10 @@ within 2 pts of the measured drop, and interval coverage."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["estimate_rows", "print_estimates"]
+__all__ = ["estimate_rows", "print_estimates", "scatter"]
 
 WITHIN = 2.0  # points: the issue's "estimate within 2 pts of the measured drop"
 
@@ -61,3 +62,43 @@ def print_estimates(rows: list[dict[str, Any]], variants: list[str]) -> None:
               f"{near['larger']} of {n}; the restyled interval contains the measured drop on "
               f"{cover} of {n}; restyled under-estimates by more than {WITHIN:g} pts on "
               f"{under} of {n}.")  # fmt: skip
+
+
+def scatter(rows: list[dict[str, Any]], path: Path) -> None:
+    """Estimated vs measured SF-MAP source drop, one point per run and variant: left the
+    calibrated collateral estimate (leave-one-pair-out, its relative interval), right the
+    restyled probe's estimate (its paired interval)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sf = [r for r in rows if r["kind"] == "sf-map" and r.get("loo_estimate")]
+    variants = sorted({r["variant"] for r in sf})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharex=True, sharey=True)
+    top = 5.0
+    for v, marker in zip(variants, "os^Dv<>"):
+        rs = [r for r in sf if r["variant"] == v]
+        y = [100 * r["loo_estimate"]["estimate"] for r in rs]
+        lo = [yy - 100 * r["loo_estimate"]["low"] for yy, r in zip(y, rs)]
+        hi = [100 * r["loo_estimate"]["high"] - yy for yy, r in zip(y, rs)]
+        axes[0].errorbar([_drop(r) for r in rs], y, yerr=[lo, hi], fmt=marker, capsize=2,
+                         alpha=0.8, label=v)  # fmt: skip
+        es = estimate_rows(rows, v)
+        if es:
+            y2 = [e["restyled"] for e in es]
+            err = [[e["restyled"] - e["low"] for e in es], [e["high"] - e["restyled"] for e in es]]
+            axes[1].errorbar([e["measured"] for e in es], y2, yerr=err, fmt=marker, capsize=2,
+                             alpha=0.8, label=v)  # fmt: skip
+        top = max([top] + [_drop(r) for r in rs] + [h + yy for h, yy in zip(hi, y)])
+    titles = ("collateral estimate, leave-one-pair-out", "restyled probe estimate, paired 90%")
+    for ax, title in zip(axes, titles):
+        ax.plot([0, top], [0, top], "k-", lw=0.8)
+        ax.fill_between([0, top], [-2, top - 2], [2, top + 2], color="grey", alpha=0.15, lw=0)
+        ax.set(xlabel="measured source drop (pts)", ylabel="estimated drop (pts)", title=title)
+        ax.legend(title="variant")
+    fig.suptitle("SF-MAP: estimated vs measured source drop")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

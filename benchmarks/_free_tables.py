@@ -1,6 +1,6 @@
 """Tables of :mod:`benchmarks.authorization_free`: synthesis, SF-MAP and DF-MAP rows, the paired
 comparison of two variants, and the calibration of the estimated source drop (leave one
-(source, target) pair out) with its scatter plot."""
+(source, target) pair out; its scatter plot: :mod:`benchmarks._free_estimates`)."""
 
 from __future__ import annotations
 
@@ -309,31 +309,3 @@ def _nonneg_fit(x, y):  # noqa: ANN001, ANN202 - numpy arrays
         if not bad:
             return coef
         cols.remove(min(bad, key=lambda c: coef[c]))
-
-
-def scatter(rows: list[dict[str, Any]], path: Path) -> None:
-    """Predicted (leave-one-pair-out) vs measured SF-MAP source drop, one point per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sf = [r for r in rows if r["kind"] == "sf-map" and r.get("loo_estimate")]
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for v, marker in zip(sorted({r["variant"] for r in sf}), "os^Dv<>"):
-        rs = [r for r in sf if r["variant"] == v]
-        x = [_drop(r) for r in rs]
-        y = [100 * r["loo_estimate"]["estimate"] for r in rs]
-        lo = [yy - 100 * r["loo_estimate"]["low"] for yy, r in zip(y, rs)]
-        hi = [100 * r["loo_estimate"]["high"] - yy for yy, r in zip(y, rs)]
-        ax.errorbar(x, y, yerr=[lo, hi], fmt=marker, capsize=2, alpha=0.8, label=v)
-    top = max([5.0] + [_drop(r) for r in sf] + [100 * r["loo_estimate"]["high"] for r in sf])
-    ax.plot([0, top], [0, top], "k-", lw=0.8)
-    ax.fill_between([0, top], [-2, top - 2], [2, top + 2], color="grey", alpha=0.15, lw=0)
-    ax.set(xlabel="measured source drop (pts)", ylabel="estimated drop, leave-one-pair-out (pts)",
-           title="SF-MAP: estimated vs measured source drop")  # fmt: skip
-    ax.legend(title="variant")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

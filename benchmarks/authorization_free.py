@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchmarks._free_estimates import print_estimates
+from benchmarks._free_estimates import print_estimates, scatter
 from benchmarks._free_tables import (
     FLOOR,
     SIGNALS,
@@ -40,7 +40,6 @@ from benchmarks._free_tables import (
     print_paired,
     print_sf,
     print_synthesis,
-    scatter,
 )
 from benchmarks._free_variants import VARIANTS
 from benchmarks._options import add_overrides
