@@ -49,6 +49,7 @@ __all__ = ["FULL", "QUICK", "VARIANTS", "Budget", "main"]
 
 _W1 = {"adversary_weight": 1.0}  # nft-weights' default before session 8's measurement
 _SRC = {"source_thieves": ["ftal", "shift"]}  # + simulated clean-source thieves (session 11)
+_S6 = {**_SRC, "source_weight": 6.0}  # nft-weights+src-s6, session 11's best
 #: The protection variants measured side by side: label -> (method, options beyond the budget's).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map": ("map", {}),
@@ -89,6 +90,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "nft-weights",
         {**_SRC, "source_weight": 6.0, "source_lr_scale": 0.2},
     ),
+    # session 12: the source thieves staggered (each every k-th step), the source term jittered
+    "nft-weights+src-s6-e2": ("nft-weights", {**_S6, "source_thief_every": 2}),
+    "nft-weights+src-s6-e3": ("nft-weights", {**_S6, "source_thief_every": 3}),
+    "nft-weights+src-s6-aug": ("nft-weights", {**_S6, "source_augment": True}),
 }
 
 

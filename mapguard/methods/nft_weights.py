@@ -26,9 +26,10 @@ over. Optional *clean-source thieves* (``source_thieves``, :data:`SOURCE_THIEVES
 fine-tunes every weight on labelled source images, ``shift`` on source images under a random
 colour shift, :func:`shift_batch`, TransNTL's route) add a fourth term,
 ``source_thief_weight · mean D`` at their adapted points, judged in eval mode with the copy's own
-running statistics; none by default. The deployed model's BatchNorm running statistics are
-re-estimated on the source data at the end (:func:`recalibrate_batch_norm`; those tracked while
-the weights moved lag behind them).
+running statistics; none by default (``source_thief_every``: each advances only every k-th step,
+staggered, its term scaled by k: about 1/k of their cost). The deployed model's BatchNorm running
+statistics are re-estimated on the source data at the end (:func:`recalibrate_batch_norm`; those
+tracked while the weights moved lag behind them).
 
 The product is a plain fine-tuned model (no mask, the weights differ from the original): a
 separate method beside the frozen-weights ``map`` / ``map-nft``. Registered as ``"nft-weights"``;
@@ -63,6 +64,7 @@ from mapguard.methods._nft_thieves import (
 )
 from mapguard.methods._registry import MethodInputs, MethodOutput, register_method
 from mapguard.methods.ntl import NTLResult, batch_to, cycle_batches
+from mapguard.training import augment_batch
 
 __all__ = [
     "NFT_THIEVES",
@@ -74,6 +76,7 @@ __all__ = [
     "recalibrate_batch_norm",
     "protect_nft_weights",
     "shift_batch",
+    "source_thieves_due",
     "target_divergence",
 ]
 
@@ -97,6 +100,12 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             ``shift``; default none), judged by the same ``D`` on target images.
         source_thief_weight: weight of their mean ``D`` (a fourth term of ``L``).
         source_lr_scale: their learning rate is the target thieves' draw times this.
+        source_thief_every: each source thief advances (and its term counts) every this many
+            outer steps, staggered (thief ``j`` on steps ``i`` with ``(i - j) % k == 0``), its
+            term scaled by ``k`` so that its mean over ``k`` steps is the full term's; 1 (the
+            default): all of them every step. The thieves' ``horizon`` counts their own advances.
+        source_augment: the source cross-entropy sees the library's augmentation (random shifts,
+            brightness/contrast jitter: FTAL's) instead of the clean batch (default false).
         inner_steps / inner_momentum: each thief's SGD steps per outer step.
         inner_lr / inner_lr_min: a thief's learning rate, drawn log-uniformly from
             ``[inner_lr_min, inner_lr]`` at every restart (``inner_lr_min=None``: fixed).
@@ -117,6 +126,8 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
     source_thieves: tuple[str, ...] = ()
     source_thief_weight: float = 3.0
     source_lr_scale: float = 1.0
+    source_thief_every: int = 1
+    source_augment: bool = False
     inner_steps: int = 3
     inner_lr: float = 0.1
     inner_lr_min: float | None = 0.02
@@ -130,6 +141,9 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         check_int("batch_size", self.batch_size, low=4)
         check_int("inner_steps", self.inner_steps, low=0)
         check_int("horizon", self.horizon, low=0)
+        check_int("source_thief_every", self.source_thief_every, low=1)
+        if not isinstance(self.source_augment, bool):
+            raise ConfigError(f"source_augment must be true or false, got {self.source_augment!r}")
         if self.max_steps_per_epoch is not None:
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
         for name in ("lr", "inner_lr", "source_lr_scale"):
@@ -165,7 +179,12 @@ def _step(
 ) -> tuple[torch.Tensor, dict]:  # noqa: ANN001
     """The objective of one step on a source batch ``src`` and a target batch ``tgt``
     (``thieves``: the target thieves and the clean-source thieves)."""
-    source = F.cross_entropy(net(src.x).float(), src.y)  # train mode: running stats = source's
+    seed = cfg.seed * 1_000_003 + step
+    x_s = src.x
+    if cfg.source_augment:  # jittered as FTAL's batches are (the thieves get the clean batch)
+        gen = torch.Generator().manual_seed(seed + 17)
+        x_s = augment_batch(src.x.detach().cpu(), gen).to(src.x.device)
+    source = F.cross_entropy(net(x_s).float(), src.y)  # train mode: running stats = source's
     theta = dict(net.named_parameters())
     buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
     with batch_norm_mode(net, False):  # the target as the deployed (eval-mode) model sees it
@@ -173,18 +192,30 @@ def _step(
                                    cfg.target_loss)  # fmt: skip
     half = tgt.x.shape[0] // 2
     split = (tgt.x[:half], tgt.y[:half], tgt.x[half:], tgt.y[half:])
-    seed = cfg.seed * 1_000_003 + step
     judged = torch.stack([t.loss(net, theta, split, seed) for t in thieves[0]])
     loss = (cfg.source_weight * source + cfg.direct_weight * direct
             + cfg.adversary_weight * judged.mean())  # fmt: skip
     values = {"source_ce": source, "direct": direct, "thieves": judged.mean()}
     if cfg.source_thieves:  # adapt on half the source batch, judged on the same target half
         clean = (src.x[: src.x.shape[0] // 2], src.y[: src.x.shape[0] // 2], *split[2:])
-        stolen = torch.stack([t.loss(net, theta, clean, seed) for t in thieves[1]]).mean()
-        loss = loss + cfg.source_thief_weight * stolen
-        values["source_thieves"] = stolen
+        if cfg.source_thief_every == 1:  # all of them, every step (as before the option)
+            stolen = torch.stack([t.loss(net, theta, clean, seed) for t in thieves[1]]).mean()
+            loss = loss + cfg.source_thief_weight * stolen
+            values["source_thieves"] = stolen
+        elif due := source_thieves_due(cfg, step):  # staggered: the term scaled by k
+            judged_s = torch.stack([thieves[1][j].loss(net, theta, clean, seed) for j in due])
+            scale = cfg.source_thief_every / len(cfg.source_thieves)
+            loss = loss + cfg.source_thief_weight * scale * judged_s.sum()
+            values["source_thieves"] = judged_s.mean()
     values["loss"] = loss
     return loss, {k: float(v.detach()) for k, v in values.items()}
+
+
+def source_thieves_due(cfg: NFTWeightsConfig, step: int) -> list[int]:
+    """Indices of the source thieves that advance at outer step ``step`` (all of them when
+    ``source_thief_every`` is 1; else thief ``j`` when ``(step - j) % source_thief_every == 0``)."""
+    k = cfg.source_thief_every
+    return [j for j in range(len(cfg.source_thieves)) if (step - j) % k == 0]
 
 
 def nft_weights_finetune(
@@ -221,6 +252,7 @@ def nft_weights_finetune(
     with progress_bar("nft-weights", total=cfg.epochs * steps, enabled=progress) as bar:
         for epoch in range(cfg.epochs):
             sums: dict[str, float] = {}
+            counts: dict[str, int] = {}
             for i, (bs, bt) in enumerate(_pairs(source, target, cfg, epoch, steps)):
                 bs, bt = batch_to(bs, dev), batch_to(bt, dev)
                 loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i)
@@ -230,12 +262,15 @@ def nft_weights_finetune(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                images += bs.x.shape[0] * (1 + len(cfg.source_thieves))
-                images += bt.x.shape[0] * (1 + len(cfg.thieves) + len(cfg.source_thieves))
+                n_src = len(source_thieves_due(cfg, epoch * steps + i))
+                images += bs.x.shape[0] * (1 + n_src) + bt.x.shape[0] * (
+                    1 + len(cfg.thieves) + n_src
+                )
                 sums = {k: sums.get(k, 0.0) + v for k, v in vals.items()}
+                counts = {k: counts.get(k, 0) + 1 for k in vals}
                 bar.advance(loss=vals["loss"])
             diverged = sum(t.diverged for t in (*thieves[0], *thieves[1]))  # restarts so far
-            history.append({k: v / steps for k, v in sums.items()}
+            history.append({k: v / counts[k] for k, v in sums.items()}
                            | {"epoch": epoch + 1, "diverged": diverged})  # fmt: skip
     recalibrate_batch_norm(net, source, batch_size=cfg.batch_size)
     return NFTWeightsResult(model=net.eval(), config=cfg, history=tuple(history),

@@ -15,6 +15,7 @@ from mapguard.methods.nft_weights import (
     nft_weights_finetune,
     recalibrate_batch_norm,
     shift_batch,
+    source_thieves_due,
     target_divergence,
 )
 from mapguard.training import accuracy
@@ -107,6 +108,39 @@ def test_source_thieves_change_the_weights_and_default_to_none(
     assert both.history[0]["source_thieves"] >= 0 and both.images > plain.images
 
 
+def test_source_thief_every_staggers_the_source_thieves(
+    tiny_model, mnist_small, mnistm_small
+) -> None:
+    """``source_thief_every=k``: one source thief in k steps each (staggered), fewer images, other
+    weights at the same seed; 1 (the default) is the every-step run, bit for bit."""
+    both = ("ftal", "shift")
+    due = {k: [source_thieves_due(NFTWeightsConfig(source_thieves=both, source_thief_every=k), i)
+               for i in range(4)] for k in (1, 2, 3)}  # fmt: skip
+    assert due == {1: [[0, 1]] * 4, 2: [[0], [1], [0], [1]], 3: [[0], [1], [], [0]]}
+    assert NFTWeightsConfig().source_thief_every == 1
+    run = lambda **o: _finetuned(tiny_model, mnist_small[0], mnistm_small[0], **o)  # noqa: E731
+    every, explicit = run(source_thieves=both), run(source_thieves=both, source_thief_every=1)
+    half = run(source_thieves=both, source_thief_every=2)
+    weights = [r.model.state_dict() for r in (every, explicit, half)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    plain = run()
+    assert plain.images < half.images < every.images  # 4 steps: 2 thief advances instead of 8
+    assert half.history[0]["source_thieves"] >= 0
+
+
+def test_source_augment_jitters_the_source_term_only_when_asked(
+    tiny_model, mnist_small, mnistm_small
+) -> None:
+    assert NFTWeightsConfig().source_augment is False
+    runs = [_finetuned(tiny_model, mnist_small[0], mnistm_small[0], source_augment=flag)
+            for flag in (False, True)]  # fmt: skip
+    plain, jittered = (r.model.state_dict() for r in runs)
+    assert any(not torch.equal(plain[k], jittered[k]) for k in plain)
+    assert runs[0].images == runs[1].images  # the same work, other images in the source term
+    assert runs[1].history[0]["source_ce"] > 0
+
+
 def test_a_source_thief_keeps_its_own_running_statistics(tiny_model, mnist_small, mnistm_small):
     """The ``shift`` thief's BatchNorm statistics move towards its shifted images (the model's
     stay), persist over the horizon, and start over with its displacement."""
@@ -150,6 +184,8 @@ def test_shift_batch_is_seeded_and_keeps_shape_and_range(mnist_small) -> None:
      ("source_thieves=ftal,ftal", "source_thieves must be distinct names of: ftal, shift"),
      ("source_thief_weight=-1", "source_thief_weight must be a finite number >= 0"),
      ("source_lr_scale=0", "source_lr_scale must be a finite number > 0"),
+     ("source_thief_every=0", "source_thief_every must be an integer >= 1"),
+     ("source_augment=3", "source_augment must be true or false, got 3"),
      ("target_loss=ce", "unknown target_loss 'ce'; choose one of: uniform, inverse-ce"),
      ("nope=1", "unknown nft-weights option(s): nope")],
 )  # fmt: skip
