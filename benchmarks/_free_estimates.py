@@ -90,6 +90,7 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> None:
             err = [[e["restyled"] - e["low"] for e in es], [e["high"] - e["restyled"] for e in es]]
             axes[1].errorbar([e["measured"] for e in es], y2, yerr=err, fmt=marker, capsize=2,
                              alpha=0.8, label=v)  # fmt: skip
+            top = max([top] + [e["high"] for e in es])
         top = max([top] + [_drop(r) for r in rs] + [h + yy for h, yy in zip(hi, y)])
     titles = ("collateral estimate, leave-one-pair-out", "restyled probe estimate, paired 90%")
     for ax, title in zip(axes, titles):
