@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import _thief_budget
 from benchmarks import finetune_resistance_curves as fc
 from benchmarks.finetune_resistance_source import source_route, summary_lines
 from benchmarks.robustness.cache import log, train_cached
@@ -112,6 +113,7 @@ class Budget:
     source_epochs_attack: int
     pairs: tuple[str, ...] = ("mnist:mnistm",)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    thief_steps_scale: float = 1.0  # ``thief`` is already scaled; names the cache (_thief_budget)
 
 
 QUICK = Budget(
@@ -142,7 +144,9 @@ def source_model(run: Path, domain: str, budget: Budget) -> Path:
     spec = Independent("source", f"builtin:{domain}", budget.arch, budget.source_n_train,
                        budget.source_epochs, 0)  # fmt: skip
     shared = Path("runs/robustness-quick/source.pt")
-    if domain == "mnist" and budget is QUICK:
+    quick = (budget.arch, budget.source_n_train, budget.source_epochs) == (
+        QUICK.arch, QUICK.source_n_train, QUICK.source_epochs)  # fmt: skip
+    if domain == "mnist" and quick:
         return train_cached(shared, spec)
     return train_cached(run / "models" / f"source-{domain}.pt", spec)
 
@@ -209,11 +213,9 @@ def curve_rows(
         for strategy in strategies:
             for n in budget.ns:
                 for seed in budget.seeds:
+                    rows_dir = run / f"rows{_thief_budget.tag(budget.thief_steps_scale)}"
                     path = (
-                        run
-                        / "rows"
-                        / f"{pair[0]}-{pair[1]}"
-                        / f"{label}-{strategy}-n{n}-s{seed}.json"
+                        rows_dir / f"{pair[0]}-{pair[1]}" / f"{label}-{strategy}-n{n}-s{seed}.json"
                     )
                     if not path.exists():
                         net = model if isinstance(model, torch.nn.Module) else model(seed)
@@ -341,8 +343,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--distill", action="store_true", help="also the ATEsc-style data-free escape")
     extra = ", ".join(fc.EXTRA_STRATEGIES)
     ap.add_argument("--extra-thieves", action="store_true", help=f"also {extra} (not in 'best')")
+    _thief_budget.add_options(ap)
     args = ap.parse_args(argv)
-    budget = QUICK if args.quick else FULL
+    budget = _thief_budget.apply_options(ap, args, QUICK if args.quick else FULL)
+    scale_tag = _thief_budget.tag(budget.thief_steps_scale)
     variants = tuple(args.variants.split(",")) if args.variants else budget.variants
     unknown = [v for v in variants if v.partition("@s")[0] not in VARIANTS
                or not (v.partition("@s")[2] or "0").isdigit()]  # fmt: skip
@@ -361,12 +365,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results[0]["timing"] = timing
         for method, ratio in timing["ratios"].items():
             print(f"protection time {method} / map: {ratio:.2f}x ({timing['seconds'][method]})")
-    atomic_write_text(run / "results.json", json.dumps(results, indent=1) + "\n", force=True)
+    atomic_write_text(
+        run / f"results{scale_tag}.json", json.dumps(results, indent=1) + "\n", force=True
+    )
     if not args.no_plot:
         from benchmarks.finetune_resistance_source import plot_curves
 
-        suffix = ("-quick" if args.quick else "") + (
-            f"-{len(pairs)}pairs" if len(pairs) > 1 else ""
+        suffix = (
+            ("-quick" if args.quick else "")
+            + scale_tag
+            + (f"-{len(pairs)}pairs" if len(pairs) > 1 else "")
         )
         plot_curves(results, Path("docs/images"), suffix)
     for res in results:
