@@ -51,4 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # issue 17, session 12 (SF-MAP): twice the restyling steps (200): restyled images closer to
     # the source's appearance, so keeping them should conflict less with degrading the target
     "restyle-s200": {**_TERM_GOAL, "restyle": 200, "restyle_steps": 200},
+    # ... which kept less of the source (more confident keep images); so the other direction,
+    # half the steps (50): less confident restyled images, nearer the real source's boundaries
+    "restyle-s50": {**_TERM_GOAL, "restyle": 200, "restyle_steps": 50},
 }
