@@ -10,13 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks._free_tables import _drop
+
 __all__ = ["estimate_rows", "print_estimates", "scatter"]
 
 WITHIN = 2.0  # points: the "estimate within 2 pts of the measured drop"
-
-
-def _drop(r: dict[str, Any]) -> float:
-    return 100 * (r["before"][r["source"]] - r["after"][r["source"]])
 
 
 def estimate_rows(rows: list[dict[str, Any]], variant: str) -> list[dict[str, float]]:
