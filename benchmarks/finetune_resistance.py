@@ -95,6 +95,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nft-weights+src-s6-e2": ("nft-weights", {**_S6, "source_thief_every": 2}),
     "nft-weights+src-s6-e3": ("nft-weights", {**_S6, "source_thief_every": 3}),
     "nft-weights+src-s6-aug": ("nft-weights", {**_S6, "source_augment": True}),
+    # issue 18, session 13: a longer simulated thief (horizon 50 / 100 outer steps = 150 / 300
+    # simulated SGD steps instead of 60) against the long real thief (--thief-steps-scale 5)
+    "nft-weights+src-s6-e2-h50": ("nft-weights", {**_S6, "source_thief_every": 2, "horizon": 50}),
+    "nft-weights+src-s6-e2-h100": ("nft-weights", {**_S6, "source_thief_every": 2, "horizon": 100}),
 }
 
 

@@ -1,0 +1,35 @@
+"""Every variant the fine-tuning-resistance benchmark can name is a valid protection config."""
+
+from __future__ import annotations
+
+import pytest
+
+import mapguard.methods  # noqa: F401  (registers the methods)
+from benchmarks.finetune_resistance import FULL, QUICK, VARIANTS, variant
+from mapguard._errors import ConfigError
+from mapguard.methods._registry import get_method
+
+
+@pytest.mark.parametrize("label", sorted(VARIANTS))
+@pytest.mark.parametrize("budget", [QUICK, FULL], ids=["quick", "full"])
+def test_every_variant_validates(label, budget):
+    method, options, seed = variant(label)
+    validate = get_method(method).validate
+    assert validate is not None, f"{method} has no option check"
+    validate({**budget.protect, **options}, seed)
+
+
+def test_horizon_variants_differ_from_e2_only_in_horizon():
+    base = VARIANTS["nft-weights+src-s6-e2"][1]
+    for label, horizon in (("nft-weights+src-s6-e2-h50", 50), ("nft-weights+src-s6-e2-h100", 100)):
+        method, options, seed = variant(f"{label}@s1")
+        assert (method, seed) == ("nft-weights", 1)
+        assert {**base, "horizon": horizon} == options
+        cfg = get_method(method).validate({**QUICK.protect, **options}, seed)
+        assert cfg.horizon == horizon and cfg.source_thief_every == 2 and cfg.source_weight == 6.0
+
+
+def test_a_bad_variant_option_is_refused():
+    validate = get_method("nft-weights").validate
+    with pytest.raises(ConfigError):
+        validate({"horizon": -1}, 0)
