@@ -51,6 +51,7 @@ __all__ = ["FULL", "QUICK", "VARIANTS", "Budget", "main"]
 _W1 = {"adversary_weight": 1.0}  # nft-weights' default before session 8's measurement
 _SRC = {"source_thieves": ["ftal", "shift"]}  # + simulated clean-source thieves (session 11)
 _S6 = {**_SRC, "source_weight": 6.0}  # nft-weights+src-s6, session 11's best
+_H100 = {**_S6, "source_thief_every": 2, "horizon": 100}  # session 13: 300 simulated thief steps
 #: The protection variants measured side by side: label -> (method, options beyond the budget's).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map": ("map", {}),
@@ -95,10 +96,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nft-weights+src-s6-e2": ("nft-weights", {**_S6, "source_thief_every": 2}),
     "nft-weights+src-s6-e3": ("nft-weights", {**_S6, "source_thief_every": 3}),
     "nft-weights+src-s6-aug": ("nft-weights", {**_S6, "source_augment": True}),
-    # issue 18, session 13: a longer simulated thief (horizon 50 / 100 outer steps = 150 / 300
-    # simulated SGD steps instead of 60) against the long real thief (--thief-steps-scale 5)
+    # issue 18, session 13: longer simulated thieves (150 / 300 steps) for the long real thief
     "nft-weights+src-s6-e2-h50": ("nft-weights", {**_S6, "source_thief_every": 2, "horizon": 50}),
-    "nft-weights+src-s6-e2-h100": ("nft-weights", {**_S6, "source_thief_every": 2, "horizon": 100}),
+    "nft-weights+src-s6-e2-h100": ("nft-weights", {**_H100}),
+    "nft-weights+src-s6-e2-h100-s12": ("nft-weights", {**_H100, "source_weight": 12.0}),
+    "nft-weights+src-s6-e2-h100-w1.5": ("nft-weights", {**_H100, "adversary_weight": 1.5}),
 }
 
 
