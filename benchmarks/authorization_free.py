@@ -249,9 +249,11 @@ def _run_free(
 
 
 def report(bench: Bench, args: argparse.Namespace) -> None:
-    """Tables from the finished runs only (nothing is trained or learned): per variant, then
-    paired, then the leave-one-pair-out calibration of the drop estimate (and its plot)."""
-    rows = list(bench.done.values())
+    """Tables from the finished runs of ``--variants`` only (nothing is trained or learned):
+    per variant, then paired, then the leave-one-pair-out calibration of the drop estimate (and
+    its plot)."""
+    rows = [r for r in bench.done.values()
+            if r["kind"] == "synthesis" or r["variant"] in args.variants]  # fmt: skip
     order = {d: i for i, d in enumerate(bench.all_domains)}
 
     def key(r: dict[str, Any]) -> tuple:
