@@ -1,12 +1,15 @@
 """The attacker's step budget of :mod:`benchmarks.finetune_resistance`: ``--thief-steps-scale``.
 
-The quick thief takes ``20`` passes over its training images, clamped to ``[40, 120]`` steps
-(40, 40, 60 and 120 steps at ``N`` = 10, 50, 100, 500), too short to leave the 60-150-step
-plateau of cross-entropy ``ln 10`` on which ``nft-weights`` models start (docs/ROBUSTNESS.md,
-issue 18, session 12). ``--thief-steps-scale S`` multiplies the passes and both clamps by ``S``
-(``S = 5``: 200, 200, 300, 600 steps; the learning-rate grid unchanged). Points of a scaled
-budget are cached under ``rows-steps{S}x`` and the results in ``results-steps{S}x.json``, so they
-never mix with the default budget's ``rows`` (``S = 1``, the default, keeps those names).
+The thief takes ``20`` passes over its training images, clamped to ``[40, 120]`` steps in the
+quick budget (40, 40, 60 and 120 steps at ``N`` = 10, 50, 100, 500), times ``S``: ``S``
+multiplies the passes and both clamps (the learning-rate grid unchanged). **The default is
+S = 5** (200, 200, 300, 600 steps) since session 13: at S = 1 the thief stops inside the
+60-150-step plateau of cross-entropy ``ln 10`` on which ``nft-weights`` models start, and the
+quick benchmark's SLC-AUC <= 0 of session 12 was an artefact of that (docs/ROBUSTNESS.md,
+issue 18, sessions 12 and 13). S = 10 moved scratch by at most 5 points at N <= 100 and is
+about twice as slow. Points of a budget other than S = 1 are cached under ``rows-steps{S}x``
+and the results in ``results-steps{S}x.json``, so they never mix with the S = 1 budget's
+``rows`` and ``results.json`` (``--thief-steps-scale 1``: the budget of sessions 8-12).
 ``--seeds`` narrows the fine-tuning seeds (a resumable run can add seeds later).
 """
 
@@ -19,9 +22,12 @@ from typing import Any, TypeVar
 
 from benchmarks.finetune_resistance_curves import Thief
 
-__all__ = ["add_options", "apply_options", "scaled", "tag"]
+__all__ = ["DEFAULT_SCALE", "add_options", "apply_options", "scaled", "tag"]
 
 B = TypeVar("B")
+
+#: The thief's default step scale (``--thief-steps-scale``).
+DEFAULT_SCALE = 5.0
 
 
 def scaled(thief: Thief, scale: float) -> Thief:
@@ -42,9 +48,9 @@ def tag(scale: float) -> str:
 
 def add_options(ap: argparse.ArgumentParser) -> None:
     """``--thief-steps-scale S`` and ``--seeds K,...`` on the benchmark's parser."""
-    ap.add_argument("--thief-steps-scale", type=float, default=1.0, metavar="S",
+    ap.add_argument("--thief-steps-scale", type=float, default=DEFAULT_SCALE, metavar="S",
                     help="multiply the thief's steps per N (passes and the min/max clamps) by S; "
-                         "cached apart from the default budget (default 1)")  # fmt: skip
+                         "S = 1 is sessions 8-12's budget (default 5)")  # fmt: skip
     ap.add_argument("--seeds", help="comma-separated fine-tuning seeds (default: the budget's)")
 
 

@@ -13,7 +13,7 @@ data-free escape (:mod:`benchmarks.finetune_resistance_distill`).
 
     python -m benchmarks.finetune_resistance [--quick] [--run-dir DIR] [--variants NAME,...]
         [--pairs mnist:mnistm,...] [--no-plot] [--timing] [--skip-source] [--distill]
-        [--extra-thieves]
+        [--extra-thieves] [--thief-steps-scale S (default 5)] [--seeds K,...]
 
 A variant ``NAME@sK`` is variant ``NAME`` protected with seed ``K`` (the spread over protection
 seeds).

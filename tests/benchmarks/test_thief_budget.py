@@ -24,18 +24,21 @@ def _parse(*argv: str) -> fr.Budget:
     return tb.apply_options(ap, ap.parse_args(argv), fr.QUICK)
 
 
-def test_the_default_keeps_the_quick_budget_and_its_cache_names() -> None:
+def test_the_default_is_the_long_thief_and_scale_1_keeps_the_old_cache_names() -> None:
     budget = _parse()
-    assert budget.thief == fr.QUICK.thief and budget.seeds == fr.QUICK.seeds
-    assert _steps(budget) == [40, 40, 60, 120]
-    assert tb.tag(budget.thief_steps_scale) == ""  # rows/, results.json: the cached points
+    assert budget.thief_steps_scale == tb.DEFAULT_SCALE == 5
+    assert _steps(budget) == [200, 200, 300, 600] and budget.seeds == fr.QUICK.seeds
+    assert tb.tag(budget.thief_steps_scale) == "-steps5x"
+    old = _parse("--thief-steps-scale", "1")
+    assert old.thief == fr.QUICK.thief and _steps(old) == [40, 40, 60, 120]
+    assert tb.tag(old.thief_steps_scale) == ""  # rows/, results.json: sessions 8-12's points
 
 
 def test_a_scale_multiplies_the_steps_per_n_and_names_its_own_cache() -> None:
-    budget = _parse("--thief-steps-scale", "5", "--seeds", "0")
-    assert _steps(budget) == [200, 200, 300, 600]
+    budget = _parse("--thief-steps-scale", "10", "--seeds", "0")
+    assert _steps(budget) == [400, 400, 600, 1200]
     assert budget.thief.lrs == fr.QUICK.thief.lrs and budget.seeds == (0,)
-    assert tb.tag(budget.thief_steps_scale) == "-steps5x"
+    assert tb.tag(budget.thief_steps_scale) == "-steps10x"
     assert _steps(_parse("--thief-steps-scale", "2.5")) == [100, 100, 150, 300]
 
 
