@@ -52,7 +52,7 @@ _W1 = {"adversary_weight": 1.0}  # nft-weights' default before session 8's measu
 _SRC = {"source_thieves": ["ftal", "shift"]}  # + simulated clean-source thieves (session 11)
 _S6 = {**_SRC, "source_weight": 6.0}  # nft-weights+src-s6, session 11's best
 _H100 = {**_S6, "source_thief_every": 2, "horizon": 100}  # session 13: 300 simulated thief steps
-_H12 = {**_H100, "source_weight": 12.0}  # ... and twice the source weight (h50: 150 steps)
+_H12 = {**_H100, "source_weight": 12.0}  # ... with twice the source weight (session 13)
 #: The protection variants measured side by side: label -> (method, options beyond the budget's).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "map": ("map", {}),
@@ -93,12 +93,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "nft-weights",
         {**_SRC, "source_weight": 6.0, "source_lr_scale": 0.2},
     ),
-    "nft-weights+src-s6-e2": ("nft-weights", {**_S6, "source_thief_every": 2}),  # session 12
+    "nft-weights+src-s6-e2": ("nft-weights", {**_S6, "source_thief_every": 2}),  # session 12:
     "nft-weights+src-s6-e3": ("nft-weights", {**_S6, "source_thief_every": 3}),  # staggered
-    "nft-weights+src-s6-aug": ("nft-weights", {**_S6, "source_augment": True}),  # jittered
-    "nft-weights+src-s6-e2-h50": ("nft-weights", {**_S6, "source_thief_every": 2, "horizon": 50}),
+    "nft-weights+src-s6-aug": ("nft-weights", {**_S6, "source_augment": True}),  # jittered source
+    "nft-weights+src-s6-e2-h50": ("nft-weights", {**_H100, "horizon": 50}),  # session 13: horizon
     "nft-weights+src-s6-e2-h100": ("nft-weights", {**_H100}),
-    "nft-weights+src-s6-e2-h100-s12": ("nft-weights", _H12),
+    "nft-weights+src-s6-e2-h100-s12": ("nft-weights", {**_H12}),
     "nft-weights+src-s6-e2-h100-w1.5": ("nft-weights", {**_H100, "adversary_weight": 1.5}),
     "nft-weights+src-s6-e3-h100-s12": ("nft-weights", {**_H12, "source_thief_every": 3}),
 }
