@@ -53,5 +53,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "restyle-s200": {**_TERM_GOAL, "restyle": 200, "restyle_steps": 200},
     # ... which kept less of the source (more confident keep images); so the other direction,
     # half the steps (50): less confident restyled images, nearer the real source's boundaries
+    # (refuted in session 13 on two full draws: optdigits -> syn loses 9-10 source points)
     "restyle-s50": {**_TERM_GOAL, "restyle": 200, "restyle_steps": 50},
 }
