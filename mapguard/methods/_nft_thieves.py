@@ -74,17 +74,20 @@ class Thief:
         self.head: Params = {}
         self.age, self.diverged, self.lr = 0, 0, cfg.inner_lr
 
-    def loss(self, net: nn.Module, theta: Params, batch: Batch, seed: int) -> torch.Tensor:
+    def loss(
+        self, net: nn.Module, theta: Params, batch: Batch, seed: int, stats: Params | None = None
+    ) -> torch.Tensor:
         """``D`` at the point the thief reaches from θ (first-order: the displacement is
         detached, so the gradient flows into θ, or θ's body for ``reinit``) after adapting on
         ``batch[:2]``, judged on ``batch[2:]``. A thief whose steps diverge starts over once (a
         real one would lower its rate); if it diverges again it reaches nothing this step (a zero
-        term)."""
+        term). ``stats``: the BatchNorm statistics of the stolen copy (default: ``net``'s
+        buffers)."""
         if self.age == 0 or self.age >= max(1, self.cfg.horizon):
             self._restart(net, seed)
         self.age += 1
         for attempt in (1, 2):
-            value = self._advance(net, theta, batch, seed)
+            value = self._advance(net, theta, batch, seed, stats or dict(net.named_buffers()))
             if torch.isfinite(value):
                 return value
             self.diverged += 1
@@ -102,10 +105,12 @@ class Thief:
         u = float(torch.rand((), generator=torch.Generator().manual_seed(seed)))
         self.lr = lo * (hi / lo) ** u
 
-    def _advance(self, net: nn.Module, theta: Params, batch: Batch, seed: int) -> torch.Tensor:
+    def _advance(
+        self, net: nn.Module, theta: Params, batch: Batch, seed: int, stats: Params
+    ) -> torch.Tensor:
         """``inner_steps`` more thief steps from θ + Δ; ``D`` at the new point."""
         x_in, y_in, x_out, y_out = batch
-        buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
+        buffers = {n: b.detach().clone() for n, b in stats.items()}
         start = {**theta, **self.head}
         point = {n: t + self.delta[n] if n in self.delta else t for n, t in start.items()}
         trained = set(head_params(net)) if self.kind == "fc" else set(start)
@@ -132,13 +137,15 @@ class SourceThief(Thief):
         super()._restart(net, seed)
         self.buffers, self.lr = {}, self.lr * self.cfg.source_lr_scale
 
-    def _advance(self, net: nn.Module, theta: Params, batch: Batch, seed: int) -> torch.Tensor:
+    def _advance(
+        self, net: nn.Module, theta: Params, batch: Batch, seed: int, stats: Params
+    ) -> torch.Tensor:
         x_in, y_in, x_out, y_out = batch
         gen = torch.Generator().manual_seed(seed)
         look = shift_batch if self.kind == "shift" else augment_batch
         x_in = look(x_in.detach().cpu(), gen).to(x_in.device)
         if not self.buffers:  # a fresh copy: the stolen model's statistics
-            self.buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
+            self.buffers = {n: b.detach().clone() for n, b in stats.items()}
         with batch_norm_mode(net, True):  # sgd_delta's forwards update self.buffers in place
             point = {n: t + self.delta[n] if n in self.delta else t for n, t in theta.items()}
             step = sgd_delta(net, point, self.buffers, x_in, y_in, set(theta),

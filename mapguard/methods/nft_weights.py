@@ -27,7 +27,11 @@ fine-tunes every weight on labelled source images, ``shift`` on source images un
 colour shift, :func:`shift_batch`, TransNTL's route) add a fourth term,
 ``source_thief_weight · mean D`` at their adapted points, judged in eval mode with the copy's own
 running statistics; none by default (``source_thief_every``: each advances only every k-th step,
-staggered, its term scaled by k: about 1/k of their cost). The deployed model's BatchNorm running
+staggered, its term scaled by k: about 1/k of their cost). A *source guard* (``source_guard``,
+off by default) keeps the source when the thieves' terms would trade it away (close domains, where
+whatever the source teaches also transfers): once the running mean of the source cross-entropy
+rises more than ``source_guard`` above the original model's, both thief terms are scaled down
+linearly, to zero at twice that rise (their *gate*). The deployed model's BatchNorm running
 statistics are re-estimated on the source data at the end (:func:`recalibrate_batch_norm`; those
 tracked while the weights moved lag behind them).
 
@@ -54,6 +58,7 @@ from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.masking import TensorSource, dist_info
 from mapguard.masking._adversary import batch_norm_mode
+from mapguard.methods._nft_stats import SourceGuard, recalibrate_batch_norm, source_batch_statistics
 from mapguard.methods._nft_thieves import (
     NFT_THIEVES,
     SOURCE_THIEVES,
@@ -69,6 +74,7 @@ from mapguard.training import augment_batch
 __all__ = [
     "NFT_THIEVES",
     "SOURCE_THIEVES",
+    "DEPLOYED_STATS",
     "TARGET_LOSSES",
     "NFTWeightsConfig",
     "nft_weights_config",
@@ -82,6 +88,8 @@ __all__ = [
 
 #: What the target predictions are pushed to (``target_loss`` option).
 TARGET_LOSSES = ("uniform", "inverse-ce")
+#: The BatchNorm statistics the deployed model is judged with during training (``deployed_stats``).
+DEPLOYED_STATS = ("running", "source-batch")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +112,16 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             outer steps, staggered (thief ``j`` on steps ``i`` with ``(i - j) % k == 0``), its
             term scaled by ``k`` so that its mean over ``k`` steps is the full term's; 1 (the
             default): all of them every step. The thieves' ``horizon`` counts their own advances.
+        source_guard: allowed rise of the source cross-entropy (train mode; its running mean,
+            decay 0.9) over the original model's (on the first epoch's first 4 batches, before any
+            step); beyond it both thief terms are scaled by ``gate = clip(1 - excess / guard, 0,
+            1)`` (recorded per epoch as ``gate``). None (the default): no guard.
+        deployed_stats: the BatchNorm statistics with which the model as deployed (the direct
+            term), the ``frozen-bn`` thief and a fresh source thief's copy are judged:
+            ``running`` (the default): the running statistics, which lag behind the moving
+            weights, so weights can look flat on the target under them and not under the
+            source statistics recalibration restores at the end; ``source-batch``: the step's
+            source batch statistics (detached), what recalibration gives the current weights.
         source_augment: the source cross-entropy sees the library's augmentation (random shifts,
             brightness/contrast jitter: FTAL's) instead of the clean batch (default false).
         inner_steps / inner_momentum: each thief's SGD steps per outer step.
@@ -128,6 +146,8 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
     source_lr_scale: float = 1.0
     source_thief_every: int = 1
     source_augment: bool = False
+    source_guard: float | None = None
+    deployed_stats: str = "running"
     inner_steps: int = 3
     inner_lr: float = 0.1
     inner_lr_min: float | None = 0.02
@@ -144,6 +164,8 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         check_int("source_thief_every", self.source_thief_every, low=1)
         if not isinstance(self.source_augment, bool):
             raise ConfigError(f"source_augment must be true or false, got {self.source_augment!r}")
+        if self.source_guard is not None:
+            check_number("source_guard", self.source_guard, positive=True)
         if self.max_steps_per_epoch is not None:
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
         for name in ("lr", "inner_lr", "source_lr_scale"):
@@ -162,6 +184,9 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             names = ", ".join(SOURCE_THIEVES)
             raise ConfigError(f"source_thieves must be distinct names of: {names}; "
                               f"got {list(self.source_thieves)!r}")  # fmt: skip
+        if self.deployed_stats not in DEPLOYED_STATS:
+            raise ConfigError(f"unknown deployed_stats {self.deployed_stats!r}; choose one of: "
+                              f"{', '.join(DEPLOYED_STATS)}")  # fmt: skip
         if self.target_loss not in TARGET_LOSSES:
             raise ConfigError(f"unknown target_loss {self.target_loss!r}; choose one of: "
                               f"{', '.join(TARGET_LOSSES)}")  # fmt: skip
@@ -175,37 +200,49 @@ class NFTWeightsResult(NTLResult):
 
 
 def _step(
-    net: nn.Module, src, tgt, cfg: NFTWeightsConfig, thieves: tuple[list, list], step: int
+    net: nn.Module,
+    src,
+    tgt,
+    cfg: NFTWeightsConfig,
+    thieves: tuple[list, list],
+    step: int,
+    gate: float = 1.0,
 ) -> tuple[torch.Tensor, dict]:  # noqa: ANN001
     """The objective of one step on a source batch ``src`` and a target batch ``tgt``
-    (``thieves``: the target thieves and the clean-source thieves)."""
+    (``thieves``: the target thieves and the clean-source thieves; ``gate``: the source guard's
+    factor on both thief terms)."""
     seed = cfg.seed * 1_000_003 + step
     x_s = src.x
     if cfg.source_augment:  # jittered as FTAL's batches are (the thieves get the clean batch)
         gen = torch.Generator().manual_seed(seed + 17)
         x_s = augment_batch(src.x.detach().cpu(), gen).to(src.x.device)
-    source = F.cross_entropy(net(x_s).float(), src.y)  # train mode: running stats = source's
+    with source_batch_statistics(net) as stats:
+        source = F.cross_entropy(net(x_s).float(), src.y)  # train mode: running stats = source's
     theta = dict(net.named_parameters())
     buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
+    if cfg.deployed_stats == "source-batch":  # what recalibration will give these weights
+        buffers.update(stats)
     with batch_norm_mode(net, False):  # the target as the deployed (eval-mode) model sees it
         direct = target_divergence(functional_call(net, {**theta, **buffers}, (tgt.x,)), tgt.y,
                                    cfg.target_loss)  # fmt: skip
     half = tgt.x.shape[0] // 2
     split = (tgt.x[:half], tgt.y[:half], tgt.x[half:], tgt.y[half:])
-    judged = torch.stack([t.loss(net, theta, split, seed) for t in thieves[0]])
+    judged = torch.stack([t.loss(net, theta, split, seed, buffers) for t in thieves[0]])
     loss = (cfg.source_weight * source + cfg.direct_weight * direct
-            + cfg.adversary_weight * judged.mean())  # fmt: skip
+            + gate * cfg.adversary_weight * judged.mean())  # fmt: skip
     values = {"source_ce": source, "direct": direct, "thieves": judged.mean()}
     if cfg.source_thieves:  # adapt on half the source batch, judged on the same target half
         clean = (src.x[: src.x.shape[0] // 2], src.y[: src.x.shape[0] // 2], *split[2:])
         if cfg.source_thief_every == 1:  # all of them, every step (as before the option)
-            stolen = torch.stack([t.loss(net, theta, clean, seed) for t in thieves[1]]).mean()
-            loss = loss + cfg.source_thief_weight * stolen
+            stolen = torch.stack([t.loss(net, theta, clean, seed, buffers)
+                                  for t in thieves[1]]).mean()  # fmt: skip
+            loss = loss + gate * cfg.source_thief_weight * stolen
             values["source_thieves"] = stolen
         elif due := source_thieves_due(cfg, step):  # staggered: the term scaled by k
-            judged_s = torch.stack([thieves[1][j].loss(net, theta, clean, seed) for j in due])
+            judged_s = torch.stack([thieves[1][j].loss(net, theta, clean, seed, buffers)
+                                    for j in due])  # fmt: skip
             scale = cfg.source_thief_every / len(cfg.source_thieves)
-            loss = loss + cfg.source_thief_weight * scale * judged_s.sum()
+            loss = loss + gate * cfg.source_thief_weight * scale * judged_s.sum()
             values["source_thieves"] = judged_s.mean()
     values["loss"] = loss
     return loss, {k: float(v.detach()) for k, v in values.items()}
@@ -249,13 +286,18 @@ def nft_weights_finetune(
     thieves = ([Thief(kind, cfg) for kind in cfg.thieves],
                [SourceThief(kind, cfg) for kind in cfg.source_thieves])  # fmt: skip
     history, images, t0 = [], 0, time.perf_counter()
+    guard = SourceGuard(net, source, cfg) if cfg.source_guard is not None else None
     with progress_bar("nft-weights", total=cfg.epochs * steps, enabled=progress) as bar:
         for epoch in range(cfg.epochs):
             sums: dict[str, float] = {}
             counts: dict[str, int] = {}
             for i, (bs, bt) in enumerate(_pairs(source, target, cfg, epoch, steps)):
                 bs, bt = batch_to(bs, dev), batch_to(bt, dev)
-                loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i)
+                gate = guard.gate if guard else 1.0
+                loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i, gate)
+                if guard:
+                    guard.update(vals["source_ce"])
+                    vals["gate"] = gate
                 if not torch.isfinite(loss):
                     raise TrainingError(f"nft-weights loss became NaN/inf at epoch {epoch + 1}; "
                                         "lower lr")  # fmt: skip
@@ -276,26 +318,6 @@ def nft_weights_finetune(
     return NFTWeightsResult(model=net.eval(), config=cfg, history=tuple(history),
                             steps=cfg.epochs * steps, seconds=time.perf_counter() - t0,
                             images=images)  # fmt: skip
-
-
-@torch.no_grad()
-def recalibrate_batch_norm(net: nn.Module, source: TensorSource, *, batch_size: int) -> None:
-    """Re-estimate every BatchNorm layer's running statistics on one pass over ``source`` (a
-    cumulative average, in train mode; nothing else changes): the statistics tracked while the
-    weights moved lag behind them, and the deployed model normalises with these."""
-    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not layers:
-        return
-    momenta = [m.momentum for m in layers]
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    device = next(net.parameters()).device
-    for batch in source.batches(epoch=0, batch_size=batch_size):
-        net(batch.x.to(device))
-    for m, momentum in zip(layers, momenta):
-        m.momentum = momentum
 
 
 def _pairs(source: TensorSource, target: TensorSource, cfg: NFTWeightsConfig, epoch: int,

@@ -1,0 +1,90 @@
+"""BatchNorm statistics and the source guard of ``nft-weights``
+(:mod:`mapguard.methods.nft_weights`).
+
+``nft-weights`` moves every weight, so the BatchNorm running statistics tracked during training lag
+behind the weights: :func:`source_batch_statistics` records the statistics of the current weights on
+the step's source batch (what the deployed model is judged with under ``deployed_stats =
+"source-batch"``), :func:`recalibrate_batch_norm` re-estimates the running statistics at the end,
+and :class:`SourceGuard` scales the thief terms down when the source cross-entropy rises
+(``source_guard``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mapguard.masking import TensorSource
+
+__all__ = ["SourceGuard", "recalibrate_batch_norm", "source_batch_statistics"]
+
+
+@contextmanager
+def source_batch_statistics(net: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Record, during the block, each BatchNorm layer's input mean and (unbiased) variance per
+    channel (detached), keyed as its ``running_mean`` / ``running_var`` buffers."""
+    stats: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, layer in net.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats:
+
+            def record(module: nn.Module, args: tuple, prefix: str = name) -> None:
+                x = args[0].detach()
+                dims = [0, *range(2, x.dim())]
+                kind = module.running_mean.dtype
+                stats[f"{prefix}.running_mean"] = x.mean(dims).to(kind)
+                stats[f"{prefix}.running_var"] = x.var(dims, unbiased=True).to(kind)
+
+            handles.append(layer.register_forward_pre_hook(record))
+    try:
+        yield stats
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class SourceGuard:
+    """The ``source_guard`` gate: the running mean of the source cross-entropy against the
+    original model's (measured on a copy, train mode, so ``net``'s statistics stay as they are)."""
+
+    def __init__(self, net: nn.Module, source: TensorSource, cfg: Any) -> None:
+        probe, device = copy.deepcopy(net).train(), next(net.parameters()).device
+        losses = []
+        with torch.no_grad():
+            for j, batch in enumerate(source.batches(epoch=0, batch_size=cfg.batch_size)):
+                if j == 4:
+                    break
+                losses.append(float(F.cross_entropy(probe(batch.x.to(device)).float(),
+                                                    batch.y.to(device))))  # fmt: skip
+        self.limit, self.band = sum(losses) / len(losses) + cfg.source_guard, cfg.source_guard
+        self.mean, self.gate = self.limit - self.band, 1.0
+
+    def update(self, source_ce: float) -> None:
+        self.mean = 0.9 * self.mean + 0.1 * source_ce
+        self.gate = min(1.0, max(0.0, 1.0 - (self.mean - self.limit) / self.band))
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(net: nn.Module, source: TensorSource, *, batch_size: int) -> None:
+    """Re-estimate every BatchNorm layer's running statistics on one pass over ``source`` (a
+    cumulative average, in train mode; nothing else changes): the statistics tracked while the
+    weights moved lag behind them, and the deployed model normalises with these."""
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    device = next(net.parameters()).device
+    for batch in source.batches(epoch=0, batch_size=batch_size):
+        net(batch.x.to(device))
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
