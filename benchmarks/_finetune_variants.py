@@ -66,5 +66,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nft-weights+src-s6-e2-h100-w1.5": ("nft-weights", {**_H100, "adversary_weight": 1.5}),
     "nft-weights+src-s6-e3-h100-s12": ("nft-weights", {**_H12, "source_thief_every": 3}),
     "nft-weights+src-s6-e2-h100-s12-sb": ("nft-weights", _SB),  # session 14: + source statistics
-    "nft-weights+src-s6-e2-h100-s12-sb-g0.1": ("nft-weights", {**_SB, "source_guard": 0.1}),
+    # + a source guard (2 points of batch accuracy): the thieves give way before the source does
+    "nft-weights+src-s6-e2-h100-s12-ga2": ("nft-weights", {**_H12, "source_guard": 0.02}),
+    # 2 inner steps a step for 150 steps (the same 300 simulated steps, about 2/3 of their cost)
+    "nft-weights+src-s6-e2-i2-h150-s12": (
+        "nft-weights",
+        {**_H12, "inner_steps": 2, "horizon": 150},
+    ),
 }

@@ -5,7 +5,7 @@
 behind the weights: :func:`source_batch_statistics` records the statistics of the current weights on
 the step's source batch (what the deployed model is judged with under ``deployed_stats =
 "source-batch"``), :func:`recalibrate_batch_norm` re-estimates the running statistics at the end,
-and :class:`SourceGuard` scales the thief terms down when the source cross-entropy rises
+and :class:`SourceGuard` scales the thief terms down when the source accuracy falls
 (``source_guard``).
 """
 
@@ -17,12 +17,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mapguard.masking import TensorSource
 
-__all__ = ["SourceGuard", "recalibrate_batch_norm", "source_batch_statistics"]
+__all__ = ["SourceGuard", "batch_accuracy", "recalibrate_batch_norm", "source_batch_statistics"]
 
 
 @contextmanager
@@ -50,24 +49,28 @@ def source_batch_statistics(net: nn.Module) -> Iterator[dict[str, torch.Tensor]]
 
 
 class SourceGuard:
-    """The ``source_guard`` gate: the running mean of the source cross-entropy against the
+    """The ``source_guard`` gate: the running mean of the source batch accuracy against the
     original model's (measured on a copy, train mode, so ``net``'s statistics stay as they are)."""
 
     def __init__(self, net: nn.Module, source: TensorSource, cfg: Any) -> None:
         probe, device = copy.deepcopy(net).train(), next(net.parameters()).device
-        losses = []
+        hits = []
         with torch.no_grad():
             for j, batch in enumerate(source.batches(epoch=0, batch_size=cfg.batch_size)):
                 if j == 4:
                     break
-                losses.append(float(F.cross_entropy(probe(batch.x.to(device)).float(),
-                                                    batch.y.to(device))))  # fmt: skip
-        self.limit, self.band = sum(losses) / len(losses) + cfg.source_guard, cfg.source_guard
-        self.mean, self.gate = self.limit - self.band, 1.0
+                hits.append(batch_accuracy(probe(batch.x.to(device)), batch.y.to(device)))
+        self.floor, self.band = sum(hits) / len(hits) - cfg.source_guard, cfg.source_guard
+        self.mean, self.gate = self.floor + self.band, 1.0
 
-    def update(self, source_ce: float) -> None:
-        self.mean = 0.9 * self.mean + 0.1 * source_ce
-        self.gate = min(1.0, max(0.0, 1.0 - (self.mean - self.limit) / self.band))
+    def update(self, source_accuracy: float) -> None:
+        self.mean = 0.9 * self.mean + 0.1 * source_accuracy
+        self.gate = min(1.0, max(0.0, 1.0 - (self.floor - self.mean) / self.band))
+
+
+def batch_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of ``logits``' rows whose arg-max is ``y``."""
+    return float((logits.detach().argmax(1) == y).float().mean())
 
 
 @torch.no_grad()

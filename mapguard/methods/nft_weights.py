@@ -29,9 +29,9 @@ colour shift, :func:`shift_batch`, TransNTL's route) add a fourth term,
 running statistics; none by default (``source_thief_every``: each advances only every k-th step,
 staggered, its term scaled by k: about 1/k of their cost). A *source guard* (``source_guard``,
 off by default) keeps the source when the thieves' terms would trade it away (close domains, where
-whatever the source teaches also transfers): once the running mean of the source cross-entropy
-rises more than ``source_guard`` above the original model's, both thief terms are scaled down
-linearly, to zero at twice that rise (their *gate*). The deployed model's BatchNorm running
+whatever the source teaches also transfers): once the running mean of the source batch accuracy
+falls more than ``source_guard`` below the original model's, both thief terms are scaled down
+linearly, to zero at twice that fall (their *gate*). The deployed model's BatchNorm running
 statistics are re-estimated on the source data at the end (:func:`recalibrate_batch_norm`; those
 tracked while the weights moved lag behind them).
 
@@ -58,7 +58,12 @@ from mapguard._errors import ConfigError, TrainingError
 from mapguard._progress import progress_bar
 from mapguard.masking import TensorSource, dist_info
 from mapguard.masking._adversary import batch_norm_mode
-from mapguard.methods._nft_stats import SourceGuard, recalibrate_batch_norm, source_batch_statistics
+from mapguard.methods._nft_stats import (
+    SourceGuard,
+    batch_accuracy,
+    recalibrate_batch_norm,
+    source_batch_statistics,
+)
 from mapguard.methods._nft_thieves import (
     NFT_THIEVES,
     SOURCE_THIEVES,
@@ -112,10 +117,12 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             outer steps, staggered (thief ``j`` on steps ``i`` with ``(i - j) % k == 0``), its
             term scaled by ``k`` so that its mean over ``k`` steps is the full term's; 1 (the
             default): all of them every step. The thieves' ``horizon`` counts their own advances.
-        source_guard: allowed rise of the source cross-entropy (train mode; its running mean,
-            decay 0.9) over the original model's (on the first epoch's first 4 batches, before any
-            step); beyond it both thief terms are scaled by ``gate = clip(1 - excess / guard, 0,
-            1)`` (recorded per epoch as ``gate``). None (the default): no guard.
+        source_guard: allowed fall (a fraction, e.g. 0.02) of the source batch accuracy (train
+            mode; its running mean, decay 0.9) below the original model's (on the first epoch's
+            first 4 batches, before any step); beyond it both thief terms are scaled by ``gate =
+            clip(1 - excess / guard, 0, 1)`` (recorded per epoch as ``gate``). None (the
+            default): no guard. (Session 14 first guarded the source cross-entropy: it rose
+            while the accuracy held and the gate shut the thieves out for nothing.)
         deployed_stats: the BatchNorm statistics with which the model as deployed (the direct
             term), the ``frozen-bn`` thief and a fresh source thief's copy are judged:
             ``running`` (the default): the running statistics, which lag behind the moving
@@ -165,7 +172,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
         if not isinstance(self.source_augment, bool):
             raise ConfigError(f"source_augment must be true or false, got {self.source_augment!r}")
         if self.source_guard is not None:
-            check_number("source_guard", self.source_guard, positive=True)
+            check_range("source_guard", self.source_guard, lo=0, hi=1, lo_open=True)
         if self.max_steps_per_epoch is not None:
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
         for name in ("lr", "inner_lr", "source_lr_scale"):
@@ -217,7 +224,8 @@ def _step(
         gen = torch.Generator().manual_seed(seed + 17)
         x_s = augment_batch(src.x.detach().cpu(), gen).to(src.x.device)
     with source_batch_statistics(net) as stats:
-        source = F.cross_entropy(net(x_s).float(), src.y)  # train mode: running stats = source's
+        logits = net(x_s).float()  # train mode: running stats = source's
+    source = F.cross_entropy(logits, src.y)
     theta = dict(net.named_parameters())
     buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
     if cfg.deployed_stats == "source-batch":  # what recalibration will give these weights
@@ -245,7 +253,9 @@ def _step(
             loss = loss + gate * cfg.source_thief_weight * scale * judged_s.sum()
             values["source_thieves"] = judged_s.mean()
     values["loss"] = loss
-    return loss, {k: float(v.detach()) for k, v in values.items()}
+    return loss, {k: float(v.detach()) for k, v in values.items()} | {
+        "source_acc": batch_accuracy(logits, src.y)
+    }
 
 
 def source_thieves_due(cfg: NFTWeightsConfig, step: int) -> list[int]:
@@ -296,7 +306,7 @@ def nft_weights_finetune(
                 gate = guard.gate if guard else 1.0
                 loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i, gate)
                 if guard:
-                    guard.update(vals["source_ce"])
+                    guard.update(vals["source_acc"])
                     vals["gate"] = gate
                 if not torch.isfinite(loss):
                     raise TrainingError(f"nft-weights loss became NaN/inf at epoch {epoch + 1}; "

@@ -63,7 +63,7 @@ def test_a_guard_that_never_binds_changes_nothing(tiny_model, data) -> None:
     thieves = {"source_thieves": ("ftal", "shift")}
     plain, loose = (
         _run(tiny_model, data, 4, **thieves),
-        _run(tiny_model, data, 4, source_guard=1e6, **thieves),
+        _run(tiny_model, data, 4, source_guard=1.0, **thieves),
     )
     a, b = plain.model.state_dict(), loose.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -75,19 +75,20 @@ def test_the_guard_keeps_the_source_when_the_source_thieves_would_trade_it_away(
 ) -> None:
     """The extreme close pair: the "target" is MNIST itself, so whatever keeps a clean-source
     thief from learning the target destroys the source. Unguarded, two epochs of the source thieves
-    alone take the source from 0.935 to 0.548 (measured, 2-core CPU); guarded it stays (0.938)."""
+    alone take the source from 0.935 to 0.548; guarded (2 points) it keeps 0.925, the gate at 0.76
+    and 0 over the two epochs (measured, 2-core CPU)."""
     train, test = mnist_small
     x, y = train.floats(), train.labels
     src = TensorSource(x[:512], y[:512], seed=0)
     tgt = TensorSource(x[600:856], y[600:856], seed=1, augment=True)
     runs = {}
-    for guard in (None, 0.05):
+    for guard in (None, 0.02):
         cfg = NFTWeightsConfig(epochs=2, batch_size=32, source_thieves=("ftal", "shift"),
                                direct_weight=0.0, adversary_weight=0.0,
                                source_guard=guard)  # fmt: skip
         runs[guard] = nft_weights_finetune(tiny_model, source=src, target=tgt, config=cfg,
                                            progress=False)  # fmt: skip
     kept = {g: accuracy(r.model, test) for g, r in runs.items()}
-    assert kept[0.05] > kept[None] + 0.2, kept
-    assert kept[0.05] > accuracy(tiny_model, test) - 0.03, kept
-    assert all(e["gate"] < 1.0 for e in runs[0.05].history)  # it did bind
+    assert kept[0.02] > kept[None] + 0.2, kept
+    assert kept[0.02] > accuracy(tiny_model, test) - 0.03, kept
+    assert all(e["gate"] < 1.0 for e in runs[0.02].history)  # it did bind

@@ -186,7 +186,7 @@ def test_shift_batch_is_seeded_and_keeps_shape_and_range(mnist_small) -> None:
      ("source_lr_scale=0", "source_lr_scale must be a finite number > 0"),
      ("source_thief_every=0", "source_thief_every must be an integer >= 1"),
      ("source_augment=3", "source_augment must be true or false, got 3"),
-     ("source_guard=0", "source_guard must be a finite number > 0"),
+     ("source_guard=0", "source_guard must be a number in (0, 1], got 0"),
      ("deployed_stats=eval", "unknown deployed_stats 'eval'; choose one of: running, source-batch"),
      ("target_loss=ce", "unknown target_loss 'ce'; choose one of: uniform, inverse-ce"),
      ("nope=1", "unknown nft-weights option(s): nope")],
