@@ -73,4 +73,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "nft-weights",
         {**_H12, "inner_steps": 2, "horizon": 150},
     ),
+    # both (session 14's candidate)
+    "nft-weights+src-s6-e2-i2-h150-s12-ga2": (
+        "nft-weights",
+        {**_H12, "inner_steps": 2, "horizon": 150, "source_guard": 0.02},
+    ),
 }
