@@ -2,7 +2,10 @@
 (:mod:`benchmarks.finetune_resistance`, issue 18): label -> (method, options beyond the budget's).
 
 A label names its cache entries (protected models, curve rows), so a variant's options never change
-once it has been measured: a new setting gets a new label.
+once it has been measured: a new setting gets a new label. Every ``nft-weights`` variant is pinned
+to the method's defaults of sessions 8-13 (:data:`_UNTIL_S13`) below its own options, so the
+session-14 change of those defaults leaves every label (``nft-weights`` included) meaning what it
+meant.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from typing import Any
 
 __all__ = ["VARIANTS"]
 
+#: nft-weights' defaults of sessions 8-13 that session 14 changed (mapguard.methods.nft_weights).
+_UNTIL_S13 = {"source_weight": 3.0, "source_thieves": [], "source_thief_every": 1, "horizon": 20,
+              "inner_steps": 3, "source_guard": None}  # fmt: skip
 _W1 = {"adversary_weight": 1.0}  # nft-weights' default before session 8's measurement
 _SRC = {"source_thieves": ["ftal", "shift"]}  # + simulated clean-source thieves (session 11)
 _S6 = {**_SRC, "source_weight": 6.0}  # nft-weights+src-s6, session 11's best
@@ -79,3 +85,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         {**_H12, "inner_steps": 2, "horizon": 150, "source_guard": 0.02},
     ),
 }
+VARIANTS.update({label: (method, {**_UNTIL_S13, **options})
+                 for label, (method, options) in VARIANTS.items()
+                 if method == "nft-weights"})  # fmt: skip

@@ -36,6 +36,11 @@ def test_source_batch_statistics_are_what_recalibration_gives(tiny_model, mnist_
     assert len(stats) == 2 * sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
 
 
+#: The defaults of sessions 8-13 that the guard test runs under (a weak source term, every thief
+#: every step: the source collapses within two epochs).
+UNTIL_S13 = {"source_weight": 3.0, "source_thief_every": 1, "horizon": 20, "inner_steps": 3}
+
+
 def _run(model, data, steps: int = 6, **options):  # noqa: ANN001, ANN202
     source, target = data
     cfg = NFTWeightsConfig(epochs=1, max_steps_per_epoch=steps, batch_size=32, **options)
@@ -52,7 +57,7 @@ def data(mnist_small, mnistm_small):
 def test_deployed_stats_default_to_running_and_source_batch_changes_the_run(
     tiny_model, data
 ) -> None:
-    assert NFTWeightsConfig().deployed_stats == "running"  # earlier results stay reproducible
+    assert NFTWeightsConfig().deployed_stats == "running"  # source-batch measured worse (s. 14)
     runs = [_run(tiny_model, data, 4, deployed_stats=s) for s in ("running", "source-batch")]
     a, b = (r.model.state_dict() for r in runs)
     assert any(not torch.equal(a[k], b[k]) for k in a)
@@ -61,10 +66,8 @@ def test_deployed_stats_default_to_running_and_source_batch_changes_the_run(
 
 def test_a_guard_that_never_binds_changes_nothing(tiny_model, data) -> None:
     thieves = {"source_thieves": ("ftal", "shift")}
-    plain, loose = (
-        _run(tiny_model, data, 4, **thieves),
-        _run(tiny_model, data, 4, source_guard=1.0, **thieves),
-    )
+    plain = _run(tiny_model, data, 4, source_guard=None, **thieves)
+    loose = _run(tiny_model, data, 4, source_guard=1.0, **thieves)
     a, b = plain.model.state_dict(), loose.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert loose.history[0]["gate"] == 1.0 and "gate" not in plain.history[0]
@@ -84,8 +87,8 @@ def test_the_guard_keeps_the_source_when_the_source_thieves_would_trade_it_away(
     runs = {}
     for guard in (None, 0.02):
         cfg = NFTWeightsConfig(epochs=2, batch_size=32, source_thieves=("ftal", "shift"),
-                               direct_weight=0.0, adversary_weight=0.0,
-                               source_guard=guard)  # fmt: skip
+                               direct_weight=0.0, adversary_weight=0.0, source_guard=guard,
+                               **UNTIL_S13)  # fmt: skip
         runs[guard] = nft_weights_finetune(tiny_model, source=src, target=tgt, config=cfg,
                                            progress=False)  # fmt: skip
     kept = {g: accuracy(r.model, test) for g, r in runs.items()}
