@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["VARIANTS"]
+__all__ = ["NFT_DEFAULTS", "VARIANTS"]
 
 #: nft-weights' defaults of sessions 8-13 that session 14 changed (mapguard.methods.nft_weights).
 _UNTIL_S13 = {"source_weight": 3.0, "source_thieves": [], "source_thief_every": 1, "horizon": 20,
@@ -88,3 +88,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 VARIANTS.update({label: (method, {**_UNTIL_S13, **options})
                  for label, (method, options) in VARIANTS.items()
                  if method == "nft-weights"})  # fmt: skip
+#: The variant whose options are ``nft-weights``' defaults since session 14 (a test keeps the two
+#: equal: a later change of the defaults needs a new label, not a silently reused cache).
+NFT_DEFAULTS = "nft-weights+src-s6-e2-i2-h150-s12-ga2"

@@ -37,7 +37,7 @@ import torch
 
 from benchmarks import _thief_budget
 from benchmarks import finetune_resistance_curves as fc
-from benchmarks._finetune_variants import VARIANTS
+from benchmarks._finetune_variants import NFT_DEFAULTS, VARIANTS
 from benchmarks.finetune_resistance_source import source_route, summary_lines
 from benchmarks.robustness.cache import log, train_cached
 from benchmarks.robustness.plan import Independent
@@ -71,7 +71,7 @@ class Budget:
 QUICK = Budget(
     arch="vgg_tiny", source_n_train=1200, source_epochs=3,  # = the robustness quick source model
     protect={"epochs": 4, "max_steps_per_epoch": 30}, ns=(0, 10, 50, 100, 500), seeds=(0, 1),
-    thief=fc.Thief(lrs=(0.01, 0.05), max_steps=120), variants=("map", "map-nft"),
+    thief=fc.Thief(lrs=(0.01, 0.05), max_steps=120), variants=("map", "map-nft", NFT_DEFAULTS),
     source_epochs_attack=5,
 )  # fmt: skip
 FULL = Budget(

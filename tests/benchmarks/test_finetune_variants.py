@@ -33,3 +33,17 @@ def test_a_bad_variant_option_is_refused():
     validate = get_method("nft-weights").validate
     with pytest.raises(ConfigError):
         validate({"horizon": -1}, 0)
+
+
+def test_the_defaults_label_is_nft_weights_defaults_and_old_labels_keep_their_meaning():
+    """A cached model is found by its label: ``NFT_DEFAULTS`` must stay today's defaults, and every
+    other nft-weights label the options it was measured with (defaults changed in session 14)."""
+    from benchmarks._finetune_variants import NFT_DEFAULTS
+    from mapguard.methods.nft_weights import NFTWeightsConfig
+
+    validate = get_method("nft-weights").validate
+    assert validate(VARIANTS[NFT_DEFAULTS][1], 0) == NFTWeightsConfig()
+    assert NFT_DEFAULTS in QUICK.variants
+    old = validate(VARIANTS["nft-weights"][1], 0)
+    assert (old.source_weight, old.source_thieves, old.horizon, old.inner_steps) == (3.0, (), 20, 3)
+    assert old.source_guard is None and old.source_thief_every == 1
