@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks._free_tables import _drop
+from benchmarks._free_tables import source_drop
 
 __all__ = ["estimate_rows", "print_estimates", "scatter"]
 
@@ -29,7 +29,7 @@ def estimate_rows(rows: list[dict[str, Any]], variant: str) -> list[dict[str, fl
         coll = 100 * (r.get("estimated_source_drop") or {}).get("estimate", float("nan"))
         est = 100 * rd["estimate"]
         out.append({
-            "source": r["source"], "target": r["targets"][0], "measured": _drop(r),
+            "source": r["source"], "target": r["targets"][0], "measured": source_drop(r),
             "restyled": est, "low": 100 * rd["low"], "high": 100 * rd["high"],
             "collateral": coll, "larger": max(est, coll),
         })  # fmt: skip
@@ -80,7 +80,7 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> None:
         y = [100 * r["loo_estimate"]["estimate"] for r in rs]
         lo = [yy - 100 * r["loo_estimate"]["low"] for yy, r in zip(y, rs)]
         hi = [100 * r["loo_estimate"]["high"] - yy for yy, r in zip(y, rs)]
-        axes[0].errorbar([_drop(r) for r in rs], y, yerr=[lo, hi], fmt=marker, capsize=2,
+        axes[0].errorbar([source_drop(r) for r in rs], y, yerr=[lo, hi], fmt=marker, capsize=2,
                          alpha=0.8, label=v)  # fmt: skip
         es = estimate_rows(rows, v)
         if es:
@@ -89,7 +89,7 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> None:
             axes[1].errorbar([e["measured"] for e in es], y2, yerr=err, fmt=marker, capsize=2,
                              alpha=0.8, label=v)  # fmt: skip
             top = max([top] + [e["high"] for e in es])
-        top = max([top] + [_drop(r) for r in rs] + [h + yy for h, yy in zip(hi, y)])
+        top = max([top] + [source_drop(r) for r in rs] + [h + yy for h, yy in zip(hi, y)])
     titles = ("collateral estimate, leave-one-pair-out", "restyled probe estimate, paired 90%")
     for ax, title in zip(axes, titles):
         ax.plot([0, top], [0, top], "k-", lw=0.8)

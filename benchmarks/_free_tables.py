@@ -57,7 +57,7 @@ def _table(title: str, header: str) -> None:
     print("|---" * header.count(" | ") + "|---|")
 
 
-def _drop(r: dict[str, Any]) -> float:
+def source_drop(r: dict[str, Any]) -> float:
     """Source accuracy lost by the run ``r``, in points."""
     return 100 * (r["before"][r["source"]] - r["after"][r["source"]])
 
@@ -69,7 +69,7 @@ def print_sf(
     hits = informative = beats = compared = 0
     sides: dict[str, int] = {}
     for r in rows:
-        s, t, drop = r["source"], r["targets"][0], _drop(r)
+        s, t, drop = r["source"], r["targets"][0], source_drop(r)
         info = r["before"][t] >= INFORMATIVE
         ok = drop <= 2.0 and r["after"][t] <= 0.20
         informative += info
@@ -109,7 +109,7 @@ def print_df(
 ) -> None:
     _table(f"DF-MAP (no data at all), one row per source and seed{title}", DF_HEADER)
     for r in rows:
-        s, drop = r["source"], _drop(r)
+        s, drop = r["source"], source_drop(r)
         unseen = ", ".join(f"{d} {r['before'][d]:.0%}->{r['after'][d]:.0%}" for d in r["targets"])
         worst = max(r["after"][d] for d in r["targets"])
         informative = [d for d in r["targets"] if r["before"][d] >= INFORMATIVE]
@@ -126,7 +126,7 @@ def print_df(
         by_src.setdefault(r["source"], []).append(r)
     print("\nper source, mean over seeds: source drop (pts) / max unseen accuracy")
     for s, rs in by_src.items():
-        drops = [_drop(r) for r in rs]
+        drops = [source_drop(r) for r in rs]
         worst = [max(r["after"][d] for d in r["targets"]) for r in rs]
         d_txt = f"{statistics.mean(drops):.1f} (range {min(drops):.1f} to {max(drops):.1f})"
         w_txt = f"{statistics.mean(worst):.1%} (range {min(worst):.1%} to {max(worst):.1%})"
@@ -174,7 +174,7 @@ def print_paired(rows: list[dict[str, Any]], kind: str, variants: list[str]) -> 
     print("|---" * 8 + "|")
     for v in variants:
         rs = [by[(v, p)] for p in common]
-        drops = [_drop(r) for r in rs]
+        drops = [source_drop(r) for r in rs]
         tgt = [statistics.mean(r["after"][t] for t in r["targets"]) for r in rs]
         met = sum(_met(r) for r in rs)
         miss = [_miss(r) for r in rs if kind == "sf-map" and r["before"][r["targets"][0]]
@@ -203,7 +203,7 @@ def print_df_issue(rows: list[dict[str, Any]], variants: list[str]) -> None:
     print("|---" * 8 + "|")
     for v in variants:
         rs = [by[(v, p)] for p in common]
-        drops = [_drop(r) for r in rs]
+        drops = [source_drop(r) for r in rs]
         pairs = [(r["before"][d], r["after"][d]) for r in rs for d in _informative(r)]
         before, after = (statistics.mean(x) for x in zip(*pairs, strict=True))
         ratios = [statistics.mean(r["after"][d] for d in _informative(r))
@@ -225,7 +225,7 @@ def _informative(r: dict[str, Any]) -> list[str]:
 def _miss(r: dict[str, Any]) -> str:
     """Which side of SF-MAP's target a run missed: ``drop`` (> 2 pts), ``target`` (> 20%),
     ``both``, or ``""``."""
-    drop, target = _drop(r) > 2.0, r["after"][r["targets"][0]] > 0.20
+    drop, target = source_drop(r) > 2.0, r["after"][r["targets"][0]] > 0.20
     return "both" if drop and target else "drop" if drop else "target" if target else ""
 
 
@@ -234,8 +234,8 @@ def _met(r: dict[str, Any]) -> bool:
     DF-MAP drop <= 3 pts."""
     if r["kind"] == "sf-map":
         t = r["targets"][0]
-        return r["before"][t] >= INFORMATIVE and _drop(r) <= 2.0 and r["after"][t] <= 0.20
-    return _drop(r) <= 3.0
+        return r["before"][t] >= INFORMATIVE and source_drop(r) <= 2.0 and r["after"][t] <= 0.20
+    return source_drop(r) <= 3.0
 
 
 KNOT = 0.8  # target transfer above which breaking the target costs the source (old "transfer")
@@ -277,7 +277,7 @@ def calibrate(rows: list[dict[str, Any]], signal: str = "collateral") -> dict[st
     if len(sf) < 4:
         return {}
     x = np.array([[*_features(r, signal), 1.0] for r in sf])
-    y = np.array([_drop(r) / 100 for r in sf])
+    y = np.array([source_drop(r) / 100 for r in sf])
     preds = []
     for i, r in enumerate(sf):
         keep = np.array([_pair(q)[:2] != _pair(r)[:2] for q in sf])
