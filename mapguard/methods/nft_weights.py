@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -229,13 +230,12 @@ def _step(
     if cfg.source_augment:  # jittered as FTAL's batches are (the thieves get the clean batch)
         gen = torch.Generator().manual_seed(seed + 17)
         x_s = augment_batch(src.x.detach().cpu(), gen).to(src.x.device)
-    with source_batch_statistics(net) as stats:
+    judge_by_batch = cfg.deployed_stats == "source-batch"  # what recalibration will give θ
+    with source_batch_statistics(net) if judge_by_batch else nullcontext({}) as stats:
         logits = net(x_s).float()  # train mode: running stats = source's
     source = F.cross_entropy(logits, src.y)
     theta = dict(net.named_parameters())
-    buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
-    if cfg.deployed_stats == "source-batch":  # what recalibration will give these weights
-        buffers.update(stats)
+    buffers = {n: b.detach().clone() for n, b in net.named_buffers()} | stats
     with batch_norm_mode(net, False):  # the target as the deployed (eval-mode) model sees it
         direct = target_divergence(functional_call(net, {**theta, **buffers}, (tgt.x,)), tgt.y,
                                    cfg.target_loss)  # fmt: skip
