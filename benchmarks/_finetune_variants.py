@@ -84,6 +84,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "nft-weights",
         {**_H12, "inner_steps": 2, "horizon": 150, "source_guard": 0.02},
     ),
+    # session 15: the guard watches 128 held-out source images instead of the training batches
+    "nft-weights+src-s6-e2-i2-h150-s12-ga2-ho128": (
+        "nft-weights",
+        {**_H12, "inner_steps": 2, "horizon": 150, "source_guard": 0.02, "guard_holdout": 128},
+    ),
 }
 VARIANTS.update({label: (method, {**_UNTIL_S13, **options})
                  for label, (method, options) in VARIANTS.items()

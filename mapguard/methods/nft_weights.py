@@ -70,6 +70,7 @@ from mapguard.methods._nft_stats import (
     batch_accuracy,
     recalibrate_batch_norm,
     source_batch_statistics,
+    split_held_out,
 )
 from mapguard.methods._nft_thieves import (
     NFT_THIEVES,
@@ -130,6 +131,12 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             clip(1 - excess / guard, 0, 1)`` (recorded per epoch as ``gate``; default 0.02).
             None: no guard. (Session 14 first guarded the source cross-entropy: it rose
             while the accuracy held and the gate shut the thieves out for nothing.)
+        guard_holdout: with a ``source_guard``, this many labelled source images (drawn under
+            ``seed``) are kept out of the source term and the source thieves, and the guard
+            watches their accuracy (one batch of them per step, in turn, train mode) instead of
+            the training batches', which the source term fits and so overstates (0, the
+            default: the training batches, as in session 14). The final recalibration of the
+            BatchNorm statistics still uses every source image.
         deployed_stats: the BatchNorm statistics with which the model as deployed (the direct
             term), the ``frozen-bn`` thief and a fresh source thief's copy are judged:
             ``running`` (the default): the running statistics, which lag behind the moving
@@ -161,6 +168,7 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
     source_thief_every: int = 2
     source_augment: bool = False
     source_guard: float | None = 0.02
+    guard_holdout: int = 0
     deployed_stats: str = "running"
     inner_steps: int = 2
     inner_lr: float = 0.1
@@ -180,6 +188,9 @@ class NFTWeightsConfig(ConfigMixin, what="nft-weights"):
             raise ConfigError(f"source_augment must be true or false, got {self.source_augment!r}")
         if self.source_guard is not None:
             check_range("source_guard", self.source_guard, lo=0, hi=1, lo_open=True)
+        check_int("guard_holdout", self.guard_holdout, low=0)
+        if self.guard_holdout and self.source_guard is None:
+            raise ConfigError("guard_holdout needs a source_guard (it says what the guard watches)")
         if self.max_steps_per_epoch is not None:
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, low=1)
         for name in ("lr", "inner_lr", "source_lr_scale"):
@@ -298,11 +309,14 @@ def nft_weights_finetune(
     net = copy.deepcopy(model).to(dev).train()
     net.requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    every_image, held_out = source, None
+    if cfg.guard_holdout and cfg.source_guard is not None:
+        source, held_out = split_held_out(source, cfg.guard_holdout, cfg.seed)
     steps = min(source.steps_per_epoch(cfg.batch_size), cfg.max_steps_per_epoch or 1 << 30)
     thieves = ([Thief(kind, cfg) for kind in cfg.thieves],
                [SourceThief(kind, cfg) for kind in cfg.source_thieves])  # fmt: skip
     history, images, t0 = [], 0, time.perf_counter()
-    guard = SourceGuard(net, source, cfg) if cfg.source_guard is not None else None
+    guard = SourceGuard(net, source, cfg, held_out) if cfg.source_guard is not None else None
     with progress_bar("nft-weights", total=cfg.epochs * steps, enabled=progress) as bar:
         for epoch in range(cfg.epochs):
             sums: dict[str, float] = {}
@@ -312,7 +326,10 @@ def nft_weights_finetune(
                 gate = guard.gate if guard else 1.0
                 loss, vals = _step(net, bs, bt, cfg, thieves, epoch * steps + i, gate)
                 if guard:
-                    guard.update(vals["source_acc"])
+                    if held_out is not None:  # the current weights, before this step's update
+                        state = dict(net.named_parameters()), dict(net.named_buffers())
+                        vals["guard_acc"] = guard.held_out_accuracy(net, *state)
+                    guard.update(vals.get("guard_acc", vals["source_acc"]))
                     vals["gate"] = gate
                 if not torch.isfinite(loss):
                     raise TrainingError(f"nft-weights loss became NaN/inf at epoch {epoch + 1}; "
@@ -330,7 +347,7 @@ def nft_weights_finetune(
             diverged = sum(t.diverged for t in (*thieves[0], *thieves[1]))  # restarts so far
             history.append({k: v / counts[k] for k, v in sums.items()}
                            | {"epoch": epoch + 1, "diverged": diverged})  # fmt: skip
-    recalibrate_batch_norm(net, source, batch_size=cfg.batch_size)
+    recalibrate_batch_norm(net, every_image, batch_size=cfg.batch_size)
     return NFTWeightsResult(model=net.eval(), config=cfg, history=tuple(history),
                             steps=cfg.epochs * steps, seconds=time.perf_counter() - t0,
                             images=images)  # fmt: skip

@@ -1,7 +1,7 @@
 """``nft-weights``' BatchNorm statistics and source guard (:mod:`mapguard.methods._nft_stats`):
 the statistics recorded on a source batch are those recalibration gives; judging with them changes
 the run; a guard that never binds changes nothing, a tight one closes the gate and keeps the
-source."""
+source; a held-out guard set is a seeded disjoint split, read without touching the statistics."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import copy
 import pytest
 import torch
 
+from mapguard._errors import ConfigError
 from mapguard.masking import TensorSource
-from mapguard.methods._nft_stats import source_batch_statistics
+from mapguard.methods._nft_stats import SourceGuard, source_batch_statistics, split_held_out
 from mapguard.methods.nft_weights import (
     NFTWeightsConfig,
     nft_weights_finetune,
@@ -97,3 +98,49 @@ def test_the_guard_keeps_the_source_when_the_source_thieves_would_trade_it_away(
     assert kept[0.02] > kept[None] + 0.2, kept
     assert kept[0.02] > accuracy(tiny_model, test) - 0.03, kept
     assert all(e["gate"] < 1.0 for e in runs[0.02].history)  # it did bind
+
+
+def test_the_held_out_guard_set_is_a_seeded_disjoint_split(mnist_small) -> None:
+    train = mnist_small[0]
+    src = TensorSource(train.floats()[:300], train.labels[:300], seed=3, augment=True)
+    rest, held = split_held_out(src, 64, seed=5)
+    assert (len(rest), len(held)) == (236, 64) and rest.augment and not held.augment
+    rows = {tuple(r.flatten()[::7].tolist()) for r in rest.x}
+    assert not any(tuple(r.flatten()[::7].tolist()) in rows for r in held.x)
+    again = split_held_out(src, 64, seed=5)[1]
+    other = split_held_out(src, 64, seed=6)[1]
+    assert torch.equal(again.x, held.x) and not torch.equal(other.x, held.x)
+    for bad in (0, 300):
+        with pytest.raises(ConfigError, match="guard_holdout"):
+            split_held_out(src, bad, seed=5)
+    with pytest.raises(ConfigError, match="needs a source_guard"):
+        NFTWeightsConfig(source_guard=None, guard_holdout=64)
+
+
+def test_the_held_out_accuracy_is_the_train_mode_accuracy_and_leaves_the_statistics(
+    tiny_model, mnist_small
+) -> None:
+    train = mnist_small[0]
+    src = TensorSource(train.floats()[:256], train.labels[:256], seed=0)
+    rest, held = split_held_out(src, 96, seed=0)
+    net = copy.deepcopy(tiny_model).train()
+    guard = SourceGuard(net, rest, NFTWeightsConfig(batch_size=64), held)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    got = [guard.held_out_accuracy(net, dict(net.named_parameters()), dict(net.named_buffers()))
+           for _ in range(3)]  # fmt: skip
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    probe = copy.deepcopy(tiny_model).train()
+    with torch.no_grad():  # batches of 64 and 32, in turn: the third is the first again
+        want = [float((probe(x).argmax(1) == y).float().mean())
+                for x, y in ((held.x[:64], held.y[:64]), (held.x[64:], held.y[64:]))]  # fmt: skip
+    assert got == pytest.approx([want[0], want[1], want[0]], abs=1e-6)
+    assert guard.floor == pytest.approx((64 * want[0] + 32 * want[1]) / 96 - 0.02, abs=1e-6)
+
+
+def test_a_held_out_guard_watches_images_the_source_term_never_fits(tiny_model, data) -> None:
+    plain = _run(tiny_model, data, 4, source_thieves=("ftal",))
+    held = _run(tiny_model, data, 4, source_thieves=("ftal",), guard_holdout=64)
+    assert "guard_acc" in held.history[0] and "guard_acc" not in plain.history[0]
+    assert 0.0 <= held.history[0]["guard_acc"] <= 1.0
+    a, b = plain.model.state_dict(), held.model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # 64 fewer source images: another run
