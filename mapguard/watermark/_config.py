@@ -12,6 +12,7 @@ from mapguard._config import ConfigMixin, check_int, check_number, check_range
 from mapguard._errors import ConfigError
 from mapguard.masking import MaskConfig
 from mapguard.watermark._channel import ChannelConfig
+from mapguard.watermark._harden import HardenConfig
 from protocols.analysis import Analysis
 from verification.triggers import get_trigger_family, public_params
 from verification.verify import MAX_IMAGES_PER_KEY, MAX_NULL_KEYS_PER_SECRET, MAX_SECRETS
@@ -134,6 +135,9 @@ class EmbedConfig(ConfigMixin, what="embed"):
         channel: The committed second channel (``watermark._channel``; off by default): keyed
             pair preferences taught into the weights before the mask, which a clean-data
             student inherits (analysis version 4).
+        harden: The experimental hardening after the mask (``watermark._harden``; off:
+            ``harden.epochs`` 0): every weight fine-tuned so that the secret triggers keep their
+            targets after simulated FTAL / RTAL / unlearning thieves (the weights change).
         export: Also write the protected model as a ``torch.export`` archive.
         seed: Seed of shuffles, negative keys and the verification-set draw (never the secrets,
             which always come from the OS CSPRNG).
@@ -169,15 +173,18 @@ class EmbedConfig(ConfigMixin, what="embed"):
     stop_margin: float = 0.1
     stop_rule: str = "level"
     channel: ChannelConfig = field(default=ChannelConfig())
+    harden: HardenConfig = field(default=HardenConfig())
     export: bool = True
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Every option; the channel, ``bn_robust`` and ``awp`` only when on (so an embedding
-        without them records, and hashes, exactly what it did before they existed)."""
+        """Every option; the channel, hardening, ``bn_robust`` and ``awp`` only when on (so an
+        embedding without them records, and hashes, exactly what it did before they existed)."""
         out = super().to_dict()
         if not self.channel.on:
             del out["channel"]
+        if not self.harden.on:
+            del out["harden"]
         for name in ("bn_robust", "awp"):
             if not getattr(self, name):
                 del out[name]
@@ -204,6 +211,8 @@ class EmbedConfig(ConfigMixin, what="embed"):
             check_number("prune_cost", self.prune_cost, positive=False)
         if not isinstance(self.channel, ChannelConfig):
             raise ConfigError(f"channel must be a ChannelConfig, got {type(self.channel).__name__}")
+        if not isinstance(self.harden, HardenConfig):
+            raise ConfigError(f"harden must be a HardenConfig, got {type(self.harden).__name__}")
         if not isinstance(self.mask, MaskConfig):
             raise ConfigError(f"mask must be a MaskConfig, got {type(self.mask).__name__}")
         if self.mask.update_bn:  # embed writes mask.apply(model): learned statistics would be lost
@@ -286,12 +295,14 @@ class EmbedConfig(ConfigMixin, what="embed"):
         options = dict(options)
         if "mask.epochs" in options:
             options.setdefault("mask_images", None)
-        # ``to_dict`` leaves an "off" channel out, so its options are applied here
-        chan = {k.partition(".")[2]: options.pop(k) for k in list(options)
-                if k.startswith("channel.")}  # fmt: skip
+        # ``to_dict`` leaves an "off" channel or hardening out, so their options are applied here
+        nested = {name: {k.partition(".")[2]: options.pop(k) for k in list(options)
+                         if k.startswith(f"{name}.")}
+                  for name in ("channel", "harden")}  # fmt: skip
         out = super().with_options(options)
-        if chan:
-            out = dataclasses.replace(out, channel=out.channel.with_options(chan))
+        for name, given in nested.items():
+            if given:
+                out = dataclasses.replace(out, **{name: getattr(out, name).with_options(given)})
         return out
 
     def for_data(self, n_train: int) -> EmbedConfig:

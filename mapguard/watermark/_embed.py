@@ -36,6 +36,7 @@ from mapguard.watermark._attempts import previous_attempts, record_attempt
 from mapguard.watermark._channel import DrawnChannel, draw_channel, teach_channel
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._evaluate import channel_self_check, evaluate, self_check
+from mapguard.watermark._harden import harden
 from mapguard.watermark._recipe import (
     EmbedInputs,
     VerificationSet,
@@ -50,7 +51,7 @@ from protocols import keys
 from protocols.errors import InputError
 from protocols.fileio import atomic_dir, check_output_dir
 from verification.backends import state_digest
-from verification.triggers import Trigger
+from verification.triggers import Trigger, get_trigger_family
 from verification.verify import WatermarkSpec
 
 __all__ = ["EmbedResult", "embed"]
@@ -216,6 +217,8 @@ def embed(
     with mixed_precision(dev, amp):
         mask = learn(inp, triggers, params, cfg, dev, progress, callbacks=[stop] if stop else [])
     drawn = dataclasses.replace(drawn, learning=_learning(mask, stop), base=inp.model)
+    if cfg.harden.on:  # the weights change after the mask (experimental; module _harden)
+        drawn = _hardened(inp, drawn, mask, cfg, dev)
     inp = original  # figures "before" are the original's, the channel's teaching included
     result = None
     if info.is_main:
@@ -238,6 +241,20 @@ class _Drawn:
     learning: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     channel: DrawnChannel | None = None
     base: nn.Module | None = None  # the weights the mask applies to (taught, with a channel)
+    protected: nn.Module | None = None  # the hardened model (``harden``), else mask over base
+
+
+def _hardened(inp: EmbedInputs, drawn: _Drawn, mask: MaskResult, cfg: EmbedConfig,
+              device: torch.device) -> _Drawn:  # fmt: skip
+    """``drawn`` with the hardened model and its record (``learning.harden``)."""
+    if not hasattr(inp.train, "floats"):
+        raise ConfigError("harden needs the training images in memory (a built-in set)")
+    family = get_trigger_family(cfg.family)
+    model, record = harden(mask.apply(drawn.base), inp.train.floats(), inp.train.labels,
+                           drawn.triggers, family, dict(drawn.params), cfg.harden,
+                           device=device)  # fmt: skip
+    learning = {**drawn.learning, "harden": record}
+    return dataclasses.replace(drawn, protected=model, learning=learning)
 
 
 def _stop_rule(
@@ -275,7 +292,7 @@ def _publish(
 ) -> EmbedResult:
     """Evaluate the protected model, then write, commit, self-check and seal, all inside one
     :func:`protocols.fileio.atomic_dir` (rank 0 only under ``torchrun``)."""
-    protected = mask.apply(drawn.base if drawn.base is not None else inp.model)
+    protected = drawn.protected or mask.apply(drawn.base if drawn.base is not None else inp.model)
     protected = protected.to(device).eval()
     figures = evaluate(inp, protected, drawn.triggers, drawn.params, cfg, device)
     core = outputs.watermark_core(
