@@ -10,15 +10,19 @@ weight may move. :func:`harden` applies that to the watermark: after the mask, e
 protected model is fine-tuned (Adam, BatchNorm frozen at the model's running statistics) on
 
     L = source_weight · (CE(f(x), y) + CE(f(stamp_r(x)), y)) + CE(f(stamp_s(x)), t_s)
-        + thief_weight · mean_thief CE_floor(f_{θ + Δ_thief}(stamp_s(x)), t_s)
+        + thief_weight · mean_thief [CE_floor(f_{θ + Δ_thief}(stamp_s(x)), t_s)
+                                    + CE(f_{θ + Δ_thief}(x'), y')]
 
-with ``stamp_r`` a random key of the public family (the watermark must stay key-specific), ``s``
+with ``stamp_r`` a fresh random key of the public family per image and step (the watermark must
+stay key-specific), ``s``
 the secrets and ``t_s`` their targets, and the thieves (:data:`HARDEN_THIEVES`): ``ftal`` (every
 weight on augmented clean labelled source images), ``rtal`` (the same after a fresh last layer) and
 ``unlearn`` (half of each batch stamped with random family keys, true labels: the adaptive thief
 who knows the family). A thief trains in train mode and keeps its own BatchNorm statistics with its
-displacement; it is judged as its copy is deployed (eval mode, those statistics). First-order: the
-displacement is detached and the gradient at the adapted point is applied to θ.
+displacement; it is judged as its copy is deployed (eval mode, those statistics), on the secrets
+*and* on clean images it did not train on (``x'``): without that term the cheapest way to keep
+the secrets was a model that fine-tuning ruins (measured: 20-30 % clean accuracy after FTAL-10 %).
+First-order: the displacement is detached and the gradient at the adapted point is applied to θ.
 
 The analysis is untouched: secrets, null keys, the verification set and the commitment are drawn
 as before; only the weights the commitment names differ. Measured in docs/ROBUSTNESS.md before it
@@ -50,9 +54,6 @@ __all__ = ["HARDEN_THIEVES", "HardenConfig", "harden"]
 
 #: The simulated thieves of :func:`harden`.
 HARDEN_THIEVES = ("ftal", "rtal", "unlearn")
-#: Random family keys stamped by the negative term and the ``unlearn`` thief.
-POOL = 256
-
 Params = dict[str, torch.Tensor]
 
 
@@ -115,8 +116,8 @@ class HardenConfig(ConfigMixin, what="harden"):
 class _Thief:
     """One persistent simulated thief (module doc)."""
 
-    def __init__(self, kind: str, cfg: HardenConfig, pool: tuple[torch.Tensor, torch.Tensor]):
-        self.kind, self.cfg, self.pool = kind, cfg, pool
+    def __init__(self, kind: str, cfg: HardenConfig) -> None:
+        self.kind, self.cfg = kind, cfg
         self.delta: Params = {}
         self.head: Params = {}
         self.buffers: Params = {}
@@ -130,10 +131,12 @@ class _Thief:
         self.lr = lo * (hi / lo) ** u
         self.restarts += 1
 
-    def loss(self, net: nn.Module, theta: Params, clean: tuple, secret: tuple,
-             seed: int) -> torch.Tensor:  # fmt: skip
-        """The floored CE of the secret images to their targets at the point this thief reaches
-        after ``inner_steps`` more steps on ``clean`` (x, y)."""
+    def loss(self, net: nn.Module, theta: Params, clean: tuple, judge: tuple, secret: tuple,
+             keys: tuple[torch.Tensor, torch.Tensor], seed: int) -> torch.Tensor:  # fmt: skip
+        """At the point this thief reaches after ``inner_steps`` more steps on ``clean`` (x, y):
+        the floored CE of the secret images to their targets plus the CE of the clean images
+        ``judge`` (x, y) it did not train on; ``keys``: random family keys (alpha maps,
+        patterns) the ``unlearn`` thief stamps."""
         if self.age == 0 or self.age >= self.cfg.horizon:
             self._restart(net, seed)
         self.age += 1
@@ -142,8 +145,8 @@ class _Thief:
         x = augment_batch(x.detach().cpu(), gen).to(x.device)
         if self.kind == "unlearn":  # half stamped with random keys of the family, true labels
             half = x.shape[0] // 2
-            pick = torch.randint(self.pool[0].shape[0], (half,), generator=gen)
-            stamped = stamp(x[:half], self.pool[0][pick].to(x), self.pool[1][pick].to(x))
+            pick = torch.randint(keys[0].shape[0], (half,), generator=gen)
+            stamped = stamp(x[:half], keys[0][pick].to(x), keys[1][pick].to(x))
             x = torch.cat([stamped, x[half:]])
         if not self.buffers:
             self.buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
@@ -157,10 +160,14 @@ class _Thief:
             self.age = 0  # diverged: start over at the next step; nothing reached this one
             return torch.zeros((), device=x.device)
         adapted = {n: t + self.delta[n] for n, t in start.items()}
+        m = secret[0].shape[0]
         with batch_norm_mode(net, False):
-            logits = functional_call(net, {**adapted, **self.buffers}, (secret[0],))
-        ce = F.cross_entropy(logits.float(), secret[1], reduction="none")
-        return ce.clamp(min=self.cfg.floor).mean()
+            logits = functional_call(net, {**adapted, **self.buffers},
+                                     (torch.cat([secret[0], judge[0]]),))  # fmt: skip
+        ce = F.cross_entropy(logits[:m].float(), secret[1], reduction="none")
+        # the stolen copy must stay a good model: else the cheapest way to keep the secrets is
+        # a model that fine-tuning ruins (measured: 20-30% clean accuracy after FTAL-10%)
+        return ce.clamp(min=self.cfg.floor).mean() + F.cross_entropy(logits[m:].float(), judge[1])
 
 
 def harden(
@@ -182,10 +189,13 @@ def harden(
     net.requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng([0x4A, cfg.seed])
-    pool = stack_triggers([family.derive(random_secret(rng), params=params) for _ in range(POOL)])
+
+    def fresh(n: int) -> tuple[torch.Tensor, torch.Tensor]:  # n new random keys of the family
+        return stack_triggers([family.derive(random_secret(rng), params=params) for _ in range(n)])
+
     alpha_s, pattern_s = stack_triggers(list(triggers))
     targets = torch.tensor([int(t.details["target"]) for t in triggers])
-    thieves = [_Thief(kind, cfg, pool) for kind in cfg.thieves]
+    thieves = [_Thief(kind, cfg) for kind in cfg.thieves]
     n, b = x.shape[0], cfg.batch_size
     steps = max(1, n // b)
     history, t0 = [], time.perf_counter()
@@ -197,12 +207,12 @@ def harden(
             step = epoch * steps + i
             idx = order[i * b : (i + 1) * b]
             xb, yb = x[idx], y[idx]
-            r = torch.randint(POOL, (len(idx),), generator=gen)
             s = torch.randint(len(triggers), (len(idx),), generator=gen)
             keep = yb != targets[s]  # an image already of its key's target shows nothing
             xs = stamp(xb[keep], alpha_s[s[keep]], pattern_s[s[keep]]).to(device)
             ts = targets[s[keep]].to(device)
-            xr = stamp(xb, pool[0][r], pool[1][r]).to(device)
+            keys = fresh(len(idx))  # a fresh key per image (as the mask's negatives have)
+            xr = stamp(xb, keys[0], keys[1]).to(device)
             xb, yb = xb.to(device), yb.to(device)
             theta = dict(net.named_parameters())
             logits = net(torch.cat([xb, xr, xs])).float()
@@ -211,7 +221,8 @@ def harden(
                      "negatives": F.cross_entropy(logits[m : 2 * m], yb),
                      "secrets": F.cross_entropy(logits[2 * m :], ts)}  # fmt: skip
             half = m // 2
-            judged = [t.loss(net, theta, (xb[:half], yb[:half]), (xs, ts),
+            judged = [t.loss(net, theta, (xb[:half], yb[:half]), (xb[half:], yb[half:]),
+                             (xs, ts), keys,
                              cfg.seed * 7919 + step * 31 + j)
                       for j, t in enumerate(thieves)]  # fmt: skip
             terms["thieves"] = torch.stack(judged).mean() if judged else logits.new_zeros(())
