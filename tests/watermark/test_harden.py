@@ -4,6 +4,8 @@ targets with persistent simulated thieves that restart every ``horizon`` steps."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +65,25 @@ def test_harden_sends_the_secrets_to_their_targets_and_its_thieves_restart(
     with pytest.raises(ConfigError, match="targeted"):
         harden(tiny_model, x, y, plain, get_trigger_family("patch"), uparams, cfg,
                device=torch.device("cpu"))  # fmt: skip
+
+
+def test_embed_writes_the_hardened_model_and_records_it(embedded, tiny_config, mnist_small,
+                                                        tmp_path) -> None:  # fmt: skip
+    """Through ``embed``: the same secrets, mask recipe and data as the session's ``embedded``
+    watermark, with one epoch of hardening: the written weights are the hardened ones (they
+    differ from the mask-only model's), the record and the recipe say so, and the self-check
+    on what was written is evidenced."""
+    from mapguard.checkpoint import load_checkpoint
+    from mapguard.watermark import embed
+
+    cfg = tiny_config().with_options({"harden.epochs": 1})
+    out = tmp_path / "wm"
+    result = embed(embedded.original, mnist_small, embedded.owner.key(), cfg, out=out,
+                   progress=False, secret_rng=np.random.default_rng(7))  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["learning"]["harden"]["steps"] == len(mnist_small[0]) // 64
+    assert json.loads((out / "embed-config.json").read_text())["harden"]["epochs"] == 1
+    plain = load_checkpoint(embedded.file("protected.pt"))[0].state_dict()
+    hard = load_checkpoint(out / "protected.pt")[0].state_dict()
+    assert any(not torch.equal(plain[k], hard[k]) for k in plain)
+    assert result.self_check["evidenced"], result.self_check  # the secrets kept their targets
