@@ -4,6 +4,7 @@ targets with persistent simulated thieves that restart every ``horizon`` steps."
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 import torch
 
 from mapguard._errors import ConfigError
+from mapguard.masking import TensorSource
+from mapguard.methods._nft_stats import recalibrate_batch_norm
+from mapguard.training import accuracy
 from mapguard.watermark._config import EmbedConfig
 from mapguard.watermark._harden import HardenConfig, harden
 from mapguard.watermark._recipe import draw_triggers
@@ -59,6 +63,12 @@ def test_harden_sends_the_secrets_to_their_targets_and_its_thieves_restart(
     before, after = _hit_rate(tiny_model, test.floats(), triggers), _hit_rate(net, test.floats(),
                                                                              triggers)  # fmt: skip
     assert after > before + 0.2, (before, after)
+    # the statistics match the data: re-estimating them on other source images (an AdaBN thief,
+    # or the owner recalibrating) keeps the model (with BatchNorm frozen while hardening: 10 %)
+    again = copy.deepcopy(net)
+    recalibrate_batch_norm(again, TensorSource(train.floats()[600:920], seed=0), batch_size=64)
+    assert accuracy(again, test) > accuracy(net, test) - 0.05, (accuracy(again, test),
+                                                                accuracy(net, test))  # fmt: skip
     untargeted = EmbedConfig(family="patch", n_secrets=1, min_size=8, max_size=10)
     uparams = untargeted.family_params(10)
     _, plain = draw_triggers(untargeted, uparams, np.random.default_rng(3))
