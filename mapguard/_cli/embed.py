@@ -21,7 +21,10 @@ EXIT_NOT_READY = 3
     "--null-keys", "null_keys_per_secret", type=int, help="Null keys per secret M (committed)."
 )
 @click.option("--no-export", is_flag=True, help="Do not write the protected.pt2 export.")
-@_cli.extra_options("Further recipe option (EmbedConfig field or mask.FIELD): -o target_weight=2.")
+@_cli.extra_options(
+    "Further recipe option (EmbedConfig field, or mask. / channel. / harden.FIELD): "
+    "-o target_weight=2, -o harden.epochs=10."
+)
 @_cli.shared_options("passphrase", "seed", "workers", "unsafe", "device", "amp", "quiet", "json")
 def embed(model, data_spec, key_path, no_export, extra, passphrase_file, seed, unsafe_load, quiet,
           as_json, **args):  # fmt: skip
