@@ -194,6 +194,8 @@ def embed(
             f"n_verification={cfg.n_verification}; the data hold out {len(inp.holdout)}"
         )
     info = init_distributed()  # under torchrun: every rank learns, rank 0 writes
+    if cfg.harden.on and info.world_size > 1:  # every rank would train its own copy
+        raise ConfigError("harden runs in a single process (not under torchrun)")
     dev = device_for(info, default_device(device))
     params = cfg.family_params(inp.meta.num_classes, image_size=model_side(inp.meta))
     secrets, triggers = draw_triggers(cfg, params, secret_rng)  # rank 0's, on every rank
