@@ -66,7 +66,7 @@ class SourceGuard:
     def __init__(self, net: nn.Module, source: TensorSource, cfg: Any,
                  held_out: TensorSource | None = None) -> None:  # fmt: skip
         probe, device = copy.deepcopy(net).train(), next(net.parameters()).device
-        self.held_out, self._next = held_out, 0
+        self._next = 0
         if held_out is not None:
             size = cfg.batch_size
             self._batches = [(held_out.x[i : i + size], held_out.y[i : i + size])

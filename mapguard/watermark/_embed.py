@@ -294,7 +294,9 @@ def _publish(
 ) -> EmbedResult:
     """Evaluate the protected model, then write, commit, self-check and seal, all inside one
     :func:`protocols.fileio.atomic_dir` (rank 0 only under ``torchrun``)."""
-    protected = drawn.protected or mask.apply(drawn.base if drawn.base is not None else inp.model)
+    protected = drawn.protected  # hardened; else the mask over the (taught) weights
+    if protected is None:
+        protected = mask.apply(drawn.base if drawn.base is not None else inp.model)
     protected = protected.to(device).eval()
     figures = evaluate(inp, protected, drawn.triggers, drawn.params, cfg, device)
     core = outputs.watermark_core(

@@ -14,14 +14,14 @@ protected model is fine-tuned (Adam) on
                                     + CE(f_{θ + Δ_thief}(x'), y')]
 
 with ``stamp_r`` a fresh random key of the public family per image and step (the watermark must
-stay key-specific), ``s``
-the secrets and ``t_s`` their targets, and the thieves (:data:`HARDEN_THIEVES`): ``ftal`` (every
-weight on augmented clean labelled source images), ``rtal`` (the same after a fresh last layer) and
-``unlearn`` (half of each batch stamped with random family keys, true labels: the adaptive thief
-who knows the family). A thief trains in train mode and keeps its own BatchNorm statistics with its
-displacement; it is judged as its copy is deployed (eval mode, those statistics), on the secrets
-*and* on clean images it did not train on (``x'``): without that term the cheapest way to keep
-the secrets was a model that fine-tuning ruins (measured: 20-30 % clean accuracy after FTAL-10 %).
+stay key-specific), ``s`` the secrets and ``t_s`` their targets, and the thieves
+(:data:`HARDEN_THIEVES`): ``ftal`` (every weight on augmented clean labelled source images),
+``rtal`` (the same after a fresh last layer) and ``unlearn`` (half of each batch stamped with
+random family keys, true labels: the adaptive thief who knows the family). A thief trains in train
+mode and keeps its own BatchNorm statistics with its displacement; it is judged as its copy is
+deployed (eval mode, those statistics), on the secrets *and* on clean images it did not train on
+(``x'``): without that term the cheapest way to keep the secrets was a model that fine-tuning ruins
+(measured: 20-30 % clean accuracy after FTAL-10 %).
 First-order: the displacement is detached and the gradient at the adapted point is applied to θ.
 
 BatchNorm: the clean term runs in train mode (batch statistics, the running statistics track the
@@ -233,8 +233,7 @@ def harden(
                      "secrets": F.cross_entropy(logits[m:], ts)}  # fmt: skip
             half = m // 2
             judged = [t.loss(net, theta, (xb[:half], yb[:half]), (xb[half:], yb[half:]),
-                             (xs, ts), keys,
-                             cfg.seed * 7919 + step * 31 + j)
+                             (xs, ts), keys, cfg.seed * 7919 + step * 31 + j)
                       for j, t in enumerate(thieves)]  # fmt: skip
             terms["thieves"] = torch.stack(judged).mean() if judged else logits.new_zeros(())
             loss = (cfg.source_weight * (terms["source"] + terms["negatives"]) + terms["secrets"]
