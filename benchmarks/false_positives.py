@@ -58,7 +58,7 @@ from mapguard.training import train_source
 from protocols import keys
 from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend
-from verification.stats import fake_secret_calibration, pooled_min_test
+from verification.stats import fake_secret_calibration, pooled_min_test, pooled_rank_sum_test
 from verification.verify import VerificationResult, VerifyConfig, verify
 from verification.watermark_file import read_watermark, watermark_spec
 
@@ -155,26 +155,30 @@ class Row:
 
 #: Fake k-sets drawn per innocent verification for the calibration.
 FAKE_SETS = 100
+#: The committed tests that rank all keys together, by name.
+POOLED = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
 
 
 def fake_pvalues(res: VerificationResult, a: Analysis, rng: np.random.Generator) -> np.ndarray:
     """p-values of fake secrets on an innocent suspect with the committed test and ties.
 
-    ``pooled-min``: the N = k (M + 1) keys (secrets included: under H0 they are exchangeable
-    with the null keys) are cut at random into M + 1 disjoint k-sets, each tested against the
-    other N - k keys; the cut is repeated ``ceil(FAKE_SETS / (M + 1))`` times, so every
-    verification gives at least ``FAKE_SETS`` fake k-sets whatever M is (sets of one cut are
-    disjoint; different cuts overlap). ``exact-max-rank``: :func:`fake_secret_calibration`.
+    ``pooled-min`` and ``pooled-rank-sum``: the N = k (M + 1) keys (secrets included: under H0
+    they are exchangeable with the null keys) are cut at random into M + 1 disjoint k-sets, each
+    tested against the other N - k keys; the cut is repeated ``ceil(FAKE_SETS / (M + 1))``
+    times, so every verification gives at least ``FAKE_SETS`` fake k-sets whatever M is (sets
+    of one cut are disjoint; different cuts overlap). ``exact-max-rank``:
+    :func:`fake_secret_calibration`.
     """
     nulls = np.asarray(res.null_stats, dtype=np.float64)
-    if a.test != "pooled-min":
+    if a.test not in POOLED:
         cal = fake_secret_calibration(nulls, LEVELS, model=None, ties=a.ties, rng=rng)
         return np.asarray(cal.exact_pvalues)
+    test = POOLED[a.test]
     g = np.concatenate([np.asarray(res.secret_stats), nulls.ravel()])
     k = len(res.secret_stats)
     cuts = -(-FAKE_SETS // (g.size // k))
     sets = np.concatenate([rng.permutation(g.size).reshape(-1, k) for _ in range(cuts)])
-    return np.array([pooled_min_test(g[s], np.delete(g, s), ties=a.ties, rng=rng).pvalue
+    return np.array([test(g[s], np.delete(g, s), ties=a.ties, rng=rng).pvalue
                      for s in sets])  # fmt: skip
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "KNOWN_VERSIONS",
     "MODE_RULES",
     "NULL_SEED_RULE",
+    "POOLED_TESTS",
     "TESTS",
     "CHANNEL_VERSION",
     "Analysis",
@@ -56,8 +57,11 @@ KNOWN_VERSIONS = ("2", ANALYSIS_VERSION, CHANNEL_VERSION)
 #: secret sinks the verdict) or the median of the k secrets' statistics (half of them may fail).
 FLOOR_STATISTICS = ("min", "median")
 #: ``pooled-min``: all N = k (M + 1) keys ranked together, p = C(c, k) / C(N, k);
+#: ``pooled-rank-sum``: all N keys ranked together, p = P(rank sum <= the secrets'), exact;
 #: ``exact-max-rank``: each secret ranked among its own M null keys, the ranks combined exactly.
-TESTS = ("pooled-min", "exact-max-rank")
+TESTS = ("pooled-min", "pooled-rank-sum", "exact-max-rank")
+#: The tests that rank all N keys together (floor 1 / C(N, k)).
+POOLED_TESTS = ("pooled-min", "pooled-rank-sum")
 #: Which answers of a suspect are used; one p-value per suspect whatever the suspect offers.
 MODE_RULES = ("labels", "probabilities", "probabilities-if-available")
 NULL_SEED_RULE = "sha256('mapguard/null-seed/v2' 0 commitment-digest 0 claim-nonce)"
@@ -127,7 +131,7 @@ class Analysis:
     @property
     def pvalue_floor(self) -> float:
         """The smallest p-value this analysis can report (before the attempt factor)."""
-        if self.test == "pooled-min":
+        if self.test in POOLED_TESTS:
             return 1.0 / math.comb(self.n_keys, self.n_secrets)
         return (1.0 / (self.null_keys_per_secret + 1)) ** self.n_secrets
 

@@ -2,8 +2,10 @@
 
 The verdict rests on exact rank tests: under H0 ("the suspect was made without knowledge of the
 secret") the secret keys are exchangeable with null keys drawn from the same trigger family, so
-their ranks among them are uniform. ``pooled_min_test`` ranks all keys together (the default of
-pre-registered analyses); ``combined_rank_test`` ranks each secret among its own null keys.
+their ranks among them are uniform. ``pooled_min_test`` ranks all keys together and decides on
+the weakest secret (the default of pre-registered analyses); ``pooled_rank_sum_test`` ranks all
+keys together and sums the secrets' ranks; ``combined_rank_test`` ranks each secret among its own
+null keys.
 Parametric tail fits are *supplementary* only.
 
 Example:
@@ -31,6 +33,7 @@ from verification._stats.rank import (
     combined_rank_test,
     rank_test,
 )
+from verification._stats.ranksum import pooled_rank_sum_test
 from verification._stats.validation import ALTERNATIVES, TIES
 
 __all__ = [
@@ -48,5 +51,6 @@ __all__ = [
     "fake_secret_calibration",
     "parametric_tail_test",
     "pooled_min_test",
+    "pooled_rank_sum_test",
     "rank_test",
 ]

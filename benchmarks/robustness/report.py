@@ -117,6 +117,13 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {mode} (floor on the {rule} of the secrets' g) | " + " | ".join(
                 f"{c['k']}/{c['n']} ({_pct(c['ci95'][0])}–{_pct(c['ci95'][1])}%)" for c in cells
             ) + " | | |")  # fmt: skip
+        for name in sorted(k[5:] for k in d if k.startswith("test_")):
+            r = d[f"test_{name}"]
+            cells = [r["all_attacks"], r["accuracy_keeping"], r["transforms"],
+                     r["false_positives"]]  # fmt: skip
+            lines.append(f"| {mode} (verdict by the {name} test, paired) | " + " | ".join(
+                f"{c['k']}/{c['n']} ({_pct(c['ci95'][0])}–{_pct(c['ci95'][1])}%)" for c in cells
+            ) + " | | |")  # fmt: skip
     if "authorization" in results:
         from benchmarks.authorization_attacks import table
 

@@ -20,6 +20,7 @@ from mapguard.training import accuracy, predict_logits
 from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend, QueryBackend, TransformedBackend
 from verification.channel import ChannelSpec, combine, verify_channel
+from verification.stats import pooled_min_test, pooled_rank_sum_test
 from verification.transforms import InputTransform, make_transform
 from verification.verify import VerifyConfig, WatermarkSpec, verify
 
@@ -32,6 +33,9 @@ CHANNELS: dict[str, ChannelSpec] = {}
 #: The run directory's folder of verification rows (``benchmarks.robustness.verified``); the
 #: watermarked model itself is always verified again (its row is compared with verify_suspect).
 VERIFIED = "verified"
+#: The pooled tests every row also reports, paired on the same key statistics (the committed
+#: test among them gives the row's verdict; the other is what it would have said).
+PAIRED_TESTS = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
 
 __all__ = [
     "CLAIM_NONCE",
@@ -85,13 +89,27 @@ def verify_both(
             "effect": res.effect.estimate, "queries": res.queries,
             "secret_stats": [float(g) for g in res.secret_stats],
             "alpha": cfg.alpha, "effect_floor": cfg.effect_floor,
-            "floor_statistic": cfg.floor_statistic,
+            "floor_statistic": cfg.floor_statistic, "tests": paired_tests(cfg, res),
         }  # fmt: skip
         out[mode] |= _channel(memo, spec, analysis, cfg, res)
         out["triggered_accuracy"] = float(np.mean(res.triggered_accuracies))
         out["null_triggered_accuracy"] = res.null_triggered_accuracy
         out["verification_clean_accuracy"] = res.clean_accuracy
     out["pvalue_floor"] = res.pvalue_floor
+    return out
+
+
+def paired_tests(cfg: VerifyConfig, res: Any) -> dict[str, dict[str, Any]]:
+    """Each of ``PAIRED_TESTS`` on the verification's own key statistics, decided as the
+    committed verdict is (attempt factor, alpha, effect floor, tie coins from the null seed)."""
+    g_sec, g_null = np.asarray(res.secret_stats), np.asarray(res.null_stats)
+    value = float(np.min(g_sec) if cfg.floor_statistic == "min" else np.median(g_sec))
+    out = {}
+    for name, test in PAIRED_TESTS.items():
+        p = min(1.0, cfg.attempt * test(g_sec, g_null, ties=cfg.ties, rng=cfg.seed).pvalue)
+        if name == cfg.test and p != res.pvalue:
+            raise RuntimeError(f"paired {name} p-value {p} differs from the verdict's {res.pvalue}")
+        out[name] = {"pvalue": p, "evidenced": p <= cfg.alpha and value >= cfg.effect_floor}
     return out
 
 

@@ -77,6 +77,7 @@ def summarise(
             "verdict_transforms": rate(transforms, mode, None),
             "verdict_false_positives": rate(independent, mode, None),
             **_rule_rates(attacked, keeping, transforms, independent, mode),
+            **_test_rates(attacked, keeping, transforms, independent, mode),
             "independent_min_pvalue": min(r[mode]["pvalue"] for r in independent),
             "independent_median_pvalue": statistics.median(r[mode]["pvalue"] for r in independent),
             "missed_accuracy_keeping": sorted(
@@ -106,6 +107,32 @@ def _rule_rates(
         }  # fmt: skip
         for rule in ("min", "median")
     }
+
+
+def _test_rates(
+    attacked: list[dict[str, Any]], keeping: list[dict[str, Any]],
+    transforms: list[dict[str, Any]], independent: list[dict[str, Any]], mode: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The verdict rates under each pooled test, paired on the same rows (``tests`` of a row;
+    results written before rows carried it give none)."""
+    rows_all = attacked + transforms + independent
+    if not all("tests" in r[mode] for r in rows_all):
+        return {}
+    names = sorted(set.intersection(*(set(r[mode]["tests"]) for r in rows_all)))
+    out = {}
+    for name in names:
+        out[f"test_{name}"] = {}
+        for group, rows in (
+            ("all_attacks", attacked),
+            ("accuracy_keeping", keeping),
+            ("transforms", transforms),
+            ("false_positives", independent),
+        ):
+            k = sum(bool(r[mode]["tests"][name]["evidenced"]) for r in rows)
+            out[f"test_{name}"][group] = {"k": k, "n": len(rows),
+                                          "rate": k / len(rows) if rows else math.nan,
+                                          "ci95": list(wilson(k, len(rows)))}  # fmt: skip
+    return out
 
 
 def by_label(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

@@ -89,7 +89,9 @@ class EmbedConfig(ConfigMixin, what="embed"):
             (``replace(epochs=)``, ``--epochs``, ``-o mask.epochs=``) turns the budget off.
         alpha: Significance level of the committed analysis (and of the self-check).
         test: The committed test (``protocols.analysis.TESTS``; ``pooled-min`` ranks all
-            ``k (M + 1)`` keys together: floor ``1 / C(N, k)``).
+            ``k (M + 1)`` keys together and the weakest secret decides, ``pooled-rank-sum``
+            ranks them together and the secrets' rank sum decides: floor ``1 / C(N, k)`` for
+            both).
         mode_rule: Which answers of a suspect the committed analysis uses
             (``protocols.analysis.MODE_RULES``).
         effect_floor: Committed minimum of the secrets' ``floor_statistic`` for a verdict of

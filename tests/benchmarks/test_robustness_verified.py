@@ -63,3 +63,31 @@ def test_a_rerun_reuses_the_row_and_another_suspect_does_not(embedded, mnist_sma
     assert again | {"label": "x", "seed": 0} == fresh  # the same row, the caller's label
     source = suspect_row("z", "none", 0, embedded.original, spec, wm.analysis, test, cache=cache)
     assert "cached" not in source and source["labels"]["pvalue"] != fresh["labels"]["pvalue"]
+
+
+def test_paired_tests_recompute_the_verdict_and_the_other_pooled_test():
+    """Each row's ``tests``: the committed test's p equals the verdict's (the function raises
+    otherwise); the other pooled test is decided on the same statistics, floor and alpha."""
+    import dataclasses
+
+    from benchmarks.robustness.run import paired_tests
+    from tests.verification.test_verify import Teacher, WeakenedDetector, make_spec
+    from verification.backends import ModuleBackend
+    from verification.triggers import get_trigger_family
+    from verification.verify import VerifyConfig, verify
+
+    spec = make_spec(k=8, seed=3)  # one secret erased, seven intact (see test_verify)
+    fam = get_trigger_family(spec.family)
+    model = WeakenedDetector(Teacher(3), [fam.derive(s, params=spec.family_params)
+                                          for s in spec.secrets], [0.0] + [1.0] * 7)  # fmt: skip
+    cfg = VerifyConfig(null_keys_per_secret=7, n_resamples=200, labels_only=True,
+                       test="pooled-min", effect_floor=0.5, ties="randomized")  # fmt: skip
+    res = verify(ModuleBackend(model), spec, cfg)
+    out = paired_tests(cfg, res)
+    assert out["pooled-min"] == {"pvalue": res.pvalue, "evidenced": res.evidenced}
+    assert not res.evidenced and out["pooled-rank-sum"]["evidenced"]
+    assert out["pooled-rank-sum"]["pvalue"] < 1e-3 < res.pvalue
+    other = verify(ModuleBackend(model), spec, dataclasses.replace(cfg, test="pooled-rank-sum"))
+    assert other.pvalue == out["pooled-rank-sum"]["pvalue"]  # the same coins, the same p
+    with pytest.raises(RuntimeError, match="differs from the verdict"):
+        paired_tests(cfg, dataclasses.replace(res, pvalue=res.pvalue / 2))

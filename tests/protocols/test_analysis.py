@@ -62,3 +62,20 @@ def test_the_verifier_takes_the_floor_statistic_from_the_commitment_only(rule):
     with pytest.raises(VerificationError, match="fixes floor_statistic"):
         VerifyConfig.from_analysis(a, null_seed="ab" * 32, gives_probabilities=True,
                                    floor_statistic="min")  # fmt: skip
+
+
+def test_the_rank_sum_test_is_committed_like_any_other():
+    """``pooled-rank-sum`` is written in the block, read back, and is what the verifier runs;
+    it cannot be swapped for ``pooled-min`` (or back) after the commitment."""
+    from math import comb
+
+    a = Analysis(**BASE, test="pooled-rank-sum")
+    assert a.to_block()["test"] == "pooled-rank-sum" and Analysis.from_block(a.to_block()) == a
+    assert a.pvalue_floor == 1 / comb(64, 8) == Analysis(**BASE).pvalue_floor
+    cfg = VerifyConfig.from_analysis(a, null_seed="ab" * 32, gives_probabilities=True)
+    assert cfg.test == "pooled-rank-sum"
+    with pytest.raises(VerificationError, match="fixes test"):
+        VerifyConfig.from_analysis(a, null_seed="ab" * 32, gives_probabilities=True,
+                                   test="pooled-min")  # fmt: skip
+    with pytest.raises(SchemaError, match="test must be one of"):
+        Analysis.from_block(a.to_block() | {"test": "rank-sum"})

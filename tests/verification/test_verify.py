@@ -321,3 +321,35 @@ def test_effect_floor_applies_to_the_committed_statistic(spec, rule, evidenced):
     assert any("effect floor" in note for note in res.notes) is not evidenced
     with pytest.raises(VerificationError, match="floor_statistic must be one of"):
         VerifyConfig(floor_statistic="mean")
+
+
+def test_the_rank_sum_survives_one_erased_secret_the_minimum_does_not():
+    """k = 8, M = 7 (the default analysis), labels, median floor: a theft erased one secret
+    (it ranks among the null keys), the other seven are the top keys. The committed pooled-min
+    test does not reject; the committed pooled-rank-sum test does (its exact tail at the
+    secrets' rank sum), and the floor on the median still applies to it."""
+    from math import comb
+
+    from verification._stats.ranksum import rank_sum_counts
+
+    spec8 = make_spec(k=8, seed=3)
+    fam = get_trigger_family(spec8.family)
+    triggers = [fam.derive(s, params=spec8.family_params) for s in spec8.secrets]
+    model = WeakenedDetector(Teacher(3), triggers, [0.0] + [1.0] * 7)  # the spec's labeller
+    results = {}
+    for test in ("pooled-min", "pooled-rank-sum"):
+        cfg = VerifyConfig(null_keys_per_secret=7, n_resamples=200, labels_only=True, test=test,
+                           effect_floor=0.5, floor_statistic="median")  # fmt: skip
+        results[test] = verify(ModuleBackend(model), spec8, cfg)
+    low, rs = results["pooled-min"], results["pooled-rank-sum"]
+    assert low.secret_stats == rs.secret_stats and rs.secret_stats[0] < 0.5
+    assert max(rs.ranks[1:]) <= 7 < 8 < rs.ranks[0]  # conservative ties: worst rank of a tie
+    assert low.pvalue > 1e-3 and not low.evidenced
+    w = sum(rs.ranks)
+    tail = sum(rank_sum_counts(64, 8)[: w - 36 + 1]) / comb(64, 8)
+    assert rs.pvalue == pytest.approx(tail, rel=1e-12) and rs.pvalue <= 1e-3 and rs.evidenced
+    assert rs.pooled is not None and rs.pooled.count == w and "rank-sum" in rs.method
+    assert rs.pvalue_floor == low.pvalue_floor == 1 / comb(64, 8)
+    strict = VerifyConfig(null_keys_per_secret=7, n_resamples=200, labels_only=True,
+                          test="pooled-rank-sum", effect_floor=0.99)  # fmt: skip
+    assert not verify(ModuleBackend(model), spec8, strict).evidenced  # the floor still binds

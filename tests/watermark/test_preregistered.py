@@ -144,16 +144,12 @@ def test_embedding_attempts_are_counted_and_multiply_the_pvalue(
     assert test["pvalue"] == pytest.approx(min(1.0, analyses[1].attempt * unadjusted))
 
 
-@pytest.mark.slow
-def test_fake_secrets_on_real_independent_models_are_calibrated(mnist_small):
-    """Fake secrets (random keys) on two real models trained without any secret: the pooled
-    test's rejection rate (randomized ties, as committed by default) stays within 2x of alpha at
-    0.01 over 4,000 draws (enough to tell 0.01 from 0.02: 4.5 standard errors); with
-    conservative ties it is valid but far below alpha (labels-mode statistics tie a lot)."""
+@pytest.fixture(scope="module")
+def real_null_pools(mnist_small):
+    """g of 299 random keys on each of two real models trained without any secret."""
     from mapguard.models import create_model
     from mapguard.training import train_model
     from verification.backends import ModuleBackend
-    from verification.stats import pooled_min_test
     from verification.triggers import random_secret
     from verification.verify import VerifyConfig, WatermarkSpec, verify
 
@@ -171,13 +167,26 @@ def test_fake_secrets_on_real_independent_models_are_calibrated(mnist_small):
                               parametric_model=None, n_resamples=100)  # fmt: skip
         res = verify(ModuleBackend(model.eval()), spec, config)
         pools.append(np.asarray(res.null_stats[0]))  # 299 random keys scored on a real model
+    return pools
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pooled-min", "pooled-rank-sum"])
+def test_fake_secrets_on_real_independent_models_are_calibrated(real_null_pools, name):
+    """Fake secrets (random keys) on two real models trained without any secret: each pooled
+    test's rejection rate (randomized ties, as committed by default) stays within 2x of alpha at
+    0.01 over 4,000 draws (enough to tell 0.01 from 0.02: 4.5 standard errors); with
+    conservative ties it is valid but far below alpha (labels-mode statistics tie a lot)."""
+    from verification.stats import pooled_min_test, pooled_rank_sum_test
+
+    pooled_test = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}[name]
     rng = np.random.default_rng(0)
     randomized, conservative = [], []
-    for pool in pools:
+    for pool in real_null_pools:
         for _ in range(2000):
             keys = rng.choice(pool, size=60, replace=False)  # N = 60 keys, k = 3 fake secrets
-            randomized.append(pooled_min_test(keys[:3], keys[3:], ties="randomized", rng=rng))
-            conservative.append(pooled_min_test(keys[:3], keys[3:]))
+            randomized.append(pooled_test(keys[:3], keys[3:], ties="randomized", rng=rng))
+            conservative.append(pooled_test(keys[:3], keys[3:]))
     for alpha in (0.01, 0.05):
         rate = np.mean([r.pvalue <= alpha for r in randomized])
         assert alpha / 2 <= rate <= 2 * alpha, (alpha, rate)

@@ -55,8 +55,8 @@ class VerificationResult:
 
     Attributes:
         evidenced: Whether the test rejects H0 at ``alpha``.
-        statistic: The test statistic (max-rank: ``max_i rank_i / (M + 1)``; pooled: the weakest
-            secret's ``g``).
+        statistic: The test statistic (max-rank: ``max_i rank_i / (M + 1)``; pooled-min: the
+            weakest secret's ``g``; pooled-rank-sum: the secrets' rank sum among all keys).
         pvalue: Exact p-value of the configured test times the attempt number (capped at 1).
         pvalue_floor: Smallest attainable p-value with this many secrets and null keys.
         alpha: Significance level.
@@ -64,7 +64,7 @@ class VerificationResult:
             ``config.test`` is ``"exact-max-rank"``, supplementary otherwise).
         method: The verdict's test, in words.
         pvalue_unadjusted: The test's p-value before the attempt factor.
-        pooled: The :class:`PooledTestResult` when ``config.test`` is ``"pooled-min"``.
+        pooled: The :class:`PooledTestResult` when ``config.test`` is a pooled test.
         mode: ``"labels"`` or ``"probabilities"``.
         statistic_definition: What ``g`` (per key) measures.
         secret_stats: ``g(secret_i)``.

@@ -16,6 +16,7 @@ from verification._stats.effect import effect_size
 from verification._stats.parametric import TailFitResult, parametric_tail_test
 from verification._stats.pooled import PooledTestResult, pooled_min_test
 from verification._stats.rank import CombinedRankTestResult, combined_rank_test
+from verification._stats.ranksum import pooled_rank_sum_test
 from verification._verify.queries import QueryOutcome, query_triggers, statistic_definition
 from verification._verify.result import NullSummary, VerificationResult
 from verification._verify.spec import VerifyConfig, WatermarkSpec, public_null_seed
@@ -128,6 +129,10 @@ def floor_value(config: VerifyConfig, g_sec: np.ndarray) -> float:
     return float(np.min(g_sec) if config.floor_statistic == "min" else np.median(g_sec))
 
 
+#: The tests that rank all keys together, by committed name.
+_POOLED = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Decision:
     """The verdict of the configured test: p-value (attempt-adjusted), floor, ranks."""
@@ -151,8 +156,8 @@ def _decide(
     the test's level.
     """
     pooled = None
-    if config.test == "pooled-min":
-        pooled = pooled_min_test(g_sec, g_null, ties=config.ties, rng=config.seed)
+    if config.test in _POOLED:
+        pooled = _POOLED[config.test](g_sec, g_null, ties=config.ties, rng=config.seed)
     chosen = pooled if pooled is not None else test
     p = min(1.0, config.attempt * chosen.pvalue)
     floor = min(1.0, config.attempt * chosen.pvalue_floor)
@@ -259,8 +264,10 @@ def verify(
     null triggers per secret (keys from a public seed, same family and parameters). Each key
     ``K`` gets a statistic ``g(K)`` (labels mode: the fraction of images right clean and wrong
     under ``K``; probability mode: the mean drop of the true-class probability over images right
-    clean). With ``config.test == "pooled-min"`` all keys are ranked together
-    (:func:`verification.stats.pooled_min_test`); otherwise each secret is ranked among its null
+    clean). With ``config.test`` ``"pooled-min"`` or ``"pooled-rank-sum"`` all keys are ranked
+    together (:func:`verification.stats.pooled_min_test`, the weakest secret decides;
+    :func:`verification.stats.pooled_rank_sum_test`, the secrets' rank sum decides); with
+    ``"exact-max-rank"`` each secret is ranked among its null
     keys and the ranks are combined exactly (:func:`verification.stats.combined_rank_test`).
     The p-value is multiplied by ``config.attempt`` (capped at 1); ``evidenced`` iff it is
     ``<= alpha`` and the secrets' ``config.floor_statistic`` reaches ``config.effect_floor``.

@@ -151,8 +151,11 @@ class VerifyConfig:
             ``beta`` for probabilities; None disables it.
         n_resamples: Bootstrap resamples of the effect-size interval.
         seed: Seed of the bootstrap and of randomized tie-breaking.
-        test: ``"exact-max-rank"`` (each secret among its own null keys) or ``"pooled-min"``
-            (all keys together; see :func:`verification.stats.pooled_min_test`).
+        test: ``"exact-max-rank"`` (each secret among its own null keys), ``"pooled-min"``
+            (all keys together, the weakest secret decides; see
+            :func:`verification.stats.pooled_min_test`) or ``"pooled-rank-sum"`` (all keys
+            together, the secrets' rank sum decides;
+            :func:`verification.stats.pooled_rank_sum_test`).
         effect_floor: The secrets' ``floor_statistic`` must also reach this for ``evidenced``.
         floor_statistic: ``"min"`` (the weakest secret's statistic) or ``"median"`` (the median
             of the secrets' statistics): what ``effect_floor`` applies to.
