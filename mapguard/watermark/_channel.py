@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 CHANNEL_FAMILIES = ("off", "pair-preference")
+#: Most boundary mixtures ``channel.keep_mix`` may ask for (held in memory as float images).
+MAX_KEEP_MIX = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +58,11 @@ class ChannelConfig(ConfigMixin, what="channel"):
         natural: Held-out images that fix the keys' standardisation (not queried).
         null_keys: ``M_c``: the smallest channel p-value is ``1 / (M_c + 1)``.
         regions, sharpness: The family's public parameters.
+        keep_mix: Mixtures of two training images of different classes (weights drawn
+            uniformly in [0.3, 0.7]) that the mask learner holds to the taught model's outputs
+            beside the clean images, so that the mask keeps the taught behaviour near the class
+            boundaries (0: none). Session 16 measured why: on the default model the teaching
+            reaches z 5.5 and the trigger mask learned over the taught weights left z 1.1.
     """
 
     family: str = "off"
@@ -66,6 +73,7 @@ class ChannelConfig(ConfigMixin, what="channel"):
     null_keys: int = 9999
     regions: int = 4
     sharpness: float = 3.0
+    keep_mix: int = 0
 
     def __post_init__(self) -> None:
         if self.family not in CHANNEL_FAMILIES:
@@ -79,6 +87,7 @@ class ChannelConfig(ConfigMixin, what="channel"):
         check_int("channel.null_keys", self.null_keys, low=1, high=MAX_CHANNEL_NULL_KEYS)
         check_int("channel.regions", self.regions, low=1, high=16)
         check_number("channel.sharpness", self.sharpness, positive=True)
+        check_int("channel.keep_mix", self.keep_mix, low=0, high=MAX_KEEP_MIX)
 
     @property
     def on(self) -> bool:

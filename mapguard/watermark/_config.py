@@ -88,10 +88,11 @@ class EmbedConfig(ConfigMixin, what="embed"):
             training digits). ``None``: ``mask.epochs`` as given. Setting the epochs explicitly
             (``replace(epochs=)``, ``--epochs``, ``-o mask.epochs=``) turns the budget off.
         alpha: Significance level of the committed analysis (and of the self-check).
-        test: The committed test (``protocols.analysis.TESTS``; ``pooled-min`` ranks all
-            ``k (M + 1)`` keys together and the weakest secret decides, ``pooled-rank-sum``
-            ranks them together and the secrets' rank sum decides: floor ``1 / C(N, k)`` for
-            both).
+        test: The committed test (``protocols.analysis.TESTS``; ``pooled-rank-sum``, the default
+            since session 16, ranks all ``k (M + 1)`` keys together and the secrets' rank sum
+            decides, so one erased secret costs its rank, not the verdict; ``pooled-min`` ranks
+            them together and the weakest secret decides (the default before): floor
+            ``1 / C(N, k)`` for both; docs/ROBUSTNESS.md, "Issue 15 (session 16)").
         mode_rule: Which answers of a suspect the committed analysis uses
             (``protocols.analysis.MODE_RULES``).
         effect_floor: Committed minimum of the secrets' ``floor_statistic`` for a verdict of
@@ -160,7 +161,7 @@ class EmbedConfig(ConfigMixin, what="embed"):
     trigger_batch: float = 1.0
     mask_images: int | None = 64_000
     alpha: float = 1e-3
-    test: str = "pooled-min"
+    test: str = "pooled-rank-sum"
     mode_rule: str = "labels"
     effect_floor: float = 0.3
     floor_statistic: str = "median"

@@ -239,9 +239,13 @@ def learn(
     degrade = SecretTriggerSource(
         x, y, triggers, seed=seed + 2, placeholder=cfg.mask.degrade_weight == 0
     )
+    keep = [_keep_source(x, seed), negatives]
+    if cfg.channel.on and cfg.channel.keep_mix > 0:  # the taught model near the boundaries
+        keep.append(_thinned(mixture_source(x, y, cfg.channel.keep_mix, seed + 9),
+                             cfg.trigger_batch))  # fmt: skip
     return learn_mask(
         inp.model,
-        keep=[_keep_source(x, seed), negatives],
+        keep=keep,
         degrade=degrade,
         config=_mask_config(cfg, inp.model),
         extra_terms=_target_terms(x, y, triggers, cfg, params),
@@ -268,6 +272,21 @@ class _Thinned(WrappedSource):
 
 def _thinned(src: BatchSource, fraction: float) -> BatchSource:
     return src if fraction >= 1 else _Thinned(src, fraction)
+
+
+def mixture_source(x: Images, y: torch.Tensor, n: int, seed: int) -> BatchSource:
+    """``n`` unlabelled mixtures ``w a + (1 - w) b`` of training images ``a``, ``b`` of different
+    classes, ``w`` uniform in [0.3, 0.7] (seeded): a keep source that sits between classes."""
+    if x.tensor is None:
+        raise ConfigError("channel.keep_mix needs training images held in memory")
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randint(len(y), (n,), generator=gen)
+    b = torch.randint(len(y), (n,), generator=gen)
+    clash = y[a] == y[b]  # re-draw partners of the same class once (then keep what remains)
+    b[clash] = torch.randint(len(y), (int(clash.sum()),), generator=gen)
+    w = 0.3 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)
+    mixed = w * x.tensor[a] + (1 - w) * x.tensor[b]
+    return TensorSource(mixed, seed=seed, name="boundary-mix")
 
 
 def _keep_source(x: Images, seed: int) -> BatchSource:

@@ -115,6 +115,27 @@ def test_the_channel_options_are_checked(tiny_config) -> None:
         tiny_config().with_options({"channel.family": "pair-preference", "channel.queries": 0})
     assert "channel" not in tiny_config().to_dict()  # off: recorded as before the channel
     assert dataclasses.replace(tiny_config()).channel.on is False
+    with pytest.raises(ConfigError, match="channel.keep_mix"):
+        tiny_config().with_options({"channel.family": "pair-preference", "channel.keep_mix": -1})
+
+
+def test_boundary_mixtures_are_new_images_and_reproducible(mnist_small) -> None:
+    """``channel.keep_mix``'s keep source: unlabelled mixtures of two training images, far from
+    every single training image, in [0, 1]; the same seed gives the same images, another seed
+    others."""
+    import torch
+
+    from mapguard.watermark._recipe import images_of, mixture_source
+
+    train = mnist_small[0]
+    x = images_of(train, 0)
+    src = mixture_source(x, train.labels, 300, seed=5)
+    assert src.x.shape == (300, *x.tensor.shape[1:]) and src.y is None
+    assert torch.equal(src.x, mixture_source(x, train.labels, 300, seed=5).x)
+    assert not torch.equal(src.x, mixture_source(x, train.labels, 300, seed=6).x)
+    nearest = torch.cdist(src.x.flatten(1), x.tensor.flatten(1)).min(dim=1).values
+    assert float((nearest > 1.0).float().mean()) > 0.9  # not copies of one training image
+    assert 0.0 <= float(src.x.min()) and float(src.x.max()) <= 1.0
 
 
 def test_check_and_report_read_the_combined_verdict(channeled, tmp_path) -> None:

@@ -213,5 +213,5 @@ def test_verify_needs_a_claim_nonce_and_records_it(embedded, tmp_path):
     predicate = json.loads(out.read_text())
     assert predicate["claim_nonce"] == "beacon round 1234: 9f2c"
     assert predicate["exploratory"] is False
-    assert predicate["analysis"]["test"] == "pooled-min"
+    assert predicate["analysis"]["test"] == "pooled-rank-sum"  # the recipe's default
     assert predicate["analysis"]["mode_rule"] == "labels" and predicate["query_mode"] == "labels"
