@@ -58,7 +58,8 @@ from mapguard.training import train_source
 from protocols import keys
 from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend
-from verification.stats import fake_secret_calibration, pooled_min_test, pooled_rank_sum_test
+from verification.stats import POOLED_TESTS as POOLED
+from verification.stats import fake_secret_calibration
 from verification.verify import VerificationResult, VerifyConfig, verify
 from verification.watermark_file import read_watermark, watermark_spec
 
@@ -155,8 +156,6 @@ class Row:
 
 #: Fake k-sets drawn per innocent verification for the calibration.
 FAKE_SETS = 100
-#: The committed tests that rank all keys together, by name.
-POOLED = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
 
 
 def fake_pvalues(res: VerificationResult, a: Analysis, rng: np.random.Generator) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 The verdict rests on exact rank tests: under H0 ("the suspect was made without knowledge of the
 secret") the secret keys are exchangeable with null keys drawn from the same trigger family, so
-their ranks among them are uniform. ``pooled_min_test`` ranks all keys together and decides on
-the weakest secret (the default of pre-registered analyses); ``pooled_rank_sum_test`` ranks all
-keys together and sums the secrets' ranks; ``combined_rank_test`` ranks each secret among its own
-null keys.
+their ranks among them are uniform. ``pooled_rank_sum_test`` ranks all keys together and sums
+the secrets' ranks (the test new commitments fix by default); ``pooled_min_test`` ranks all keys
+together and decides on the weakest secret; ``combined_rank_test`` ranks each secret among its
+own null keys. ``POOLED_TESTS`` maps the committed names of the pooled tests to them.
 Parametric tail fits are *supplementary* only.
 
 Example:
@@ -36,8 +36,12 @@ from verification._stats.rank import (
 from verification._stats.ranksum import pooled_rank_sum_test
 from verification._stats.validation import ALTERNATIVES, TIES
 
+#: The pooled tests by the name a commitment gives them (``protocols.analysis.POOLED_TESTS``).
+POOLED_TESTS = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
+
 __all__ = [
     "ALTERNATIVES",
+    "POOLED_TESTS",
     "TAIL_MODELS",
     "TIES",
     "CalibrationResult",

@@ -20,7 +20,7 @@ from mapguard.training import accuracy, predict_logits
 from protocols.analysis import Analysis, claim_null_seed
 from verification.backends import ModuleBackend, QueryBackend, TransformedBackend
 from verification.channel import ChannelSpec, combine, verify_channel
-from verification.stats import pooled_min_test, pooled_rank_sum_test
+from verification.stats import POOLED_TESTS
 from verification.transforms import InputTransform, make_transform
 from verification.verify import VerifyConfig, WatermarkSpec, verify
 
@@ -35,7 +35,7 @@ CHANNELS: dict[str, ChannelSpec] = {}
 VERIFIED = "verified"
 #: The pooled tests every row also reports, paired on the same key statistics (the committed
 #: test among them gives the row's verdict; the other is what it would have said).
-PAIRED_TESTS = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
+PAIRED_TESTS = POOLED_TESTS
 
 __all__ = [
     "CLAIM_NONCE",

@@ -275,8 +275,9 @@ def _thinned(src: BatchSource, fraction: float) -> BatchSource:
 
 
 def mixture_source(x: Images, y: torch.Tensor, n: int, seed: int) -> BatchSource:
-    """``n`` unlabelled mixtures ``w a + (1 - w) b`` of training images ``a``, ``b`` of different
-    classes, ``w`` uniform in [0.3, 0.7] (seeded): a keep source that sits between classes."""
+    """``n`` unlabelled mixtures ``w a + (1 - w) b`` of training images ``a``, ``b`` (of different
+    classes but for the few pairs whose one re-draw clashes again), ``w`` uniform in [0.3, 0.7]
+    (seeded): a keep source that sits between classes."""
     if x.tensor is None:
         raise ConfigError("channel.keep_mix needs training images held in memory")
     gen = torch.Generator().manual_seed(seed)

@@ -14,12 +14,12 @@ from verification._errors import SuspectError, VerificationError
 from verification._stats.calibration import CalibrationResult, fake_secret_calibration
 from verification._stats.effect import effect_size
 from verification._stats.parametric import TailFitResult, parametric_tail_test
-from verification._stats.pooled import PooledTestResult, pooled_min_test
+from verification._stats.pooled import PooledTestResult
 from verification._stats.rank import CombinedRankTestResult, combined_rank_test
-from verification._stats.ranksum import pooled_rank_sum_test
 from verification._verify.queries import QueryOutcome, query_triggers, statistic_definition
 from verification._verify.result import NullSummary, VerificationResult
 from verification._verify.spec import VerifyConfig, WatermarkSpec, public_null_seed
+from verification.stats import POOLED_TESTS
 from verification.triggers import Trigger, get_trigger_family, null_secrets
 
 __all__ = ["planned_queries", "verify"]
@@ -129,10 +129,6 @@ def floor_value(config: VerifyConfig, g_sec: np.ndarray) -> float:
     return float(np.min(g_sec) if config.floor_statistic == "min" else np.median(g_sec))
 
 
-#: The tests that rank all keys together, by committed name.
-_POOLED = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}
-
-
 @dataclasses.dataclass(frozen=True)
 class _Decision:
     """The verdict of the configured test: p-value (attempt-adjusted), floor, ranks."""
@@ -156,8 +152,8 @@ def _decide(
     the test's level.
     """
     pooled = None
-    if config.test in _POOLED:
-        pooled = _POOLED[config.test](g_sec, g_null, ties=config.ties, rng=config.seed)
+    if config.test in POOLED_TESTS:
+        pooled = POOLED_TESTS[config.test](g_sec, g_null, ties=config.ties, rng=config.seed)
     chosen = pooled if pooled is not None else test
     p = min(1.0, config.attempt * chosen.pvalue)
     floor = min(1.0, config.attempt * chosen.pvalue_floor)
