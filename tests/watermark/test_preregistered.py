@@ -177,9 +177,9 @@ def test_fake_secrets_on_real_independent_models_are_calibrated(real_null_pools,
     test's rejection rate (randomized ties, as committed by default) stays within 2x of alpha at
     0.01 over 4,000 draws (enough to tell 0.01 from 0.02: 4.5 standard errors); with
     conservative ties it is valid but far below alpha (labels-mode statistics tie a lot)."""
-    from verification.stats import pooled_min_test, pooled_rank_sum_test
+    from verification.stats import POOLED_TESTS
 
-    pooled_test = {"pooled-min": pooled_min_test, "pooled-rank-sum": pooled_rank_sum_test}[name]
+    pooled_test = POOLED_TESTS[name]
     rng = np.random.default_rng(0)
     randomized, conservative = [], []
     for pool in real_null_pools:

@@ -109,3 +109,15 @@ def test_bad_input_is_refused():
         pooled_rank_sum_test([np.nan], [0.1, 0.2])
     with pytest.raises(VerificationError, match="ties must be one of"):
         pooled_rank_sum_test([0.1], [0.2], ties="average")
+
+
+def test_every_committable_test_has_its_function():
+    """A committed test name the verifier did not map would silently fall back to the per-secret
+    max-rank test: the names of ``protocols.analysis`` and the functions of ``verification.stats``
+    must agree."""
+    from protocols.analysis import POOLED_TESTS as NAMES
+    from protocols.analysis import TESTS
+    from verification.stats import POOLED_TESTS
+
+    assert set(POOLED_TESTS) == set(NAMES) and set(TESTS) - set(NAMES) == {"exact-max-rank"}
+    assert POOLED_TESTS["pooled-rank-sum"] is pooled_rank_sum_test
