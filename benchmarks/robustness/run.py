@@ -22,7 +22,7 @@ from verification.backends import ModuleBackend, QueryBackend, TransformedBacken
 from verification.channel import ChannelSpec, combine, verify_channel
 from verification.stats import POOLED_TESTS
 from verification.transforms import InputTransform, make_transform
-from verification.verify import VerifyConfig, WatermarkSpec, verify
+from verification.verify import VerifyConfig, WatermarkSpec, floor_value, verify
 
 #: The benchmark plays the arbiter: one public claim nonce for every suspect.
 CLAIM_NONCE = "mapguard robustness benchmark"
@@ -103,7 +103,7 @@ def paired_tests(cfg: VerifyConfig, res: Any) -> dict[str, dict[str, Any]]:
     """Each of ``PAIRED_TESTS`` on the verification's own key statistics, decided as the
     committed verdict is (attempt factor, alpha, effect floor, tie coins from the null seed)."""
     g_sec, g_null = np.asarray(res.secret_stats), np.asarray(res.null_stats)
-    value = float(np.min(g_sec) if cfg.floor_statistic == "min" else np.median(g_sec))
+    value = floor_value(cfg, g_sec)
     out = {}
     for name, test in PAIRED_TESTS.items():
         p = min(1.0, cfg.attempt * test(g_sec, g_null, ties=cfg.ties, rng=cfg.seed).pvalue)

@@ -12,7 +12,7 @@ import numpy as np
 from verification._jsonsafe import jsonsafe
 from verification._stats.validation import TIES, as_rng, check_choice, finite_vector
 
-__all__ = ["PooledTestResult", "pooled_min_test"]
+__all__ = ["PooledTestResult", "pooled_keys", "pooled_min_test"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,6 +46,16 @@ class PooledTestResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of the fields."""
         return jsonsafe(self)
+
+
+def pooled_keys(
+    secret_stats: Sequence[float] | np.ndarray, null_stats: Sequence[float] | np.ndarray, ties: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The validated inputs of a pooled test: the secrets' statistics, all ``N`` keys' (secrets
+    first, null keys flattened after them) and the tie rule."""
+    sec = finite_vector("secret_stats", secret_stats)
+    nul = finite_vector("null_stats", np.ravel(np.asarray(null_stats, dtype=np.float64)), min_len=1)
+    return sec, np.concatenate([sec, nul]), check_choice("ties", ties, TIES)
 
 
 def pooled_min_test(
@@ -84,10 +94,7 @@ def pooled_min_test(
         ordered N keys), as in permutation tests (Phipson & Smyth 2010, Stat. Appl. Genet. Mol.
         Biol. 9(1):39) applied to a set instead of one key.
     """
-    sec = finite_vector("secret_stats", secret_stats)
-    nul = finite_vector("null_stats", np.ravel(np.asarray(null_stats, dtype=np.float64)), min_len=1)
-    tie = check_choice("ties", ties, TIES)
-    g = np.concatenate([sec, nul])
+    sec, g, tie = pooled_keys(secret_stats, null_stats, ties)
     k, n = sec.size, g.size
     # Ties: "conservative" counts every key tied with the weakest secret against it;
     # "randomized" orders tied keys by independent uniform coins (then the level is exact).

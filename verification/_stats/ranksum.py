@@ -15,8 +15,8 @@ from math import comb
 
 import numpy as np
 
-from verification._stats.pooled import PooledTestResult
-from verification._stats.validation import TIES, as_rng, check_choice, finite_vector
+from verification._stats.pooled import PooledTestResult, pooled_keys
+from verification._stats.validation import as_rng
 
 __all__ = ["pooled_rank_sum_test", "rank_sum_counts"]
 
@@ -99,10 +99,7 @@ def pooled_rank_sum_test(
         Ann. Math. Statist. 18(1):50-60 (the null distribution as Gaussian binomial
         coefficients: G. E. Andrews, The Theory of Partitions, 1976, ch. 3).
     """
-    sec = finite_vector("secret_stats", secret_stats)
-    nul = finite_vector("null_stats", np.ravel(np.asarray(null_stats, dtype=np.float64)), min_len=1)
-    tie = check_choice("ties", ties, TIES)
-    g = np.concatenate([sec, nul])
+    sec, g, tie = pooled_keys(secret_stats, null_stats, ties)
     k, n = sec.size, g.size
     if tie == "randomized":
         ranks = _strict_ranks(g, as_rng(rng).random(n), k)
