@@ -87,15 +87,21 @@ def watermark(
     out = watermark_folder(run, cfg.to_dict(), base.to_dict(), secret_seed)
     if (out / "owner.wm").exists():
         return out
-    if not (run / "owner.key").exists():
-        keys.generate_keypair(run / "owner")
+    # One owner key per watermark folder: each recipe is one owner's first embedding of this
+    # model (attempt 1), as a user who embeds once gets it. Under one shared key every further
+    # recipe would be a further attempt and carry that factor (session 16: attempt 6 by the
+    # seventh recipe); a folder deleted and embedded again is still counted, as attempt 2.
+    key = run / "owner-keys" / f"{out.name}.key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        keys.generate_keypair(key.with_suffix(""))
     train = load_data(SOURCE, split="train", progress=False)
     if budget.n_embed is not None:
         train = train.take(budget.n_embed, seed=0)
     test = load_data(SOURCE, split="test", progress=False)
     t0 = time.perf_counter()
     rng = None if secret_seed is None else np.random.default_rng([0x5EC, secret_seed])
-    embed(source, (train, test), keys.load_private_key(run / "owner.key"), cfg, out=out,
+    embed(source, (train, test), keys.load_private_key(key), cfg, out=out,
           progress=False, secret_rng=rng)  # fmt: skip
     log(f"embedded watermark in {time.perf_counter() - t0:.0f} s")
     atomic_write_text(out / REQUESTED, json.dumps(cfg.to_dict(), sort_keys=True) + "\n")

@@ -98,3 +98,31 @@ def test_a_folder_of_the_old_rule_is_moved_to_the_new_name(configs, tmp_path):
     assert folder != legacy and not legacy.exists()
     assert (folder / "owner.wm").read_text() == "stand-in"
     assert json.loads((folder / REQUESTED).read_text()) == cfg
+
+
+def test_each_recipe_is_its_owners_first_attempt(tiny_checkpoint, tiny_config, tmp_path):
+    """Every watermark folder is embedded under its own owner key, so each recipe's commitment
+    states attempt 1 (one shared key made the seventh recipe attempt 7); a folder embedded again
+    after its removal is still counted, as attempt 2."""
+    import dataclasses
+    import shutil
+
+    from benchmarks.robustness.cache import watermark
+    from verification.watermark_file import read_watermark
+
+    short = tiny_config(export=False).to_dict()
+    mask = short.pop("mask") | {"epochs": 1, "max_steps_per_epoch": 1}
+    budget = dataclasses.replace(QUICK, embed=short, embed_mask=mask, n_embed=200)
+
+    def attempt_and_key(folder):  # noqa: ANN001, ANN202
+        wm = read_watermark(folder / "owner.wm")
+        return wm.analysis.attempt, wm.signer
+
+    first = watermark(tmp_path, tiny_checkpoint, budget, {}, secret_seed=0)
+    second = watermark(tmp_path, tiny_checkpoint, budget, {"mask.lr": 0.02}, secret_seed=0)
+    (a1, key1), (a2, key2) = attempt_and_key(first), attempt_and_key(second)
+    assert first != second and key1 != key2
+    assert (a1, a2) == (1, 1)
+    shutil.rmtree(first)
+    again = watermark(tmp_path, tiny_checkpoint, budget, {}, secret_seed=0)
+    assert again == first and attempt_and_key(again) == (2, key1)
