@@ -72,6 +72,18 @@ def _remote_options(fn):  # noqa: ANN001, ANN202 - a click decorator
 @click.option("--queries", type=int, default=None, help="Exploratory: total query budget.")
 @click.option("--alpha", type=float, default=None, help="Exploratory: significance level.")
 @click.option("--null-keys", type=int, default=None, help="Exploratory: null keys per secret.")
+@click.option(
+    "--forgery-audit",
+    "audit_keys",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="When the test evidences, score N random audit keys (from the claim's null seed) on "
+    "the suspect with the committed images: if the best k of them reach the secrets' statistic, a "
+    "claimant who saw the suspect could have selected this evidence, and without an established "
+    "time order the verdict is 'not evidenced' (N x images-per-key more queries; 0: not run).",
+)
 @click.option("--key", "key_path", type=_cli.FILE, help="Sign the result.")
 @_cli.out_option("Result JSON.")
 @click.option(
@@ -161,6 +173,13 @@ def _print_verdict(report, watermark_name: str) -> None:  # noqa: ANN001
         )
     else:
         click.echo(f"time order   {order['sentence']}")
+    audit = p.get("forgery_audit")
+    if audit is not None:
+        weight = "decides the verdict" if audit["counted"] else "recorded (time order established)"
+        click.echo(f"forgery      {audit['sentence']}; {weight}")
+    elif r.evidenced and not (order or {}).get("established"):
+        click.echo("forgery      not audited: evidence selected after seeing the suspect is not "
+                   "excluded (--forgery-audit N, or a trusted timestamp)")  # fmt: skip
     click.echo(f"queries      {r.queries} ({r.mode}, {r.n_images} images per key)")
     click.echo(
         f"effect       {r.effect.estimate:.3f} "

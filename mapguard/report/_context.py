@@ -252,6 +252,10 @@ def _protocol(s: Sources) -> list[Row]:
         Row("The floor applies to (the secrets' g)", _optional(
             s, "result:analysis.floor_statistic", "min: the weakest secret (analysis version "
             "2 or earlier)")),
+        Row("Forgery audit (could a claimant who saw the suspect have selected this evidence?)",
+            _optional(s, "result:forgery_audit.sentence",
+                      "not run: evidence selected after seeing the suspect is excluded only by a "
+                      "trusted time-stamp that predates it")),  # fmt: skip
         Row("Negative controls", text(_CONTROLS)),
     ]  # fmt: skip
 

@@ -51,6 +51,7 @@ from verification.channel import (
     combine,
     verify_channel,
 )
+from verification.forgery import ForgeryAudit, forgery_audit
 from verification.verify import (
     VerificationResult,
     VerifyConfig,
@@ -74,10 +75,16 @@ class SuspectReport:
     out: Path | None
     channel: ChannelResult | None = None
     verdict: Verdict | None = None
+    audit: ForgeryAudit | None = None
+    audit_counted: bool = False
 
     @property
     def evidenced(self) -> bool:
-        return self.result.evidenced if self.verdict is None else self.verdict.evidenced
+        """The verdict: the test's (or the combined one), unless a counted forgery audit found
+        the evidence forgeable."""
+        tested = self.result.evidenced if self.verdict is None else self.verdict.evidenced
+        return tested and not (self.audit_counted and self.audit is not None
+                               and self.audit.forgeable)  # fmt: skip
 
 
 def _backend(
@@ -136,6 +143,7 @@ def verify_suspect(
     timestamp: str | os.PathLike[str] | None = None,
     tsa_cert: str | os.PathLike[str] | None = None,
     suspect_first_seen: str | None = None,
+    audit_keys: int = 0,
 ) -> SuspectReport:
     """Run the committed analysis of ``watermark`` on ``suspect`` and write the result to ``out``.
 
@@ -169,6 +177,10 @@ def verify_suspect(
             certificate (PEM) to check it with, and the suspect's first known date (RFC 3339,
             given by the arbiter): the result records, signed, whether the commitment is
             certified to predate the suspect (``time_order``; the verdict does not change).
+        audit_keys: Run the arbiter's forgery audit (:mod:`verification.forgery`) with this many
+            audit keys when the test evidences (0: not run). Without an established time order
+            it decides: evidence that the best ``k`` of ``audit_keys`` random keys reach on the
+            suspect is not evidence (``not_evidenced``); with one it is recorded only.
 
     Raises:
         InputError: unreadable inputs, a missing claim nonce, a suspect that does not fit the
@@ -185,6 +197,9 @@ def verify_suspect(
     )  # checked before any query: a token that does not verify stops here
     limits = WorkerLimits(start_timeout=timeout, request_timeout=timeout)
     spec = watermark_spec(wm)
+    if audit_keys != 0 and (not isinstance(audit_keys, int) or audit_keys < len(spec.secrets)):
+        raise InputError(f"the forgery audit needs at least {len(spec.secrets)} keys (the "
+                         f"number of secrets), got {audit_keys!r}")  # fmt: skip
     chan_spec = channel_spec(wm)  # checked against its commitment before any query
     shape = tuple(spec.images.shape[1:])
     remote_block = None
@@ -204,11 +219,16 @@ def verify_suspect(
         with _log_kept(kept):
             result = verify(backend, spec, config)
             channel = _channel(backend, chan_spec, config, result, order)
+            audit = None
+            if audit_keys and result.evidenced:
+                audit = forgery_audit(backend, spec, result, n_keys=audit_keys,
+                                      batch_size=config.batch_size)  # fmt: skip
             if isinstance(backend, RemoteBackend):
                 remote_block = remote_record(backend)
     finally:
         backend.close()
     verdict = None if channel is None else combine(_alpha(wm, exploratory), result, channel)
+    counted = not (order is not None and order.get("established"))
     predicate = result_predicate(
         result,
         watermark=wm,
@@ -225,11 +245,13 @@ def verify_suspect(
         time_order=order,
         channel=None if channel is None else channel.to_dict(),
         combined=None if verdict is None else verdict.to_dict(),
+        forgery_audit=None if audit is None else {**audit.to_dict(), "counted": counted},
     )
     if target is not None:
         write_result(target, predicate, key=key, force=force)
     return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target,
-                         channel=channel, verdict=verdict)  # fmt: skip
+                         channel=channel, verdict=verdict, audit=audit,
+                         audit_counted=counted)  # fmt: skip
 
 
 def _channel(

@@ -119,6 +119,7 @@ def result_predicate(
     time_order: Mapping[str, Any] | None = None,
     channel: Mapping[str, Any] | None = None,
     combined: Mapping[str, Any] | None = None,
+    forgery_audit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``result-predicate-v1`` document of ``res`` (no secret and no trigger position).
 
@@ -141,6 +142,9 @@ def result_predicate(
         channel, combined: A version-4 analysis's channel result and combined verdict
             (``ChannelResult.to_dict()``, ``Verdict.to_dict()``); ``verdict`` is then the
             combined one.
+        forgery_audit: The arbiter's forgery audit (``ForgeryAudit.to_dict()`` plus
+            ``counted``, :mod:`verification.forgery`); a counted, forgeable audit makes the
+            verdict ``not_evidenced``.
 
     Raises:
         SchemaError: the document does not validate (a bug, not a user error).
@@ -166,6 +170,7 @@ def result_predicate(
         "exploratory": bool(exploratory),
         **({"query_log": dict(query_log)} if query_log is not None else {}),
         **({"time_order": dict(time_order)} if time_order is not None else {}),
+        **({"forgery_audit": dict(forgery_audit)} if forgery_audit is not None else {}),
         "query_mode": res.mode,
         "queries_used": res.queries,
         "test": _test(res),
@@ -179,13 +184,21 @@ def result_predicate(
         "negative_controls": _controls(res),
         **({"channel": dict(channel)} if channel is not None else {}),
         **({"combined": dict(combined)} if combined is not None else {}),
-        "verdict": "evidenced"
-        if (res.evidenced if combined is None else combined["evidenced"])
-        else "not_evidenced",
+        "verdict": "evidenced" if _evidenced(res, combined, forgery_audit) else "not_evidenced",
     }
     predicate = canonical.loads(canonical.canonical_bytes(_finite(predicate)))
     schemas.validate(predicate, RESULT_SCHEMA)
     return predicate
+
+
+def _evidenced(
+    res: VerificationResult,
+    combined: Mapping[str, Any] | None,
+    audit: Mapping[str, Any] | None,
+) -> bool:
+    """The verdict: the test's (or the combined one), unless a counted audit finds it forgeable."""
+    tested = bool(res.evidenced if combined is None else combined["evidenced"])
+    return tested and not (audit is not None and audit["counted"] and audit["forgeable"])
 
 
 def result_subject(predicate: Mapping[str, Any]) -> tuple[str, str]:
