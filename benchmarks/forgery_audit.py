@@ -44,7 +44,9 @@ def _audits(model, spec, result, budgets) -> str:  # noqa: ANN001
         value = float(np.median(np.sort(g)[::-1][: len(spec.secrets)]))
         reach = int((g >= audit.secrets_value).sum())
         flag = "FORGEABLE" if value >= audit.secrets_value else "passes"
-        cells.append(f"N={n}: {flag} (best-k median {value:.3f}, {reach} reach, max {g.max():.3f})")
+        draws = f"~{audit.keys_needed * n / reach:,.0f} draws" if reach else f"> {n:,} draws"
+        cells.append(f"N={n}: {flag} (best-k median {value:.3f}, {reach} reach, {draws}, "
+                     f"max {g.max():.3f})")  # fmt: skip
     return "; ".join(cells)
 
 

@@ -64,7 +64,8 @@ class ForgeryAudit:
         audit_value: The same statistic of the best ``k`` audit keys.
         keys_reaching: Audit keys whose ``g`` reaches ``secrets_value``.
         audit_max, audit_q99: The largest and the 99th-percentile audit-key ``g``.
-        forgeable: ``audit_value >= secrets_value``: ``n_keys`` random draws reach the evidence.
+        forgeable: ``audit_value >= secrets_value``: ``n_keys`` random draws reach the evidence
+            (:attr:`estimated_draws`: about how many a claimant needs).
         queries: Images sent to the suspect by the audit.
         seed: Hex of the audit keys' seed (:func:`audit_seed`).
         wall_time_s: Seconds taken.
@@ -86,6 +87,22 @@ class ForgeryAudit:
     key_stats: np.ndarray = dataclasses.field(repr=False, compare=False)
 
     @property
+    def keys_needed(self) -> int:
+        """How many keys must reach ``secrets_value`` for the best ``k`` to reach it: all ``k``
+        (weakest) or ``ceil((k + 1) / 2)`` (median)."""
+        k = self.n_secrets
+        return k if self.floor_statistic == "min" else -(-(k + 1) // 2)
+
+    @property
+    def estimated_draws(self) -> float | None:
+        """Random draws a claimant needs, estimated from the audit (``keys_needed`` over the
+        fraction of audit keys that reach ``secrets_value``); None when none of them does (more
+        than about ``n_keys``, not bounded further)."""
+        if self.keys_reaching == 0:
+            return None
+        return self.keys_needed * self.n_keys / self.keys_reaching
+
+    @property
     def sentence(self) -> str:
         """The audit's finding in one sentence."""
         stat = "median" if self.floor_statistic == "median" else "weakest"
@@ -93,7 +110,8 @@ class ForgeryAudit:
                 f"of {self.audit_value:.3f} against the secrets' "
                 f"{self.secrets_value:.3f}")  # fmt: skip
         if self.forgeable:
-            return head + ": a claimant who saw the suspect could have selected this evidence"
+            return (head + ": a claimant who saw the suspect could have selected this evidence "
+                    f"(about {self.estimated_draws:,.0f} random draws)")  # fmt: skip
         return (head + f" ({self.keys_reaching} of {self.n_keys:,} keys reach it): selection "
                 f"from up to about {self.n_keys:,} draws is excluded")  # fmt: skip
 
@@ -101,7 +119,7 @@ class ForgeryAudit:
         """JSON-safe dict (the result document's ``forgery_audit`` block, with ``sentence``)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del out["key_stats"]
-        return {**out, "sentence": self.sentence}
+        return {**out, "estimated_draws": self.estimated_draws, "sentence": self.sentence}
 
 
 def forgery_audit(

@@ -66,6 +66,9 @@ def test_selected_keys_pass_the_exact_test_and_the_audit_catches_them(forged, ti
     assert audit.keys_reaching >= 3
     assert audit.queries == 40 * (1 + 1200)
     assert "could have selected" in audit.sentence
+    # a claimant needs about 2 of 3 keys at the secrets' median: 2 x 1,200 / keys reaching
+    assert audit.keys_needed == 2
+    assert audit.estimated_draws == pytest.approx(2 * 1200 / audit.keys_reaching)
 
 
 def test_too_few_audit_keys_do_not_reach_strong_selection(forged, tiny_model):
@@ -88,7 +91,7 @@ def test_a_real_watermark_passes_the_audit(embedded):
     audit = forgery_audit(ModuleBackend(model), spec, result, n_keys=600)
     # not one of 600 random keys reaches the secrets' median (the short recipe's 8-10 px patches
     # have a natural effect: the best 3 reach about half of it)
-    assert not audit.forgeable and audit.keys_reaching == 0
+    assert not audit.forgeable and audit.keys_reaching == 0 and audit.estimated_draws is None
 
 
 def test_audit_keys_come_from_the_null_seed_and_are_not_the_null_keys(forged, tiny_model):
