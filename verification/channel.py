@@ -44,6 +44,7 @@ from verification._triggers.keys import null_secrets
 from verification._triggers.validation import check_secret
 from verification._verify.result import VerificationResult
 from verification._verify.run import floor_value
+from verification.forgery import audit_veto
 from verification.watermark_file import WatermarkFile
 
 __all__ = [
@@ -338,7 +339,7 @@ def check_combined(result: Mapping[str, Any], analysis: Analysis) -> str:
     want = min(1.0, analysis.channels * min(counted))
     if abs(comb["pvalue"] - want) > 1e-12 * max(1.0, want) or comb["alpha"] != analysis.alpha:
         raise VerificationError(f"the combined p-value {comb['pvalue']} is not {want}")
-    if (result["verdict"] == "evidenced") != bool(comb["evidenced"]):
+    if (result["verdict"] == "evidenced") != (bool(comb["evidenced"]) and not audit_veto(result)):
         raise VerificationError("the verdict is not the combined one")
     if comb["evidenced"] and want > analysis.alpha:
         raise VerificationError("the combined verdict is evidenced above alpha")

@@ -50,6 +50,7 @@ from verification import timestamps
 from verification._backends.querylog import check_query_log
 from verification._verify.result_document import result_subject
 from verification.channel import channel_spec, check_combined
+from verification.forgery import check_audit
 from verification.triggers import get_trigger_family
 from verification.watermark_file import (
     MAX_FILE_BYTES,
@@ -365,7 +366,7 @@ def _result_analysis(state: _State) -> str:
     if bad:
         raise _Failed(f"the result departs from the committed analysis: {'; '.join(bad)}")
     seed = _result_seed(result, wm.commitment_digest, committed.version)
-    return seed + check_combined(result, committed)
+    return seed + check_combined(result, committed) + check_audit(result)
 
 
 def _result_seed(result: Mapping[str, Any], commitment_digest: str, version: str) -> str:

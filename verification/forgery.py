@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from verification._verify.run import floor_value
 from verification._verify.spec import WatermarkSpec
 from verification.triggers import get_trigger_family, null_secrets
 
-__all__ = ["AUDIT_INFO", "ForgeryAudit", "audit_seed", "forgery_audit"]
+__all__ = ["AUDIT_INFO", "ForgeryAudit", "audit_seed", "audit_veto", "check_audit", "forgery_audit"]
 
 #: Domain separation of the audit keys from the null keys (same seed, other keys).
 AUDIT_INFO = b"mapguard/forgery-audit/v1\x00"
@@ -167,3 +168,32 @@ def forgery_audit(
         wall_time_s=time.perf_counter() - start,
         key_stats=g,
     )
+
+
+def audit_veto(result: Mapping[str, Any]) -> bool:
+    """Whether a result document's forgery audit overrides its test: counted and forgeable."""
+    audit = result.get("forgery_audit")
+    return bool(audit is not None and audit["counted"] and audit["forgeable"])
+
+
+def check_audit(result: Mapping[str, Any]) -> str:
+    """A result document's forgery audit is consistent with itself, its null seed, its time order
+    and its verdict (for ``mapguard check``); a note for the check's line, or ``""``.
+
+    Raises:
+        VerificationError: Naming the first inconsistency.
+    """
+    audit = result.get("forgery_audit")
+    if audit is None:
+        return ""
+    established = bool((result.get("time_order") or {}).get("established"))
+    if audit["counted"] == established:
+        raise VerificationError("the forgery audit was counted against its condition (time order)")
+    if audit["forgeable"] != (audit["audit_value"] >= audit["secrets_value"]):
+        raise VerificationError("the forgery audit's finding does not follow from its values")
+    if audit["seed"] != audit_seed(str(result["test"]["null_seed"])).hex():
+        raise VerificationError("the forgery audit's keys are not the claim's audit keys")
+    if audit_veto(result) and result["verdict"] == "evidenced":
+        raise VerificationError("the verdict is evidenced although the counted audit vetoes it")
+    finding = "forgeable" if audit["forgeable"] else "passes"
+    return f"; forgery audit ({audit['n_keys']:,} keys) {finding}"

@@ -145,3 +145,32 @@ def test_a_counted_forgeable_audit_makes_the_verdict_not_evidenced(embedded, tmp
     assert _evidenced(res, None, {**audit, "counted": False})
     assert _evidenced(res, None, {**audit, "forgeable": False})
     assert not _evidenced(res, {"evidenced": True}, audit)
+
+
+def test_check_accepts_the_audit_and_refuses_an_inconsistent_one(embedded, tmp_path):
+    """``mapguard check`` (verification.check) accepts a signed result with its audit; the audit
+    block must follow from its own values, its null seed, its time order and the verdict."""
+    from verification.check import check
+    from verification.forgery import check_audit
+
+    res, out = _verify_cli(embedded, tmp_path, "--forgery-audit", 100, "--key",
+                           embedded.owner.private)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = check(out, embedded.owner.public, embedded.file("owner.wm"))
+    assert report.ok and any("forgery audit (100 keys) passes" in i.detail for i in report.items)
+    predicate = json.loads(out.read_text())
+    predicate = json.loads(__import__("base64").b64decode(predicate["payload"]))["predicate"]
+    assert check_audit(predicate).startswith("; forgery audit")
+    audit = predicate["forgery_audit"]
+    mutations = {
+        "counted against its condition": {**audit, "counted": False},
+        "does not follow from its values": {**audit, "forgeable": True},
+        "not the claim's audit keys": {**audit, "seed": "0" * 64},
+    }
+    for message, block in mutations.items():
+        with pytest.raises(Exception, match=message):
+            check_audit({**predicate, "forgery_audit": block})
+    vetoed = {**audit, "forgeable": True, "audit_value": audit["secrets_value"]}
+    with pytest.raises(Exception, match="counted audit vetoes it"):
+        check_audit({**predicate, "forgery_audit": vetoed})
+    assert check_audit({**predicate, "forgery_audit": vetoed, "verdict": "not_evidenced"})
