@@ -11,7 +11,7 @@ largest of ``--audit`` keys once (the smaller budgets are its prefixes), and so 
 evidenced copy of the real watermarks named with ``--real``.
 
     python -m benchmarks.forgery_audit --models M.pt,... [--classes 4,8,9,2] [--draws 2000]
-        [--audit 1000,4000] [--real WM_DIR[:ATTACKED_DIR],...]
+        [--audit 1000,4000] [--real WM_DIR[:ATTACKED_DIR],...] [--copies ftal-10%,...]
 
 Prints one line per (model, class) and per real copy: p, the median ``g``, and per audit budget
 (forgeable, the best 8 audit keys' median, audit keys reaching the secrets' median, max).
@@ -37,7 +37,17 @@ from verification.watermark_file import read_watermark, watermark_spec
 
 
 def _audits(model, spec, result, budgets) -> str:  # noqa: ANN001
-    audit = forgery_audit(ModuleBackend(model), spec, result, n_keys=max(budgets))
+    """Both audits (all keys, keys of the secrets' classes) at the largest budget, read at every
+    budget by prefix: paired, same model, images and seed."""
+    return " || ".join(
+        ("classes " if match else "all ") + _audit(model, spec, result, budgets, match)
+        for match in (False, True)
+    )
+
+
+def _audit(model, spec, result, budgets, match: bool) -> str:  # noqa: ANN001
+    audit = forgery_audit(ModuleBackend(model), spec, result, n_keys=max(budgets),
+                          match_classes=match)  # fmt: skip
     cells = []
     for n in budgets:
         g = audit.key_stats[:n]
@@ -95,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--draws", type=int, default=2000, help="random keys the claimant draws")
     ap.add_argument("--audit", default="1000,4000", help="audit budgets (keys), comma-separated")
     ap.add_argument("--real", default="", help="WM_DIR[:ATTACKED_DIR],...: real watermarks")
+    ap.add_argument(
+        "--copies", default="", help="only these attacked copies (names without -s0.pt)"
+    )
     ap.add_argument("--seed", type=int, default=17)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -116,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         spec = watermark_spec(wm)
         copies = [str(Path(wm_dir) / "protected.pt")]
         copies += sorted(glob.glob(f"{attacked}/*-s0.pt")) if attacked else []
+        if args.copies:
+            keep = {f"{c}-s0.pt" for c in args.copies.split(",")} | {"protected.pt"}
+            copies = [c for c in copies if Path(c).name in keep]
         for path in copies:
             model = load_checkpoint(path)[0].eval()
             vc = VerifyConfig.from_analysis(wm.analysis, null_seed=random_secret(rng).hex(),

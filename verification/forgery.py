@@ -40,9 +40,17 @@ from verification._verify.queries import query_triggers
 from verification._verify.result import VerificationResult
 from verification._verify.run import floor_value
 from verification._verify.spec import WatermarkSpec
-from verification.triggers import get_trigger_family, null_secrets
+from verification.triggers import Trigger, get_trigger_family, null_secrets
 
-__all__ = ["AUDIT_INFO", "ForgeryAudit", "audit_seed", "audit_veto", "check_audit", "forgery_audit"]
+__all__ = [
+    "AUDIT_INFO",
+    "ForgeryAudit",
+    "audit_seed",
+    "audit_triggers",
+    "audit_veto",
+    "check_audit",
+    "forgery_audit",
+]
 
 #: Domain separation of the audit keys from the null keys (same seed, other keys).
 AUDIT_INFO = b"mapguard/forgery-audit/v1\x00"
@@ -69,6 +77,7 @@ class ForgeryAudit:
             (:attr:`estimated_draws`: about how many a claimant needs).
         queries: Images sent to the suspect by the audit.
         seed: Hex of the audit keys' seed (:func:`audit_seed`).
+        match_classes: Whether only keys of the secrets' target classes were audited.
         wall_time_s: Seconds taken.
         key_stats: ``g`` of every audit key, in key order (not in :meth:`to_dict`).
     """
@@ -84,6 +93,7 @@ class ForgeryAudit:
     forgeable: bool
     queries: int
     seed: str
+    match_classes: bool
     wall_time_s: float
     key_stats: np.ndarray = dataclasses.field(repr=False, compare=False)
 
@@ -129,10 +139,15 @@ def forgery_audit(
     result: VerificationResult,
     *,
     n_keys: int,
+    match_classes: bool = False,
     batch_size: int = 512,
 ) -> ForgeryAudit:
     """Score ``n_keys`` audit keys on the suspect behind ``backend`` and compare the best ``k``
     with the secrets of ``result`` (the same images, family, mode and floor statistic).
+
+    ``match_classes`` (targeted families): audit only keys whose target class is one of the
+    secrets' (:func:`audit_triggers`), as a claimant who chose images fragile toward a class
+    would select; else the first ``n_keys`` keys of the seed.
 
     Raises:
         VerificationError: ``n_keys`` smaller than the number of secrets.
@@ -142,8 +157,7 @@ def forgery_audit(
         raise VerificationError(f"the forgery audit needs at least {k} keys, got {n_keys!r}")
     start, queries0 = time.perf_counter(), backend.query_count
     seed = audit_seed(result.null_seed)
-    family = get_trigger_family(spec.family)
-    triggers = [family.derive(key, params=spec.family_params) for key in null_secrets(seed, n_keys)]
+    triggers = audit_triggers(spec, seed, n_keys, match_classes=match_classes)
     n = result.n_images
     x = torch.from_numpy(np.asarray(spec.images)[:n]).float().div(255.0)
     y = torch.from_numpy(np.asarray(spec.labels)[:n])
@@ -165,9 +179,37 @@ def forgery_audit(
         forgeable=bool(audit_value >= secrets_value),
         queries=backend.query_count - queries0,
         seed=seed.hex(),
+        match_classes=match_classes,
         wall_time_s=time.perf_counter() - start,
         key_stats=g,
     )
+
+
+def audit_triggers(
+    spec: WatermarkSpec, seed: bytes, n_keys: int, *, match_classes: bool
+) -> list[Trigger]:
+    """The audit's triggers: keys ``0, 1, ...`` of ``null_secrets(seed, .)`` in order, all of them
+    or (``match_classes``, a targeted family) only those whose target class is one of the
+    secrets', until ``n_keys`` are kept."""
+    family = get_trigger_family(spec.family)
+    wanted = None
+    if match_classes:
+        targets = {family.derive(s, params=spec.family_params).details.get("target")
+                   for s in spec.secrets}  # fmt: skip
+        wanted = None if None in targets else targets
+    kept: list[Trigger] = []
+    derived, chunk = 0, n_keys
+    while len(kept) < n_keys:
+        keys = null_secrets(seed, derived + chunk)[derived:]
+        for key in keys:
+            trigger = family.derive(key, params=spec.family_params)
+            if wanted is None or trigger.details.get("target") in wanted:
+                kept.append(trigger)
+                if len(kept) == n_keys:
+                    break
+        derived += chunk
+        chunk = 4 * chunk
+    return kept
 
 
 def audit_veto(result: Mapping[str, Any]) -> bool:

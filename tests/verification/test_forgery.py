@@ -174,3 +174,27 @@ def test_check_accepts_the_audit_and_refuses_an_inconsistent_one(embedded, tmp_p
     with pytest.raises(Exception, match="counted audit vetoes it"):
         check_audit({**predicate, "forgery_audit": vetoed})
     assert check_audit({**predicate, "forgery_audit": vetoed, "verdict": "not_evidenced"})
+
+
+def test_class_matched_audit_keys_are_the_seeds_keys_of_the_secrets_classes(forged):
+    from verification.forgery import audit_triggers
+
+    spec, result, _ = forged
+    seed = audit_seed(result.null_seed)
+    family = get_trigger_family(spec.family)
+    classes = {family.derive(s, params=spec.family_params).details["target"] for s in spec.secrets}
+    every = audit_triggers(spec, seed, 400, match_classes=False)
+    matched = audit_triggers(spec, seed, 100, match_classes=True)
+    assert len(matched) == 100 and {t.details["target"] for t in matched} <= classes
+    in_order = [t for t in every if t.details["target"] in classes]
+    assert [t.details for t in in_order] == [t.details for t in matched[: len(in_order)]]
+
+
+def test_class_matched_audit_catches_the_forgery_with_fewer_keys(forged, tiny_model):
+    """The claimant's keys share a class set; auditing that set finds as strong keys with a
+    fraction of the queries."""
+    spec, result, _ = forged
+    backend = ModuleBackend(tiny_model.eval())
+    matched = forgery_audit(backend, spec, result, n_keys=400, match_classes=True)
+    assert matched.forgeable and matched.match_classes
+    assert matched.audit_value >= forgery_audit(backend, spec, result, n_keys=400).audit_value
