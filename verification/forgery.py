@@ -108,7 +108,9 @@ class ForgeryAudit:
     def estimated_draws(self) -> float | None:
         """Random draws a claimant needs, estimated from the audit (``keys_needed`` over the
         fraction of audit keys that reach ``secrets_value``); None when none of them does (more
-        than about ``n_keys``, not bounded further)."""
+        than about ``n_keys``, not bounded further). Counted in audited keys: with
+        ``match_classes`` these are keys of the secrets' classes, which a claimant draws a
+        fraction of their draws as."""
         if self.keys_reaching == 0:
             return None
         return self.keys_needed * self.n_keys / self.keys_reaching
