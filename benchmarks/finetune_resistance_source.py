@@ -31,6 +31,14 @@ __all__ = ["plot_curves", "source_route", "summary_lines"]
 
 COLOURS = {"unprotected": "tab:blue", "map": "tab:orange", "map-nft": "tab:green",
            "scratch": "black"}  # fmt: skip
+#: Colours of the other models, in the order they appear (a variant never shares one).
+_SPARE = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def colours(models: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per model: :data:`COLOURS` for the named ones, spares for the rest."""
+    others = [m for m in models if m not in COLOURS]
+    return {m: COLOURS.get(m) or _SPARE[others.index(m) % len(_SPARE)] for m in models}
 
 
 def source_route(
@@ -112,9 +120,10 @@ def plot_curves(results: Sequence[Mapping[str, Any]], folder: Path, suffix: str)
     for row, res in zip(axes, results):
         ns = res["ns"]
         for ax, panel in zip(row, panels):
+            palette = colours(list(res["curves"]))
             for model, per in res["curves"].items():
                 curve = per["direct-all"] if model == "scratch" else per[panel]
-                style = {"color": COLOURS.get(model), "ls": "--" if model == "scratch" else "-"}
+                style = {"color": palette[model], "ls": "--" if model == "scratch" else "-"}
                 ax.plot(range(len(ns)), [100 * a for a in curve], marker="o", ms=3, label=model,
                         **style)  # fmt: skip
             ax.set_xticks(range(len(ns)), [str(n) for n in ns])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import mapguard.methods  # noqa: F401  (registers the methods)
+from benchmarks._finetune_variants import NFT_DEFAULTS
 from benchmarks.finetune_resistance import FULL, QUICK, VARIANTS, variant
 from mapguard._errors import ConfigError
 from mapguard.methods._registry import get_method
@@ -47,3 +48,14 @@ def test_the_defaults_label_is_nft_weights_defaults_and_old_labels_keep_their_me
     old = validate(VARIANTS["nft-weights"][1], 0)
     assert (old.source_weight, old.source_thieves, old.horizon, old.inner_steps) == (3.0, (), 20, 3)
     assert old.source_guard is None and old.source_thief_every == 1
+
+
+def test_every_plotted_model_gets_its_own_colour():
+    """Session 17's FULL figure drew a variant in the unprotected model's blue: colours are now
+    distinct for any set of models (named ones keep theirs)."""
+    from benchmarks.finetune_resistance_source import COLOURS, colours
+
+    models = ["unprotected", "map", NFT_DEFAULTS, f"{NFT_DEFAULTS}@s1", "map-nft", "scratch"]
+    palette = colours(models)
+    assert len(set(palette.values())) == len(models)
+    assert all(palette[m] == COLOURS[m] for m in models if m in COLOURS)
