@@ -76,13 +76,14 @@ def _remote_options(fn):  # noqa: ANN001, ANN202 - a click decorator
     "--forgery-audit",
     "audit_keys",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
+    default=None,
     metavar="N",
-    help="When the test evidences, score N random audit keys (from the claim's null seed) on "
-    "the suspect with the committed images: if the best k of them reach the secrets' statistic, a "
-    "claimant who saw the suspect could have selected this evidence, and without an established "
-    "time order the verdict is 'not evidenced' (N x images-per-key more queries; 0: not run).",
+    help="When the test evidences, score N audit keys (from the claim's null seed, of the "
+    "secrets' target classes) on the suspect with the committed images: if the best k of them "
+    "reach the secrets' statistic, a claimant who saw the suspect could have selected this "
+    "evidence, and without an established time order the verdict is 'not evidenced' (N x "
+    "images-per-key more queries; default 1000 for a file, 0 (not run) for an endpoint or when a "
+    "trusted timestamp establishes the time order).",
 )
 @click.option("--key", "key_path", type=_cli.FILE, help="Sign the result.")
 @_cli.out_option("Result JSON.")

@@ -121,8 +121,18 @@ def test_cli_runs_the_audit_and_records_it(embedded, tmp_path):
     assert block["counted"] and not block["forgeable"] and block["n_keys"] == 200
 
 
-def test_cli_without_the_audit_says_so(embedded, tmp_path):
+def test_cli_audits_a_file_by_default_with_the_secrets_classes(embedded, tmp_path):
+    from mapguard.watermark._verify import AUDIT_KEYS
+
     res, out = _verify_cli(embedded, tmp_path)
+    assert res.exit_code == 0, res.output
+    block = json.loads(out.read_text())["forgery_audit"]
+    assert block["n_keys"] == AUDIT_KEYS == 1000 and block["match_classes"]
+    assert block["queries"] == 40 * (1 + AUDIT_KEYS)
+
+
+def test_cli_without_the_audit_says_so(embedded, tmp_path):
+    res, out = _verify_cli(embedded, tmp_path, "--forgery-audit", 0)
     assert res.exit_code == 0, res.output
     assert "forgery      not audited" in res.output
     assert "forgery_audit" not in json.loads(out.read_text())
