@@ -339,7 +339,9 @@ def check_combined(result: Mapping[str, Any], analysis: Analysis) -> str:
     want = min(1.0, analysis.channels * min(counted))
     if abs(comb["pvalue"] - want) > 1e-12 * max(1.0, want) or comb["alpha"] != analysis.alpha:
         raise VerificationError(f"the combined p-value {comb['pvalue']} is not {want}")
-    if (result["verdict"] == "evidenced") != (bool(comb["evidenced"]) and not audit_veto(result)):
+    if (result["verdict"] == "evidenced") != (
+        bool(comb["evidenced"]) and not audit_veto(result.get("forgery_audit"))
+    ):
         raise VerificationError("the verdict is not the combined one")
     if comb["evidenced"] and want > analysis.alpha:
         raise VerificationError("the combined verdict is evidenced above alpha")

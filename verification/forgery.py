@@ -38,6 +38,7 @@ from verification._backends.base import QueryBackend
 from verification._errors import VerificationError
 from verification._verify.queries import query_triggers
 from verification._verify.result import VerificationResult
+from verification._verify.result_document import audit_veto
 from verification._verify.run import floor_value
 from verification._verify.spec import WatermarkSpec
 from verification.triggers import Trigger, get_trigger_family, null_secrets
@@ -214,12 +215,6 @@ def audit_triggers(
     return kept
 
 
-def audit_veto(result: Mapping[str, Any]) -> bool:
-    """Whether a result document's forgery audit overrides its test: counted and forgeable."""
-    audit = result.get("forgery_audit")
-    return bool(audit is not None and audit["counted"] and audit["forgeable"])
-
-
 def check_audit(result: Mapping[str, Any]) -> str:
     """A result document's forgery audit is consistent with itself, its null seed, its time order
     and its verdict (for ``mapguard check``); a note for the check's line, or ``""``.
@@ -237,7 +232,7 @@ def check_audit(result: Mapping[str, Any]) -> str:
         raise VerificationError("the forgery audit's finding does not follow from its values")
     if audit["seed"] != audit_seed(str(result["test"]["null_seed"])).hex():
         raise VerificationError("the forgery audit's keys are not the claim's audit keys")
-    if audit_veto(result) and result["verdict"] == "evidenced":
+    if audit_veto(audit) and result["verdict"] == "evidenced":
         raise VerificationError("the verdict is evidenced although the counted audit vetoes it")
     finding = "forgeable" if audit["forgeable"] else "passes"
     return f"; forgery audit ({audit['n_keys']:,} keys) {finding}"

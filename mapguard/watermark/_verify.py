@@ -76,15 +76,12 @@ class SuspectReport:
     channel: ChannelResult | None = None
     verdict: Verdict | None = None
     audit: ForgeryAudit | None = None
-    audit_counted: bool = False
 
     @property
     def evidenced(self) -> bool:
-        """The verdict: the test's (or the combined one), unless a counted forgery audit found
-        the evidence forgeable."""
-        tested = self.result.evidenced if self.verdict is None else self.verdict.evidenced
-        return tested and not (self.audit_counted and self.audit is not None
-                               and self.audit.forgeable)  # fmt: skip
+        """The verdict the result document records: the test's (or the combined one), unless a
+        counted forgery audit found the evidence forgeable."""
+        return self.predicate["verdict"] == "evidenced"
 
 
 def _backend(
@@ -261,8 +258,7 @@ def verify_suspect(
     if target is not None:
         write_result(target, predicate, key=key, force=force)
     return SuspectReport(result=result, predicate=predicate, signed=key is not None, out=target,
-                         channel=channel, verdict=verdict, audit=audit,
-                         audit_counted=counted)  # fmt: skip
+                         channel=channel, verdict=verdict, audit=audit)  # fmt: skip
 
 
 def _channel(

@@ -191,6 +191,11 @@ def result_predicate(
     return predicate
 
 
+def audit_veto(audit: Mapping[str, Any] | None) -> bool:
+    """Whether a result's ``forgery_audit`` block overrides its test: counted and forgeable."""
+    return bool(audit is not None and audit["counted"] and audit["forgeable"])
+
+
 def _evidenced(
     res: VerificationResult,
     combined: Mapping[str, Any] | None,
@@ -198,7 +203,7 @@ def _evidenced(
 ) -> bool:
     """The verdict: the test's (or the combined one), unless a counted audit finds it forgeable."""
     tested = bool(res.evidenced if combined is None else combined["evidenced"])
-    return tested and not (audit is not None and audit["counted"] and audit["forgeable"])
+    return tested and not audit_veto(audit)
 
 
 def result_subject(predicate: Mapping[str, Any]) -> tuple[str, str]:
